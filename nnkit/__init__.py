@@ -1,0 +1,20 @@
+"""nnkit: fast, exact, explorable neural-network kernels.
+
+Functional pairs return ``(out, cache)`` from forward and a named tuple of
+every gradient from backward; layer objects wrap them with parameters,
+gradients and running statistics; ``nnkit.trace`` steps through a derivation
+node by node; ``nnkit.gradcheck`` checks any forward/backward pair.
+"""
+from .batchnorm import (BatchNormCache, BatchNormGrads, BNReLUGrads,
+                        batchnorm_backward, batchnorm_eval_forward,
+                        batchnorm_forward, bn_relu_backward, bn_relu_forward,
+                        update_running_stats)
+from .dense import (AffineCache, AffineGrads, ReLUCache, affine_backward,
+                    affine_forward, relu_backward, relu_forward)
+from .gradcheck import GradcheckReport, TensorCheck, gradcheck, numeric_gradient
+from .layers import (BatchNorm, Layer, Linear, ReLU, Sequential,
+                     SoftmaxCrossEntropy)
+from .softmax import softmax_cross_entropy, softmax_cross_entropy_backward
+from . import trace
+
+__version__ = "0.1.0"

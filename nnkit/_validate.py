@@ -1,0 +1,108 @@
+"""Input checks shared by every public function.
+
+Every check runs before any kernel and raises a TypeError (wrong kind or
+dtype) or ValueError (wrong shape or value) whose message names the argument,
+what was expected and what was given. Kernels never see bad input.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# SciPy's BLAS takes 32-bit ints for dimensions and leading strides.
+_MAX_DIM = 2**31 - 1
+
+
+def num_threads() -> int:
+    """Threads the kernels may use: NNKIT_NUM_THREADS, else the core count."""
+    env = os.environ.get("NNKIT_NUM_THREADS", "")
+    if env.strip().isdigit() and int(env) >= 1:
+        return int(env)
+    return os.cpu_count() or 1
+
+
+def float_array(name: str, a, ndim: int, shape_doc: str, dtype=None) -> np.ndarray:
+    """`a` as a C-contiguous float32/float64 array with `ndim` dimensions.
+
+    Non-contiguous input is copied (never read with the wrong strides);
+    contiguous input is used as is and never written to.
+    """
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name}: expected a float array {shape_doc}, "
+                            f"got {type(a).__name__} ({exc})") from None
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the dtype of "
+                        f"the other inputs), got {arr.dtype}; convert explicitly, "
+                        f"nnkit does not mix precisions")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array {shape_doc}, "
+                         f"got shape {arr.shape}")
+    for d in arr.shape:
+        if d > _MAX_DIM:
+            raise ValueError(f"{name}: dimension {d} exceeds {_MAX_DIM} (32-bit BLAS)")
+    return np.ascontiguousarray(arr)
+
+
+def nonempty(name: str, arr: np.ndarray, shape_doc: str) -> None:
+    if arr.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array {shape_doc}, got shape {arr.shape}")
+
+
+def same_dim(name: str, actual: int, expected: int, what: str) -> None:
+    if actual != expected:
+        raise ValueError(f"{name}: expected {what} = {expected}, got {actual}")
+
+
+def eps_value(eps) -> float:
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise TypeError(f"eps: expected a finite number >= 0, got {eps!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"eps: expected a finite number >= 0, got {value}")
+    if value < 0:
+        raise ValueError(f"eps: expected a finite number >= 0, got {value} "
+                         f"(v + eps must stay >= 0 under the square root)")
+    return value
+
+
+def batch_for_statistics(name: str, B: int, what: str = "training-mode batch norm") -> None:
+    if B < 2:
+        raise ValueError(
+            f"{name}: {what} needs a batch of at least 2 rows, got B = {B}: with one "
+            f"sample every feature equals its own mean, so the batch variance is 0 "
+            f"and Yhat = 0/sqrt(eps) carries no information (use eval mode with "
+            f"running statistics for single samples)")
+
+
+def out_array(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
+    """A caller's output buffer after checking it, or a new empty array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array or None, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {out.dtype}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable C-contiguous array")
+    return out
+
+
+def no_overlap(out: np.ndarray, name: str, **inputs: np.ndarray) -> None:
+    """Inputs are never modified: an output must not share memory with one."""
+    for other, arr in inputs.items():
+        if arr is not None and np.may_share_memory(out, arr):
+            raise ValueError(f"{name}: shares memory with input {other}; nnkit never "
+                             f"overwrites its inputs")

@@ -1,0 +1,169 @@
+"""P2: batch normalization (training and inference), alone or fused with ReLU.
+
+Per feature j over the batch (rows are samples):
+    m = mean_i Y        v = mean_i (Y - m)²  (biased: divide by B)
+    Ŷ = (Y - m)/√(v+ε)  Z = γ ⊙ Ŷ + β       H = max(Z, 0)   (bn_relu_*)
+
+Backward returns every gradient of P2.3, with m and v as graph nodes (dmean
+and dvar are total derivatives: m feeds v and Ŷ; v feeds Ŷ).
+
+Running statistics (inference) follow PyTorch's convention:
+    running_mean ← (1 − momentum)·running_mean + momentum·m
+    running_var  ← (1 − momentum)·running_var  + momentum·v·B/(B − 1)
+i.e. the running variance tracks the *unbiased* batch variance, while the
+batch itself is normalized with the biased one (P2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _validate as v
+from ._kernels import batchnorm as _k
+
+
+@dataclass(frozen=True)
+class BatchNormCache:
+    Y: np.ndarray        # (B, M) the input (never modified)
+    gamma: np.ndarray    # (M,)
+    beta: np.ndarray     # (M,)
+    eps: float
+    mean: np.ndarray     # (M,) m
+    var: np.ndarray      # (M,) v, biased
+    inv_std: np.ndarray  # (M,) 1/√(v+ε)
+    relu: bool           # True when the output is H = ReLU(Z)
+
+    def yhat(self) -> np.ndarray:
+        """Ŷ = (Y − m)/√(v+ε), (B, M), computed on demand (the kernels never store it)."""
+        out = np.empty_like(self.Y)
+        _k.normalize(self.Y, self.mean, self.inv_std, out, v.num_threads())
+        return out
+
+    def z(self) -> np.ndarray:
+        """Z = γ ⊙ Ŷ + β, (B, M)."""
+        return self.yhat() * self.gamma + self.beta
+
+
+class BatchNormGrads(NamedTuple):
+    dY: np.ndarray       # (B, M)
+    dgamma: np.ndarray   # (M,)  Σ_i dZ ⊙ Ŷ
+    dbeta: np.ndarray    # (M,)  Σ_i dZ
+    dmean: np.ndarray    # (M,)  total derivative w.r.t. m
+    dvar: np.ndarray     # (M,)  total derivative w.r.t. v
+    dYhat: np.ndarray | None  # (B, M) dZ ⊙ γ  (None when full=False)
+
+
+class BNReLUGrads(NamedTuple):
+    dY: np.ndarray
+    dgamma: np.ndarray
+    dbeta: np.ndarray
+    dmean: np.ndarray
+    dvar: np.ndarray
+    dYhat: np.ndarray | None
+    dZ: np.ndarray | None     # (B, M) dH ⊙ [Z > 0]  (None when full=False)
+
+
+def _check_params(Y, gamma, beta, name="Y"):
+    Y = v.float_array(name, Y, 2, "(B, M)")
+    v.nonempty(name, Y, "(B, M)")
+    M = Y.shape[1]
+    gamma = v.float_array("gamma", gamma, 1, "(M,)", dtype=Y.dtype)
+    beta = v.float_array("beta", beta, 1, "(M,)", dtype=Y.dtype)
+    v.same_dim("gamma", gamma.shape[0], M, f"gamma.shape[0] (M, the columns of {name})")
+    v.same_dim("beta", beta.shape[0], M, f"beta.shape[0] (M, the columns of {name})")
+    return Y, gamma, beta
+
+
+def _forward_train(Y, gamma, beta, eps, relu, out):
+    Y, gamma, beta = _check_params(Y, gamma, beta)
+    eps = v.eps_value(eps)
+    v.batch_for_statistics("Y", Y.shape[0])
+    B, M = Y.shape
+    Z = v.out_array(out, (B, M), Y.dtype)
+    v.no_overlap(Z, "out", Y=Y, gamma=gamma, beta=beta)
+    mean = np.empty(M, Y.dtype)
+    var = np.empty(M, Y.dtype)
+    inv_std = np.empty(M, Y.dtype)
+    # with eps = 0 and a constant feature, 1/sqrt(0) = inf and 0*inf = nan:
+    # that is P2.1's point, so let the division happen without a warning
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _k.forward_train(Y, gamma, beta, eps, relu, Z, mean, var, inv_std, v.num_threads())
+    return Z, BatchNormCache(Y, gamma, beta, eps, mean, var, inv_std, relu)
+
+
+def batchnorm_forward(Y, gamma, beta, eps=1e-5, *, out=None):
+    """Training-mode batch norm.  Y (B, M), B ≥ 2 -> Z (B, M), cache."""
+    return _forward_train(Y, gamma, beta, eps, False, out)
+
+
+def bn_relu_forward(Y, gamma, beta, eps=1e-5, *, out=None):
+    """Fused batch norm + ReLU (training mode): H = max(γ Ŷ + β, 0)."""
+    return _forward_train(Y, gamma, beta, eps, True, out)
+
+
+def _backward_train(dout, cache: BatchNormCache, full, out, name):
+    Y = cache.Y
+    dout = v.float_array(name, dout, 2, "(B, M)", dtype=Y.dtype)
+    if dout.shape != Y.shape:
+        raise ValueError(f"{name}: expected shape {Y.shape} (the forward output), got {dout.shape}")
+    M = Y.shape[1]
+    dY = v.out_array(out, Y.shape, Y.dtype)
+    v.no_overlap(dY, "out", **{name: dout, "Y": Y})
+    dZ = np.empty_like(Y) if (full and cache.relu) else None
+    dYhat = np.empty_like(Y) if full else None
+    dgamma, dbeta, dmean, dvar = (np.empty(M, Y.dtype) for _ in range(4))
+    with np.errstate(invalid="ignore", over="ignore"):
+        _k.backward_train(dout, Y, cache.mean, cache.inv_std, cache.gamma, cache.beta,
+                          cache.relu, dY, dZ, dYhat, dgamma, dbeta, dmean, dvar,
+                          v.num_threads())
+    return dY, dgamma, dbeta, dmean, dvar, dYhat, dZ
+
+
+def batchnorm_backward(dZ, cache: BatchNormCache, *, full=True, out=None) -> BatchNormGrads:
+    """Every gradient of P2.3 given dZ = ∂L/∂Z.
+
+    full=False skips writing the (B, M) intermediate dYhat (one pass less);
+    `out` receives dY.
+    """
+    if cache.relu:
+        raise ValueError("cache: comes from bn_relu_forward; use bn_relu_backward")
+    return BatchNormGrads(*_backward_train(dZ, cache, full, out, "dZ")[:6])
+
+
+def bn_relu_backward(dH, cache: BatchNormCache, *, full=True, out=None) -> BNReLUGrads:
+    """Gradients of the fused BN + ReLU given dH = ∂L/∂H; also dZ = dH ⊙ [Z > 0]."""
+    if not cache.relu:
+        raise ValueError("cache: comes from batchnorm_forward; use batchnorm_backward")
+    return BNReLUGrads(*_backward_train(dH, cache, full, out, "dH"))
+
+
+def batchnorm_eval_forward(Y, gamma, beta, running_mean, running_var, eps=1e-5, *,
+                           relu=False, out=None):
+    """Inference: Z = γ (Y − running_mean)/√(running_var + ε) + β (+ ReLU). Any B ≥ 1."""
+    Y, gamma, beta = _check_params(Y, gamma, beta)
+    eps = v.eps_value(eps)
+    M = Y.shape[1]
+    rm = v.float_array("running_mean", running_mean, 1, "(M,)", dtype=Y.dtype)
+    rv = v.float_array("running_var", running_var, 1, "(M,)", dtype=Y.dtype)
+    v.same_dim("running_mean", rm.shape[0], M, "running_mean.shape[0] (M)")
+    v.same_dim("running_var", rv.shape[0], M, "running_var.shape[0] (M)")
+    if np.any(rv < 0):
+        raise ValueError(f"running_var: expected values >= 0, got min {rv.min()}")
+    Z = v.out_array(out, Y.shape, Y.dtype)
+    v.no_overlap(Z, "out", Y=Y)
+    with np.errstate(divide="ignore"):
+        inv_std = (1.0 / np.sqrt(rv.astype(np.float64) + eps)).astype(Y.dtype)
+    _k.forward_eval(Y, rm, inv_std, gamma, beta, bool(relu), Z, v.num_threads())
+    return Z
+
+
+def update_running_stats(running_mean, running_var, cache: BatchNormCache,
+                         momentum: float) -> None:
+    """In place: running ← (1−momentum)·running + momentum·batch (unbiased variance)."""
+    B = cache.Y.shape[0]
+    running_mean *= 1.0 - momentum
+    running_mean += momentum * cache.mean
+    running_var *= 1.0 - momentum
+    running_var += (momentum * B / (B - 1)) * cache.var

@@ -1,0 +1,350 @@
+"""Walkthroughs: small named computation graphs, evaluated and checked node by node.
+
+A walkthrough (one per derivation: P2 batch norm, whitening, RNN through
+time, ...) declares
+  * its configuration parameters (`Param`: B, N, M, eps, seed, dtype, ...),
+  * its graph for a configuration: `Node`s in topological order, each with a
+    formula, its parents and a function of the parents' values (leaves have
+    none); nodes may be matrices (a covariance Σ), or indexed by time and
+    chain (an unrolled RNN: key "h[2]", time=2, chain="forward"),
+  * how to draw its leaves (seeded), and
+  * its analytic gradients: ∂L/∂node for every node, from the kernels.
+
+`Trace` evaluates one configuration. The numeric gradient of a node perturbs
+that node's value and re-evaluates only its descendants, so intermediates such
+as m and v are checked as total derivatives (P2.3). The TUI, the CLI and the
+tests all go through `Trace`; walkthrough modules in nnkit/walkthroughs/
+register themselves and are discovered by `registry()`.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .gradcheck import (DEFAULT_STEP, GradcheckReport, TensorCheck, compare,
+                        numeric_gradient, sample_indices, tolerances)
+
+LOSS_ROLE = "loss"
+LEAF_ROLES = ("input", "param", "constant")
+
+
+@dataclass(frozen=True)
+class Node:
+    key: str                      # identifier used in code: "Yhat", "h[2]"
+    formula: str                  # Unicode math shown to the user: "Ŷ = (Y − m)/√(v + ε)"
+    parents: tuple[str, ...] = ()
+    fn: Callable[..., Any] | None = None   # fn(*parent_values) -> array; None for leaves
+    role: str = "intermediate"    # input | param | constant | intermediate | loss
+    label: str = ""               # display name ("Ŷ"); defaults to key
+    time: int | None = None       # step of an unrolled recurrence
+    chain: str | None = None      # e.g. "forward" / "backward" chain of a BiRNN
+    note: str = ""                # one line of explanation
+
+    @property
+    def name(self) -> str:
+        return self.label or self.key
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.fn is None
+
+    @property
+    def checked(self) -> bool:
+        """Constants (a fixed upstream gradient G) are not differentiated."""
+        return self.role != "constant"
+
+
+@dataclass(frozen=True)
+class Param:
+    """A configuration knob of a walkthrough (CLI flag, TUI form field)."""
+    name: str
+    default: Any
+    help: str = ""
+    choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def parse(self, raw) -> Any:
+        """Convert and validate a value; raises ValueError naming the parameter."""
+        kind = type(self.default)
+        try:
+            if kind is bool:
+                if isinstance(raw, str):
+                    if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise ValueError
+                    value = raw.lower() in ("1", "true", "yes", "on")
+                else:
+                    value = bool(raw)
+            elif kind is int:
+                if isinstance(raw, float) and not raw.is_integer():
+                    raise ValueError
+                value = int(raw)
+            elif kind is float:
+                value = float(raw)
+                if not np.isfinite(value):
+                    raise ValueError
+            else:
+                value = str(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name}: expected {kind.__name__}, got {raw!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{self.name}: expected one of {list(self.choices)}, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"{self.name}: expected >= {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{self.name}: expected <= {self.maximum}, got {value}")
+        return value
+
+
+class Walkthrough:
+    """Base class: subclasses fill in the class attributes and three methods."""
+    name: str = ""           # registry key, CLI/TUI name: "bn-relu"
+    title: str = ""
+    problem: str = ""        # "P2"
+    description: str = ""
+    params: tuple[Param, ...] = ()
+
+    def graph(self, cfg: Mapping) -> list[Node]:
+        raise NotImplementedError
+
+    def leaves(self, cfg: Mapping, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Values of every leaf node, in cfg["dtype"]."""
+        raise NotImplementedError
+
+    def analytic(self, values: Mapping[str, np.ndarray], cfg: Mapping) -> dict[str, np.ndarray]:
+        """∂L/∂node for every checked node, computed by the kernels."""
+        raise NotImplementedError
+
+    def insights(self, trace: "Trace", key: str) -> list[str]:
+        """Optional teaching lines for a node (measured vs predicted values)."""
+        return []
+
+    def check_configs(self) -> list[dict]:
+        """Configurations `nnkit gradcheck` runs (several shapes, edge cases)."""
+        return [{}]
+
+    def config(self, **overrides) -> dict:
+        known = {p.name: p for p in self.params}
+        for k in overrides:
+            if k not in known:
+                raise ValueError(f"{k}: not a parameter of walkthrough {self.name!r} "
+                                 f"(expected one of {sorted(known)})")
+        cfg = {p.name: p.default for p in self.params}
+        for k, raw in overrides.items():
+            cfg[k] = known[k].parse(raw)
+        self.validate(cfg)
+        return cfg
+
+    def validate(self, cfg: dict) -> None:
+        """Cross-parameter checks; raise ValueError naming the parameter."""
+
+
+_REGISTRY: dict[str, Walkthrough] = {}
+
+
+def register(cls):
+    """Class decorator: make a walkthrough visible to the CLI, the TUI and the tests."""
+    inst = cls()
+    if not inst.name:
+        raise ValueError(f"{cls.__name__}: a walkthrough needs a name")
+    _REGISTRY[inst.name] = inst
+    return cls
+
+
+def registry() -> dict[str, Walkthrough]:
+    """Every registered walkthrough by name (imports nnkit.walkthroughs.* once)."""
+    from . import walkthroughs
+    for mod in pkgutil.iter_modules(walkthroughs.__path__):
+        importlib.import_module(f"{walkthroughs.__name__}.{mod.name}")
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> Walkthrough:
+    reg = registry()
+    if name not in reg:
+        raise ValueError(f"walkthrough: expected one of {sorted(reg)}, got {name!r}")
+    return reg[name]
+
+
+class Trace:
+    """One evaluated configuration of a walkthrough."""
+
+    def __init__(self, walkthrough: Walkthrough | str, **config):
+        self.walkthrough = get(walkthrough) if isinstance(walkthrough, str) else walkthrough
+        self.cfg = self.walkthrough.config(**config)
+        self.nodes: list[Node] = self.walkthrough.graph(self.cfg)
+        self.by_key = {n.key: n for n in self.nodes}
+        self._check_graph()
+        self.loss_key = self.nodes[-1].key
+        self._children = {n.key: [] for n in self.nodes}
+        for n in self.nodes:
+            for p in n.parents:
+                self._children[p].append(n.key)
+        self.values: dict[str, np.ndarray] = {}
+        self._grads: dict[str, np.ndarray] | None = None
+        self.reports: dict[str, TensorCheck] = {}
+        self.resample(self.cfg.get("seed", 0))
+
+    # -- structure
+    def _check_graph(self) -> None:
+        seen = set()
+        for n in self.nodes:
+            for p in n.parents:
+                if p not in seen:
+                    raise ValueError(f"graph: node {n.key!r} reads {p!r} before it is defined")
+            if (n.fn is None) != (n.role in LEAF_ROLES):
+                raise ValueError(f"graph: node {n.key!r} role {n.role!r} does not match "
+                                 f"{'no ' if n.fn is None else ''}function")
+            seen.add(n.key)
+        if self.nodes[-1].role != LOSS_ROLE:
+            raise ValueError("graph: the last node must be the scalar loss")
+
+    def node(self, key: str) -> Node:
+        return self.by_key[key]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.cfg.get("dtype", "float64"))
+
+    def forward_steps(self) -> list[Node]:
+        """Nodes in evaluation order (leaves first as they appear)."""
+        return list(self.nodes)
+
+    def backward_steps(self) -> list[Node]:
+        """Checked nodes from the loss back to the leaves."""
+        return [n for n in reversed(self.nodes) if n.checked]
+
+    def descendants(self, key: str) -> list[str]:
+        """Keys downstream of `key`, in topological order (key excluded)."""
+        marked = {key}
+        out = []
+        for n in self.nodes:
+            if n.key != key and any(p in marked for p in n.parents):
+                marked.add(n.key)
+                out.append(n.key)
+        return out
+
+    # -- evaluation
+    def resample(self, seed: int | None = None) -> None:
+        """Draw new leaves (seeded) and recompute every node."""
+        if seed is not None:
+            self.cfg["seed"] = seed
+        rng = np.random.default_rng(self.cfg.get("seed", 0))
+        leaves = self.walkthrough.leaves(self.cfg, rng)
+        missing = [n.key for n in self.nodes if n.is_leaf and n.key not in leaves]
+        if missing:
+            raise ValueError(f"leaves: walkthrough {self.walkthrough.name!r} gave no value for {missing}")
+        self.values = {k: np.asarray(v) for k, v in leaves.items()}
+        for n in self.nodes:
+            if not n.is_leaf:
+                self.values[n.key] = self._eval(n, self.values)
+        self._grads = None
+        self.reports = {}
+
+    @staticmethod
+    def _eval(node: Node, values: Mapping[str, Any]):
+        with np.errstate(all="ignore"):    # eps = 0 is allowed to produce inf/nan
+            return node.fn(*(values[p] for p in node.parents))
+
+    def value(self, key: str):
+        return self.values[key]
+
+    @property
+    def loss(self) -> float:
+        return float(self.values[self.loss_key])
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """∂L/∂node for every checked node (analytic, from the kernels)."""
+        if self._grads is None:
+            with np.errstate(all="ignore"):
+                self._grads = self.walkthrough.analytic(self.values, self.cfg)
+            absent = [n.key for n in self.nodes if n.checked and n.key not in self._grads]
+            if absent:
+                raise ValueError(f"analytic: walkthrough {self.walkthrough.name!r} "
+                                 f"gave no gradient for {absent}")
+        return self._grads
+
+    def grad(self, key: str) -> np.ndarray:
+        return self.grads[key]
+
+    def loss_with(self, key: str, value: np.ndarray, base: Mapping | None = None) -> float:
+        """L with node `key` replaced by `value`; only its descendants are recomputed."""
+        vals = dict(base if base is not None else self.values)
+        vals[key] = value
+        for d in self.descendants(key):
+            vals[d] = self._eval(self.by_key[d], vals)
+        return float(vals[self.loss_key])
+
+    # -- checking
+    def check(self, key: str, *, h: float = DEFAULT_STEP, max_elements: int | None = 256,
+              cancelled: Callable[[], bool] | None = None) -> TensorCheck:
+        """Analytic ∂L/∂key against central differences (float64), perturbing only `key`.
+
+        Tensors larger than max_elements are checked on a seeded sample.
+        """
+        node = self.by_key[key]
+        if not node.checked:
+            raise ValueError(f"key: node {key!r} is a constant and has no gradient to check")
+        base = {k: _to64(v) for k, v in self.values.items()}
+        x = np.array(base[key], dtype=np.float64, copy=True)
+        desc = self.descendants(key)
+        vals = dict(base)
+        vals[key] = x
+
+        def loss() -> float:
+            for d in desc:
+                vals[d] = self._eval(self.by_key[d], vals)
+            return float(vals[self.loss_key])
+
+        idx = sample_indices(x.shape, max_elements, self.cfg.get("seed", 0))
+        numeric = numeric_gradient(loss, x, h, idx, cancelled)
+        analytic = np.asarray(self.grad(key))
+        report = compare(node.name, analytic, numeric, **tolerances(self.dtype))
+        self.reports[key] = report
+        return report
+
+    def check_all(self, *, h: float = DEFAULT_STEP, max_elements: int | None = 256,
+                  progress: Callable[[int, int, str], None] | None = None,
+                  cancelled: Callable[[], bool] | None = None) -> GradcheckReport:
+        steps = self.backward_steps()
+        checks = []
+        for i, n in enumerate(steps):
+            if progress is not None:
+                progress(i, len(steps), n.key)
+            checks.append(self.check(n.key, h=h, max_elements=max_elements,
+                                     cancelled=cancelled))
+        if progress is not None:
+            progress(len(steps), len(steps), "")
+        title = f"{self.walkthrough.name} " + " ".join(f"{k}={v}" for k, v in self.cfg.items())
+        return GradcheckReport(checks, title=title)
+
+    def insights(self, key: str) -> list[str]:
+        return self.walkthrough.insights(self, key)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every value and gradient, for export: 'X', 'grad_X', ..."""
+        out = {k: np.asarray(v) for k, v in self.values.items()}
+        out.update({f"grad_{k}": np.asarray(g) for k, g in self.grads.items()})
+        return out
+
+
+def _to64(v):
+    a = np.asarray(v)
+    return a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a
+
+
+def stats(a: np.ndarray) -> dict[str, float]:
+    """Shape-independent summary shown beside a tensor (NaN-aware)."""
+    a = np.asarray(a, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return dict(min=np.nan, max=np.nan, mean=np.nan, std=np.nan,
+                    nonfinite=int(a.size))
+    return dict(min=float(finite.min()), max=float(finite.max()),
+                mean=float(finite.mean()), std=float(finite.std()),
+                nonfinite=int(a.size - finite.size))

@@ -1,0 +1,135 @@
+"""P2 end to end: affine → batch norm → ReLU → L = Σ G ⊙ H.
+
+Graph (rows are samples):
+    X (B,N), W (M,N), b (M,)  →  Y = X Wᵀ + b
+    m = mean_i Y,  v = mean_i (Y − m)²,  Ŷ = (Y − m)/√(v + ε)
+    γ, β  →  Z = γ ⊙ Ŷ + β  →  H = max(Z, 0)  →  L = Σ G ⊙ H
+G is a fixed random upstream gradient, so ∂L/∂H = G. With
+constant_feature=True row 0 of W is zero, so feature 0 of Y is the constant
+b₀ (a dead unit): v₀ = 0, which is P2.1's case for ε.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import batchnorm as bn
+from .. import dense
+from ..trace import Node, Param, Trace, Walkthrough, register
+
+
+def _mean(Y):
+    return Y.mean(axis=0)
+
+
+def _var(Y, m):
+    return ((Y - m) ** 2).mean(axis=0)
+
+
+def _loss(G, H):
+    return np.sum(np.asarray(G, np.float64) * H)
+
+
+@register
+class BatchNormReLU(Walkthrough):
+    name = "bn-relu"
+    title = "Affine → batch norm → ReLU"
+    problem = "P2"
+    description = ("Batch normalization of the pre-activations, then ReLU; every "
+                   "gradient of P2.3 with m and v as graph nodes.")
+    params = (
+        Param("B", 4, "batch size (rows)", minimum=2, maximum=4096),
+        Param("N", 3, "input features", minimum=1, maximum=4096),
+        Param("M", 5, "output features", minimum=1, maximum=4096),
+        Param("eps", 1e-5, "ε added to the variance", minimum=0.0),
+        Param("seed", 0, "random seed", minimum=0),
+        Param("dtype", "float64", "precision", choices=("float64", "float32")),
+        Param("constant_feature", False, "make feature 0 constant (W row 0 = 0)"),
+    )
+
+    def graph(self, cfg):
+        eps = cfg["eps"]
+        return [
+            Node("X", "X ∈ ℝ^{B×N}: one sample per row", role="input"),
+            Node("W", "W ∈ ℝ^{M×N}", role="param"),
+            Node("b", "b ∈ ℝ^M (broadcast over rows)", role="param"),
+            Node("Y", "Y = X Wᵀ + b", ("X", "W", "b"),
+                 lambda X, W, b: dense.affine_forward(X, W, b)[0],
+                 note="P1: the bias is broadcast over the B rows, never copied."),
+            Node("m", "m_j = (1/B) Σ_i Y_ij", ("Y",), _mean, label="m",
+                 note="m feeds both v and Ŷ: dm is a total derivative."),
+            Node("v", "v_j = (1/B) Σ_i (Y_ij − m_j)²", ("Y", "m"), _var,
+                 note="Biased variance (divide by B)."),
+            Node("Yhat", f"Ŷ = (Y − m) / √(v + ε),  ε = {eps:g}", ("Y", "m", "v"),
+                 lambda Y, m, v: (Y - m) / np.sqrt(v + eps), label="Ŷ",
+                 note="Each column has mean 0 and variance v/(v+ε)."),
+            Node("gamma", "γ ∈ ℝ^M (learnable scale)", role="param", label="γ"),
+            Node("beta", "β ∈ ℝ^M (learnable shift)", role="param", label="β"),
+            Node("Z", "Z = γ ⊙ Ŷ + β", ("gamma", "Yhat", "beta"),
+                 lambda g, Yh, bt: g * Yh + bt),
+            Node("H", "H = max(Z, 0)", ("Z",), lambda Z: dense.relu_forward(Z)[0]),
+            Node("G", "G = ∂L/∂H: a fixed random upstream gradient", role="constant"),
+            Node("L", "L = Σ_ij G_ij H_ij", ("G", "H"), _loss, role="loss"),
+        ]
+
+    def leaves(self, cfg, rng):
+        B, N, M, dt = cfg["B"], cfg["N"], cfg["M"], np.dtype(cfg["dtype"])
+        W = rng.standard_normal((M, N)) / np.sqrt(N)
+        if cfg["constant_feature"]:
+            W[0] = 0.0
+        vals = dict(
+            X=rng.standard_normal((B, N)), W=W, b=rng.standard_normal(M),
+            gamma=1.0 + 0.5 * rng.standard_normal(M), beta=0.5 * rng.standard_normal(M),
+            G=rng.standard_normal((B, M)))
+        return {k: a.astype(dt) for k, a in vals.items()}
+
+    def analytic(self, values, cfg):
+        X, W, b = values["X"], values["W"], values["b"]
+        G = values["G"]
+        Y, aff_cache = dense.affine_forward(X, W, b)
+        Z, bn_cache = bn.batchnorm_forward(Y, values["gamma"], values["beta"], cfg["eps"])
+        H, relu_cache = dense.relu_forward(Z)
+        dZ = dense.relu_backward(G, relu_cache)
+        g = bn.batchnorm_backward(dZ, bn_cache)
+        a = dense.affine_backward(g.dY, aff_cache)
+        return dict(L=np.float64(1.0), H=G, Z=dZ, gamma=g.dgamma, beta=g.dbeta,
+                    Yhat=g.dYhat, v=g.dvar, m=g.dmean, Y=g.dY, X=a.dX, W=a.dW, b=a.db)
+
+    def insights(self, trace: Trace, key: str):
+        eps = trace.cfg["eps"]
+        if key == "Yhat":
+            Yh = np.asarray(trace.value("Yhat"), np.float64)
+            v = np.asarray(trace.value("v"), np.float64)
+            with np.errstate(all="ignore"):
+                pred = v / (v + eps)
+            lines = [
+                "P2.2  mean of Ŷ per feature (predicted 0): "
+                + _fmt(Yh.mean(axis=0)),
+                "P2.2  var of Ŷ per feature: " + _fmt(Yh.var(axis=0))
+                + "  predicted v/(v+ε): " + _fmt(pred),
+            ]
+            if not np.all(np.isfinite(Yh)):
+                lines.append("P2.1  ε = 0 and a constant feature: v = 0, so Ŷ = 0/0 = NaN. "
+                             "ε > 0 keeps 1/√(v+ε) ≤ 1/√ε.")
+            return lines
+        if key == "v" and np.any(np.asarray(trace.value("v")) == 0):
+            j = int(np.argmin(trace.value("v")))
+            return [f"P2.1  feature {j} is constant: v = 0, so 1/√(v+ε) = {_inv(eps)} "
+                    + ("(ε = 0 divides by zero)" if eps == 0 else f"(bounded by ε = {eps:g})")]
+        return []
+
+    def check_configs(self):
+        return [
+            dict(B=2, N=1, M=1), dict(B=2, N=3, M=4), dict(B=4, N=3, M=5),
+            dict(B=7, N=5, M=3, seed=1), dict(B=6, N=4, M=5, constant_feature=True),
+            dict(B=16, N=8, M=12, seed=2, eps=1e-3),
+        ]
+
+
+def _fmt(a, k=6):
+    a = np.asarray(a).ravel()
+    s = " ".join(f"{x:+.3g}" for x in a[:k])
+    return "[" + s + (" …]" if a.size > k else "]")
+
+
+def _inv(eps):
+    return "∞" if eps == 0 else f"{1 / np.sqrt(eps):.4g}"
