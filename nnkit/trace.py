@@ -123,6 +123,11 @@ class Walkthrough:
         """Optional teaching lines for a node (measured vs predicted values)."""
         return []
 
+    def views(self, trace: "Trace", key: str) -> dict[str, np.ndarray]:
+        """Optional extra arrays to show beside a node (not graph nodes, not
+        checked): e.g. Cov(Ŷ) next to Ŷ, the eigenvalues of Σ next to Σ."""
+        return {}
+
     def check_configs(self) -> list[dict]:
         """Configurations `nnkit gradcheck` runs (several shapes, edge cases)."""
         return [{}]
@@ -325,6 +330,9 @@ class Trace:
 
     def insights(self, key: str) -> list[str]:
         return self.walkthrough.insights(self, key)
+
+    def views(self, key: str) -> dict[str, np.ndarray]:
+        return self.walkthrough.views(self, key)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every value and gradient, for export: 'X', 'grad_X', ..."""

@@ -1,0 +1,1 @@
+"""nnkit-tui: the Textual walkthrough app (installed as nnkit.tui)."""

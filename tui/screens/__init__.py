@@ -1,0 +1,1 @@
+"""One screen per walkthrough family and the modal screens."""

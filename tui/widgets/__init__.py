@@ -1,0 +1,1 @@
+"""Widgets: tensor table, heatmap, gradient-check panel, equation panel."""
