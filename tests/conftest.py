@@ -1,0 +1,175 @@
+"""Shared test configuration: the Hypothesis CI profile, seeded RNGs, and the
+independent float64 NumPy references every kernel test compares against.
+
+The references below are written from the textbook formulas of
+../shared/PROBLEMS.md (P1, P2, P4), in float64, without calling nnkit, so a
+test compares the code against an independent computation, never against
+its own output.
+"""
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# --------------------------------------------------------------- hypothesis
+# CI: the same examples on every run (derandomize), no deadline (the first
+# call of a kernel specialisation and the -O0 bounds-checked build are slow;
+# timing is not a test), a modest example count so tests/kernels stays fast.
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, max_examples=25, database=None,
+    suppress_health_check=[HealthCheck.too_slow])
+# Local exploration: HYPOTHESIS_PROFILE=dev pytest ...  (random, more examples)
+settings.register_profile("dev", deadline=None, max_examples=300,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Kernels use NNKIT_NUM_THREADS or all cores; default it to 2 so the OpenMP
+# path (B*M >= 65536) runs with a team of two on every machine.
+os.environ.setdefault("NNKIT_NUM_THREADS", "2")
+
+# --------------------------------------------------------------- tolerances
+# Relative error = max |actual - expected| / max |expected| (norm-wise, so an
+# entry that is ~0 by cancellation does not make the ratio meaningless).
+#  * float64 kernel vs float64 reference: same math, different summation
+#    order / algebraic form -> a few ulps amplified by B or M: 1e-12.
+#  * float32 kernel vs float64 reference (computed from the same float32
+#    inputs): float32 rounding (6e-8) amplified by short chains of ops: 1e-5.
+RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+DTYPES = (np.float64, np.float32)
+
+
+def rel_err(actual, expected) -> float:
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, f"shape {a.shape} != expected {e.shape}"
+    scale = np.max(np.abs(e)) if e.size else 0.0
+    err = np.max(np.abs(a - e)) if e.size else 0.0
+    if scale == 0.0:
+        return float(err)
+    return float(err / scale)
+
+
+def assert_rel(actual, expected, rtol, what=""):
+    err = rel_err(actual, expected)
+    assert np.all(np.isfinite(np.asarray(actual, dtype=np.float64))), f"{what}: non-finite values"
+    assert err <= rtol, f"{what}: relative error {err:.3e} > {rtol:.1e}"
+
+
+# --------------------------------------------------------------- references
+def affine_ref(X, W, b):
+    X, W, b = (np.asarray(a, np.float64) for a in (X, W, b))
+    return X @ W.T + b
+
+
+def affine_backward_ref(dY, X, W):
+    dY, X, W = (np.asarray(a, np.float64) for a in (dY, X, W))
+    return dY @ W, dY.T @ X, dY.sum(axis=0)
+
+
+def relu_ref(Y):
+    Y = np.asarray(Y, np.float64)
+    return np.where(Y > 0, Y, 0.0)
+
+
+def relu_backward_ref(dH, Y):
+    return np.where(np.asarray(Y) > 0, np.asarray(dH, np.float64), 0.0)
+
+
+def bn_forward_ref(Y, gamma, beta, eps):
+    """P2 forward: biased variance, Ŷ = (Y − m)/√(v+ε), Z = γŶ + β."""
+    Y = np.asarray(Y, np.float64)
+    B = Y.shape[0]
+    m = Y.sum(axis=0) / B
+    d = Y - m
+    v = (d * d).sum(axis=0) / B
+    inv_std = 1.0 / np.sqrt(v + eps)
+    Yhat = d * inv_std
+    Z = np.asarray(gamma, np.float64) * Yhat + np.asarray(beta, np.float64)
+    return SimpleNamespace(Z=Z, mean=m, var=v, inv_std=inv_std, Yhat=Yhat)
+
+
+def bn_backward_ref(dZ, Y, gamma, eps):
+    """Every gradient of P2.3 from the textbook long form (not the compact one).
+
+    dγ = Σ dZ Ŷ; dβ = Σ dZ; dŶ = dZ γ;
+    dv = Σ dŶ (Y − m) (−½)(v+ε)^(−3/2);
+    dm = −Σ dŶ/√(v+ε) + dv (−2/B) Σ (Y − m);
+    dY = dŶ/√(v+ε) + dv·2(Y − m)/B + dm/B.
+    """
+    dZ = np.asarray(dZ, np.float64)
+    Y = np.asarray(Y, np.float64)
+    gamma = np.asarray(gamma, np.float64)
+    B = Y.shape[0]
+    m = Y.sum(axis=0) / B
+    d = Y - m
+    v = (d * d).sum(axis=0) / B
+    s = np.sqrt(v + eps)
+    Yhat = d / s
+    dgamma = (dZ * Yhat).sum(axis=0)
+    dbeta = dZ.sum(axis=0)
+    dYhat = dZ * gamma
+    dvar = (dYhat * d).sum(axis=0) * (-0.5) * (v + eps) ** (-1.5)
+    dmean = -(dYhat / s).sum(axis=0) + dvar * (-2.0 / B) * d.sum(axis=0)
+    dY = dYhat / s + dvar * 2.0 * d / B + dmean / B
+    return SimpleNamespace(dY=dY, dgamma=dgamma, dbeta=dbeta, dYhat=dYhat,
+                           dvar=dvar, dmean=dmean)
+
+
+def bn_relu_backward_ref(dH, Y, gamma, beta, eps):
+    """Fused BN + ReLU: dZ = dH [Z > 0], then the BN gradients of dZ."""
+    f = bn_forward_ref(Y, gamma, beta, eps)
+    dZ = np.where(f.Z > 0, np.asarray(dH, np.float64), 0.0)
+    g = bn_backward_ref(dZ, Y, gamma, eps)
+    g.dZ = dZ
+    return g
+
+
+def softmax_xent_ref(logits, targets):
+    """P4: mean over rows of −Σ_k y log softmax(z); stable log-sum-exp.
+
+    targets (B, K) float (one-hot / soft). Returns (loss, P, dlogits = (P − T)/B)."""
+    z = np.asarray(logits, np.float64)
+    T = np.asarray(targets, np.float64)
+    B = z.shape[0]
+    mx = z.max(axis=1, keepdims=True)
+    lse = mx + np.log(np.exp(z - mx).sum(axis=1, keepdims=True))
+    logp = z - lse
+    loss = -(T * logp).sum() / B
+    P = np.exp(logp)
+    return loss, P, (P - T) / B
+
+
+def one_hot(labels, K):
+    T = np.zeros((len(labels), K))
+    T[np.arange(len(labels)), labels] = 1.0
+    return T
+
+
+REF = SimpleNamespace(
+    affine=affine_ref, affine_backward=affine_backward_ref, relu=relu_ref,
+    relu_backward=relu_backward_ref, bn_forward=bn_forward_ref,
+    bn_backward=bn_backward_ref, bn_relu_backward=bn_relu_backward_ref,
+    softmax_xent=softmax_xent_ref, one_hot=one_hot,
+    rel_err=rel_err, assert_rel=assert_rel, RTOL=RTOL, DTYPES=DTYPES)
+
+
+@pytest.fixture(scope="session")
+def ref():
+    """The float64 references and tolerance helpers (session-scoped, so
+    Hypothesis tests may use it)."""
+    return REF
+
+
+@pytest.fixture
+def rng():
+    """A fresh, seeded generator per test: a failure reproduces."""
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture(params=DTYPES, ids=["float64", "float32"])
+def dtype(request):
+    return np.dtype(request.param)

@@ -1,0 +1,300 @@
+"""P2: batch norm (training, eval, fused with ReLU) against float64 references
+written from the textbook formulas (conftest: bn_forward_ref, bn_backward_ref).
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+import nnkit as nk
+
+# The kernel works in column blocks of 32 float32 / 16 float64 features:
+# M around the block edges of both dtypes, and M > 32 not a multiple of 32.
+BLOCK_EDGE_M = [1, 15, 16, 17, 31, 33, 100]
+BATCHES = [2, 7, 64]
+
+
+def _bn_inputs(rng, B, M, dtype, loc=2.0, scale=3.0):
+    Y = (loc + scale * rng.standard_normal((B, M))).astype(dtype)
+    gamma = (1.0 + 0.5 * rng.standard_normal(M)).astype(dtype)
+    beta = (0.5 * rng.standard_normal(M)).astype(dtype)
+    G = rng.standard_normal((B, M)).astype(dtype)
+    return Y, gamma, beta, G
+
+
+def _check_forward(ref, Z, cache, Y, gamma, beta, eps, tol):
+    f = ref.bn_forward(Y, gamma, beta, eps)
+    ref.assert_rel(Z, f.Z, tol, "Z")
+    ref.assert_rel(cache.mean, f.mean, tol, "mean")
+    ref.assert_rel(cache.var, f.var, tol, "var (biased)")
+    ref.assert_rel(cache.inv_std, f.inv_std, tol, "inv_std")
+    ref.assert_rel(cache.yhat(), f.Yhat, tol, "Yhat")
+
+
+def _check_grads(ref, g, r, tol):
+    for name in ("dY", "dgamma", "dbeta", "dYhat", "dvar", "dmean"):
+        got = getattr(g, name)
+        assert got is not None, name
+        want = getattr(r, name)
+        if name in ("dY", "dmean"):
+            # Both are differences of terms that cancel, so the error is measured
+            # against the size of the terms, not of the result:
+            #  * dY = inv·(dŶ − mean dŶ − Ŷ·mean(dŶ Ŷ)) is a projection; at B = 2
+            #    it is ε/(v+ε) times its terms (Ŷ = ±√(v/(v+ε))), ~1e-5 of them.
+            #  * dmean = −inv·Σ dŶ + dv·(−2/B)·Σ(Y − m), Σ(Y − m) = 0 exactly.
+            # Term size: inv·|dŶ| per element for dY, inv·Σ|dŶ| for dmean.
+            inv = np.asarray(r.inv_std, np.float64)
+            absd = np.abs(r.dYhat)
+            scale = (np.max(absd * inv) if name == "dY"
+                     else np.max(absd.sum(axis=0) * inv))
+            err = np.max(np.abs(np.asarray(got, np.float64) - want))
+            assert err <= tol * scale, f"{name}: error {err:.3e} > {tol:.0e} x {scale:.3e}"
+        else:
+            ref.assert_rel(got, want, tol, name)
+
+
+@pytest.mark.parametrize("M", BLOCK_EDGE_M)
+@pytest.mark.parametrize("B", BATCHES)
+def test_batchnorm_train_forward_backward(ref, rng, dtype, B, M):
+    Y, gamma, beta, G = _bn_inputs(rng, B, M, dtype)
+    eps = 1e-5
+    tol = ref.RTOL[dtype]
+    Z, cache = nk.batchnorm_forward(Y, gamma, beta, eps)
+    assert Z.dtype == dtype and Z.shape == (B, M)
+    _check_forward(ref, Z, cache, Y, gamma, beta, eps, tol)
+
+    g = nk.batchnorm_backward(G, cache)
+    r = ref.bn_backward(G, Y, gamma, eps)
+    r.inv_std = ref.bn_forward(Y, gamma, beta, eps).inv_std
+    for name in g._fields:
+        assert getattr(g, name).dtype == dtype, name
+    _check_grads(ref, g, r, tol)
+
+
+@pytest.mark.parametrize("M", BLOCK_EDGE_M)
+@pytest.mark.parametrize("B", BATCHES)
+def test_bn_relu_fused_equals_composition(ref, rng, dtype, B, M):
+    """Fused BN+ReLU == batchnorm_forward then relu_forward, forward and every grad."""
+    Y, gamma, beta, G = _bn_inputs(rng, B, M, dtype)
+    eps = 1e-5
+    tol = ref.RTOL[dtype]
+
+    H, fcache = nk.bn_relu_forward(Y, gamma, beta, eps)
+    Z, bcache = nk.batchnorm_forward(Y, gamma, beta, eps)
+    H2, rcache = nk.relu_forward(Z)
+    # same arithmetic for Z, then max(., 0): identical bits
+    np.testing.assert_array_equal(H, H2)
+    np.testing.assert_array_equal(fcache.mean, bcache.mean)
+    np.testing.assert_array_equal(fcache.var, bcache.var)
+    np.testing.assert_array_equal(fcache.inv_std, bcache.inv_std)
+
+    gf = nk.bn_relu_backward(G, fcache)
+    dZ = nk.relu_backward(G, rcache)
+    gu = nk.batchnorm_backward(dZ, bcache)
+    # the fused mask [Z > 0] is exactly the unfused one: dZ is a selection of G
+    np.testing.assert_array_equal(gf.dZ, dZ)
+    np.testing.assert_array_equal(gf.dZ, np.where(H > 0, G, 0))
+    for name in ("dY", "dgamma", "dbeta", "dYhat", "dvar", "dmean"):
+        a, u = getattr(gf, name), getattr(gu, name)
+        # same kernel arithmetic on the same dZ: equal up to the last ulp
+        np.testing.assert_allclose(a, u, rtol=0, atol=4 * np.finfo(dtype).eps
+                                   * max(1.0, float(np.max(np.abs(u)))), err_msg=name)
+
+    # and both against the textbook reference
+    r = ref.bn_relu_backward(G, Y, gamma, beta, eps)
+    r.inv_std = ref.bn_forward(Y, gamma, beta, eps).inv_std
+    ref.assert_rel(H, ref.relu(ref.bn_forward(Y, gamma, beta, eps).Z), tol, "H")
+    ref.assert_rel(gf.dZ, r.dZ, tol, "dZ")
+    _check_grads(ref, gf, r, tol)
+
+
+@pytest.mark.parametrize("B,M", [(300, 257), (2048, 40), (70000, 1)])
+def test_batchnorm_openmp_path(ref, rng, dtype, B, M):
+    """B*M >= 65536: the kernels split column blocks over two threads."""
+    assert B * M >= 65536
+    Y, gamma, beta, G = _bn_inputs(rng, B, M, dtype, loc=-1.0, scale=0.5)
+    tol = ref.RTOL[dtype]
+    if dtype == np.float32 and B >= 2048:
+        # float32 inputs, sums over >= 2048 rows (accumulated in double, but
+        # each term carries float32 rounding of Y − m): a little above 1e-5
+        tol = 3e-5
+    Z, cache = nk.batchnorm_forward(Y, gamma, beta)
+    _check_forward(ref, Z, cache, Y, gamma, beta, 1e-5, tol)
+    g = nk.batchnorm_backward(G, cache)
+    r = ref.bn_backward(G, Y, gamma, 1e-5)
+    r.inv_std = cache.inv_std.astype(np.float64)
+    _check_grads(ref, g, r, tol)
+
+    H, fcache = nk.bn_relu_forward(Y, gamma, beta)
+    np.testing.assert_array_equal(H, np.maximum(Z, 0))
+    gf = nk.bn_relu_backward(G, fcache)
+    rf = ref.bn_relu_backward(G, Y, gamma, beta, 1e-5)
+    rf.inv_std = r.inv_std
+    ref.assert_rel(gf.dZ, rf.dZ, tol, "dZ")
+    _check_grads(ref, gf, rf, tol)
+
+
+def test_batchnorm_backward_float32_precision_at_scale(ref):
+    """Numerics: float32 dY within 1e-5 relative of float64 at B = 16384.
+
+    Non-zero mean data: a plain float32 running sum over the batch would be
+    off by ~1e-2 here."""
+    rng = np.random.default_rng(16384)
+    B, M = 16384, 8
+    Y64 = 5.0 + 2.0 * rng.standard_normal((B, M))
+    G64 = 0.3 + rng.standard_normal((B, M))
+    gamma64 = 1.0 + 0.5 * rng.standard_normal(M)
+    beta64 = rng.standard_normal(M)
+    Y, G, gamma, beta = (a.astype(np.float32) for a in (Y64, G64, gamma64, beta64))
+
+    _, c32 = nk.batchnorm_forward(Y, gamma, beta)
+    g32 = nk.batchnorm_backward(G, c32)
+    # the float64 result on the same (float32-representable) data
+    up = lambda a: a.astype(np.float64)
+    _, c64 = nk.batchnorm_forward(up(Y), up(gamma), up(beta))
+    g64 = nk.batchnorm_backward(up(G), c64)
+    r = ref.bn_backward(G, Y, gamma, 1e-5)
+    ref.assert_rel(g64.dY, r.dY, 1e-12, "float64 dY vs reference")
+    for name in ("dY", "dgamma", "dbeta", "dvar"):
+        ref.assert_rel(getattr(g32, name), getattr(g64, name), 1e-5, f"float32 {name}")
+    ref.assert_rel(c32.mean, c64.mean, 1e-6, "float32 mean")
+    ref.assert_rel(c32.var, c64.var, 1e-5, "float32 var")
+
+
+def test_backward_full_false_skips_dyhat(ref, rng, dtype):
+    Y, gamma, beta, G = _bn_inputs(rng, 9, 20, dtype)
+    _, cache = nk.batchnorm_forward(Y, gamma, beta)
+    full = nk.batchnorm_backward(G, cache)
+    lean = nk.batchnorm_backward(G, cache, full=False)
+    assert lean.dYhat is None
+    for name in ("dY", "dgamma", "dbeta", "dmean", "dvar"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(full, name))
+    _, fcache = nk.bn_relu_forward(Y, gamma, beta)
+    lean = nk.bn_relu_backward(G, fcache, full=False)
+    assert lean.dZ is None and lean.dYhat is None
+
+
+def test_cache_kinds_are_not_interchangeable(rng):
+    Y, gamma, beta, G = _bn_inputs(rng, 4, 3, np.float64)
+    _, c = nk.batchnorm_forward(Y, gamma, beta)
+    _, cf = nk.bn_relu_forward(Y, gamma, beta)
+    with pytest.raises(ValueError, match="cache"):
+        nk.bn_relu_backward(G, c)
+    with pytest.raises(ValueError, match="cache"):
+        nk.batchnorm_backward(G, cf)
+
+
+# ----------------------------------------------------------------- eval mode
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("B,M", [(1, 1), (1, 17), (5, 33), (300, 257)])
+def test_batchnorm_eval_forward(ref, rng, dtype, relu, B, M):
+    Y, gamma, beta, _ = _bn_inputs(rng, B, M, dtype)
+    rm = rng.standard_normal(M).astype(dtype)
+    rv = (0.5 + rng.random(M)).astype(dtype)
+    eps = 1e-3
+    Z = nk.batchnorm_eval_forward(Y, gamma, beta, rm, rv, eps, relu=relu)
+    want = (gamma.astype(np.float64) * (Y.astype(np.float64) - rm.astype(np.float64))
+            / np.sqrt(rv.astype(np.float64) + eps) + beta.astype(np.float64))
+    if relu:
+        want = np.maximum(want, 0.0)
+    ref.assert_rel(Z, want, ref.RTOL[dtype], "Z (eval)")
+
+
+def test_eval_forward_does_not_use_batch_statistics(rng):
+    # one row, far from the running mean: eval must not renormalize the batch
+    Y = np.array([[10.0, -3.0]])
+    Z = nk.batchnorm_eval_forward(Y, np.ones(2), np.zeros(2), np.zeros(2), np.array([4.0, 1.0]),
+                                  eps=0.0)
+    np.testing.assert_allclose(Z, [[5.0, -3.0]], rtol=1e-15)
+
+
+# ----------------------------------------------------- running statistics
+def test_update_running_stats_pytorch_convention(rng, dtype):
+    """running ← (1−μ)·running + μ·batch, with the *unbiased* batch variance."""
+    B, M, mom = 6, 5, 0.1
+    Y, gamma, beta, _ = _bn_inputs(rng, B, M, dtype)
+    rm0 = rng.standard_normal(M).astype(dtype)
+    rv0 = (1.0 + rng.random(M)).astype(dtype)
+    rm, rv = rm0.copy(), rv0.copy()
+    _, cache = nk.batchnorm_forward(Y, gamma, beta)
+    nk.update_running_stats(rm, rv, cache, mom)
+    Y64 = Y.astype(np.float64)
+    want_m = (1 - mom) * rm0.astype(np.float64) + mom * Y64.mean(axis=0)
+    want_v = (1 - mom) * rv0.astype(np.float64) + mom * Y64.var(axis=0, ddof=1)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(rm, want_m, rtol=tol, atol=tol)
+    np.testing.assert_allclose(rv, want_v, rtol=tol)
+
+
+def test_batchnorm_layer_running_stats_over_steps(rng):
+    layer = nk.BatchNorm(4, momentum=0.25)
+    rm = np.zeros(4)
+    rv = np.ones(4)
+    for step in range(3):
+        Y = step + rng.standard_normal((8, 4)) * (1 + step)
+        layer.forward(Y)
+        rm = 0.75 * rm + 0.25 * Y.mean(axis=0)
+        rv = 0.75 * rv + 0.25 * Y.var(axis=0, ddof=1)
+    np.testing.assert_allclose(layer.running_mean, rm, rtol=1e-12)
+    np.testing.assert_allclose(layer.running_var, rv, rtol=1e-12)
+
+
+# --------------------------------------------------------------- P2.1, P2.2
+def test_p2_1_eps_zero_constant_feature_is_nonfinite_without_crash(dtype):
+    """ε = 0 and a constant feature: v = 0, Ŷ = 0/0 -> non-finite, shown not raised."""
+    rng = np.random.default_rng(21)
+    Y = rng.standard_normal((5, 3)).astype(dtype)
+    Y[:, 1] = 2.5                                      # a dead unit
+    gamma, beta = np.ones(3, dtype), np.zeros(3, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # no RuntimeWarning either
+        Z, cache = nk.batchnorm_forward(Y, gamma, beta, eps=0.0)
+        Yhat = cache.yhat()
+        H, _ = nk.bn_relu_forward(Y, gamma, beta, eps=0.0)
+        g = nk.batchnorm_backward(np.ones_like(Y), cache)
+    assert cache.var[1] == 0
+    assert not np.all(np.isfinite(Z[:, 1]))
+    assert not np.all(np.isfinite(Yhat[:, 1]))
+    assert not np.all(np.isfinite(g.dY[:, 1]))
+    # the other features are unaffected
+    assert np.all(np.isfinite(Z[:, [0, 2]])) and np.all(np.isfinite(H[:, [0, 2]]))
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-3, 0.1])
+def test_p2_1_eps_positive_stays_finite_and_bounded(dtype, eps):
+    rng = np.random.default_rng(22)
+    Y = rng.standard_normal((5, 3)).astype(dtype)
+    Y[:, 1] = -7.0
+    gamma, beta = np.full(3, 2.0, dtype), np.zeros(3, dtype)
+    G = rng.standard_normal((5, 3)).astype(dtype)
+    Z, cache = nk.batchnorm_forward(Y, gamma, beta, eps=eps)
+    g = nk.batchnorm_backward(G, cache)
+    assert np.all(np.isfinite(Z))
+    for name in g._fields:
+        assert np.all(np.isfinite(getattr(g, name))), name
+    # constant feature: Ŷ = 0 exactly, and 1/√(v+ε) is capped by 1/√ε
+    np.testing.assert_array_equal(cache.yhat()[:, 1], 0.0)
+    assert cache.inv_std[1] <= np.float32(1 / np.sqrt(eps)) * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-5, 0.3, 2.0])
+@pytest.mark.parametrize("B,M", [(2, 3), (10, 17), (64, 40)])
+def test_p2_2_yhat_moments(dtype, eps, B, M):
+    """mean_i Ŷ = 0 and var_i Ŷ = v/(v+ε), v computed here from the data."""
+    rng = np.random.default_rng(B * 100 + M)
+    Y = (1.5 + rng.standard_normal((B, M)) * rng.uniform(0.1, 3.0, M)).astype(dtype)
+    Z, cache = nk.batchnorm_forward(Y, np.ones(M, dtype), np.zeros(M, dtype), eps=eps)
+    Y64 = Y.astype(np.float64)
+    v = Y64.var(axis=0)                       # biased, as P2 defines it
+    for Yhat in (cache.yhat(), Z):            # γ = 1, β = 0: Z is Ŷ
+        Yh = Yhat.astype(np.float64)
+        if dtype == np.float64:
+            # exact math: ~1e-15; 1e-12 leaves room for summation order
+            np.testing.assert_allclose(Yh.mean(axis=0), 0.0, atol=1e-12)
+            np.testing.assert_allclose(Yh.var(axis=0), v / (v + eps), rtol=1e-12)
+        else:
+            np.testing.assert_allclose(Yh.mean(axis=0), 0.0, atol=1e-6)
+            np.testing.assert_allclose(Yh.var(axis=0), v / (v + eps), rtol=1e-5)
+    if eps > 0.1:
+        # the prediction is visibly below 1: the test can tell v/(v+ε) from 1
+        assert np.all(v / (v + eps) < 0.999)
