@@ -1,7 +1,136 @@
-"""nnkit-tui entry point (placeholder until the TUI issue lands)."""
+"""nnkit-tui: step through a walkthrough's forward and backward passes, with
+every gradient checked beside it.
+
+    nnkit-tui                                  the default walkthrough (P2, bn-relu)
+    nnkit-tui --walkthrough NAME -B 8 --M 16 --eps 0 --set constant_feature=true
+
+Exit status: 0 after quitting, 2 for a bad command line (a message, never a
+traceback).
+"""
+from __future__ import annotations
+
+import argparse
 import sys
+from pathlib import Path
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from nnkit.trace import registry
+
+from .screens.walkthrough import WalkthroughScreen
+
+DEFAULT_WALKTHROUGH = "bn-relu"
+
+# Named flags for the parameters most walkthroughs share; anything else is --set.
+NAMED_FLAGS = (
+    (("--batch", "-B"), "B", "batch size"),
+    (("--N",), "N", "input features"),
+    (("--M",), "M", "output features"),
+    (("--eps",), "eps", "ε added to the variance"),
+    (("--seed",), "seed", "random seed"),
+    (("--dtype",), "dtype", "float64 or float32"),
+)
 
 
-def main(argv=None) -> int:
-    print("nnkit-tui: not built yet; run `nnkit gradcheck`", file=sys.stderr)
-    return 1
+def default_walkthrough() -> str:
+    reg = registry()
+    return DEFAULT_WALKTHROUGH if DEFAULT_WALKTHROUGH in reg else next(iter(reg))
+
+
+class NnkitApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "nnkit"
+
+    def __init__(self, walkthrough: str | None = None, config: dict | None = None,
+                 export_dir: Path | None = None) -> None:
+        super().__init__()
+        self.start = (walkthrough or default_walkthrough(), dict(config or {}), export_dir)
+
+    def get_default_screen(self) -> Screen:
+        name, cfg, export_dir = self.start
+        return WalkthroughScreen(name, cfg, export_dir)
+
+    @property
+    def main(self) -> WalkthroughScreen:
+        return self.screen_stack[0]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        main = self.main
+        for title, help_text, action in (
+            ("Next step", "→ / n", main.action_next),
+            ("Previous step", "← / p", main.action_previous),
+            ("First step", "home", main.action_first),
+            ("Last step", "end", main.action_last),
+            ("Play / pause", "space: step automatically", main.action_play),
+            ("Check every gradient", "g: finite differences of every node", main.action_check_all),
+            ("Cancel check", "esc", main.action_cancel),
+            ("Resample inputs", "r: next seed", main.action_resample),
+            ("Edit configuration", "c: the walkthrough's parameters", main.action_config),
+            ("Numbers / heatmap", "h", main.action_toggle_heatmap),
+            ("ε = 0 demo", "z: ε = 0 with a constant feature, and back", main.action_eps_zero),
+            ("Export", "e: arrays .npz and check report .json", main.action_export),
+            ("Switch walkthrough", "w: pick from the registry", main.action_pick),
+            ("Keys", "?: help", main.action_help),
+        ):
+            yield SystemCommand(title, help_text, action)
+        for name, w in registry().items():
+            yield SystemCommand(f"Open walkthrough {name}", f"{w.problem} {w.title}",
+                                lambda name=name: main.open_walkthrough(name))
+
+
+def _parser() -> argparse.ArgumentParser:
+    reg = registry()
+    lines = ["walkthroughs:"]
+    for name, w in reg.items():
+        params = " ".join(f"{p.name}={p.default}" for p in w.params)
+        lines.append(f"  {name:<12} {w.problem:<4} {w.title}")
+        lines.append(f"  {'':<12}      {params}")
+    p = argparse.ArgumentParser(
+        prog="nnkit-tui", description="Step through a walkthrough's forward and backward "
+        "passes, with every gradient checked against finite differences.",
+        epilog="\n".join(lines), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--walkthrough", "-w", metavar="NAME", default=None,
+                   help=f"one of {', '.join(reg)} (default {default_walkthrough()})")
+    for flags, dest, help_text in NAMED_FLAGS:
+        p.add_argument(*flags, dest=dest, metavar=dest.upper() if len(dest) > 1 else dest,
+                       default=None, help=help_text)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other parameter of the walkthrough (repeatable)")
+    p.add_argument("--export-dir", type=Path, default=None, metavar="DIR",
+                   help="where `e` exports (default ./nnkit-export-<walkthrough>-<time>/)")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> tuple[str, dict, Path | None]:
+    """(walkthrough, validated config, export dir); ValueError on bad values."""
+    args = _parser().parse_args(argv)
+    reg = registry()
+    name = args.walkthrough or default_walkthrough()
+    if name not in reg:
+        raise ValueError(f"--walkthrough: expected one of {sorted(reg)}, got {name!r}")
+    overrides = {dest: getattr(args, dest) for _, dest, _ in NAMED_FLAGS
+                 if getattr(args, dest) is not None}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    cfg = reg[name].config(**overrides)     # validates every value now, not in the app
+    return name, cfg, args.export_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        name, cfg, export_dir = parse_args(argv)
+    except ValueError as exc:
+        print(f"nnkit-tui: error: {exc}", file=sys.stderr)
+        return 2
+    NnkitApp(name, cfg, export_dir).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

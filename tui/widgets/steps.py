@@ -1,0 +1,79 @@
+"""The step list: every forward node in evaluation order, then every checked
+node from the loss back to the leaves. Headers are disabled options, so option
+indices are not step indices; steps are found by option id."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from nnkit.trace import Node, Trace
+
+FORWARD, BACKWARD = "forward", "backward"
+
+
+@dataclass(frozen=True)
+class Step:
+    phase: str
+    node: Node
+    number: int        # 1-based within its phase
+    of: int            # steps in its phase
+
+    @property
+    def title(self) -> str:
+        return self.node.name if self.phase == FORWARD else f"∂L/∂{self.node.name}"
+
+
+def build_steps(trace: Trace) -> list[Step]:
+    fwd, bwd = trace.forward_steps(), trace.backward_steps()
+    return ([Step(FORWARD, n, i + 1, len(fwd)) for i, n in enumerate(fwd)]
+            + [Step(BACKWARD, n, i + 1, len(bwd)) for i, n in enumerate(bwd)])
+
+
+def step_id(index: int) -> str:
+    return f"step-{index}"
+
+
+def step_index(option_id: str | None) -> int | None:
+    if option_id and option_id.startswith("step-"):
+        return int(option_id[5:])
+    return None
+
+
+class StepList(OptionList):
+    """Highlight = current step; ✓/✗ marks once a node's gradient is checked."""
+
+    def set_steps(self, steps: list[Step], marks: dict[str, bool]) -> None:
+        self._steps = steps
+        options: list[Option] = []
+        for i, s in enumerate(steps):
+            if i == 0 or steps[i - 1].phase != s.phase:
+                arrow = "→" if s.phase == FORWARD else "←"
+                options.append(Option(Text(f"{arrow} {s.phase}", style="bold"),
+                                      id=f"hdr-{s.phase}", disabled=True))
+            options.append(Option(self._prompt(s, marks), id=step_id(i)))
+        self.set_options(options)
+
+    @staticmethod
+    def _prompt(s: Step, marks: dict[str, bool]) -> Text:
+        t = Text("  " + s.title)
+        if s.phase == FORWARD:
+            if s.node.is_leaf:
+                t.append(f"  {s.node.role}", style="dim")
+            return t
+        if s.node.key in marks:
+            ok = marks[s.node.key]
+            t.append(" ✓" if ok else " ✗", style="bold green" if ok else "bold red")
+        return t
+
+    def update_marks(self, marks: dict[str, bool]) -> None:
+        for i, s in enumerate(getattr(self, "_steps", [])):
+            if s.phase == BACKWARD:
+                self.replace_option_prompt(step_id(i), self._prompt(s, marks))
+
+    def show_step(self, index: int) -> None:
+        target = self.get_option_index(step_id(index))
+        if self.highlighted != target:
+            self.highlighted = target

@@ -1,0 +1,194 @@
+"""Tensor panel: shape, dtype, summary statistics and either a table of numbers
+or a half-block heatmap. `prepare()` does every O(size) pass (statistics,
+slicing, downsampling) and is meant to run in a worker thread; the widget then
+only draws at most TABLE_CAP² numbers or the downsampled heatmap."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import ScrollableContainer, Vertical
+from textual.reactive import reactive
+from textual.widgets import DataTable, Static
+
+from nnkit.trace import stats
+
+from .heatmap import Heatmap, downsample
+
+TABLE_CAP = 64          # DataTable stays fast up to about 64×64 numbers
+HEAT_ROWS, HEAT_COLS = 64, 128   # 64 rows = 32 terminal lines of half blocks
+
+
+@dataclass
+class TensorData:
+    """Everything the widget draws, computed off the UI thread."""
+    title: str
+    shape: tuple
+    dtype: str
+    stats: dict
+    table: np.ndarray            # top-left ≤ TABLE_CAP×TABLE_CAP of the 2-D view
+    heat: np.ndarray             # block-mean downsampled 2-D view
+    rows: int                    # size of the full 2-D view
+    cols: int
+    reshaped: bool               # ndim > 2 shown as (∏ leading, last)
+    mark: tuple | None = None    # 2-D index to highlight (the worst element)
+    nan_means_unsampled: bool = False   # numeric gradients: NaN = not sampled
+
+    @property
+    def large(self) -> bool:
+        return self.rows > TABLE_CAP or self.cols > TABLE_CAP
+
+
+def as_2d(a: np.ndarray) -> np.ndarray:
+    """Scalars → 1×1, vectors → one row, N-d → (∏ leading dims, last dim)."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        return a.reshape(1, 1)
+    if a.ndim == 1:
+        return a.reshape(1, -1)
+    if a.ndim == 2:
+        return a
+    return a.reshape(-1, a.shape[-1])
+
+
+def index_2d(shape: tuple, index: tuple) -> tuple[int, int] | None:
+    if index is None or len(index) != len(shape):
+        return None
+    if len(shape) == 0:
+        return (0, 0)
+    if len(shape) == 1:
+        return (0, int(index[0]))
+    flat = int(np.ravel_multi_index(tuple(int(i) for i in index), shape))
+    return divmod(flat, int(shape[-1]))
+
+
+def prepare(title: str, array, *, mark: tuple | None = None,
+            nan_means_unsampled: bool = False) -> TensorData:
+    a = np.asarray(array)
+    a2 = as_2d(a)
+    rows, cols = a2.shape
+    shown = np.asarray(a2[:TABLE_CAP, :TABLE_CAP], dtype=np.float64)
+    stats_of = a
+    if nan_means_unsampled:
+        stats_of = a[~np.isnan(a)] if a.size else a
+    return TensorData(
+        title=title, shape=tuple(a.shape), dtype=str(a.dtype), stats=stats(stats_of),
+        table=shown.copy(), heat=downsample(a2, HEAT_ROWS, HEAT_COLS),
+        rows=rows, cols=cols, reshaped=a.ndim > 2,
+        mark=index_2d(a.shape, mark) if mark is not None else None,
+        nan_means_unsampled=nan_means_unsampled)
+
+
+def fmt_number(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def cell(x: float, *, unsampled: bool = False, marked: bool = False) -> Text:
+    if unsampled and np.isnan(x):
+        return Text("·", style="dim", justify="right")
+    if np.isnan(x):
+        text = Text("nan", style="bold magenta", justify="right")
+    elif np.isinf(x):
+        text = Text("inf" if x > 0 else "-inf", style="bold yellow", justify="right")
+    else:
+        text = Text(fmt_number(x), justify="right")
+    if marked:
+        text.stylize("reverse bold")
+    return text
+
+
+def shape_text(shape: tuple) -> str:
+    return "×".join(map(str, shape)) if shape else "scalar"
+
+
+def stats_text(d: TensorData) -> Text:
+    s = d.stats
+    t = Text()
+    t.append(f"{shape_text(d.shape)} {d.dtype}", style="bold")
+    t.append(f"  min {fmt_number(s['min'])}  max {fmt_number(s['max'])}"
+             f"  mean {fmt_number(s['mean'])}  std {fmt_number(s['std'])}")
+    if d.nan_means_unsampled:
+        return t
+    bad = s["nonfinite"]
+    t.append(f"  non-finite {bad}", style="bold magenta" if bad else "dim")
+    return t
+
+
+class TensorView(Vertical):
+    """Title, statistics and the numbers/heatmap of one array."""
+
+    data: reactive[TensorData | None] = reactive(None, always_update=True, init=False)
+    heatmap: reactive[bool | None] = reactive(None, init=False)   # None: by size
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="tv-title")
+        yield Static(classes="tv-stats")
+        table = DataTable(show_cursor=False, classes="tv-table")
+        table.can_focus = False     # arrows belong to the step navigation
+        yield table
+        with ScrollableContainer(classes="tv-heat-scroll"):
+            yield Heatmap(classes="tv-heat")
+        yield Static(classes="tv-note")
+
+    def show(self, data: TensorData, heatmap: bool | None) -> None:
+        self.set_reactive(TensorView.heatmap, heatmap)
+        self.data = data
+
+    @property
+    def showing_heatmap(self) -> bool:
+        d = self.data
+        if self.heatmap is not None:
+            return self.heatmap
+        return bool(d is not None and d.large)
+
+    def watch_data(self, data: TensorData | None) -> None:
+        self._draw()
+
+    def watch_heatmap(self, heatmap: bool | None) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        d = self.data
+        if d is None or not self.is_mounted:
+            return
+        self.query_one(".tv-title", Static).update(Text(d.title, style="bold"))
+        self.query_one(".tv-stats", Static).update(stats_text(d))
+        table = self.query_one(".tv-table", DataTable)
+        scroll = self.query_one(".tv-heat-scroll", ScrollableContainer)
+        heat = self.query_one(".tv-heat", Heatmap)
+        notes = []
+        if d.reshaped:
+            notes.append(f"shown as {d.rows}×{d.cols} (leading axes flattened)")
+        if self.showing_heatmap:
+            table.display = False
+            scroll.display = True
+            h, w = d.heat.shape
+            # small tensors get wider cells so the colours are readable
+            heat.set_array(d.heat, cell_width=max(1, min(4, 48 // max(w, 1))))
+            scale = fmt_number(heat.scale)
+            if (h, w) != (d.rows, d.cols):
+                notes.append(f"heatmap of block means {h}×{w} of {d.rows}×{d.cols}")
+            notes.append(f"blue −{scale} · white 0 · red +{scale} · magenta NaN · "
+                         f"yellow ±inf · h: numbers")
+        else:
+            scroll.display = False
+            table.display = True
+            self._fill_table(table, d)
+            r, c = d.table.shape
+            if (r, c) != (d.rows, d.cols):
+                notes.append(f"first {r}×{c} of {d.rows}×{d.cols} shown · h: heatmap")
+        note = self.query_one(".tv-note", Static)
+        note.update(Text("  ".join(notes), style="dim"))
+        note.display = bool(notes)
+
+    @staticmethod
+    def _fill_table(table: DataTable, d: TensorData) -> None:
+        table.clear(columns=True)
+        r, c = d.table.shape
+        table.add_columns(*[str(j) for j in range(c)])
+        for i in range(r):
+            table.add_row(*[cell(d.table[i, j], unsampled=d.nan_means_unsampled,
+                                 marked=d.mark == (i, j)) for j in range(c)],
+                          label=str(i))
