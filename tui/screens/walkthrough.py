@@ -57,18 +57,34 @@ def report_title(trace: Trace) -> str:
     return f"{trace.walkthrough.name} " + " ".join(f"{k}={v}" for k, v in trace.cfg.items())
 
 
+def config_text(cfg: dict) -> str:
+    """Compact: B=4 N=3 eps=1e-05 float64 constant_feature (false flags omitted)."""
+    parts = []
+    for k, v in cfg.items():
+        if isinstance(v, bool):
+            if v:
+                parts.append(k)
+        elif isinstance(v, float):
+            parts.append(f"{k}={v:g}")
+        elif k == "dtype":
+            parts.append(str(v))
+        else:
+            parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
 class WalkthroughScreen(Screen):
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (76, "-normal")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (76, "-normal"), (130, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (26, "-tall")]
 
     BINDINGS = [
         Binding("right,n", "next", "Next", priority=True),
         Binding("left,p", "previous", "Prev", priority=True),
-        Binding("home", "first", "First", priority=True),
-        Binding("end", "last", "Last", priority=True),
-        Binding("space", "play", "Play/pause", priority=True),
+        Binding("home", "first", "First", priority=True, show=False),
+        Binding("end", "last", "Last", priority=True, show=False),
+        Binding("space", "play", "Play", priority=True),
         Binding("g", "check_all", "Check all"),
-        Binding("escape", "cancel", "Cancel check"),
+        Binding("escape", "cancel", "Cancel check", show=False),
         Binding("r", "resample", "Resample"),
         Binding("c", "config", "Config"),
         Binding("h", "toggle_heatmap", "Numbers/heatmap"),
@@ -140,8 +156,8 @@ class WalkthroughScreen(Screen):
             detail.can_focus = False   # ←/→ step; the pane scrolls with the mouse or pgup/pgdn
             with detail:
                 yield FormulaPanel(id="formula")
-                yield TensorView(id="value", classes="tensor")
                 yield GradientPanel(id="gradient")
+                yield TensorView(id="value", classes="tensor")
                 yield Vertical(id="views")
                 with Vertical(id="report"):
                     yield Static("Gradient check of every node", id="report-title")
@@ -250,7 +266,9 @@ class WalkthroughScreen(Screen):
 
     def _draw(self, data: StepData) -> None:
         step = self.step
-        self.query_one("#value", TensorView).show(data.value, self.heatmap)
+        # going back, the gradient is the subject; the value shrinks to its statistics
+        self.query_one("#value", TensorView).show(data.value, self.heatmap,
+                                                  compact=step.phase == BACKWARD)
         if step.phase == BACKWARD:
             self._draw_gradient(data)
         self._draw_views(data.views)
@@ -561,12 +579,11 @@ class WalkthroughScreen(Screen):
         w = self.walkthrough
         t = Text()
         t.append(" nnkit ", style="bold reverse")
-        t.append(f" {w.name} ({w.problem})  ", style="bold")
-        t.append(" ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in self.cfg.items()), style="dim")
+        t.append(f" {w.name} {w.problem} ", style="bold")
         if self.steps:
             s = self.step
-            t.append(f"  {s.phase} {s.number}/{s.of}", style="bold cyan")
+            t.append(f" {s.phase} {s.number}/{s.of} {s.title} ", style="bold cyan")
+        t.append(" " + config_text(self.cfg), style="dim")
         if self.building:
             t.append("  building…", style="bold yellow")
         if self.play_timer is not None:

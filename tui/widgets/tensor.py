@@ -132,9 +132,15 @@ class TensorView(Vertical):
             yield Heatmap(classes="tv-heat")
         yield Static(classes="tv-note")
 
-    def show(self, data: TensorData, heatmap: bool | None) -> None:
+    compact = False      # statistics only (the node's value on backward steps)
+
+    def show(self, data: TensorData, heatmap: bool | None, *, compact: bool = False) -> None:
+        self.compact = compact
         self.set_reactive(TensorView.heatmap, heatmap)
         self.data = data
+
+    def on_mount(self) -> None:
+        self._draw()
 
     @property
     def showing_heatmap(self) -> bool:
@@ -159,6 +165,10 @@ class TensorView(Vertical):
         scroll = self.query_one(".tv-heat-scroll", ScrollableContainer)
         heat = self.query_one(".tv-heat", Heatmap)
         notes = []
+        if self.compact:
+            table.display = scroll.display = False
+            self.query_one(".tv-note", Static).display = False
+            return
         if d.reshaped:
             notes.append(f"shown as {d.rows}×{d.cols} (leading axes flattened)")
         if self.showing_heatmap:
@@ -187,8 +197,11 @@ class TensorView(Vertical):
     def _fill_table(table: DataTable, d: TensorData) -> None:
         table.clear(columns=True)
         r, c = d.table.shape
-        table.add_columns(*[str(j) for j in range(c)])
-        for i in range(r):
-            table.add_row(*[cell(d.table[i, j], unsampled=d.nan_means_unsampled,
-                                 marked=d.mark == (i, j)) for j in range(c)],
-                          label=str(i))
+        cells = [[cell(d.table[i, j], unsampled=d.nan_means_unsampled,
+                       marked=d.mark == (i, j)) for j in range(c)] for i in range(r)]
+        # explicit widths: a refilled table otherwise keeps its first columns' widths
+        for j in range(c):
+            width = max([len(str(j))] + [row[j].cell_len for row in cells])
+            table.add_column(str(j), width=width)
+        for i, row in enumerate(cells):
+            table.add_row(*row, label=str(i))

@@ -1,0 +1,42 @@
+"""Fixtures for the nnkit-tui tests."""
+from __future__ import annotations
+
+import pytest
+
+from nnkit import trace as nktrace
+
+
+@pytest.fixture
+def toy_walkthrough():
+    """A second walkthrough registered only for the test: the picker must list
+    it without any change to the app."""
+    import numpy as np
+
+    @nktrace.register
+    class Square(nktrace.Walkthrough):
+        name = "toy-square"
+        title = "y = x², L = Σ G y"
+        problem = "T0"
+        description = "test-only walkthrough"
+        params = (nktrace.Param("n", 3, "length", minimum=1),
+                  nktrace.Param("seed", 0, "seed", minimum=0))
+
+        def graph(self, cfg):
+            return [
+                nktrace.Node("x", "x ∈ ℝⁿ", role="input"),
+                nktrace.Node("y", "y = x²", ("x",), lambda x: x * x),
+                nktrace.Node("G", "G: upstream gradient", role="constant"),
+                nktrace.Node("L", "L = Σ G y", ("G", "y"),
+                             lambda G, y: float(np.sum(G * y)), role="loss"),
+            ]
+
+        def leaves(self, cfg, rng):
+            return dict(x=rng.standard_normal(cfg["n"]), G=rng.standard_normal(cfg["n"]))
+
+        def analytic(self, values, cfg):
+            G, x = values["G"], values["x"]
+            return dict(L=np.float64(1.0), y=G, x=2 * x * G)
+
+    yield "toy-square"
+    # the registry is process-wide; leave it as the other test modules expect it
+    nktrace._REGISTRY.pop("toy-square", None)

@@ -1,0 +1,100 @@
+"""Stepping through every node forward and back; every backward step's check."""
+from __future__ import annotations
+
+from nnkit.trace import Trace
+from nnkit.tui.app import NnkitApp
+from nnkit.tui.widgets.formula import FormulaPanel
+from nnkit.tui.widgets.gradient import GradientPanel
+from nnkit.tui.widgets.steps import BACKWARD, FORWARD
+from nnkit.tui.widgets.tensor import TensorView
+
+from tui_helpers import SIZE, settle
+
+
+def expected_steps():
+    t = Trace("bn-relu")
+    return ([(FORWARD, n.key) for n in t.forward_steps()]
+            + [(BACKWARD, n.key) for n in t.backward_steps()])
+
+
+def panel_text(widget) -> str:
+    return str(widget.render())
+
+
+async def test_default_is_p2():
+    app = NnkitApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        assert screen.trace.walkthrough.name == "bn-relu"
+        assert screen.trace.cfg == dict(B=4, N=3, M=5, eps=1e-5, seed=0, dtype="float64",
+                                        constant_feature=False)
+        assert (screen.step.phase, screen.step.node.key) == (FORWARD, "X")
+
+
+async def test_step_through_all_nodes_forward_and_back():
+    expected = expected_steps()
+    app = NnkitApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        seen = []
+        for i in range(len(expected)):
+            if i:
+                await pilot.press("right" if i % 2 else "n")
+            await settle(pilot)
+            step = screen.step
+            seen.append((step.phase, step.node.key))
+            assert step.node.formula in panel_text(screen.query_one(FormulaPanel))
+            value = screen.query_one("#value", TensorView).data
+            assert value.shape == tuple(screen.trace.values[step.node.key].shape)
+            grad = screen.query_one(GradientPanel)
+            assert grad.display == (step.phase == BACKWARD)
+            if step.phase == BACKWARD:
+                # every gradient of P2 is checked as soon as it is shown, and passes
+                report = screen.trace.reports[step.node.key]
+                assert report.passed, step.node.key
+                assert "PASS" in panel_text(grad.query_one("#verdict"))
+        assert seen == expected
+        await pilot.press("right")          # past the end: stays on the last step
+        await settle(pilot)
+        assert screen.index == len(expected) - 1
+        back = []
+        for i in range(len(expected)):
+            back.append((screen.step.phase, screen.step.node.key))
+            await pilot.press("left" if i % 2 else "p")
+            await settle(pilot)
+        assert back == expected[::-1]
+        assert screen.index == 0
+
+
+async def test_first_last_and_step_list_marks():
+    app = NnkitApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        await pilot.press("end")
+        await settle(pilot)
+        assert screen.index == len(screen.steps) - 1
+        assert screen.step.phase == BACKWARD and screen.step.node.key == "X"
+        await pilot.press("home")
+        await settle(pilot)
+        assert screen.index == 0
+
+
+async def test_play_runs_to_the_end_and_space_pauses():
+    app = NnkitApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        await pilot.press("space")
+        assert screen.play_timer is not None
+        await pilot.press("space")
+        assert screen.play_timer is None
+        # drive the timer's callback directly: no wall-clock waiting in tests
+        await pilot.press("space")
+        for _ in range(len(screen.steps)):
+            screen._tick()
+            await pilot.pause()
+        assert screen.index == len(screen.steps) - 1
+        assert screen.play_timer is None
