@@ -18,3 +18,9 @@ from .softmax import softmax_cross_entropy, softmax_cross_entropy_backward
 from . import trace
 
 __version__ = "0.1.0"
+
+# whitening batch norm (P2.4)
+from .whitening import (WhiteningBatchNorm, WhiteningCache, WhiteningGrads,
+                        WhiteningReLUGrads, whitening_backward,
+                        whitening_eval_forward, whitening_forward,
+                        whitening_relu_backward, whitening_relu_forward)

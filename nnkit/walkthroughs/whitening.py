@@ -1,0 +1,269 @@
+"""P2.4 end to end: affine → whitening batch norm → ReLU → L = Σ G ⊙ H.
+
+Graph (rows are samples):
+    X (B,N), W (M,N), b (M,)  →  Y = X Wᵀ + b
+    m = mean_i Y
+    Σ = (Y − m)ᵀ(Y − m)/B + εI       (M, M); with groups, only the diagonal
+                                      blocks (zeros elsewhere, never read)
+    Ŷ = (Y − m) W(Σ)                  W per group from sym(Σ) by the method
+    γ, β  →  Z = γ ⊙ Ŷ + β  →  H = max(Z, 0)  →  L = Σ G ⊙ H
+The node functions below are plain NumPy written independently of the
+kernels; the analytic gradients come from nk.whitening_relu_forward/backward.
+Σ is a full matrix node: a finite-difference check perturbs one entry (i, j)
+at a time, and the whitening functions read the symmetric part (Σ + Σᵀ)/2,
+so ∂L/∂Σ is the symmetric dcov.
+
+spectrum="repeated" builds X = √B Q diag(d) with Q orthonormal columns
+orthogonal to 1 and d = (2, 2, 1, 1, ...), and W orthogonal (N = M): the
+covariance of Y then has exactly repeated eigenvalues (4, 4, 1, 1, ...), the
+case where a backward written with 1/(λᵢ − λⱼ) divides by zero.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dense
+from .. import whitening as wh
+from ..trace import Node, Param, Trace, Walkthrough, register
+
+
+# ------------------------------------------------ independent NumPy reference
+def _groups(M, g):
+    g = g or M
+    return [(c, min(g, M - c)) for c in range(0, M, g)]
+
+
+def _whiten_block(S, method, T):
+    """W with Ŷ = Yc W for one symmetric block S (float64 or float32)."""
+    if method in ("zca", "pca"):
+        lam, D = np.linalg.eigh(S)
+        if method == "pca":
+            # same sign convention as the kernels: largest |entry| of each column > 0
+            top = D[np.argmax(np.abs(D), axis=0), np.arange(D.shape[1])]
+            D = D * np.where(top < 0, -1.0, 1.0)
+            return D / np.sqrt(lam)
+        return (D / np.sqrt(lam)) @ D.T
+    if method == "cholesky":
+        L = np.linalg.cholesky(S)
+        return np.linalg.inv(L).T
+    t = np.trace(S)
+    SN = S / t
+    P = np.eye(S.shape[0], dtype=S.dtype)
+    for _ in range(T):
+        P = 1.5 * P - 0.5 * P @ P @ P @ SN
+    return P / np.sqrt(t)
+
+
+def _block_mask(M, g):
+    mask = np.zeros((M, M), bool)
+    for c, k in _groups(M, g):
+        mask[c:c + k, c:c + k] = True
+    return mask
+
+
+def _loss(G, H):
+    return np.sum(np.asarray(G, np.float64) * H)
+
+
+def _cov(A):
+    A = np.asarray(A, np.float64)
+    Ac = A - A.mean(axis=0)
+    return Ac.T @ Ac / A.shape[0]
+
+
+def _offdiag(C):
+    return float(np.max(np.abs(C - np.diag(np.diag(C))))) if C.shape[0] > 1 else 0.0
+
+
+class _WhiteningBase(Walkthrough):
+    problem = "P2.4"
+    method_default = "zca"
+
+    @property
+    def params(self):
+        return (
+            Param("B", 8, "batch size (rows)", minimum=2, maximum=4096),
+            Param("N", 4, "input features", minimum=1, maximum=4096),
+            Param("M", 5, "output features (whitened)", minimum=1, maximum=512),
+            Param("eps", 1e-5, "ε added to the diagonal of Σ (> 0)", minimum=1e-12),
+            Param("method", self.method_default, "whitening matrix",
+                  choices=wh.METHODS),
+            Param("iterations", 5, "Newton–Schulz iterations T (newton)", minimum=1,
+                  maximum=100),
+            Param("group_size", 0, "whiten groups of this many features (0: all)",
+                  minimum=0, maximum=512),
+            Param("spectrum", "random", "Y's covariance: random, or exactly repeated "
+                  "eigenvalues", choices=("random", "repeated")),
+            Param("seed", 0, "random seed", minimum=0),
+            Param("dtype", "float64", "precision", choices=("float64", "float32")),
+        )
+
+    def validate(self, cfg):
+        if cfg["group_size"] > cfg["M"]:
+            raise ValueError(f"group_size: expected 0 (no groups) or at most M = "
+                             f"{cfg['M']}, got {cfg['group_size']}")
+        if cfg["spectrum"] == "repeated":
+            if cfg["N"] != cfg["M"]:
+                raise ValueError(f"N: spectrum='repeated' needs N = M = {cfg['M']} "
+                                 f"(W orthogonal), got {cfg['N']}")
+            if cfg["B"] <= cfg["M"]:
+                raise ValueError(f"B: spectrum='repeated' needs B > M = {cfg['M']}, "
+                                 f"got {cfg['B']}")
+
+    def graph(self, cfg):
+        eps, method, T = cfg["eps"], cfg["method"], cfg["iterations"]
+        M, g = cfg["M"], cfg["group_size"]
+        groups = _groups(M, g)
+        mask = _block_mask(M, g)
+        wname = dict(zca="Σ^(−½)", pca="Λ^(−½)Dᵀ", cholesky="L^(−ᵀ)",
+                     newton=f"P_{T}/√tr Σ (Newton–Schulz)")[method]
+
+        def sigma(Y, m):
+            Yc = Y - m
+            S = Yc.T @ Yc / Y.shape[0] + eps * np.eye(M, dtype=Y.dtype)
+            return np.where(mask, S, 0)
+
+        def yhat(Y, m, S):
+            Ss = 0.5 * (S + S.T)
+            Wm = np.zeros_like(Ss)
+            for c, k in groups:
+                Wm[c:c + k, c:c + k] = _whiten_block(Ss[c:c + k, c:c + k], method, T)
+            return (Y - m) @ Wm
+
+        grp = "" if not g or g >= M else f", groups of {g}"
+        return [
+            Node("X", "X ∈ ℝ^{B×N}: one sample per row", role="input"),
+            Node("W", "W ∈ ℝ^{M×N}", role="param"),
+            Node("b", "b ∈ ℝ^M (broadcast over rows)", role="param"),
+            Node("Y", "Y = X Wᵀ + b", ("X", "W", "b"),
+                 lambda X, W, b: dense.affine_forward(X, W, b)[0]),
+            Node("m", "m_j = (1/B) Σ_i Y_ij", ("Y",), lambda Y: Y.mean(axis=0),
+                 note="m feeds both Σ and Ŷ: dm is a total derivative."),
+            Node("Sigma", f"Σ = (Y − m)ᵀ(Y − m)/B + εI,  ε = {eps:g}{grp}", ("Y", "m"),
+                 sigma, label="Σ",
+                 note="A matrix node; its gradient is the symmetric dcov."),
+            Node("Yhat", f"Ŷ = (Y − m) W,  W = {wname}", ("Y", "m", "Sigma"), yhat,
+                 label="Ŷ", note="ZCA: Cov(Ŷ) = Σ_Y (Σ_Y + εI)⁻¹ → I."),
+            Node("gamma", "γ ∈ ℝ^M (learnable scale)", role="param", label="γ"),
+            Node("beta", "β ∈ ℝ^M (learnable shift)", role="param", label="β"),
+            Node("Z", "Z = γ ⊙ Ŷ + β", ("gamma", "Yhat", "beta"),
+                 lambda gm, Yh, bt: gm * Yh + bt),
+            Node("H", "H = max(Z, 0)", ("Z",), lambda Z: np.maximum(Z, 0)),
+            Node("G", "G = ∂L/∂H: a fixed random upstream gradient", role="constant"),
+            Node("L", "L = Σ_ij G_ij H_ij", ("G", "H"), _loss, role="loss"),
+        ]
+
+    def leaves(self, cfg, rng):
+        B, N, M, dt = cfg["B"], cfg["N"], cfg["M"], np.dtype(cfg["dtype"])
+        if cfg["spectrum"] == "repeated":
+            # Q: M orthonormal columns orthogonal to the ones vector (so X is centred)
+            A = np.column_stack([np.ones(B), rng.standard_normal((B, M))])
+            Q = np.linalg.qr(A)[0][:, 1:]
+            d = np.where(np.arange(M) < M // 2, 2.0, 1.0)
+            X = np.sqrt(B) * Q * d
+            W = np.linalg.qr(rng.standard_normal((M, M)))[0]
+        else:
+            # Controlled spectrum, correlated features: X = √B Q diag(dx) R has
+            # sample covariance with eigenvalues dx² ∈ [0.36, 2] on an r-dim
+            # subspace (r = min(N, B − 1)), and W = U diag(σ) Vᵀ, σ ∈ [0.7, 1.5],
+            # mixes the features. Cov(Y) has eigenvalues in ~[0.18, 4.4] on a
+            # min(r, M)-dim subspace and 0 elsewhere (then only ε lifts them):
+            # finite differences with h = 1e-6 stay accurate ((h/λ)² ≪ 1e-7).
+            r = min(N, B - 1)
+            A = np.column_stack([np.ones(B), rng.standard_normal((B, r))])
+            Q = np.linalg.qr(A)[0][:, 1:]
+            R = np.linalg.qr(rng.standard_normal((N, r)))[0].T            # (r, N)
+            X = np.sqrt(B) * (Q * rng.uniform(0.6, 1.4, r)) @ R
+            k = min(M, N)
+            U = np.linalg.qr(rng.standard_normal((M, k)))[0]
+            V = np.linalg.qr(rng.standard_normal((N, k)))[0]
+            W = (U * rng.uniform(0.7, 1.5, k)) @ V.T
+        vals = dict(X=X, W=W, b=rng.standard_normal(M),
+                    gamma=1.0 + 0.5 * rng.standard_normal(M),
+                    beta=0.5 * rng.standard_normal(M), G=rng.standard_normal((B, M)))
+        return {k: np.asarray(a).astype(dt) for k, a in vals.items()}
+
+    def analytic(self, values, cfg):
+        X, W, b, G = values["X"], values["W"], values["b"], values["G"]
+        Y, aff = dense.affine_forward(X, W, b)
+        H, cache = wh.whitening_relu_forward(Y, values["gamma"], values["beta"], cfg["eps"],
+                                             cfg["method"], cfg["group_size"] or None,
+                                             iterations=cfg["iterations"])
+        g = wh.whitening_relu_backward(G, cache)
+        a = dense.affine_backward(g.dY, aff)
+        return dict(L=np.float64(1.0), H=G, Z=g.dZ, gamma=g.dgamma, beta=g.dbeta,
+                    Yhat=g.dYhat, Sigma=g.dcov, m=g.dmean, Y=g.dY, X=a.dX, W=a.dW,
+                    b=a.db)
+
+    def views(self, trace: Trace, key: str):
+        out = {}
+        if key in ("Y", "Sigma", "Yhat"):
+            out["Cov(Y)"] = _cov(trace.value("Y"))
+        if key in ("Sigma", "Yhat"):
+            S = np.asarray(trace.value("Sigma"), np.float64)
+            out["eigenvalues of Σ"] = np.linalg.eigvalsh(0.5 * (S + S.T))
+        if key in ("Yhat", "Z", "H"):
+            out["Cov(Ŷ)"] = _cov(trace.value("Yhat"))
+        return out
+
+    def insights(self, trace: Trace, key: str):
+        cfg = trace.cfg
+        eps, M = cfg["eps"], cfg["M"]
+        if key == "Sigma":
+            S = np.asarray(trace.value("Sigma"), np.float64)
+            lam = np.linalg.eigvalsh(0.5 * (S + S.T))
+            gaps = np.diff(lam)
+            lines = [f"condition number of Σ + εI: {lam[-1] / lam[0]:.3g} "
+                     f"(λ_max {lam[-1]:.3g}, λ_min {lam[0]:.3g})"]
+            if cfg["B"] <= M:
+                lines.append(f"B = {cfg['B']} ≤ M = {M}: Σ_Y has rank ≤ B − 1 = "
+                             f"{cfg['B'] - 1}; only ε = {eps:g} keeps Σ invertible")
+            if gaps.size:
+                lines.append(f"smallest eigenvalue gap {gaps.min():.2e}: 1/(λᵢ − λⱼ) would be "
+                             f"{'∞' if gaps.min() == 0 else f'{1 / gaps.min():.2e}'}; "
+                             f"the ZCA backward uses F_ij = −1/(√λᵢ√λⱼ(√λᵢ+√λⱼ)), "
+                             f"max |F| = {1 / (2 * lam[0] ** 1.5):.3g}")
+            return lines
+        if key == "Yhat":
+            C = _cov(trace.value("Yhat"))
+            lines = [f"max |off-diagonal| of Cov(Ŷ): {_offdiag(C):.3e}"]
+            if cfg["method"] == "zca" and not (cfg["group_size"] and cfg["group_size"] < M):
+                SY = _cov(trace.value("Y"))
+                pred = SY @ np.linalg.inv(SY + eps * np.eye(M))
+                lines.append(f"ZCA: Cov(Ŷ) − Σ_Y(Σ_Y + εI)⁻¹ max |diff| "
+                             f"{np.max(np.abs(C - pred)):.2e} (predicted equal)")
+            if cfg["method"] == "newton":
+                lines.append(f"Newton–Schulz with T = {cfg['iterations']}: approximate; "
+                             f"Cov(Ŷ) → I as T grows")
+            return lines
+        return []
+
+    def check_configs(self):
+        return [
+            dict(B=2, N=1, M=1), dict(B=3, N=2, M=2), dict(B=6, N=4, M=4, seed=1),
+            dict(B=8, N=5, M=5, spectrum="repeated"),
+            dict(B=12, N=6, M=6, spectrum="repeated", seed=3, eps=1e-3),
+            dict(B=9, N=4, M=7, group_size=3, seed=2),           # groups 3, 3, 1
+            # B ≤ M: Σ_Y singular; ε = 1e-2 keeps cond(Σ + εI) ~ 1e2 so the
+            # float32 run stays inside the float32 tolerances
+            dict(B=4, N=5, M=6, eps=1e-2, seed=4),
+            dict(B=16, N=8, M=10, seed=5, eps=1e-3),           # N < M: rank 8 < 10
+        ]
+
+
+@register
+class WhiteningZCA(_WhiteningBase):
+    name = "whitening-zca"
+    title = "Affine → ZCA whitening BN → ReLU"
+    description = ("Whitening batch norm: Ŷ = (Y − m) Σ^(−½), so Cov(Ŷ) ≈ I; the backward "
+                   "through Σ^(−½) uses divided differences, finite at repeated eigenvalues.")
+    method_default = "zca"
+
+
+@register
+class WhiteningNewton(_WhiteningBase):
+    name = "whitening-newton"
+    title = "Affine → Newton–Schulz (IterNorm) whitening BN → ReLU"
+    description = ("Whitening without an eigendecomposition: T Newton–Schulz iterations on "
+                   "Σ/tr Σ (IterNorm); the backward runs back through the iterations.")
+    method_default = "newton"
