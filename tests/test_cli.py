@@ -18,13 +18,15 @@ def test_gradcheck_subprocess_exit_0():
     p = _run("gradcheck")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "bn-relu" in p.stdout and "FAIL" not in p.stdout
-    w = trace.get("bn-relu")
-    n_runs = 2 * len(w.check_configs())               # float64 and float32
+    # every registered walkthrough, every configuration, float64 and float32
+    # (a walkthrough without a dtype parameter runs in float64 only)
+    n_runs = sum((2 if any(q.name == "dtype" for q in w.params) else 1) * len(w.check_configs())
+                 for w in trace.registry().values())
     assert f"{n_runs} of {n_runs} runs passed" in p.stdout
 
 
 def test_gradcheck_json(capsys):
-    assert cli.main(["gradcheck", "--json", "--dtype", "float64"]) == 0
+    assert cli.main(["gradcheck", "-w", "bn-relu", "--json", "--dtype", "float64"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["passed"] is True
     runs = data["runs"]
@@ -81,7 +83,7 @@ def test_failure_exit_1(monkeypatch, capsys):
         return g
 
     monkeypatch.setattr(type(w), "analytic", broken)
-    assert cli.main(["gradcheck", "--dtype", "float64", "--json"]) == 1
+    assert cli.main(["gradcheck", "-w", "bn-relu", "--dtype", "float64", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["passed"] is False
     bad = [t for r in data["runs"] for t in r["tensors"] if not t["passed"]]

@@ -85,3 +85,13 @@ def test_relu_negative_zero_and_inf(ref):
     np.testing.assert_array_equal(H, [0, 0, 0, np.inf, 0, 1e-300])
     dY = nk.relu_backward(np.ones(6), cache)
     np.testing.assert_array_equal(dY, [0, 0, 0, 1, 0, 1])
+
+
+def test_relu_zero_d_keeps_shape():
+    # "any shape" includes 0-d: the result must not come back as shape (1,)
+    H, cache = nk.relu_forward(np.float64(-2.0))
+    assert H.shape == () and H == 0.0
+    H, cache = nk.relu_forward(np.float32(2.5))
+    assert H.shape == () and H.dtype == np.float32 and H == 2.5
+    dY = nk.relu_backward(np.float32(3.0), cache)
+    assert dY.shape == () and dY == 3.0
