@@ -50,7 +50,7 @@ def float_array(name: str, a, ndim: int, shape_doc: str, dtype=None) -> np.ndarr
     for d in arr.shape:
         if d > _MAX_DIM:
             raise ValueError(f"{name}: dimension {d} exceeds {_MAX_DIM} (32-bit BLAS)")
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")  # ascontiguousarray would turn 0-d into 1-d
 
 
 def nonempty(name: str, arr: np.ndarray, shape_doc: str) -> None:
