@@ -28,7 +28,11 @@ directives = {
 
 # -ffp-contract=off: the BN backward recomputes the forward's ReLU mask and must
 # round exactly as the forward did (no FMA contraction in one and not the other)
-compile_args = (["-O0", "-g"] if debug else ["-O3"]) + ["-ffp-contract=off"]
+# vect-max-version-for-alias-checks: the float64 reduction loops read and write
+# several double* arrays; gcc's default budget of runtime alias checks (10) is
+# too small and it leaves those loops scalar.
+compile_args = (["-O0", "-g"] if debug else ["-O3"]) + [
+    "-ffp-contract=off", "--param", "vect-max-version-for-alias-checks=40"]
 link_args = []
 if openmp:
     compile_args.append("-fopenmp")

@@ -4,12 +4,18 @@
 #   m = mean_i Y;  v = mean_i (Y - m)^2 (biased);  inv = (v + eps)^(-1/2)
 #   Yhat = (Y - m) * inv;  Z = gamma * Yhat + beta;  H = max(Z, 0) (fused variant)
 #
-# Memory plan. The work is split into column blocks of `w` features (a few
-# cache lines of every row). A block is read from memory once; the later
-# passes over the same block hit the cache. So a training forward costs one
-# read of Y and one write of the output, and a backward two reads (dH, Y) and
-# one write (dY) -- 5 passes over B x M in all, where the textbook does 7+.
-# Blocks are independent, so the two cores split them (OpenMP, static).
+# Memory plan: every pass walks whole rows in order (sequential streams the
+# prefetcher follows, one page after another), with per-feature accumulators
+# (M doubles) that stay in L1/L2. The rows are split between the threads
+# (OpenMP); each thread keeps its own accumulators, merged afterwards.
+#   forward : statistics (read Y), output (read Y, write Z/H)         3 passes
+#   backward: reductions (read dH, Y), dY (read dH, Y, write dY)      5 passes
+# The statistics pass is one pass over memory yet exact two-pass variance:
+# rows go in chunks small enough to stay in L2, each chunk gets its own mean
+# and centred sum of squares (second look from cache), and chunks merge by
+# Chan et al.'s formula  M2 = M2a + M2b + delta^2 na nb / (na + nb).
+# (A column-blocked layout that reads each block once was tried first: it
+# touches one page per row per block and ran 10x slower on TLB misses.)
 #
 # Reductions accumulate in double for both dtypes: a float32 running sum over
 # B = 16384 rows is off by ~1e-2 relative.
@@ -19,74 +25,55 @@
 
 from cython.parallel cimport prange
 from libc.math cimport sqrt
+from libc.stdlib cimport malloc, free
 from _common cimport floating, team_size
 
-# Block width in bytes per row. 128 B = 2 cache lines: B * 128 B * 2 arrays
-# stays inside the 2 MB L2 up to B = 8192; the 105 MB L3 takes the rest.
+# rows per statistics chunk: about CHUNK_BYTES of Y, re-read from L2
 cdef enum:
-    BLOCK_BYTES = 128
-    MAX_W = 32          # BLOCK_BYTES / sizeof(float)
+    CHUNK_BYTES = 131072
 
 
-cdef inline Py_ssize_t block_width(Py_ssize_t itemsize) noexcept nogil:
-    return BLOCK_BYTES // itemsize
+cdef inline Py_ssize_t _row_start(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t B) noexcept nogil:
+    return (B * t) // nt
 
 
-# ---------------------------------------------------------------- forward
-# One column block [c0, c0 + w). Passes over the block: sum (memory), centred
-# sum of squares (cache), normalize + affine (+ ReLU) and write (cache).
-cdef void _forward_block(const floating* Y, Py_ssize_t B, Py_ssize_t M,
-                         Py_ssize_t c0, Py_ssize_t w,
-                         const floating* gamma, const floating* beta,
-                         double eps, bint relu, floating* out,
-                         floating* mean, floating* var, floating* inv_std) noexcept nogil:
-    cdef double s[MAX_W]
-    cdef double q[MAX_W]
-    cdef floating mf[MAX_W]
-    cdef floating sc[MAX_W]
-    cdef floating sh[MAX_W]
-    cdef Py_ssize_t i, j
+# ------------------------------------------------------------- statistics
+# Rows [r0, r1) of Y (B, M): n, mean, M2 per feature into mean[M], m2[M];
+# csum, cm2 (M doubles each) are scratch.
+cdef void _stats_rows(const floating* Y, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t M,
+                      double* mean, double* m2, double* csum, double* cm2) noexcept nogil:
+    cdef Py_ssize_t R = max(1, CHUNK_BYTES // (M * sizeof(floating)))
+    cdef Py_ssize_t c, e, i, j
+    cdef double n = 0.0, nb, d, delta, w
     cdef const floating* row
-    cdef floating* orow
-    cdef floating z, d
-    cdef double m, v, inv
-
-    for j in range(w):
-        s[j] = 0.0
-        q[j] = 0.0
-    for i in range(B):
-        row = Y + i * M + c0
-        for j in range(w):
-            s[j] += row[j]
-    for j in range(w):
-        mf[j] = <floating>(s[j] / B)
-    # two-pass variance: exact for data whose mean is large against its spread
-    for i in range(B):
-        row = Y + i * M + c0
-        for j in range(w):
-            d = row[j] - mf[j]
-            q[j] += <double>d * d
-    for j in range(w):
-        m = s[j] / B
-        v = q[j] / B
-        inv = 1.0 / sqrt(v + eps)
-        mean[c0 + j] = <floating>m
-        var[c0 + j] = <floating>v
-        inv_std[c0 + j] = <floating>inv
-        # Z = (Y - m) * <floating>(gamma*inv) + beta; the backward rebuilds this
-        # scale from the stored inv_std, so round inv the same way first
-        sc[j] = <floating>(<double>gamma[c0 + j] * <floating>inv)
-        sh[j] = beta[c0 + j]
-    for i in range(B):
-        row = Y + i * M + c0
-        orow = out + i * M + c0
-        if relu:
-            for j in range(w):
-                z = (row[j] - mf[j]) * sc[j] + sh[j]
-                orow[j] = z if z > 0 else 0
-        else:
-            for j in range(w):
-                orow[j] = (row[j] - mf[j]) * sc[j] + sh[j]
+    for j in range(M):
+        mean[j] = 0.0
+        m2[j] = 0.0
+    c = r0
+    while c < r1:
+        e = min(c + R, r1)
+        nb = <double>(e - c)
+        for j in range(M):
+            csum[j] = 0.0
+            cm2[j] = 0.0
+        for i in range(c, e):
+            row = Y + i * M
+            for j in range(M):
+                csum[j] += row[j]
+        for j in range(M):
+            csum[j] /= nb                     # now the chunk mean
+        for i in range(c, e):                 # same rows again: from L2
+            row = Y + i * M
+            for j in range(M):
+                d = row[j] - csum[j]
+                cm2[j] += d * d
+        w = nb / (n + nb)
+        for j in range(M):
+            delta = csum[j] - mean[j]
+            mean[j] += delta * w
+            m2[j] += cm2[j] + delta * delta * n * w
+        n += nb
+        c = e
 
 
 def forward_train(const floating[:, ::1] Y, const floating[::1] gamma,
@@ -95,13 +82,57 @@ def forward_train(const floating[:, ::1] Y, const floating[::1] gamma,
                   floating[::1] inv_std, int nthreads):
     """Training-mode forward: writes out (Z, or H if relu), mean, var, inv_std."""
     cdef Py_ssize_t B = Y.shape[0], M = Y.shape[1]
-    cdef Py_ssize_t W = block_width(sizeof(floating))
-    cdef Py_ssize_t nblocks = (M + W - 1) // W, blk, c0
-    for blk in prange(nblocks, nogil=True, schedule="static",
-                      num_threads=team_size(B * M, nthreads)):
-        c0 = blk * W
-        _forward_block(&Y[0, 0], B, M, c0, min(W, M - c0), &gamma[0], &beta[0],
-                       eps, relu, &out[0, 0], &mean[0], &var[0], &inv_std[0])
+    cdef int nt = team_size(B * M, nthreads)
+    cdef Py_ssize_t t, i, j, r0, r1
+    cdef double n, nb, delta, inv
+    cdef double* ws
+    cdef floating* mf
+    cdef floating* sc
+    cdef floating* sh
+    cdef floating z
+    cdef floating zero = 0      # see _reduce_rows
+    if nt > B:
+        nt = <int>B
+    # per thread: mean, m2, csum, cm2 (M doubles each); then mf, sc, sh
+    ws = <double*>malloc((4 * nt * M) * sizeof(double) + 3 * M * sizeof(floating))
+    if ws == NULL:
+        raise MemoryError("batchnorm forward: no memory for the workspace")
+    mf = <floating*>(ws + 4 * nt * M)
+    sc = mf + M
+    sh = sc + M
+    with nogil:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _stats_rows(&Y[0, 0], _row_start(t, nt, B), _row_start(t + 1, nt, B), M,
+                        ws + 4 * t * M, ws + (4 * t + 1) * M,
+                        ws + (4 * t + 2) * M, ws + (4 * t + 3) * M)
+        # merge the threads' (n, mean, M2) into thread 0's slot (Chan)
+        n = <double>_row_start(1, nt, B)
+        for t in range(1, nt):
+            nb = <double>(_row_start(t + 1, nt, B) - _row_start(t, nt, B))
+            for j in range(M):
+                delta = ws[4 * t * M + j] - ws[j]
+                ws[j] += delta * nb / (n + nb)
+                ws[M + j] += ws[(4 * t + 1) * M + j] + delta * delta * n * nb / (n + nb)
+            n += nb
+        for j in range(M):
+            inv = 1.0 / sqrt(ws[M + j] / B + eps)
+            mean[j] = <floating>ws[j]
+            var[j] = <floating>(ws[M + j] / B)
+            inv_std[j] = <floating>inv
+            mf[j] = mean[j]
+            # Z = (Y - m) * <floating>(gamma*inv) + beta; the backward rebuilds
+            # this scale from the stored (rounded) inv_std, so round it first
+            sc[j] = <floating>(<double>gamma[j] * inv_std[j])
+            sh[j] = beta[j]
+        for i in prange(B, schedule="static", num_threads=nt):
+            if relu:
+                for j in range(M):
+                    z = (Y[i, j] - mf[j]) * sc[j] + sh[j]
+                    out[i, j] = z if z > zero else zero
+            else:
+                for j in range(M):
+                    out[i, j] = (Y[i, j] - mf[j]) * sc[j] + sh[j]
+    free(ws)
     return None
 
 
@@ -134,91 +165,53 @@ def forward_eval(const floating[:, ::1] Y, const floating[::1] mean,
 
 
 # --------------------------------------------------------------- backward
-# Given dZ (or dH with the fused ReLU: dZ = dH [Z > 0], Z recomputed from Y):
+# Given dZ (or dH with the fused ReLU: dZ = dH [Z > 0], Z recomputed from Y
+# with the forward's exact arithmetic):
 #   dbeta = sum_i dZ;  dgamma = sum_i dZ Yhat;  dYhat = gamma dZ
 #   dvar  = sum_i dYhat (Y - m) (-1/2) inv^3 = -1/2 gamma dgamma inv^2
 #   dmean = -sum_i dYhat inv + dvar (-2/B) sum_i (Y - m)
 #   dY    = gamma inv / B (B dZ - dbeta - Yhat dgamma)        (compact form)
-# Passes over a block: reductions (memory: dH, Y), then dY (+ optional dZ,
-# dYhat) from the cache.
-cdef void _backward_block(const floating* dH, const floating* Y,
-                          Py_ssize_t B, Py_ssize_t M, Py_ssize_t c0, Py_ssize_t w,
-                          const floating* mean, const floating* inv_std,
-                          const floating* gamma, const floating* beta, bint relu,
-                          floating* dY, floating* dZ_out, floating* dYhat_out,
-                          floating* dgamma, floating* dbeta, floating* dmean,
-                          floating* dvar) noexcept nogil:
-    cdef double sb[MAX_W]
-    cdef double sg[MAX_W]
-    cdef double sc[MAX_W]
-    cdef floating mf[MAX_W]
-    cdef floating inv[MAX_W]
-    cdef floating g[MAX_W]
-    cdef floating bt[MAX_W]
-    cdef floating k1[MAX_W]
-    cdef floating k2[MAX_W]
-    cdef floating k3[MAX_W]
+
+# Rows [r0, r1): sb += dZ, sg += dZ Yhat, sc += (Y - m), per feature.
+# With the ReLU, the masked row dZ = dH [Z > 0] goes to `row` (M floats, in
+# L1) first: a select in one type vectorizes, while the select mixed with
+# the double accumulation does not (gcc: "control flow in loop").
+cdef void _reduce_rows(const floating* dH, const floating* Y, Py_ssize_t r0,
+                       Py_ssize_t r1, Py_ssize_t M, const floating* mf,
+                       const floating* inv, const floating* k1, const floating* bt,
+                       bint relu, double* sb, double* sg, double* sc,
+                       floating* row) noexcept nogil:
     cdef Py_ssize_t i, j
     cdef const floating* yrow
     cdef const floating* drow
-    cdef floating* orow
-    cdef floating xh, dz, d
-    cdef double gi, dv
-
-    for j in range(w):
+    cdef floating d, dz
+    cdef floating zero = 0   # a typed zero: `> 0` would compare in double
+    for j in range(M):
         sb[j] = 0.0
         sg[j] = 0.0
         sc[j] = 0.0
-        mf[j] = mean[c0 + j]
-        inv[j] = inv_std[c0 + j]
-        g[j] = gamma[c0 + j]
-        bt[j] = beta[c0 + j]
-        # the forward's scale, rounded the same way, so the recomputed ReLU
-        # mask [Z > 0] is bit-identical to the forward's
-        k1[j] = <floating>(<double>g[j] * inv[j])
-    for i in range(B):
-        yrow = Y + i * M + c0
-        drow = dH + i * M + c0
-        for j in range(w):
-            d = yrow[j] - mf[j]
-            xh = d * inv[j]
-            dz = drow[j]
-            if relu and d * k1[j] + bt[j] <= 0:
-                dz = 0
-            sb[j] += dz
-            sg[j] += <double>dz * xh
-            sc[j] += d
-    for j in range(w):
-        gi = <double>g[j] * inv[j]
-        dbeta[c0 + j] = <floating>sb[j]
-        dgamma[c0 + j] = <floating>sg[j]
-        dv = -0.5 * g[j] * sg[j] * inv[j] * inv[j]
-        dvar[c0 + j] = <floating>dv
-        dmean[c0 + j] = <floating>(-gi * sb[j] + dv * (-2.0 / B) * sc[j])
-        k2[j] = <floating>(gi * sb[j] / B)
-        k3[j] = <floating>(gi * sg[j] / B)
-    for i in range(B):
-        yrow = Y + i * M + c0
-        drow = dH + i * M + c0
-        orow = dY + i * M + c0
-        for j in range(w):
-            xh = (yrow[j] - mf[j]) * inv[j]
-            dz = drow[j]
-            if relu and (yrow[j] - mf[j]) * k1[j] + bt[j] <= 0:
-                dz = 0
-            orow[j] = k1[j] * dz - k2[j] - k3[j] * xh
-    if dZ_out != NULL or dYhat_out != NULL:
-        for i in range(B):
-            yrow = Y + i * M + c0
-            drow = dH + i * M + c0
-            for j in range(w):
+    for i in range(r0, r1):
+        yrow = Y + i * M
+        drow = dH + i * M
+        if relu:
+            for j in range(M):
                 dz = drow[j]
-                if relu and (yrow[j] - mf[j]) * k1[j] + bt[j] <= 0:
-                    dz = 0
-                if dZ_out != NULL:
-                    dZ_out[i * M + c0 + j] = dz
-                if dYhat_out != NULL:
-                    dYhat_out[i * M + c0 + j] = dz * g[j]
+                row[j] = dz if (yrow[j] - mf[j]) * k1[j] + bt[j] > zero else zero
+            # (two copies of the loop: a pointer that is either dH or `row`
+            # defeats the vectorizer for float64)
+            for j in range(M):
+                d = yrow[j] - mf[j]
+                dz = row[j]
+                sb[j] += dz
+                sg[j] += <double>dz * (d * inv[j])
+                sc[j] += d
+        else:
+            for j in range(M):
+                d = yrow[j] - mf[j]
+                dz = drow[j]
+                sb[j] += dz
+                sg[j] += <double>dz * (d * inv[j])
+                sc[j] += d
 
 
 def backward_train(const floating[:, ::1] dH, const floating[:, ::1] Y,
@@ -230,19 +223,69 @@ def backward_train(const floating[:, ::1] dH, const floating[:, ::1] Y,
                    int nthreads):
     """Training-mode backward. dZ_out (relu only) and dYhat_out may be None."""
     cdef Py_ssize_t B = Y.shape[0], M = Y.shape[1]
-    cdef Py_ssize_t W = block_width(sizeof(floating))
-    cdef Py_ssize_t nblocks = (M + W - 1) // W, blk, c0
-    cdef floating* pdz = NULL
-    cdef floating* pdyh = NULL
-    if dZ_out is not None:
-        pdz = &dZ_out[0, 0]
-    if dYhat_out is not None:
-        pdyh = &dYhat_out[0, 0]
-    for blk in prange(nblocks, nogil=True, schedule="static",
-                      num_threads=team_size(B * M, nthreads)):
-        c0 = blk * W
-        _backward_block(&dH[0, 0], &Y[0, 0], B, M, c0, min(W, M - c0),
-                        &mean[0], &inv_std[0], &gamma[0], &beta[0], relu,
-                        &dY[0, 0], pdz, pdyh, &dgamma[0], &dbeta[0],
-                        &dmean[0], &dvar[0])
+    cdef int nt = team_size(B * M, nthreads)
+    cdef Py_ssize_t t, i, j
+    cdef bint want_dz = dZ_out is not None, want_dyh = dYhat_out is not None
+    cdef double* ws
+    cdef floating* k1
+    cdef floating* k2
+    cdef floating* k3
+    cdef double gi, dv
+    cdef floating d, xh, dz
+    cdef floating zero = 0      # see _reduce_rows
+    if nt > B:
+        nt = <int>B
+    # per thread: sb, sg, sc (M doubles each); then k1, k2, k3; then a row
+    # buffer of M floats per thread
+    ws = <double*>malloc((3 * nt * M) * sizeof(double) + (3 + nt) * M * sizeof(floating))
+    if ws == NULL:
+        raise MemoryError("batchnorm backward: no memory for the workspace")
+    k1 = <floating*>(ws + 3 * nt * M)
+    k2 = k1 + M
+    k3 = k2 + M
+    with nogil:
+        for j in range(M):
+            # the forward's scale, rounded the same way, so the recomputed
+            # ReLU mask [Z > 0] is bit-identical to the forward's
+            k1[j] = <floating>(<double>gamma[j] * inv_std[j])
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _reduce_rows(&dH[0, 0], &Y[0, 0], _row_start(t, nt, B), _row_start(t + 1, nt, B),
+                         M, &mean[0], &inv_std[0], k1, &beta[0], relu,
+                         ws + 3 * t * M, ws + (3 * t + 1) * M, ws + (3 * t + 2) * M,
+                         k3 + M + t * M)
+        for t in range(1, nt):
+            for j in range(3 * M):
+                ws[j] += ws[3 * t * M + j]
+        for j in range(M):
+            # ws[0:M] = sum dZ, ws[M:2M] = sum dZ Yhat, ws[2M:3M] = sum (Y - m)
+            gi = <double>gamma[j] * inv_std[j]
+            dbeta[j] = <floating>ws[j]
+            dgamma[j] = <floating>ws[M + j]
+            dv = -0.5 * gamma[j] * ws[M + j] * inv_std[j] * inv_std[j]
+            dvar[j] = <floating>dv
+            dmean[j] = <floating>(-gi * ws[j] + dv * (-2.0 / B) * ws[2 * M + j])
+            k2[j] = <floating>(gi * ws[j] / B)
+            k3[j] = <floating>(gi * ws[M + j] / B)
+        for i in prange(B, schedule="static", num_threads=nt):
+            if relu:
+                for j in range(M):
+                    d = Y[i, j] - mean[j]
+                    xh = d * inv_std[j]
+                    dz = dH[i, j]
+                    dz = dz if d * k1[j] + beta[j] > zero else zero
+                    dY[i, j] = k1[j] * dz - k2[j] - k3[j] * xh
+            else:
+                for j in range(M):
+                    xh = (Y[i, j] - mean[j]) * inv_std[j]
+                    dY[i, j] = k1[j] * dH[i, j] - k2[j] - k3[j] * xh
+            # the (B, M) intermediates only when asked (one write each)
+            if want_dz or want_dyh:
+                for j in range(M):
+                    dz = dH[i, j]
+                    dz = dz if not relu or (Y[i, j] - mean[j]) * k1[j] + beta[j] > zero else zero
+                    if want_dz:
+                        dZ_out[i, j] = dz
+                    if want_dyh:
+                        dYhat_out[i, j] = dz * gamma[j]
+    free(ws)
     return None

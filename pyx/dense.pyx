@@ -68,10 +68,11 @@ def affine_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
 def relu_forward(const floating[::1] Y, floating[::1] H, int nthreads):
     cdef Py_ssize_t n = Y.shape[0], i
     cdef floating y
+    cdef floating zero = 0
     for i in prange(n, nogil=True, schedule="static",
                     num_threads=team_size(n, nthreads)):
         y = Y[i]
-        H[i] = y if y > 0 else 0
+        H[i] = y if y > zero else zero
     return None
 
 
@@ -80,9 +81,13 @@ def relu_forward(const floating[::1] Y, floating[::1] H, int nthreads):
 def relu_backward(const floating[::1] dH, const floating[::1] H,
                   floating[::1] dY, int nthreads):
     cdef Py_ssize_t n = dH.shape[0], i
+    cdef floating g
+    cdef floating zero = 0   # typed: `> 0` would compare in double
     for i in prange(n, nogil=True, schedule="static",
                     num_threads=team_size(n, nthreads)):
-        dY[i] = dH[i] if H[i] > 0 else 0
+        # load, then select: a conditional load keeps gcc from vectorizing
+        g = dH[i]
+        dY[i] = g if H[i] > zero else zero
     return None
 
 
