@@ -26,7 +26,7 @@ def key_table(bindings: list[Binding], extra: list[tuple[str, str]]) -> Table:
     table.add_column()
     for b in bindings:
         keys = ", ".join(_key_name(k) for k in b.key.split(","))
-        table.add_row(keys, b.description)
+        table.add_row(keys, b.tooltip or b.description)
     for keys, what in extra:
         table.add_row(keys, what)
     return table

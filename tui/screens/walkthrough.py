@@ -77,22 +77,29 @@ class WalkthroughScreen(Screen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (76, "-normal"), (130, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (26, "-tall")]
 
+    # tooltip: the longer text the help screen shows
     BINDINGS = [
-        Binding("right,n", "next", "Next", priority=True),
-        Binding("left,p", "previous", "Prev", priority=True),
-        Binding("home", "first", "First", priority=True, show=False),
-        Binding("end", "last", "Last", priority=True, show=False),
-        Binding("space", "play", "Play", priority=True),
-        Binding("g", "check_all", "Check all"),
-        Binding("escape", "cancel", "Cancel check", show=False),
-        Binding("r", "resample", "Resample"),
-        Binding("c", "config", "Config"),
-        Binding("h", "toggle_heatmap", "Numbers/heatmap"),
-        Binding("z", "eps_zero", "ε=0 demo"),
-        Binding("e", "export", "Export"),
-        Binding("w", "pick", "Walkthrough"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
+        Binding("right,n", "next", "Next", priority=True, tooltip="next step"),
+        Binding("left,p", "previous", "Prev", priority=True, tooltip="previous step"),
+        Binding("home", "first", "First", priority=True, show=False, tooltip="first step"),
+        Binding("end", "last", "Last", priority=True, show=False, tooltip="last step"),
+        Binding("space", "play", "Play", priority=True,
+                tooltip="play / pause: step automatically"),
+        Binding("g", "check_all", "Check all",
+                tooltip="finite-difference check of every node (progress bar below)"),
+        Binding("escape", "cancel", "Cancel check", show=False,
+                tooltip="cancel a running check, stop playing"),
+        Binding("r", "resample", "Resample", tooltip="resample the inputs (next seed)"),
+        Binding("c", "config", "Config", tooltip="edit the configuration (B, N, M, ε, seed, …)"),
+        Binding("h", "toggle_heatmap", "Numbers/heatmap",
+                tooltip="numbers ↔ colour heatmap (large tensors start as heatmaps)"),
+        Binding("z", "eps_zero", "ε=0 demo",
+                tooltip="ε = 0 on a batch with a constant feature, and back (P2.1)"),
+        Binding("e", "export", "Export",
+                tooltip="export arrays (.npz) and the check report (.json)"),
+        Binding("w", "pick", "Walkthrough", tooltip="switch walkthrough"),
+        Binding("question_mark", "help", "Help", tooltip="this help"),
+        Binding("q", "quit", "Quit", tooltip="quit"),
     ]
 
     # -- messages from workers -------------------------------------------------
@@ -108,9 +115,11 @@ class WalkthroughScreen(Screen):
             self.trace, self.index, self.data = trace, index, data
 
     class NodeChecked(Message):
-        def __init__(self, trace: Trace, key: str, check: TensorCheck, numeric: TensorData) -> None:
+        def __init__(self, trace: Trace, key: str, check: TensorCheck,
+                     checked: tuple[TensorData, TensorData]) -> None:
             super().__init__()
-            self.trace, self.key, self.check, self.numeric = trace, key, check, numeric
+            self.trace, self.key, self.check = trace, key, check
+            self.analytic, self.numeric = checked
 
     class CheckProgress(Message):
         def __init__(self, trace: Trace, done: int, total: int, label: str) -> None:
@@ -246,6 +255,11 @@ class WalkthroughScreen(Screen):
     def step(self) -> Step:
         return self.steps[self.index]
 
+    def _heat_width(self) -> int:
+        """Columns of the detail pane (read on the UI thread, used by workers)."""
+        width = self.query_one("#detail").size.width - 3
+        return width if width > 0 else 80
+
     @staticmethod
     def _children(trace: Trace, key: str) -> list[str]:
         return [n.name for n in trace.nodes if key in n.parents]
@@ -258,11 +272,11 @@ class WalkthroughScreen(Screen):
         grad = self.query_one(GradientPanel)
         grad.display = step.phase == BACKWARD
         if data is None:
-            self._load_worker(trace, self.index, step)
+            self._load_worker(trace, self.index, step, self._heat_width())
         else:
             self._draw(data)
         if step.phase == BACKWARD and step.node.key not in trace.reports and not self.checking:
-            self._node_check_worker(trace, step.node.key)
+            self._node_check_worker(trace, step.node.key, self._heat_width())
 
     def _draw(self, data: StepData) -> None:
         step = self.step
@@ -298,17 +312,18 @@ class WalkthroughScreen(Screen):
         box.display = bool(views)
 
     @work(thread=True, exclusive=True, group="load")
-    def _load_worker(self, trace: Trace, index: int, step: Step) -> None:
+    def _load_worker(self, trace: Trace, index: int, step: Step, width: int) -> None:
         key = step.node.key
-        value = prepare(f"{step.node.name}  value", trace.values[key])
+        value = prepare(f"{step.node.name}  value", trace.values[key], width=width)
         data = StepData(insights=trace.insights(key), children=self._children(trace, key),
                         value=value)
         if step.phase == FORWARD:
-            data.views = {name: prepare(name, arr) for name, arr in trace.views(key).items()}
+            data.views = {name: prepare(name, arr, width=width)
+                          for name, arr in trace.views(key).items()}
         else:
             report = trace.reports.get(key)
             data.analytic = prepare(f"analytic {step.title} (kernels)", trace.grad(key),
-                                    mark=report.worst_index if report else None)
+                                    mark=report.worst_index if report else None, width=width)
         self.post_message(self.StepLoaded(trace, index, data))
 
     def on_walkthrough_screen_step_loaded(self, msg: StepLoaded) -> None:
@@ -320,20 +335,24 @@ class WalkthroughScreen(Screen):
             self._draw(msg.data)
 
     # -- checks -------------------------------------------------------------------
-    def _check_one(self, trace: Trace, key: str, cancelled) -> tuple[TensorCheck, TensorData]:
+    def _check_one(self, trace: Trace, key: str, cancelled,
+                   width: int) -> tuple[TensorCheck, tuple[TensorData, TensorData]]:
+        """The check, plus both gradients prepared with the worst element marked."""
         check = trace.check(key, max_elements=MAX_ELEMENTS, cancelled=cancelled)
         numeric = prepare(NUMERIC_TITLE, check.numeric, mark=check.worst_index,
-                          nan_means_unsampled=check.checked < check.total)
-        return check, numeric
+                          nan_means_unsampled=check.checked < check.total, width=width)
+        analytic = prepare(f"analytic ∂L/∂{trace.node(key).name} (kernels)", trace.grad(key),
+                           mark=check.worst_index, width=width)
+        return check, (analytic, numeric)
 
     @work(thread=True, exclusive=True, group="node-check")
-    def _node_check_worker(self, trace: Trace, key: str) -> None:
+    def _node_check_worker(self, trace: Trace, key: str, width: int) -> None:
         worker = get_current_worker()
         try:
-            check, numeric = self._check_one(trace, key, lambda: worker.is_cancelled)
+            check, prepared = self._check_one(trace, key, lambda: worker.is_cancelled, width)
         except CheckCancelled:
             return
-        self.post_message(self.NodeChecked(trace, key, check, numeric))
+        self.post_message(self.NodeChecked(trace, key, check, prepared))
 
     def on_walkthrough_screen_node_checked(self, msg: NodeChecked) -> None:
         if msg.trace is not self.trace:
@@ -344,9 +363,7 @@ class WalkthroughScreen(Screen):
         # the analytic table highlights the worst element once it is known
         for i, s in enumerate(self.steps):
             if s.phase == BACKWARD and s.node.key == msg.key and i in self.loaded:
-                self.loaded[i].analytic = prepare(
-                    f"analytic {s.title} (kernels)", self.trace.grad(msg.key),
-                    mark=msg.check.worst_index)
+                self.loaded[i].analytic = msg.analytic
         if self.steps and self.step.phase == BACKWARD and self.step.node.key == msg.key:
             data = self.loaded.get(self.index)
             if data is not None:
@@ -364,10 +381,10 @@ class WalkthroughScreen(Screen):
         self.query_one("#check-label", Static).update(
             "exporting: checking gradients (esc cancels)" if export_to
             else "checking every gradient (esc cancels)")
-        self._checks_worker(self.trace, export_to)
+        self._checks_worker(self.trace, export_to, self._heat_width())
 
     @work(thread=True, exclusive=True, group="checks")
-    def _checks_worker(self, trace: Trace, export_to: Path | None) -> None:
+    def _checks_worker(self, trace: Trace, export_to: Path | None, width: int) -> None:
         """Every backward node, reusing checks already made (same seeded sample).
 
         Progress counts elements: `Trace.check` polls `cancelled()` once per
@@ -397,13 +414,13 @@ class WalkthroughScreen(Screen):
 
             start = done
             try:
-                check, numeric = self._check_one(trace, n.key, cancelled)
+                check, prepared = self._check_one(trace, n.key, cancelled, width)
             except CheckCancelled:
                 self.post_message(self.ChecksFinished(trace, None, export_to))
                 return
             done = start + checked_total(trace, n.key)
             checks.append(check)
-            self.post_message(self.NodeChecked(trace, n.key, check, numeric))
+            self.post_message(self.NodeChecked(trace, n.key, check, prepared))
         self.post_message(self.CheckProgress(trace, total, total, ""))
         self.post_message(self.ChecksFinished(trace, GradcheckReport(checks, title=report_title(trace)),
                                               export_to))

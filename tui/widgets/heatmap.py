@@ -19,8 +19,9 @@ LEVELS = 8
 _NEG = (33, 102, 172)
 _MID = (240, 240, 240)
 _POS = (178, 24, 43)
-NAN_BIN, POSINF_BIN, NEGINF_BIN = -1, -2, -3
-_SPECIAL = {NAN_BIN: (255, 0, 255), POSINF_BIN: (255, 215, 0), NEGINF_BIN: (0, 255, 255)}
+NAN_BIN, POSINF_BIN, NEGINF_BIN, UNSAMPLED_BIN = -1, -2, -3, -4
+_SPECIAL = {NAN_BIN: (255, 0, 255), POSINF_BIN: (255, 215, 0), NEGINF_BIN: (0, 255, 255),
+            UNSAMPLED_BIN: (90, 90, 90)}
 HALF = "▀"
 
 
@@ -43,10 +44,18 @@ def cell_style(top: int, bottom: int | None) -> Style:
     return Style(color=fg, bgcolor=bg)
 
 
-def downsample(a: np.ndarray, max_rows: int, max_cols: int) -> np.ndarray:
+def downsample(a: np.ndarray, max_rows: int, max_cols: int, *,
+               skip_nan: bool = False) -> np.ndarray:
     """Block means down to at most max_rows × max_cols (NaN in a block stays NaN,
-    so a non-finite entry is never averaged away)."""
+    so a non-finite entry is never averaged away). With skip_nan (sampled
+    numeric gradients, NaN = not sampled) NaNs are left out of the means."""
     a = np.asarray(a, dtype=np.float64)
+    if skip_nan:
+        known = ~np.isnan(a)
+        total = downsample(np.where(known, a, 0.0), max_rows, max_cols)
+        share = downsample(known.astype(np.float64), max_rows, max_cols)
+        with np.errstate(all="ignore"):
+            return np.where(share > 0, total / share, np.nan)
     rows, cols = a.shape
     if rows > max_rows:
         starts = np.linspace(0, rows, max_rows, endpoint=False).astype(np.intp)
@@ -61,7 +70,7 @@ def downsample(a: np.ndarray, max_rows: int, max_cols: int) -> np.ndarray:
     return a
 
 
-def quantise(a: np.ndarray) -> tuple[np.ndarray, float]:
+def quantise(a: np.ndarray, nan_bin: int = NAN_BIN) -> tuple[np.ndarray, float]:
     """Bins 0..2·LEVELS on a scale symmetric about 0, plus the special bins."""
     finite = np.isfinite(a)
     scale = float(np.max(np.abs(a[finite]))) if finite.any() else 0.0
@@ -70,7 +79,7 @@ def quantise(a: np.ndarray) -> tuple[np.ndarray, float]:
         with np.errstate(all="ignore"):
             q = np.rint(np.where(finite, a, 0.0) / scale * LEVELS)
         bins = (q + LEVELS).astype(np.int16)
-    bins[np.isnan(a)] = NAN_BIN
+    bins[np.isnan(a)] = nan_bin
     bins[np.isposinf(a)] = POSINF_BIN
     bins[np.isneginf(a)] = NEGINF_BIN
     return bins, scale
@@ -86,9 +95,11 @@ class Heatmap(Widget):
         self._strips: dict[int, Strip] = {}
         self.scale = 0.0
 
-    def set_array(self, a: np.ndarray, *, cell_width: int = 1) -> None:
+    def set_array(self, a: np.ndarray, *, cell_width: int = 1,
+                  nan_means_unsampled: bool = False) -> None:
         """`a` must already be downsampled (the caller does that off the UI thread)."""
-        self._bins, self.scale = quantise(np.asarray(a, dtype=np.float64))
+        self._bins, self.scale = quantise(np.asarray(a, dtype=np.float64),
+                                          UNSAMPLED_BIN if nan_means_unsampled else NAN_BIN)
         self._cell_width = max(1, cell_width)
         self._strips = {}
         rows, cols = self._bins.shape

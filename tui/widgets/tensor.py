@@ -18,7 +18,7 @@ from nnkit.trace import stats
 from .heatmap import Heatmap, downsample
 
 TABLE_CAP = 64          # DataTable stays fast up to about 64×64 numbers
-HEAT_ROWS, HEAT_COLS = 64, 128   # 64 rows = 32 terminal lines of half blocks
+HEAT_ROWS, HEAT_COLS = 40, 128   # 40 rows = 20 terminal lines of half blocks
 
 
 @dataclass
@@ -65,7 +65,8 @@ def index_2d(shape: tuple, index: tuple) -> tuple[int, int] | None:
 
 
 def prepare(title: str, array, *, mark: tuple | None = None,
-            nan_means_unsampled: bool = False) -> TensorData:
+            nan_means_unsampled: bool = False, width: int = HEAT_COLS) -> TensorData:
+    """`width`: columns available, so a wide heatmap fits instead of scrolling."""
     a = np.asarray(array)
     a2 = as_2d(a)
     rows, cols = a2.shape
@@ -75,7 +76,8 @@ def prepare(title: str, array, *, mark: tuple | None = None,
         stats_of = a[~np.isnan(a)] if a.size else a
     return TensorData(
         title=title, shape=tuple(a.shape), dtype=str(a.dtype), stats=stats(stats_of),
-        table=shown.copy(), heat=downsample(a2, HEAT_ROWS, HEAT_COLS),
+        table=shown.copy(), heat=downsample(a2, HEAT_ROWS, max(8, min(width, HEAT_COLS)),
+                        skip_nan=nan_means_unsampled),
         rows=rows, cols=cols, reshaped=a.ndim > 2,
         mark=index_2d(a.shape, mark) if mark is not None else None,
         nan_means_unsampled=nan_means_unsampled)
@@ -176,12 +178,13 @@ class TensorView(Vertical):
             scroll.display = True
             h, w = d.heat.shape
             # small tensors get wider cells so the colours are readable
-            heat.set_array(d.heat, cell_width=max(1, min(4, 48 // max(w, 1))))
+            heat.set_array(d.heat, cell_width=max(1, min(4, 48 // max(w, 1))),
+                           nan_means_unsampled=d.nan_means_unsampled)
             scale = fmt_number(heat.scale)
             if (h, w) != (d.rows, d.cols):
                 notes.append(f"heatmap of block means {h}×{w} of {d.rows}×{d.cols}")
-            notes.append(f"blue −{scale} · white 0 · red +{scale} · magenta NaN · "
-                         f"yellow ±inf · h: numbers")
+            special = "grey not sampled" if d.nan_means_unsampled else "magenta NaN · yellow ±inf"
+            notes.append(f"blue −{scale} · white 0 · red +{scale} · {special} · h: numbers")
         else:
             scroll.display = False
             table.display = True
