@@ -64,6 +64,8 @@ def same_dim(name: str, actual: int, expected: int, what: str) -> None:
 
 
 def eps_value(eps) -> float:
+    if isinstance(eps, (bool, np.bool_)):
+        raise TypeError(f"eps: expected a finite number >= 0, got {eps!r}")
     try:
         value = float(eps)
     except (TypeError, ValueError):

@@ -149,8 +149,9 @@ def batchnorm_eval_forward(Y, gamma, beta, running_mean, running_var, eps=1e-5, 
     rv = v.float_array("running_var", running_var, 1, "(M,)", dtype=Y.dtype)
     v.same_dim("running_mean", rm.shape[0], M, "running_mean.shape[0] (M)")
     v.same_dim("running_var", rv.shape[0], M, "running_var.shape[0] (M)")
-    if np.any(rv < 0):
-        raise ValueError(f"running_var: expected values >= 0, got min {rv.min()}")
+    if not np.all(rv >= 0):   # also catches NaN
+        bad = rv[~(rv >= 0)][0]
+        raise ValueError(f"running_var: expected finite values >= 0, got {bad}")
     Z = v.out_array(out, Y.shape, Y.dtype)
     v.no_overlap(Z, "out", Y=Y)
     with np.errstate(divide="ignore"):

@@ -27,6 +27,9 @@ def softmax_cross_entropy(logits, labels):
     B, K = Z.shape
     P = np.empty_like(Z)
     lab = np.asarray(labels)
+    if lab.ndim not in (1, 2):
+        raise ValueError(f"labels: expected class indices (B,) = ({B},) or targets (B, K) = "
+                         f"{Z.shape}, got shape {lab.shape}")
     if lab.ndim == 1:
         if not np.issubdtype(lab.dtype, np.integer):
             raise TypeError(f"labels: expected integer class indices (B,) or targets "

@@ -167,8 +167,10 @@ def test_batchnorm_eval_bad_running_stats(bn):
     Y, g, b = bn
     with pytest.raises(ValueError, match=r"^running_mean: expected running_mean\.shape\[0\].* = 4, got 3"):
         nk.batchnorm_eval_forward(Y, g, b, np.zeros(3), np.ones(4))
-    with pytest.raises(ValueError, match=r"^running_var: expected values >= 0, got min -1"):
+    with pytest.raises(ValueError, match=r"^running_var: expected finite values >= 0, got -1"):
         nk.batchnorm_eval_forward(Y, g, b, np.zeros(4), np.array([1.0, -1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"^running_var: expected finite values >= 0, got nan"):
+        nk.batchnorm_eval_forward(Y, g, b, np.zeros(4), np.array([1.0, np.nan, 1.0, 1.0]))
     with pytest.raises(TypeError, match=r"^running_var: expected dtype float64"):
         nk.batchnorm_eval_forward(Y, g, b, np.zeros(4), np.ones(4, np.float32))
 
@@ -277,3 +279,15 @@ def test_walkthrough_unknown_or_bad_config():
     t = trace.Trace("bn-relu")
     with pytest.raises(ValueError, match=r"^key: node 'G' is a constant"):
         t.check("G")
+
+
+def test_eps_bool_refused(bn):
+    Y, g, b = bn
+    with pytest.raises(TypeError, match=r"^eps: expected a finite number >= 0, got True"):
+        nk.batchnorm_forward(Y, g, b, eps=True)
+
+
+def test_scalar_labels_refused():
+    z = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"^labels: expected class indices \(B,\) = \(3,\)"):
+        nk.softmax_cross_entropy(z, 1)
