@@ -57,6 +57,12 @@ class TensorCheck:
     def total(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
+    def __str__(self) -> str:
+        return (f"{self.name} {self.shape}: max rel err {self.max_rel_err:.2e} at "
+                f"{self.worst_index} (analytic {self.analytic_at_worst:+.6e}, numeric "
+                f"{self.numeric_at_worst:+.6e}), {self.checked}/{self.total} elements, "
+                f"{'PASS' if self.passed else 'FAIL'}")
+
     def to_dict(self) -> dict:
         return dict(name=self.name, shape=list(self.shape), passed=self.passed,
                     max_rel_err=_json_float(self.max_rel_err),
