@@ -97,7 +97,7 @@ async def test_full_check_every_row_passes():
         await settle(pilot)
         table = screen.query_one(ReportTable)
         names = [n.name for n in screen.trace.backward_steps()]
-        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == names
+        assert table.names() == names
         assert table.results() == ["PASS"] * len(names)
         assert screen.report.passed
         assert screen.query_one("#report").display

@@ -443,6 +443,7 @@ class WalkthroughScreen(Screen):
         self.report = msg.report
         self.query_one(ReportTable).show(msg.report)
         self.query_one("#report").display = True
+        self.call_after_refresh(self.query_one("#report").scroll_visible)
         n_ok = sum(c.passed for c in msg.report.checks)
         if msg.export_to is not None:
             self._export_worker(self.trace, msg.report, msg.export_to)
