@@ -37,6 +37,15 @@ def toy_walkthrough():
             G, x = values["G"], values["x"]
             return dict(L=np.float64(1.0), y=G, x=2 * x * G)
 
+        def views(self, trace, key):
+            if key == "y":
+                x = trace.value("x")
+                return {"x xᵀ (a view)": np.outer(x, x), "√y": np.sqrt(trace.value("y"))}
+            return {}
+
+        def insights(self, trace, key):
+            return ["y ≥ 0 everywhere"] if key == "y" else []
+
     yield "toy-square"
     # the registry is process-wide; leave it as the other test modules expect it
     nktrace._REGISTRY.pop("toy-square", None)

@@ -285,3 +285,23 @@ async def test_small_terminals_do_not_crash():
             await pilot.press("question_mark")
             await pilot.pause()
             await pilot.press("escape")
+
+
+async def test_views_and_insights_are_shown_generically(toy_walkthrough):
+    app = NnkitApp(walkthrough=toy_walkthrough, config=dict(n=4))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        views = screen.query_one("#views")
+        assert not views.display                    # x has no views
+        await pilot.press("right")                  # y
+        await settle(pilot)
+        assert views.display
+        shown = [tv for tv in views.query(TensorView) if tv.display]
+        assert [tv.data.title for tv in shown] == ["x xᵀ (a view)", "√y"]
+        assert shown[0].data.shape == (4, 4)
+        np.testing.assert_array_equal(shown[1].data.table[0], np.sqrt(screen.trace.values["y"]))
+        assert "y ≥ 0 everywhere" in str(screen.query_one(FormulaPanel).render())
+        await pilot.press("right")                  # G: no views again
+        await settle(pilot)
+        assert not views.display
