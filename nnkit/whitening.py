@@ -64,6 +64,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+import scipy.linalg.lapack as _lapack_mod
+
 from . import _validate as v
 from ._kernels import whitening as _k
 from .layers import Layer
@@ -123,6 +125,49 @@ def _blocks_of(A: np.ndarray, M: int, g: int) -> list[np.ndarray]:
 # Each forward returns W (Ŷ = Yc W) and what its backward needs; each backward
 # maps dW = Ycᵀ dŶ to the symmetric dΣ. All act on one stack (k, g, g).
 
+def _mm(A: np.ndarray, B: np.ndarray, ta: bool = False, tb: bool = False,
+        alpha: float = 1.0) -> np.ndarray:
+    """Stacked op(A) @ op(B) for (k, g, g) stacks through the kernels' BLAS."""
+    A = np.ascontiguousarray(A)
+    B = np.ascontiguousarray(B, dtype=A.dtype)
+    C = np.empty(A.shape, A.dtype)
+    _k.gemm_stack(A, B, C, ta, tb, alpha)
+    return C
+
+
+def _lapack(name: str, dtype):
+    return getattr(_lapack_mod, ("s" if dtype == np.float32 else "d") + name)
+
+
+def _eigh(S: np.ndarray):
+    """Eigenvalues (ascending) and eigenvectors of each block, LAPACK syevd (SciPy's)."""
+    syevd = _lapack("syevd", S.dtype)
+    lam = np.empty(S.shape[:-1], S.dtype)
+    D = np.empty_like(S)
+    for k in range(S.shape[0]):
+        w, vec, info = syevd(S[k], compute_v=1, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"syevd failed (info = {info}) on group {k}")
+        lam[k], D[k] = w, vec
+    return lam, D
+
+
+def _cholesky_inverse(S: np.ndarray):
+    """L (Σ = L Lᵀ, lower) and L⁻¹ per block: LAPACK potrf + trtri."""
+    potrf, trtri = _lapack("potrf", S.dtype), _lapack("trtri", S.dtype)
+    L = np.empty_like(S)
+    Linv = np.empty_like(S)
+    for k in range(S.shape[0]):
+        c, info = potrf(S[k], lower=1, clean=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"potrf: Σ of group {k} is not positive definite "
+                                        f"(info = {info})")
+        L[k] = np.tril(c)
+        inv, info = trtri(L[k], lower=1)
+        Linv[k] = np.tril(inv)
+    return L, Linv
+
+
 def _fix_signs(D: np.ndarray) -> np.ndarray:
     """Eigenvector signs: the largest-magnitude entry of each column positive.
 
@@ -136,16 +181,15 @@ def _fix_signs(D: np.ndarray) -> np.ndarray:
 
 def _forward_algebra(S: np.ndarray, method: str, iterations: int) -> tuple:
     if method in ("zca", "pca"):
-        lam, D = np.linalg.eigh(S)                # ascending; LAPACK syevd
+        lam, D = _eigh(S)                         # ascending
         if method == "pca":
             D = _fix_signs(D)
         s = np.sqrt(lam)
         Ds = D / s[..., None, :]                  # D Λ^(−½)
-        W = Ds if method == "pca" else Ds @ _tr(D)
+        W = Ds if method == "pca" else _mm(Ds, D, tb=True)
         return np.ascontiguousarray(W), dict(lam=lam, D=D)
     if method == "cholesky":
-        L = np.linalg.cholesky(S)
-        Linv = np.tril(np.linalg.inv(L))
+        L, Linv = _cholesky_inverse(S)
         return np.ascontiguousarray(_tr(Linv)), dict(L=L)
     # newton: P_k = ½(3 P_{k−1} − P_{k−1}³ S_N), S_N = Σ/tr Σ, W = P_T/√tr Σ
     t = np.trace(S, axis1=-2, axis2=-1)[:, None, None]      # (k, 1, 1)
@@ -153,7 +197,7 @@ def _forward_algebra(S: np.ndarray, method: str, iterations: int) -> tuple:
     P = np.broadcast_to(np.eye(S.shape[-1], dtype=S.dtype), S.shape).copy()
     Ps = [P]
     for _ in range(iterations):
-        P = 1.5 * P - 0.5 * (P @ P @ P @ SN)
+        P = 1.5 * P - _mm(_mm(_mm(P, P), P), SN, alpha=0.5)
         Ps.append(P)
     W = P / np.sqrt(t)
     return np.ascontiguousarray(W), dict(t=t, SN=SN, Ps=Ps)
@@ -166,7 +210,8 @@ def _backward_algebra(dW: np.ndarray, S: np.ndarray, W: np.ndarray, method: str,
         lam, D = aux["lam"], aux["D"]
         s = np.sqrt(lam)
         F = -1.0 / (s[..., :, None] * s[..., None, :] * (s[..., :, None] + s[..., None, :]))
-        return D @ (F * (_tr(D) @ _sym(dW) @ D)) @ _tr(D)
+        inner = F * _mm(D, _mm(_sym(dW), D), ta=True)
+        return _mm(_mm(D, inner), D, tb=True)
     if method == "pca":
         # W = D Λ^(−½): D̄ = dW Λ^(−½), λ̄_j = −½ λ_j^(−3/2) (Dᵀ dW)_jj;
         # eigenvector adjoint: dΣ = D (diag λ̄ + Fp ∘ Dᵀ D̄) Dᵀ, Fp_ij = 1/(λ_j − λ_i)
@@ -177,19 +222,19 @@ def _backward_algebra(dW: np.ndarray, S: np.ndarray, W: np.ndarray, method: str,
         diff = lam[..., None, :] - lam[..., :, None]
         with np.errstate(divide="ignore"):
             Fp = np.where(diff != 0, 1.0 / np.where(diff != 0, diff, 1), 0.0)
-        inner = Fp * (_tr(D) @ Dbar)
+        inner = Fp * _mm(D, Dbar, ta=True)
         idx = np.arange(lam.shape[-1])
         inner[..., idx, idx] += lbar
-        return _sym(D @ inner @ _tr(D))
+        return _sym(_mm(_mm(D, inner), D, tb=True))
     if method == "cholesky":
         # W = L⁻ᵀ: L̄ = −tril(W dWᵀ W); Murray: dΣ = sym(L⁻ᵀ Φ(Lᵀ L̄) L⁻¹),
         # Φ = lower triangle with the diagonal halved
         L = aux["L"]
-        Lbar = -np.tril(W @ _tr(dW) @ W)
-        Phi = np.tril(_tr(L) @ Lbar)
+        Lbar = -np.tril(_mm(_mm(W, dW, tb=True), W))
+        Phi = np.tril(_mm(L, Lbar, ta=True))
         idx = np.arange(L.shape[-1])
         Phi[..., idx, idx] *= 0.5
-        return _sym(W @ Phi @ _tr(W))
+        return _sym(_mm(_mm(W, Phi), W, tb=True))
     # newton: back through W = P_T/√t and the T iterations
     t, SN, Ps = aux["t"], aux["SN"], aux["Ps"]
     PT = Ps[-1]
@@ -197,11 +242,13 @@ def _backward_algebra(dW: np.ndarray, S: np.ndarray, W: np.ndarray, method: str,
     dt = -0.5 * t ** -1.5 * np.sum(dW * PT, axis=(-2, -1), keepdims=True)
     dSN = np.zeros_like(SN)
     for Q in reversed(Ps[:-1]):
-        # P = 1.5 Q − 0.5 Q Q Q S_N
-        Q2 = Q @ Q
-        dSN -= 0.5 * _tr(Q2 @ Q) @ G
-        G = 1.5 * G - 0.5 * (G @ _tr(Q2 @ SN) + _tr(Q) @ G @ _tr(Q @ SN)
-                             + _tr(Q2) @ G @ _tr(SN))
+        # P = 1.5 Q − 0.5 Q Q Q S_N: adjoints of the three Q factors and of S_N
+        Q2 = _mm(Q, Q)
+        Q2S = _mm(Q2, SN)
+        QS = _mm(Q, SN)
+        dSN -= _mm(_mm(Q2, Q), G, ta=True, alpha=0.5)
+        G = 1.5 * G - 0.5 * (_mm(G, Q2S, tb=True) + _mm(_mm(Q, G, ta=True), QS, tb=True)
+                             + _mm(_mm(Q2, G, ta=True), SN, tb=True))
     # S_N = Σ/t with t = tr Σ
     dt = dt - np.sum(dSN * S, axis=(-2, -1), keepdims=True) / t ** 2
     dS = dSN / t + dt * np.eye(S.shape[-1], dtype=S.dtype)
@@ -427,7 +474,8 @@ def _backward(dout, cache: WhiteningCache, full, out, name):
         Xs.append(np.ascontiguousarray(X, dtype=Y.dtype))
         dcovs.append(dS)
         # dm = −W (γ ⊙ dβ) − X colsum(Yc)
-        dm = -(W @ (gam * db)[:, :, None])[..., 0] - (X @ cs[:, :, None])[..., 0]
+        # (einsum: no BLAS call, see gemm_stack in pyx/whitening.pyx)
+        dm = -np.einsum("kij,kj->ki", W, gam * db) - np.einsum("kij,kj->ki", X, cs)
         dmean[sl] = dm.reshape(-1)
         c += k * gs
     _k.backward_expand(dZc, cache.Yc, g, *_kargs(As), *_kargs(Xs), dY)
