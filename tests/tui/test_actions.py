@@ -305,3 +305,32 @@ async def test_views_and_insights_are_shown_generically(toy_walkthrough):
         await pilot.press("right")                  # G: no views again
         await settle(pilot)
         assert not views.display
+
+
+async def test_a_walkthrough_that_raises_is_reported_not_fatal(toy_walkthrough, monkeypatch):
+    from nnkit.trace import get
+    toy = get(toy_walkthrough)
+
+    def broken(values, cfg):
+        raise RuntimeError("kernel not built")
+
+    monkeypatch.setattr(toy, "analytic", broken)
+    app = NnkitApp(walkthrough=toy_walkthrough)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        assert screen.trace is None
+        assert "RuntimeError: kernel not built" in str(screen.query_one(FormulaPanel).render())
+        await pilot.press("right", "g", "h", "e", "z")   # nothing to act on; nothing crashes
+        await settle(pilot)
+        assert app.screen is screen
+
+    monkeypatch.undo()
+    monkeypatch.setattr(toy, "insights", lambda trace, key: [][1])
+    app = NnkitApp(walkthrough=toy_walkthrough)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)                              # the step's load failed: a toast
+        assert any("IndexError" in n.message for n in app._notifications)
+        await pilot.press("right")
+        await settle(pilot)
+        assert app.main.index == 1

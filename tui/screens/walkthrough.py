@@ -128,9 +128,16 @@ class WalkthroughScreen(Screen):
 
     class ChecksFinished(Message):
         def __init__(self, trace: Trace, report: GradcheckReport | None,
-                     export_to: Path | None) -> None:
+                     export_to: Path | None, failed: bool = False) -> None:
             super().__init__()
             self.trace, self.report, self.export_to = trace, report, export_to
+            self.failed = failed
+
+    class WorkerFailed(Message):
+        """A walkthrough raised inside a worker: shown, never a crash."""
+        def __init__(self, what: str, exc: Exception) -> None:
+            super().__init__()
+            self.what, self.error = what, f"{type(exc).__name__}: {exc}"
 
     class Exported(Message):
         def __init__(self, paths: list[Path], error: str) -> None:
@@ -211,6 +218,12 @@ class WalkthroughScreen(Screen):
         self.building = False
         if msg.trace is None:
             self.notify(msg.error, title="could not build the walkthrough", severity="error")
+            if self.trace is not None:     # keep showing the walkthrough that did build
+                self.walkthrough = self.trace.walkthrough
+            else:                          # nothing to fall back on: say so where the formula goes
+                self.query_one(FormulaPanel).update(Text(
+                    f"could not build {self.walkthrough.name}:\n{msg.error}\n"
+                    "c: change the configuration · w: another walkthrough", style="bold red"))
             self._update_topbar()
             return
         self.workers.cancel_group(self, "checks")
@@ -313,6 +326,12 @@ class WalkthroughScreen(Screen):
 
     @work(thread=True, exclusive=True, group="load")
     def _load_worker(self, trace: Trace, index: int, step: Step, width: int) -> None:
+        try:
+            self._load(trace, index, step, width)
+        except Exception as exc:
+            self.post_message(self.WorkerFailed(f"showing {step.title}", exc))
+
+    def _load(self, trace: Trace, index: int, step: Step, width: int) -> None:
         key = step.node.key
         value = prepare(f"{step.node.name}  value", trace.values[key], width=width)
         data = StepData(insights=trace.insights(key), children=self._children(trace, key),
@@ -352,6 +371,9 @@ class WalkthroughScreen(Screen):
             check, prepared = self._check_one(trace, key, lambda: worker.is_cancelled, width)
         except CheckCancelled:
             return
+        except Exception as exc:
+            self.post_message(self.WorkerFailed(f"checking ∂L/∂{trace.node(key).name}", exc))
+            return
         self.post_message(self.NodeChecked(trace, key, check, prepared))
 
     def on_walkthrough_screen_node_checked(self, msg: NodeChecked) -> None:
@@ -371,7 +393,8 @@ class WalkthroughScreen(Screen):
 
     def run_checks(self, export_to: Path | None = None) -> None:
         if self.trace is None or self.building:
-            self.notify("still building the walkthrough", severity="warning")
+            self.notify("still building the walkthrough" if self.building
+                        else "no walkthrough loaded", severity="warning")
             return
         self.checking = True
         self.workers.cancel_group(self, "node-check")
@@ -418,6 +441,10 @@ class WalkthroughScreen(Screen):
             except CheckCancelled:
                 self.post_message(self.ChecksFinished(trace, None, export_to))
                 return
+            except Exception as exc:
+                self.post_message(self.WorkerFailed(f"checking {label}", exc))
+                self.post_message(self.ChecksFinished(trace, None, export_to, failed=True))
+                return
             done = start + checked_total(trace, n.key)
             checks.append(check)
             self.post_message(self.NodeChecked(trace, n.key, check, prepared))
@@ -438,7 +465,8 @@ class WalkthroughScreen(Screen):
         self.checking = False
         self._hide_checkbar()
         if msg.report is None:
-            self.notify("gradient check cancelled", severity="warning")
+            if not msg.failed:
+                self.notify("gradient check cancelled", severity="warning")
             return
         self.report = msg.report
         self.query_one(ReportTable).show(msg.report)
@@ -466,6 +494,9 @@ class WalkthroughScreen(Screen):
             self.post_message(self.Exported([], f"{exc}"))
             return
         self.post_message(self.Exported(paths, ""))
+
+    def on_walkthrough_screen_worker_failed(self, msg: WorkerFailed) -> None:
+        self.notify(msg.error, title=f"error {msg.what}", severity="error", timeout=10)
 
     def on_walkthrough_screen_exported(self, msg: Exported) -> None:
         if msg.error:
