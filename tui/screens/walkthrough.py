@@ -503,7 +503,9 @@ class WalkthroughScreen(Screen):
             self.notify(msg.error, title="export failed", severity="error")
             return
         self.exported = msg.paths
-        self.notify("\n".join(str(p) for p in msg.paths), title="exported", timeout=10)
+        where = msg.paths[0].parent.resolve()
+        self.notify(f"{where}/\n" + "\n".join(f"  {p.name}" for p in msg.paths),
+                    title="exported", timeout=10)
 
     # -- actions ----------------------------------------------------------------------
     def action_next(self) -> None:
