@@ -73,13 +73,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_table(results, verbose: bool) -> None:
-    print(f"{'walkthrough':<14} {'dtype':<8} {'config':<44} {'nodes':>5} "
-          f"{'worst node':<10} {'max rel err':>11}  result")
+    print(f"{'walkthrough':<16} {'dtype':<8} {'config':<44} {'nodes':>5} "
+          f"{'worst node':<10} {'tol used':>8} {'max rel err':>11}  result")
+    reg = trace.registry()
     for name, cfg, r in results:
-        shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k not in ("dtype",))
-        worst = max(r.checks, key=lambda c: (not c.passed, c.max_rel_err))
-        print(f"{name:<14} {cfg.get('dtype', 'float64'):<8} {shown[:44]:<44} "
-              f"{len(r.checks):>5} {worst.name:<10} {worst.max_rel_err:>11.2e}  "
+        defaults = {p.name: p.default for p in reg[name].params}
+        # shapes always, other parameters only where they differ from the default
+        shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "dtype" and
+                         (k in ("B", "N", "M", "T") or v != defaults.get(k)))
+        # worst = closest to failing: the largest share of its tolerance used
+        worst = max(r.checks, key=lambda c: (not c.passed, c.tol_used))
+        print(f"{name:<16} {cfg.get('dtype', 'float64'):<8} {shown[:44]:<44} "
+              f"{len(r.checks):>5} {worst.name:<10} {worst.tol_used:>8.3f} "
+              f"{worst.max_rel_err:>11.2e}  "
               f"{'PASS' if r.passed else 'FAIL'}")
         if verbose or not r.passed:
             print("    " + r.table().replace("\n", "\n    "))

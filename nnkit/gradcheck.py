@@ -48,6 +48,9 @@ class TensorCheck:
     rtol: float
     analytic: np.ndarray = field(repr=False)   # full analytic gradient
     numeric: np.ndarray = field(repr=False)    # numeric gradient; NaN where not sampled
+    # max over elements of |a − n| / (atol + rtol·|n|): the share of the allclose
+    # tolerance used (≤ 1 passes); how close a tensor came to failing
+    tol_used: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -70,7 +73,7 @@ class TensorCheck:
                     analytic=_json_float(self.analytic_at_worst),
                     numeric=_json_float(self.numeric_at_worst),
                     checked=self.checked, total=self.total,
-                    atol=self.atol, rtol=self.rtol)
+                    atol=self.atol, rtol=self.rtol, tol_used=_json_float(self.tol_used))
 
 
 def _json_float(x: float):
@@ -101,12 +104,13 @@ class GradcheckReport:
 
     def table(self) -> str:
         rows = [("tensor", "shape", "checked", "max rel err", "worst index",
-                 "analytic", "numeric", "result")]
+                 "analytic", "numeric", "tol used", "result")]
         for c in self.checks:
             rows.append((c.name, "×".join(map(str, c.shape)) or "scalar",
                          f"{c.checked}/{c.total}", f"{c.max_rel_err:.2e}",
                          str(c.worst_index), f"{c.analytic_at_worst:+.6e}",
-                         f"{c.numeric_at_worst:+.6e}", "PASS" if c.passed else "FAIL"))
+                         f"{c.numeric_at_worst:+.6e}", f"{c.tol_used:.3f}",
+                         "PASS" if c.passed else "FAIL"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [self.title] if self.title else []
         for k, r in enumerate(rows):
@@ -175,7 +179,11 @@ def compare(name: str, analytic: np.ndarray, numeric: np.ndarray, *,
         rel = diff / np.maximum(np.abs(a) + np.abs(n), atol)
     rel = np.where(sampled, rel, -np.inf)
     rel = np.where(sampled & ~np.isfinite(rel), np.inf, rel)
-    ok = np.where(sampled, diff <= atol + rtol * np.abs(n), True)
+    bound = atol + rtol * np.abs(n)
+    ok = np.where(sampled, diff <= bound, True)
+    with np.errstate(invalid="ignore"):
+        used = np.where(sampled, diff / bound, 0.0)
+    tol_used = float(np.max(np.where(np.isnan(used), np.inf, used))) if used.size else 0.0
     checked = int(sampled.sum())
     if checked == 0:
         return TensorCheck(name, a.shape, 0.0, (), np.nan, np.nan, True, 0,
@@ -183,7 +191,7 @@ def compare(name: str, analytic: np.ndarray, numeric: np.ndarray, *,
     worst = np.unravel_index(int(np.argmax(rel)), a.shape)
     return TensorCheck(name, a.shape, float(rel[worst]), tuple(int(i) for i in worst),
                        float(a[worst]), float(n[worst]), bool(np.all(ok)), checked,
-                       atol, rtol, a, n)
+                       atol, rtol, a, n, tol_used)
 
 
 def gradcheck(forward: Callable, backward: Callable, inputs: Mapping[str, np.ndarray], *,
