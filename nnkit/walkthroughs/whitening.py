@@ -82,9 +82,11 @@ class _WhiteningBase(Walkthrough):
     @property
     def params(self):
         return (
+            # defaults: N >= M so Σ_Y has full rank; with N < M (or B <= M) Σ is
+            # singular up to ε and central differences of dΣ lose their accuracy
             Param("B", 8, "batch size (rows)", minimum=2, maximum=4096),
-            Param("N", 4, "input features", minimum=1, maximum=4096),
-            Param("M", 5, "output features (whitened)", minimum=1, maximum=512),
+            Param("N", 5, "input features", minimum=1, maximum=4096),
+            Param("M", 4, "output features (whitened)", minimum=1, maximum=512),
             Param("eps", 1e-5, "ε added to the diagonal of Σ (> 0)", minimum=1e-12),
             Param("method", self.method_default, "whitening matrix",
                   choices=wh.METHODS),
