@@ -16,12 +16,24 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _MAX_DIM = 2**31 - 1
 
 
+_CORES = os.cpu_count() or 1
+
+
 def num_threads() -> int:
-    """Threads the kernels may use: NNKIT_NUM_THREADS, else the core count."""
-    env = os.environ.get("NNKIT_NUM_THREADS", "")
-    if env.strip().isdigit() and int(env) >= 1:
-        return int(env)
-    return os.cpu_count() or 1
+    """Threads the kernels may use: NNKIT_NUM_THREADS, else the core count.
+
+    Read on every call (a dict lookup; os.cpu_count() is cached, it costs
+    microseconds) so the variable can be changed at run time.
+    """
+    env = os.environ.get("NNKIT_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+    return _CORES
 
 
 def float_array(name: str, a, ndim: int, shape_doc: str, dtype=None) -> np.ndarray:

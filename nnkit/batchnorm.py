@@ -82,14 +82,14 @@ def _forward_train(Y, gamma, beta, eps, relu, out):
     v.batch_for_statistics("Y", Y.shape[0])
     B, M = Y.shape
     Z = v.out_array(out, (B, M), Y.dtype)
-    v.no_overlap(Z, "out", Y=Y, gamma=gamma, beta=beta)
-    mean = np.empty(M, Y.dtype)
-    var = np.empty(M, Y.dtype)
-    inv_std = np.empty(M, Y.dtype)
-    # with eps = 0 and a constant feature, 1/sqrt(0) = inf and 0*inf = nan:
-    # that is P2.1's point, so let the division happen without a warning
-    with np.errstate(divide="ignore", invalid="ignore"):
-        _k.forward_train(Y, gamma, beta, eps, relu, Z, mean, var, inv_std, v.num_threads())
+    if out is not None:
+        v.no_overlap(Z, "out", Y=Y, gamma=gamma, beta=beta)
+    # one allocation for the three (M,) statistics (small calls are
+    # dominated by Python overhead, not by the kernel)
+    mean, var, inv_std = np.empty((3, M), Y.dtype)
+    # with eps = 0 and a constant feature, 1/sqrt(0) = inf and 0*inf = nan in
+    # the kernel: that is P2.1's point, and C arithmetic raises no warning
+    _k.forward_train(Y, gamma, beta, eps, relu, Z, mean, var, inv_std, v.num_threads())
     return Z, BatchNormCache(Y, gamma, beta, eps, mean, var, inv_std, relu)
 
 
@@ -110,14 +110,14 @@ def _backward_train(dout, cache: BatchNormCache, full, out, name):
         raise ValueError(f"{name}: expected shape {Y.shape} (the forward output), got {dout.shape}")
     M = Y.shape[1]
     dY = v.out_array(out, Y.shape, Y.dtype)
-    v.no_overlap(dY, "out", **{name: dout, "Y": Y})
+    if out is not None:
+        v.no_overlap(dY, "out", **{name: dout, "Y": Y})
     dZ = np.empty_like(Y) if (full and cache.relu) else None
     dYhat = np.empty_like(Y) if full else None
-    dgamma, dbeta, dmean, dvar = (np.empty(M, Y.dtype) for _ in range(4))
-    with np.errstate(invalid="ignore", over="ignore"):
-        _k.backward_train(dout, Y, cache.mean, cache.inv_std, cache.gamma, cache.beta,
-                          cache.relu, dY, dZ, dYhat, dgamma, dbeta, dmean, dvar,
-                          v.num_threads())
+    dgamma, dbeta, dmean, dvar = np.empty((4, M), Y.dtype)
+    _k.backward_train(dout, Y, cache.mean, cache.inv_std, cache.gamma, cache.beta,
+                      cache.relu, dY, dZ, dYhat, dgamma, dbeta, dmean, dvar,
+                      v.num_threads())
     return dY, dgamma, dbeta, dmean, dvar, dYhat, dZ
 
 

@@ -28,9 +28,11 @@ from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 from _common cimport floating, team_size
 
-# rows per statistics chunk: about CHUNK_BYTES of Y, re-read from L2
+# rows per chunk: about CHUNK_BYTES of Y (re-read from L2), at most
+# MAX_CHUNK_ROWS rows (the length of a sum kept in the input type)
 cdef enum:
     CHUNK_BYTES = 131072
+    MAX_CHUNK_ROWS = 64
 
 
 cdef inline Py_ssize_t _row_start(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t B) noexcept nogil:
@@ -38,13 +40,23 @@ cdef inline Py_ssize_t _row_start(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t B) noe
 
 
 # ------------------------------------------------------------- statistics
-# Rows [r0, r1) of Y (B, M): n, mean, M2 per feature into mean[M], m2[M];
-# csum, cm2 (M doubles each) are scratch.
+# Rows [r0, r1) of Y (B, M): mean and M2 per feature into mean[M], m2[M]
+# (double); csum, cm2, cm1 (M floats of the input type) are scratch.
+#
+# Within a chunk of at most MAX_CHUNK_ROWS rows the sums run in the input
+# type (8 float32 lanes per AVX2 op, no float->double conversions in the hot
+# loops; a 64-term float32 sum is good to ~1e-7 relative), and each chunk's
+# (n, mean, M2) is merged into the double totals by Chan's formula.
+# The chunk mean c is only a rounded shift: the second look accumulates
+# s1 = sum (y - c) too, and the exact chunk statistics are
+# mean = c + s1/n, M2 = sum (y - c)^2 - s1^2/n (shifted-data formula).
 cdef void _stats_rows(const floating* Y, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t M,
-                      double* mean, double* m2, double* csum, double* cm2) noexcept nogil:
-    cdef Py_ssize_t R = max(1, CHUNK_BYTES // (M * sizeof(floating)))
+                      double* mean, double* m2, floating* csum, floating* cm2,
+                      floating* cm1) noexcept nogil:
+    cdef Py_ssize_t R = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // (M * sizeof(floating))))
     cdef Py_ssize_t c, e, i, j
-    cdef double n = 0.0, nb, d, delta, w
+    cdef double n = 0.0, nb, delta, w, s1
+    cdef floating d, d1, d2, d3, inv_nb
     cdef const floating* row
     for j in range(M):
         mean[j] = 0.0
@@ -53,25 +65,50 @@ cdef void _stats_rows(const floating* Y, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_
     while c < r1:
         e = min(c + R, r1)
         nb = <double>(e - c)
+        inv_nb = <floating>(1.0 / nb)
         for j in range(M):
-            csum[j] = 0.0
-            cm2[j] = 0.0
-        for i in range(c, e):
+            csum[j] = 0
+            cm2[j] = 0
+            cm1[j] = 0
+        # four rows per sweep: one load/store of the accumulator per four
+        # rows (a store per row made the L1 store port the bottleneck)
+        i = c
+        while i + 4 <= e:
+            row = Y + i * M
+            for j in range(M):
+                csum[j] += (row[j] + row[M + j]) + (row[2 * M + j] + row[3 * M + j])
+            i += 4
+        while i < e:
             row = Y + i * M
             for j in range(M):
                 csum[j] += row[j]
+            i += 1
         for j in range(M):
-            csum[j] /= nb                     # now the chunk mean
-        for i in range(c, e):                 # same rows again: from L2
+            csum[j] *= inv_nb                 # now the chunk mean
+        i = c                                 # same rows again: from L2
+        while i + 4 <= e:
+            row = Y + i * M
+            for j in range(M):
+                d = row[j] - csum[j]
+                d1 = row[M + j] - csum[j]
+                d2 = row[2 * M + j] - csum[j]
+                d3 = row[3 * M + j] - csum[j]
+                cm2[j] += (d * d + d1 * d1) + (d2 * d2 + d3 * d3)
+                cm1[j] += (d + d1) + (d2 + d3)
+            i += 4
+        while i < e:
             row = Y + i * M
             for j in range(M):
                 d = row[j] - csum[j]
                 cm2[j] += d * d
+                cm1[j] += d
+            i += 1
         w = nb / (n + nb)
         for j in range(M):
-            delta = csum[j] - mean[j]
+            s1 = <double>cm1[j] / nb          # exact chunk mean = c + s1
+            delta = (csum[j] + s1) - mean[j]
             mean[j] += delta * w
-            m2[j] += cm2[j] + delta * delta * n * w
+            m2[j] += (cm2[j] - s1 * cm1[j]) + delta * delta * n * w
         n += nb
         c = e
 
@@ -93,26 +130,27 @@ def forward_train(const floating[:, ::1] Y, const floating[::1] gamma,
     cdef floating zero = 0      # see _reduce_rows
     if nt > B:
         nt = <int>B
-    # per thread: mean, m2, csum, cm2 (M doubles each); then mf, sc, sh
-    ws = <double*>malloc((4 * nt * M) * sizeof(double) + 3 * M * sizeof(floating))
+    # per thread: mean, m2, csum, cm2, cm1 (M doubles of room each); then mf, sc, sh
+    ws = <double*>malloc((5 * nt * M) * sizeof(double) + 3 * M * sizeof(floating))
     if ws == NULL:
         raise MemoryError("batchnorm forward: no memory for the workspace")
-    mf = <floating*>(ws + 4 * nt * M)
+    mf = <floating*>(ws + 5 * nt * M)
     sc = mf + M
     sh = sc + M
     with nogil:
         for t in prange(nt, schedule="static", num_threads=nt):
             _stats_rows(&Y[0, 0], _row_start(t, nt, B), _row_start(t + 1, nt, B), M,
-                        ws + 4 * t * M, ws + (4 * t + 1) * M,
-                        ws + (4 * t + 2) * M, ws + (4 * t + 3) * M)
+                        ws + 5 * t * M, ws + (5 * t + 1) * M,
+                        <floating*>(ws + (5 * t + 2) * M), <floating*>(ws + (5 * t + 3) * M),
+                        <floating*>(ws + (5 * t + 4) * M))
         # merge the threads' (n, mean, M2) into thread 0's slot (Chan)
         n = <double>_row_start(1, nt, B)
         for t in range(1, nt):
             nb = <double>(_row_start(t + 1, nt, B) - _row_start(t, nt, B))
             for j in range(M):
-                delta = ws[4 * t * M + j] - ws[j]
+                delta = ws[5 * t * M + j] - ws[j]
                 ws[j] += delta * nb / (n + nb)
-                ws[M + j] += ws[(4 * t + 1) * M + j] + delta * delta * n * nb / (n + nb)
+                ws[M + j] += ws[(5 * t + 1) * M + j] + delta * delta * n * nb / (n + nb)
             n += nb
         for j in range(M):
             inv = 1.0 / sqrt(ws[M + j] / B + eps)
@@ -172,46 +210,71 @@ def forward_eval(const floating[:, ::1] Y, const floating[::1] mean,
 #   dmean = -sum_i dYhat inv + dvar (-2/B) sum_i (Y - m)
 #   dY    = gamma inv / B (B dZ - dbeta - Yhat dgamma)        (compact form)
 
-# Rows [r0, r1): sb += dZ, sg += dZ Yhat, sc += (Y - m), per feature.
-# With the ReLU, the masked row dZ = dH [Z > 0] goes to `row` (M floats, in
-# L1) first: a select in one type vectorizes, while the select mixed with
-# the double accumulation does not (gcc: "control flow in loop").
+# Rows [r0, r1): sb += dZ, sg += dZ Yhat, sc += (Y - m), per feature (double).
+# As in _stats_rows, chunks of at most MAX_CHUNK_ROWS rows sum in the input
+# type (psb, psg, psc: M floats each) and are then added to the double totals.
+# With the ReLU, the masked rows dZ = dH [Z > 0] go to `row` (2M floats, in
+# L1) first: a select on its own vectorizes, while a select inside the
+# accumulation loop does not (gcc: "control flow in loop").
 cdef void _reduce_rows(const floating* dH, const floating* Y, Py_ssize_t r0,
                        Py_ssize_t r1, Py_ssize_t M, const floating* mf,
                        const floating* inv, const floating* k1, const floating* bt,
                        bint relu, double* sb, double* sg, double* sc,
+                       floating* psb, floating* psg, floating* psc,
                        floating* row) noexcept nogil:
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i, j, c, e
+    cdef bint two
     cdef const floating* yrow
     cdef const floating* drow
-    cdef floating d, dz
+    cdef floating d, d1, dz
     cdef floating zero = 0   # a typed zero: `> 0` would compare in double
     for j in range(M):
         sb[j] = 0.0
         sg[j] = 0.0
         sc[j] = 0.0
-    for i in range(r0, r1):
-        yrow = Y + i * M
-        drow = dH + i * M
-        if relu:
-            for j in range(M):
-                dz = drow[j]
-                row[j] = dz if (yrow[j] - mf[j]) * k1[j] + bt[j] > zero else zero
-            # (two copies of the loop: a pointer that is either dH or `row`
-            # defeats the vectorizer for float64)
-            for j in range(M):
-                d = yrow[j] - mf[j]
-                dz = row[j]
-                sb[j] += dz
-                sg[j] += <double>dz * (d * inv[j])
-                sc[j] += d
-        else:
-            for j in range(M):
-                d = yrow[j] - mf[j]
-                dz = drow[j]
-                sb[j] += dz
-                sg[j] += <double>dz * (d * inv[j])
-                sc[j] += d
+    c = r0
+    while c < r1:
+        e = min(c + MAX_CHUNK_ROWS, r1)
+        for j in range(M):
+            psb[j] = 0
+            psg[j] = 0
+            psc[j] = 0
+        # two rows per sweep: one load/store of each partial per two rows
+        i = c
+        while i < e:
+            two = i + 1 < e
+            yrow = Y + i * M
+            drow = dH + i * M
+            if relu:
+                # the masked dZ of the row(s) into `row` (2M floats)
+                for j in range(M):
+                    dz = drow[j]
+                    row[j] = dz if (yrow[j] - mf[j]) * k1[j] + bt[j] > zero else zero
+                if two:
+                    for j in range(M):
+                        dz = drow[M + j]
+                        row[M + j] = dz if (yrow[M + j] - mf[j]) * k1[j] + bt[j] > zero else zero
+                drow = row
+            if two:
+                for j in range(M):
+                    d = yrow[j] - mf[j]
+                    d1 = yrow[M + j] - mf[j]
+                    psb[j] += drow[j] + drow[M + j]
+                    psg[j] += (drow[j] * d + drow[M + j] * d1) * inv[j]
+                    psc[j] += d + d1
+                i += 2
+            else:
+                for j in range(M):
+                    d = yrow[j] - mf[j]
+                    psb[j] += drow[j]
+                    psg[j] += drow[j] * (d * inv[j])
+                    psc[j] += d
+                i += 1
+        for j in range(M):
+            sb[j] += psb[j]
+            sg[j] += psg[j]
+            sc[j] += psc[j]
+        c = e
 
 
 def backward_train(const floating[:, ::1] dH, const floating[:, ::1] Y,
@@ -235,9 +298,10 @@ def backward_train(const floating[:, ::1] dH, const floating[:, ::1] Y,
     cdef floating zero = 0      # see _reduce_rows
     if nt > B:
         nt = <int>B
-    # per thread: sb, sg, sc (M doubles each); then k1, k2, k3; then a row
-    # buffer of M floats per thread
-    ws = <double*>malloc((3 * nt * M) * sizeof(double) + (3 + nt) * M * sizeof(floating))
+    # per thread: sb, sg, sc (M doubles each); then k1, k2, k3; then per
+    # thread the chunk partials psb, psg, psc (M floats each) and a 2-row
+    # buffer (2M floats)
+    ws = <double*>malloc((3 * nt * M) * sizeof(double) + (3 + 5 * nt) * M * sizeof(floating))
     if ws == NULL:
         raise MemoryError("batchnorm backward: no memory for the workspace")
     k1 = <floating*>(ws + 3 * nt * M)
@@ -252,7 +316,8 @@ def backward_train(const floating[:, ::1] dH, const floating[:, ::1] Y,
             _reduce_rows(&dH[0, 0], &Y[0, 0], _row_start(t, nt, B), _row_start(t + 1, nt, B),
                          M, &mean[0], &inv_std[0], k1, &beta[0], relu,
                          ws + 3 * t * M, ws + (3 * t + 1) * M, ws + (3 * t + 2) * M,
-                         k3 + M + t * M)
+                         k3 + (1 + 5 * t) * M, k3 + (2 + 5 * t) * M, k3 + (3 + 5 * t) * M,
+                         k3 + (4 + 5 * t) * M)
         for t in range(1, nt):
             for j in range(3 * M):
                 ws[j] += ws[3 * t * M + j]
