@@ -1,6 +1,8 @@
 """Stepping through every node forward and back; every backward step's check."""
 from __future__ import annotations
 
+from textual import events
+
 from nnkit.trace import Trace
 from nnkit.tui.app import NnkitApp
 from nnkit.tui.widgets.formula import FormulaPanel
@@ -98,3 +100,27 @@ async def test_play_runs_to_the_end_and_space_pauses():
             await pilot.pause()
         assert screen.index == len(screen.steps) - 1
         assert screen.play_timer is None
+
+
+async def test_keys_faster_than_messages_do_not_ping_pong():
+    """A held arrow key: several steps before any highlight message is handled.
+
+    Each go() moves the step list's highlight and posts a message; stale ones
+    once dragged the screen back to old steps, and screen and list chased each
+    other forever (100 % CPU, keys ignored). The screen must settle on the last
+    step asked for, and a later key must still move it.
+    """
+    app = NnkitApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        for _ in range(8):             # no await: the keys queue up like a held key
+            app.post_message(events.Key("right", None))
+        seen = []
+        for _ in range(40):            # (the superseded load workers are cancelled)
+            await pilot.pause(0.02)
+            seen.append(screen.index)
+        assert seen[-10:] == [8] * 10, seen
+        await pilot.press("right")
+        await pilot.pause(0.2)
+        assert screen.index == 9

@@ -621,6 +621,13 @@ class WalkthroughScreen(Screen):
     # -- step list clicks and arrows ---------------------------------------------------
     @on(OptionList.OptionHighlighted, "#steps")
     def _step_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        # go() moves the list's highlight too, which posts this message again.
+        # With keys arriving faster than messages are handled (a held arrow
+        # key), an old message would drag the screen back to an old step and
+        # the two would chase each other forever: act only on a message that
+        # still describes the list's current highlight.
+        if event.option_index != event.option_list.highlighted:
+            return
         i = step_index(event.option.id)
         if i is not None and i != self.index:
             self.go(i)
