@@ -14,8 +14,17 @@ except ImportError:  # pragma: no cover - depends on the machine
 BANDWIDTH = 37e9
 
 
-def median_time(fn, *, repeats: int = 15, min_seconds: float = 0.2, warmup: int = 2) -> float:
-    """Median wall time of fn() in seconds over at least `repeats` calls."""
+def median_time(fn, *, repeats: int = 15, min_seconds: float = 0.2, warmup: int = 2,
+                cooldown: float = 0.3) -> float:
+    """Median wall time of fn() in seconds over at least `repeats` calls.
+
+    `cooldown` seconds of sleep first: NumPy's and SciPy's OpenBLAS and
+    PyTorch each keep a thread pool that spins for a while after its last
+    call, and on 2 cores a spinning pool steals the CPU from whatever is
+    measured next (seen: nnkit's affine 25 % slower right after NumPy's GEMMs,
+    equal in a fresh process).
+    """
+    time.sleep(cooldown)
     for _ in range(warmup):
         fn()
     times = []
