@@ -91,50 +91,45 @@ def relu_backward(const floating[::1] dH, const floating[::1] H,
     return None
 
 
-# P4: p = softmax(z) row-wise (subtract the row max: exp never overflows),
-# loss = -(1/B) sum_i log p[i, y_i] computed as -(1/B) sum_i (z[i,y_i] - max_i - log s_i),
-# never log(p) (p can underflow to 0). Writes P (B, K). Returns the loss (double).
-# Passes: per row one read for the max, one read+write for exp, one write to scale.
+# P4: p = softmax(z) row-wise, subtracting the row max so exp never
+# overflows. Writes the row of P and returns log sum_k exp(z_k) (the losses
+# use z - lse, never log(p): p can underflow to 0).
+# Passes over the row: max (read), exp (read + write), scale (read + write).
+cdef double _softmax_row(const floating* z, floating* p, Py_ssize_t K) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef double mx = z[0], s = 0.0, e
+    for k in range(1, K):
+        if z[k] > mx:
+            mx = z[k]
+    for k in range(K):
+        e = exp(z[k] - mx)
+        p[k] = <floating>e
+        s += e
+    for k in range(K):
+        p[k] = <floating>(p[k] / s)
+    return mx + log(s)
+
+
+# loss = -(1/B) sum_i (z[i, y_i] - lse_i). Writes P (B, K); returns the loss.
 def softmax_xent_forward(const floating[:, ::1] Z, const long long[::1] labels,
                          floating[:, ::1] P):
-    cdef Py_ssize_t B = Z.shape[0], K = Z.shape[1], i, k
-    cdef double mx, s, e, total = 0.0
+    cdef Py_ssize_t B = Z.shape[0], K = Z.shape[1], i
+    cdef double total = 0.0
     with nogil:
         for i in range(B):
-            mx = Z[i, 0]
-            for k in range(1, K):
-                if Z[i, k] > mx:
-                    mx = Z[i, k]
-            s = 0.0
-            for k in range(K):
-                e = exp(Z[i, k] - mx)
-                P[i, k] = <floating>e
-                s += e
-            for k in range(K):
-                P[i, k] = <floating>(P[i, k] / s)
-            total += -(Z[i, labels[i]] - mx - log(s))
+            total += _softmax_row(&Z[i, 0], &P[i, 0], K) - Z[i, labels[i]]
     return total / B
 
 
-# Soft (one-hot or probability) targets T (B, K): loss = -(1/B) sum T log p.
+# Soft (one-hot or probability) targets T (B, K): loss = -(1/B) sum T (z - lse).
 def softmax_xent_forward_soft(const floating[:, ::1] Z, const floating[:, ::1] T,
                               floating[:, ::1] P):
     cdef Py_ssize_t B = Z.shape[0], K = Z.shape[1], i, k
-    cdef double mx, s, e, lse, total = 0.0
+    cdef double lse, total = 0.0
     with nogil:
         for i in range(B):
-            mx = Z[i, 0]
-            for k in range(1, K):
-                if Z[i, k] > mx:
-                    mx = Z[i, k]
-            s = 0.0
+            lse = _softmax_row(&Z[i, 0], &P[i, 0], K)
             for k in range(K):
-                e = exp(Z[i, k] - mx)
-                P[i, k] = <floating>e
-                s += e
-            lse = mx + log(s)
-            for k in range(K):
-                P[i, k] = <floating>(P[i, k] / s)
                 if T[i, k] != 0:
                     total += -T[i, k] * (Z[i, k] - lse)
     return total / B
