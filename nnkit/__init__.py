@@ -5,6 +5,17 @@ every gradient from backward; layer objects wrap them with parameters,
 gradients and running statistics; ``nnkit.trace`` steps through a derivation
 node by node; ``nnkit.gradcheck`` checks any forward/backward pair.
 """
+import os as _os
+
+# The kernels' OpenMP team (libgomp) spins ~300k iterations after each
+# parallel loop by default. Next to BLAS calls (affine layers) the spinning
+# team and OpenBLAS's own spinning pool fight for the 2 cores: a Linear ->
+# BatchNorm -> Linear training step at B = 256 measured 32 ms instead of 13.
+# A short spin keeps the team's wake-up fast for back-to-back kernels and
+# lets BLAS have the cores. Read once when libgomp loads (importing the
+# kernels, just below); a value set by the user wins.
+_os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
 from .batchnorm import (BatchNormCache, BatchNormGrads, BNReLUGrads,
                         batchnorm_backward, batchnorm_eval_forward,
                         batchnorm_forward, bn_relu_backward, bn_relu_forward,
