@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover - depends on the machine
 BANDWIDTH = 37e9
 
 
-def median_time(fn, *, repeats: int = 15, min_seconds: float = 0.2, warmup: int = 2,
+def median_time(fn, *, repeats: int = 15, min_seconds: float = 1.0, warmup: int = 2,
                 cooldown: float = 0.3) -> float:
     """Median wall time of fn() in seconds over at least `repeats` calls.
 
@@ -29,7 +29,7 @@ def median_time(fn, *, repeats: int = 15, min_seconds: float = 0.2, warmup: int 
         fn()
     times = []
     t_end = time.perf_counter() + min_seconds
-    while len(times) < repeats or (time.perf_counter() < t_end and len(times) < 200):
+    while len(times) < repeats or (time.perf_counter() < t_end and len(times) < 2000):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
