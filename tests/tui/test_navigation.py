@@ -124,3 +124,16 @@ async def test_keys_faster_than_messages_do_not_ping_pong():
         await pilot.press("right")
         await pilot.pause(0.2)
         assert screen.index == 9
+
+
+async def test_formula_panel_names_parents_by_label():
+    """Z reads γ, Ŷ, β: the panel shows their symbols, not the code keys."""
+    app = NnkitApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        z = next(i for i, s in enumerate(screen.steps) if s.node.key == "Z")
+        screen.go(z)
+        await settle(pilot)
+        text = panel_text(screen.query_one(FormulaPanel))
+        assert "reads: γ, Ŷ, β" in text, text

@@ -274,6 +274,11 @@ class WalkthroughScreen(Screen):
         return width if width > 0 else 80
 
     @staticmethod
+    def _parents(trace: Trace, key: str) -> list[str]:
+        """Display names (Σ, Ŷ) of the nodes `key` reads."""
+        return [trace.node(p).name for p in trace.node(key).parents]
+
+    @staticmethod
     def _children(trace: Trace, key: str) -> list[str]:
         return [n.name for n in trace.nodes if key in n.parents]
 
@@ -281,7 +286,8 @@ class WalkthroughScreen(Screen):
         step, trace = self.step, self.trace
         data = self.loaded.get(self.index)
         self.query_one(FormulaPanel).show(step, self._children(trace, step.node.key),
-                                          data.insights if data else None)
+                                          data.insights if data else None,
+                                          self._parents(trace, step.node.key))
         grad = self.query_one(GradientPanel)
         grad.display = step.phase == BACKWARD
         if data is None:
@@ -350,7 +356,8 @@ class WalkthroughScreen(Screen):
             return
         self.loaded[msg.index] = msg.data
         if msg.index == self.index:
-            self.query_one(FormulaPanel).show(self.step, msg.data.children, msg.data.insights)
+            self.query_one(FormulaPanel).show(self.step, msg.data.children, msg.data.insights,
+                                              self._parents(self.trace, self.step.node.key))
             self._draw(msg.data)
 
     # -- checks -------------------------------------------------------------------

@@ -9,7 +9,8 @@ from textual.widgets import Static
 from .steps import BACKWARD, Step
 
 
-def formula_text(step: Step, children: list[str], insights: list[str] | None) -> Text:
+def formula_text(step: Step, children: list[str], insights: list[str] | None,
+                 parents: list[str] | None = None) -> Text:
     n = step.node
     t = Text()
     t.append(f"{step.phase} {step.number}/{step.of}  ", style="bold reverse")
@@ -22,7 +23,7 @@ def formula_text(step: Step, children: list[str], insights: list[str] | None) ->
         else:
             t.append("gathers from: " + (", ".join(children) or "—") + "\n")
     elif n.parents:
-        t.append("reads: " + ", ".join(n.parents) + "\n")
+        t.append("reads: " + ", ".join(parents or n.parents) + "\n")
     else:
         t.append("leaf: drawn from the seed\n", style="dim")
     if n.note:
@@ -37,5 +38,6 @@ def formula_text(step: Step, children: list[str], insights: list[str] | None) ->
 
 
 class FormulaPanel(Static):
-    def show(self, step: Step, children: list[str], insights: list[str] | None) -> None:
-        self.update(formula_text(step, children, insights))
+    def show(self, step: Step, children: list[str], insights: list[str] | None,
+             parents: list[str] | None = None) -> None:
+        self.update(formula_text(step, children, insights, parents))
