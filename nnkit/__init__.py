@@ -22,6 +22,7 @@ from .batchnorm import (BatchNormCache, BatchNormGrads, BNReLUGrads,
                         update_running_stats)
 from .dense import (AffineCache, AffineGrads, ReLUCache, affine_backward,
                     affine_forward, relu_backward, relu_forward)
+from ._validate import get_nan_policy, set_nan_policy
 from .gradcheck import GradcheckReport, TensorCheck, gradcheck, numeric_gradient
 from .layers import (BatchNorm, Layer, Linear, ReLU, Sequential,
                      SoftmaxCrossEntropy)

@@ -18,6 +18,25 @@ _MAX_DIM = 2**31 - 1
 
 _CORES = os.cpu_count() or 1
 
+# What a NaN or ±inf in an input does: "propagate" (IEEE arithmetic carries it
+# to the outputs; no extra pass over the data) or "raise" (a ValueError naming
+# the argument and the first bad element, before any kernel runs).
+NAN_POLICIES = ("propagate", "raise")
+_nan_policy = "propagate"
+
+
+def set_nan_policy(policy: str) -> str:
+    """Set how non-finite inputs are treated; returns the previous policy."""
+    global _nan_policy
+    if policy not in NAN_POLICIES:
+        raise ValueError(f"policy: expected one of {list(NAN_POLICIES)}, got {policy!r}")
+    previous, _nan_policy = _nan_policy, policy
+    return previous
+
+
+def get_nan_policy() -> str:
+    return _nan_policy
+
 
 def num_threads() -> int:
     """Threads the kernels may use: NNKIT_NUM_THREADS, else the core count.
@@ -62,6 +81,12 @@ def float_array(name: str, a, ndim: int, shape_doc: str, dtype=None) -> np.ndarr
     for d in arr.shape:
         if d > _MAX_DIM:
             raise ValueError(f"{name}: dimension {d} exceeds {_MAX_DIM} (32-bit BLAS)")
+    if _nan_policy == "raise":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            idx = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(f"{name}: expected finite values (nan_policy='raise'), "
+                             f"got {arr[idx]} at index {idx}")
     return np.asarray(arr, order="C")  # ascontiguousarray would turn 0-d into 1-d
 
 
