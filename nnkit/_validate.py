@@ -55,8 +55,8 @@ def num_threads() -> int:
     return _CORES
 
 
-def float_array(name: str, a, ndim: int, shape_doc: str, dtype=None) -> np.ndarray:
-    """`a` as a C-contiguous float32/float64 array with `ndim` dimensions.
+def float_array(name: str, a, ndim: int | None, shape_doc: str, dtype=None) -> np.ndarray:
+    """`a` as a C-contiguous float32/float64 array with `ndim` dimensions (any if None).
 
     Non-contiguous input is copied (never read with the wrong strides);
     contiguous input is used as is and never written to.
@@ -75,7 +75,7 @@ def float_array(name: str, a, ndim: int, shape_doc: str, dtype=None) -> np.ndarr
         raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the dtype of "
                         f"the other inputs), got {arr.dtype}; convert explicitly, "
                         f"nnkit does not mix precisions")
-    if arr.ndim != ndim:
+    if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array {shape_doc}, "
                          f"got shape {arr.shape}")
     for d in arr.shape:

@@ -291,3 +291,8 @@ def test_scalar_labels_refused():
     z = np.zeros((3, 4))
     with pytest.raises(ValueError, match=r"^labels: expected class indices \(B,\) = \(3,\)"):
         nk.softmax_cross_entropy(z, 1)
+
+
+def test_relu_ragged_list_is_a_clear_type_error():
+    with pytest.raises(TypeError, match=r"^Y: expected a float array \(any shape\), got list"):
+        nk.relu_forward([[1.0, 2.0], [3.0]])
