@@ -145,3 +145,10 @@ def no_overlap(out: np.ndarray, name: str, **inputs: np.ndarray) -> None:
         if arr is not None and np.may_share_memory(out, arr):
             raise ValueError(f"{name}: shares memory with input {other}; nnkit never "
                              f"overwrites its inputs")
+
+
+def cache_of(cache, cls, producer: str) -> None:
+    """A backward got the cache its own forward returned (not another layer's)."""
+    if not isinstance(cache, cls):
+        raise TypeError(f"cache: expected the cache returned by {producer} "
+                        f"({cls.__name__}), got {type(cache).__name__}")

@@ -104,6 +104,7 @@ def bn_relu_forward(Y, gamma, beta, eps=1e-5, *, out=None):
 
 
 def _backward_train(dout, cache: BatchNormCache, full, out, name):
+    v.cache_of(cache, BatchNormCache, "batchnorm_forward / bn_relu_forward")
     Y = cache.Y
     dout = v.float_array(name, dout, 2, "(B, M)", dtype=Y.dtype)
     if dout.shape != Y.shape:
@@ -127,6 +128,7 @@ def batchnorm_backward(dZ, cache: BatchNormCache, *, full=True, out=None) -> Bat
     full=False skips writing the (B, M) intermediate dYhat (one pass less);
     `out` receives dY.
     """
+    v.cache_of(cache, BatchNormCache, "batchnorm_forward")
     if cache.relu:
         raise ValueError("cache: comes from bn_relu_forward; use bn_relu_backward")
     return BatchNormGrads(*_backward_train(dZ, cache, full, out, "dZ")[:6])
@@ -134,6 +136,7 @@ def batchnorm_backward(dZ, cache: BatchNormCache, *, full=True, out=None) -> Bat
 
 def bn_relu_backward(dH, cache: BatchNormCache, *, full=True, out=None) -> BNReLUGrads:
     """Gradients of the fused BN + ReLU given dH = ∂L/∂H; also dZ = dH ⊙ [Z > 0]."""
+    v.cache_of(cache, BatchNormCache, "bn_relu_forward")
     if not cache.relu:
         raise ValueError("cache: comes from batchnorm_forward; use batchnorm_backward")
     return BNReLUGrads(*_backward_train(dH, cache, full, out, "dH"))

@@ -38,6 +38,7 @@ def affine_forward(X, W, b, *, out=None):
 
 def affine_backward(dY, cache: AffineCache, *, out=None) -> AffineGrads:
     """dX = dY W, dW = dYᵀ X, db = Σ_rows dY.  `out` receives dX (B, N)."""
+    v.cache_of(cache, AffineCache, "affine_forward")
     X, W, _ = cache
     dY = v.float_array("dY", dY, 2, "(B, M)", dtype=X.dtype)
     v.same_dim("dY", dY.shape[0], X.shape[0], "dY.shape[0] (B)")
@@ -65,6 +66,7 @@ def relu_forward(Y, *, out=None):
 
 def relu_backward(dH, cache: ReLUCache, *, out=None) -> np.ndarray:
     """dY = dH ⊙ [Y > 0]."""
+    v.cache_of(cache, ReLUCache, "relu_forward")
     H = cache.H
     dH = v.float_array("dH", dH, H.ndim, f"{H.shape}", dtype=H.dtype)
     if dH.shape != H.shape:

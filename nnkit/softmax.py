@@ -52,6 +52,11 @@ def softmax_cross_entropy(logits, labels):
 
 def softmax_cross_entropy_backward(cache: SoftmaxCache, dloss: float = 1.0, *, out=None):
     """∂L/∂z = dloss · (ŷ − y) / B."""
+    v.cache_of(cache, SoftmaxCache, "softmax_cross_entropy")
+    try:
+        dloss = float(dloss)
+    except (TypeError, ValueError):
+        raise TypeError(f"dloss: expected a number (∂L'/∂L), got {dloss!r}") from None
     P = cache.P
     dZ = v.out_array(out, P.shape, P.dtype)
     v.no_overlap(dZ, "out", P=P)

@@ -502,6 +502,7 @@ def whitening_backward(dZ, cache: WhiteningCache, *, full=True, out=None) -> Whi
     full=False skips the (M, M) dcov and the (B, M) dYhat (the layer's path);
     `out` receives dY.
     """
+    v.cache_of(cache, WhiteningCache, "whitening_forward")
     if cache.relu:
         raise ValueError("cache: comes from whitening_relu_forward; use whitening_relu_backward")
     return WhiteningGrads(*_backward(dZ, cache, full, out, "dZ")[:6])
@@ -510,6 +511,7 @@ def whitening_backward(dZ, cache: WhiteningCache, *, full=True, out=None) -> Whi
 def whitening_relu_backward(dH, cache: WhiteningCache, *, full=True,
                             out=None) -> WhiteningReLUGrads:
     """Gradients of the fused whitening BN + ReLU given dH; also dZ = dH ⊙ [Z > 0]."""
+    v.cache_of(cache, WhiteningCache, "whitening_relu_forward")
     if not cache.relu:
         raise ValueError("cache: comes from whitening_forward; use whitening_backward")
     return WhiteningReLUGrads(*_backward(dH, cache, full, out, "dH"))

@@ -296,3 +296,24 @@ def test_scalar_labels_refused():
 def test_relu_ragged_list_is_a_clear_type_error():
     with pytest.raises(TypeError, match=r"^Y: expected a float array \(any shape\), got list"):
         nk.relu_forward([[1.0, 2.0], [3.0]])
+
+
+def test_backward_with_another_layers_cache_is_a_clear_type_error():
+    rng = np.random.default_rng(0)
+    Y = rng.standard_normal((5, 4))
+    _, aff = nk.affine_forward(Y, np.ones((3, 4)), np.zeros(3))
+    _, bn = nk.batchnorm_forward(Y, np.ones(4), np.zeros(4))
+    _, sm = nk.softmax_cross_entropy(Y, np.zeros(5, int))
+    with pytest.raises(TypeError, match=r"^cache: expected the cache returned by batchnorm_forward "
+                                        r"\(BatchNormCache\), got AffineCache"):
+        nk.batchnorm_backward(np.ones((5, 4)), aff)
+    with pytest.raises(TypeError, match=r"^cache: expected the cache returned by affine_forward"):
+        nk.affine_backward(np.ones((5, 3)), bn)
+    with pytest.raises(TypeError, match=r"^cache: expected the cache returned by relu_forward"):
+        nk.relu_backward(np.ones((5, 4)), bn)
+    with pytest.raises(TypeError, match=r"^cache: expected the cache returned by whitening_forward"):
+        nk.whitening_backward(np.ones((5, 4)), bn)
+    with pytest.raises(TypeError, match=r"^cache: expected the cache returned by softmax_cross_entropy"):
+        nk.softmax_cross_entropy_backward(bn)
+    with pytest.raises(TypeError, match=r"^dloss: expected a number"):
+        nk.softmax_cross_entropy_backward(sm, "x")
