@@ -152,3 +152,22 @@ def cache_of(cache, cls, producer: str) -> None:
     if not isinstance(cache, cls):
         raise TypeError(f"cache: expected the cache returned by {producer} "
                         f"({cls.__name__}), got {type(cache).__name__}")
+
+
+def positive_int(name: str, value) -> int:
+    """A layer size: a positive int (not a bool, not a float)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def momentum_value(momentum) -> float:
+    """Running-statistics momentum in [0, 1]."""
+    try:
+        m = float(momentum)
+    except (TypeError, ValueError):
+        raise TypeError(f"momentum: expected a value in [0, 1], got {momentum!r}") from None
+    if isinstance(momentum, (bool, np.bool_)) or not 0.0 <= m <= 1.0:
+        raise ValueError(f"momentum: expected a value in [0, 1], got {momentum!r}")
+    return m

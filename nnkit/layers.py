@@ -53,9 +53,8 @@ class Linear(Layer):
     def __init__(self, in_features: int, out_features: int, *, dtype=np.float64,
                  seed: int | None = 0, bias: bool = True):
         super().__init__()
-        for name, val in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(val, (int, np.integer)) or val < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {val!r}")
+        in_features = v.positive_int("in_features", in_features)
+        out_features = v.positive_int("out_features", out_features)
         dtype = np.dtype(dtype)
         if dtype not in v.FLOAT_DTYPES:
             raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
@@ -114,12 +113,9 @@ class BatchNorm(Layer):
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1,
                  relu: bool = False, dtype=np.float64):
         super().__init__()
-        if not isinstance(num_features, (int, np.integer)) or num_features < 1:
-            raise ValueError(f"num_features: expected a positive integer, got {num_features!r}")
+        num_features = v.positive_int("num_features", num_features)
         self.eps = v.eps_value(eps)
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"momentum: expected a value in [0, 1], got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = v.momentum_value(momentum)
         self.relu = bool(relu)
         dtype = np.dtype(dtype)
         if dtype not in v.FLOAT_DTYPES:

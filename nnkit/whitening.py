@@ -558,13 +558,9 @@ class WhiteningBatchNorm(Layer):
                  method: str = "zca", group_size: int | None = None, iterations: int = 5,
                  relu: bool = False, dtype=np.float64):
         super().__init__()
-        if (isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer))
-                or num_features < 1):
-            raise ValueError(f"num_features: expected a positive integer, got {num_features!r}")
+        num_features = v.positive_int("num_features", num_features)
         self.eps = _eps_positive(eps)
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"momentum: expected a value in [0, 1], got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = v.momentum_value(momentum)
         self.method = _method(method)
         self.group_size = _group_size(group_size, num_features)
         self.iterations = _iterations(iterations)

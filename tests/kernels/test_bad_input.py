@@ -317,3 +317,18 @@ def test_backward_with_another_layers_cache_is_a_clear_type_error():
         nk.softmax_cross_entropy_backward(bn)
     with pytest.raises(TypeError, match=r"^dloss: expected a number"):
         nk.softmax_cross_entropy_backward(sm, "x")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nk.Linear(True, 3), lambda: nk.Linear(3, 2.0), lambda: nk.BatchNorm(True),
+    lambda: nk.WhiteningBatchNorm(np.bool_(True)),
+])
+def test_layer_sizes_refuse_bools_and_floats(make):
+    with pytest.raises(ValueError, match=r"^(in_features|out_features|num_features): "
+                                         r"expected a positive integer"):
+        make()
+
+
+def test_momentum_not_a_number():
+    with pytest.raises(TypeError, match=r"^momentum: expected a value in \[0, 1\], got 'fast'"):
+        nk.BatchNorm(3, momentum="fast")
