@@ -137,3 +137,22 @@ async def test_formula_panel_names_parents_by_label():
         await settle(pilot)
         text = panel_text(screen.query_one(FormulaPanel))
         assert "reads: γ, Ŷ, β" in text, text
+
+
+async def test_wide_tensor_scrolls_by_keys():
+    """M = 40 numbers do not fit the pane: ] / [ scroll them (the pane cannot take focus)."""
+    app = NnkitApp(config=dict(B=6, M=40))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        y = next(i for i, s in enumerate(screen.steps) if s.node.key == "Y")
+        screen.go(y)
+        await settle(pilot)
+        table = screen.query_one("#value").query_one(".tv-table")
+        assert table.scroll_x == 0 and table.max_scroll_x > 0
+        await pilot.press("]")
+        await pilot.pause()
+        assert table.scroll_x > 0
+        await pilot.press("[", "[", "[", "[")
+        await pilot.pause()
+        assert table.scroll_x == 0

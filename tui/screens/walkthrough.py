@@ -100,6 +100,15 @@ class WalkthroughScreen(Screen):
         Binding("w", "pick", "Walkthrough", tooltip="switch walkthrough"),
         Binding("question_mark", "help", "Help", tooltip="this help"),
         Binding("q", "quit", "Quit", tooltip="quit"),
+        # the detail pane cannot take focus (←/→ step), so it scrolls by keys too
+        Binding("shift+right,]", "scroll_tensors(1)", "Scroll →", show=False, priority=True,
+                tooltip="scroll wide tensors right"),
+        Binding("shift+left,[", "scroll_tensors(-1)", "Scroll ←", show=False, priority=True,
+                tooltip="scroll wide tensors left"),
+        Binding("pagedown", "scroll_detail(1)", "Page down", show=False, priority=True,
+                tooltip="scroll the detail pane down"),
+        Binding("pageup", "scroll_detail(-1)", "Page up", show=False, priority=True,
+                tooltip="scroll the detail pane up"),
     ]
 
     # -- messages from workers -------------------------------------------------
@@ -624,6 +633,16 @@ class WalkthroughScreen(Screen):
 
     def action_quit(self) -> None:
         self.app.exit()
+
+    def action_scroll_tensors(self, direction: int) -> None:
+        """Scroll every number table and heatmap of the pane sideways (~a third of it)."""
+        step = max(8, self.query_one("#detail").size.width // 3)
+        for widget in self.query(".tv-table, .tv-heat-scroll"):
+            widget.scroll_relative(x=direction * step, animate=False)
+
+    def action_scroll_detail(self, direction: int) -> None:
+        detail = self.query_one("#detail")
+        detail.scroll_relative(y=direction * max(1, detail.size.height - 2), animate=False)
 
     # -- step list clicks and arrows ---------------------------------------------------
     @on(OptionList.OptionHighlighted, "#steps")
