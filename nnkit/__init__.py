@@ -23,7 +23,8 @@ from .batchnorm import (BatchNormCache, BatchNormGrads, BNReLUGrads,
 from .dense import (AffineCache, AffineGrads, ReLUCache, affine_backward,
                     affine_forward, relu_backward, relu_forward)
 from ._validate import get_nan_policy, set_nan_policy
-from .gradcheck import GradcheckReport, TensorCheck, gradcheck, numeric_gradient
+from .gradcheck import (GradcheckReport, TensorCheck, gradcheck, jacobian_check,
+                        numeric_gradient)
 from .layers import (BatchNorm, Layer, Linear, ReLU, Sequential,
                      SoftmaxCrossEntropy)
 from .softmax import softmax_cross_entropy, softmax_cross_entropy_backward

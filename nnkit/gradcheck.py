@@ -247,6 +247,52 @@ def gradcheck(forward: Callable, backward: Callable, inputs: Mapping[str, np.nda
     return GradcheckReport(checks, title=getattr(forward, "__name__", "gradcheck"))
 
 
+def jacobian_check(forward: Callable, backward: Callable, inputs: Mapping[str, np.ndarray],
+                   wrt: str, *, h: float = DEFAULT_STEP, atol: float | None = None,
+                   rtol: float | None = None, kwargs: Mapping | None = None) -> TensorCheck:
+    """The whole Jacobian ∂out/∂wrt, analytic against numeric (P2.5).
+
+    Analytic: row k is backward(e_k, cache), one one-hot upstream gradient per
+    output element (so every vector-Jacobian product the layer can receive).
+    Numeric: column j is the central difference of the whole output when
+    element j of `wrt` moves by ±h (float64). Both are (out.size, wrt.size);
+    sizes are multiplied, so keep the shapes small.
+    """
+    kwargs = dict(kwargs or {})
+    names = list(inputs)
+    if wrt not in inputs:
+        raise ValueError(f"wrt: {wrt!r} is not one of the inputs {names}")
+    res = forward(**inputs, **kwargs)
+    out, cache = res if isinstance(res, tuple) else (res, None)
+    out = np.asarray(out)
+    n_out, x_shape = out.size, np.shape(inputs[wrt])
+    J_a = np.empty((n_out, int(np.prod(x_shape, dtype=np.int64))))
+    for k in range(n_out):
+        e = np.zeros(n_out, dtype=out.dtype)
+        e[k] = 1
+        J_a[k] = np.asarray(_pick(backward(e.reshape(out.shape), cache), wrt, names),
+                            dtype=np.float64).reshape(-1)
+    x64 = {k: np.array(val, dtype=np.float64) if _is_float(val) else val
+           for k, val in inputs.items()}
+    flat = x64[wrt].reshape(-1)
+    J_n = np.empty_like(J_a)
+    for j in range(flat.size):
+        old = flat[j]
+        outs = []
+        for step in (h, -h):
+            flat[j] = old + step
+            r = forward(**x64, **kwargs)
+            outs.append(np.asarray(r[0] if isinstance(r, tuple) else r, np.float64).reshape(-1))
+        flat[j] = old
+        J_n[:, j] = (outs[0] - outs[1]) / (2.0 * h)
+    tol = tolerances(out.dtype if out.dtype in TOLERANCES else np.float64)
+    if atol is not None:
+        tol["atol"] = atol
+    if rtol is not None:
+        tol["rtol"] = rtol
+    return compare(f"∂out/∂{wrt}", J_a, J_n, **tol)
+
+
 def _is_float(val) -> bool:
     return isinstance(val, np.ndarray) and np.issubdtype(val.dtype, np.floating)
 
