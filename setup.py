@@ -14,7 +14,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, find_packages, setup
 
 # One .pyx per kernel family; module name nnkit._kernels.<family>.
-FAMILIES = ["dense", "batchnorm", "whitening"]
+FAMILIES = ["dense", "batchnorm", "whitening", "rnn"]
 
 debug = os.environ.get("NNKIT_DEBUG_CYTHON", "") not in ("", "0")
 openmp = os.environ.get("NNKIT_NO_OPENMP", "") in ("", "0") and sys.platform != "darwin"

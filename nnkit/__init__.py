@@ -37,3 +37,7 @@ from .whitening import (WhiteningBatchNorm, WhiteningCache, WhiteningGrads,
                         WhiteningReLUGrads, whitening_backward,
                         whitening_eval_forward, whitening_forward,
                         whitening_relu_backward, whitening_relu_forward)
+
+# recurrent networks and backpropagation through time (P9)
+from .rnn import (BiRNN, BiRNNCache, BiRNNGrads, RNN, RNNCache, RNNGrads,
+                  birnn_backward, birnn_forward, rnn_backward, rnn_forward)
