@@ -7,7 +7,7 @@
 from cython.parallel cimport prange
 from libc.math cimport exp, log
 from libc.stdlib cimport malloc, free
-from _common cimport floating, gemm_rowmajor, team_size
+from _common cimport column_sums, floating, gemm_rowmajor, team_size
 
 cdef extern from *:
     """
@@ -52,13 +52,7 @@ def affine_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
                       &dW[0, 0], <int>N)
         acc = <double*>malloc(M * sizeof(double))
         if acc != NULL:
-            for j in range(M):
-                acc[j] = 0.0
-            for i in range(B):
-                for j in range(M):
-                    acc[j] += dY[i, j]
-            for j in range(M):
-                db[j] = <floating>acc[j]
+            column_sums(&dY[0, 0], B, M, acc, &db[0])
             free(acc)
     if acc == NULL:
         raise MemoryError("affine_backward: no memory for the db accumulator")

@@ -22,7 +22,7 @@
 
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-from _common cimport floating, gemm_rowmajor
+from _common cimport column_sums, floating, gemm_rowmajor
 
 cdef enum:
     ACT_TANH = 0
@@ -269,13 +269,7 @@ def backward(const floating[:, ::1] dH, const floating[:, ::1] H,
                 gemm_rowmajor(True, False, <int>M, <int>M, <int>((T - 1) * B),
                               <floating>1.0, &dA[B, 0], <int>M, &H[0, 0], <int>M,
                               <floating>1.0, &dWh[0, 0], <int>M)
-        for j in range(M):
-            acc[j] = 0.0
-        for i in range(R):
-            for j in range(M):
-                acc[j] += dA[i, j]
-        for j in range(M):
-            db[j] = <floating>acc[j]
+        column_sums(&dA[0, 0], R, M, acc, &db[0])
     free(acc)
     return None
 
@@ -325,12 +319,6 @@ def output_backward(const floating[:, ::1] dY, const floating[:, ::1] Hf,
         gemm_rowmajor(True, False, <int>K, <int>M, <int>R, <floating>1.0,
                       &dY[0, 0], <int>K, &Hb[0, 0], <int>M, <floating>0.0,
                       &dWy[0, M], <int>(2 * M))
-        for j in range(K):
-            acc[j] = 0.0
-        for i in range(R):
-            for j in range(K):
-                acc[j] += dY[i, j]
-        for j in range(K):
-            dby[j] = <floating>acc[j]
+        column_sums(&dY[0, 0], R, K, acc, &dby[0])
     free(acc)
     return None
