@@ -25,8 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", choices=("float64", "float32", "both"), default="both",
                    help="precision of the analytic gradients (default: both; float32 "
                         "uses looser tolerances)")
-    g.add_argument("--max-elements", type=int, default=256, metavar="K",
-                   help="check at most K sampled elements per tensor (default 256)")
+    g.add_argument("--max-elements", type=int, default=trace.MAX_ELEMENTS, metavar="K",
+                   help=f"check at most K sampled elements per tensor "
+                        f"(default {trace.MAX_ELEMENTS})")
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.add_argument("--verbose", "-v", action="store_true", help="print every tensor's row")
     return p

@@ -29,6 +29,9 @@ from .gradcheck import (DEFAULT_STEP, GradcheckReport, TensorCheck, compare,
                         numeric_gradient, sample_indices, tolerances)
 
 LOSS_ROLE = "loss"
+# Elements checked per tensor by finite differences (a seeded sample beyond
+# this): the default of Trace.check, `nnkit gradcheck` and the TUI.
+MAX_ELEMENTS = 256
 LEAF_ROLES = ("input", "param", "constant")
 
 
@@ -286,7 +289,18 @@ class Trace:
         return float(vals[self.loss_key])
 
     # -- checking
-    def check(self, key: str, *, h: float = DEFAULT_STEP, max_elements: int | None = 256,
+    @property
+    def title(self) -> str:
+        """'bn-relu B=4 N=3 ...': the walkthrough and its configuration, one line."""
+        return f"{self.walkthrough.name} " + " ".join(f"{k}={v}" for k, v in self.cfg.items())
+
+    def checked_count(self, key: str, max_elements: int | None = MAX_ELEMENTS) -> int:
+        """How many elements of node `key` a check perturbs (a sample of large tensors)."""
+        size = int(np.size(self.values[key]))
+        return size if max_elements is None else min(size, max_elements)
+
+    def check(self, key: str, *, h: float = DEFAULT_STEP,
+              max_elements: int | None = MAX_ELEMENTS,
               cancelled: Callable[[], bool] | None = None) -> TensorCheck:
         """Analytic ∂L/∂key against central differences (float64), perturbing only `key`.
 
@@ -313,7 +327,7 @@ class Trace:
         self.reports[key] = report
         return report
 
-    def check_all(self, *, h: float = DEFAULT_STEP, max_elements: int | None = 256,
+    def check_all(self, *, h: float = DEFAULT_STEP, max_elements: int | None = MAX_ELEMENTS,
                   progress: Callable[[int, int, str], None] | None = None,
                   cancelled: Callable[[], bool] | None = None) -> GradcheckReport:
         steps = self.backward_steps()
@@ -325,8 +339,7 @@ class Trace:
                                      cancelled=cancelled))
         if progress is not None:
             progress(len(steps), len(steps), "")
-        title = f"{self.walkthrough.name} " + " ".join(f"{k}={v}" for k, v in self.cfg.items())
-        return GradcheckReport(checks, title=title)
+        return GradcheckReport(checks, title=self.title)
 
     def insights(self, key: str) -> list[str]:
         return self.walkthrough.insights(self, key)
