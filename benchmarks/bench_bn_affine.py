@@ -142,7 +142,7 @@ def main():
     aff_shapes = AFFINE_SHAPES[:2] if args.quick else AFFINE_SHAPES
     print(f"nnkit {nk.__version__}, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch is not None else 'not installed'}, "
-          f"{nk._validate.num_threads()} threads")
+          f"{nk._threads.kernel_threads()} threads")
     if args.only in (None, "bn"):
         bench_bn(bn_shapes, (np.float32, np.float64), repeats)
     if args.only in (None, "affine"):

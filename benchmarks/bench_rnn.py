@@ -108,7 +108,7 @@ def main():
     shapes = SHAPES[:1] if args.quick else SHAPES
     print(f"nnkit {nk.__version__}, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch is not None else 'not installed'}, "
-          f"{nk._validate.num_threads()} threads")
+          f"{nk._threads.kernel_threads()} threads")
     bench(shapes, (np.float32, np.float64), repeats)
 
 

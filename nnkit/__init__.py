@@ -4,40 +4,42 @@ Functional pairs return ``(out, cache)`` from forward and a named tuple of
 every gradient from backward; layer objects wrap them with parameters,
 gradients and running statistics; ``nnkit.trace`` steps through a derivation
 node by node; ``nnkit.gradcheck`` checks any forward/backward pair.
+
+One module per family holds its functional pairs, caches and named
+gradients (dense, softmax, batchnorm, whitening, rnn); every layer class is
+in ``nnkit.layers``; every argument check in ``nnkit._validate``.
 """
-import os as _os
+# sets GOMP_SPINCOUNT before the kernels load libgomp: see nnkit._threads
+from . import _threads  # noqa: F401  (first: the kernels' OpenMP reads it)
 
-# The kernels' OpenMP team (libgomp) spins ~300k iterations after each
-# parallel loop by default. Next to BLAS calls (affine layers) the spinning
-# team and OpenBLAS's own spinning pool fight for the 2 cores: a Linear ->
-# BatchNorm -> Linear training step at B = 256 measured 32 ms instead of 13.
-# A short spin keeps the team's wake-up fast for back-to-back kernels and
-# lets BLAS have the cores. Read once when libgomp loads (importing the
-# kernels, just below); a value set by the user wins.
-_os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+from ._random import seed
+from ._validate import get_nan_policy, set_nan_policy
+from .gradcheck import (GradcheckReport, TensorCheck, gradcheck, jacobian_check,
+                        numeric_gradient)
+from . import trace
 
+# P1, P4: affine, ReLU, softmax cross-entropy
+from .dense import (AffineCache, AffineGrads, ReLUCache, affine_backward,
+                    affine_forward, relu_backward, relu_forward)
+from .softmax import softmax_cross_entropy, softmax_cross_entropy_backward
+
+# P2: batch norm, alone or fused with ReLU
 from .batchnorm import (BatchNormCache, BatchNormGrads, BNReLUGrads,
                         batchnorm_backward, batchnorm_eval_forward,
                         batchnorm_forward, bn_relu_backward, bn_relu_forward,
                         update_running_stats)
-from .dense import (AffineCache, AffineGrads, ReLUCache, affine_backward,
-                    affine_forward, relu_backward, relu_forward)
-from ._validate import get_nan_policy, set_nan_policy
-from .gradcheck import (GradcheckReport, TensorCheck, gradcheck, jacobian_check,
-                        numeric_gradient)
-from .layers import (BatchNorm, Layer, Linear, ReLU, Sequential,
-                     SoftmaxCrossEntropy)
-from .softmax import softmax_cross_entropy, softmax_cross_entropy_backward
-from . import trace
 
-__version__ = "0.1.0"
-
-# whitening batch norm (P2.4)
-from .whitening import (WhiteningBatchNorm, WhiteningCache, WhiteningGrads,
-                        WhiteningReLUGrads, whitening_backward,
-                        whitening_eval_forward, whitening_forward,
+# P2.4: whitening batch norm
+from .whitening import (WhiteningCache, WhiteningGrads, WhiteningReLUGrads,
+                        whitening_backward, whitening_eval_forward, whitening_forward,
                         whitening_relu_backward, whitening_relu_forward)
 
-# recurrent networks and backpropagation through time (P9)
-from .rnn import (BiRNN, BiRNNCache, BiRNNGrads, RNN, RNNCache, RNNGrads,
-                  birnn_backward, birnn_forward, rnn_backward, rnn_forward)
+# P9: recurrent networks and backpropagation through time
+from .rnn import (BiRNNCache, BiRNNGrads, RNNCache, RNNGrads, birnn_backward,
+                  birnn_forward, rnn_backward, rnn_forward)
+
+# layers: one module, one base class
+from .layers import (BatchNorm, BiRNN, Layer, Linear, ReLU, RNN, Sequential,
+                     SoftmaxCrossEntropy, WhiteningBatchNorm)
+
+__version__ = "0.1.0"

@@ -1,13 +1,13 @@
-"""Input checks shared by every public function.
+"""Input checks shared by every public function and layer: all of them live here.
 
-Every check runs before any kernel and raises a TypeError (wrong kind or
-dtype) or ValueError (wrong shape or value) whose message names the argument,
-what was expected and what was given. Kernels never see bad input.
+Every check runs before any kernel. One rule: a wrong type or dtype raises
+TypeError, a wrong shape or value raises ValueError; the message starts with
+the argument's name and says what was expected and what was given. Kernels
+never see bad input (they run without bounds checks).
 """
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
@@ -15,8 +15,6 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # SciPy's BLAS takes 32-bit ints for dimensions and leading strides.
 _MAX_DIM = 2**31 - 1
 
-
-_CORES = os.cpu_count() or 1
 
 # What a NaN or ±inf in an input does: "propagate" (IEEE arithmetic carries it
 # to the outputs; no extra pass over the data) or "raise" (a ValueError naming
@@ -38,24 +36,8 @@ def get_nan_policy() -> str:
     return _nan_policy
 
 
-def num_threads() -> int:
-    """Threads the kernels may use: NNKIT_NUM_THREADS, else the core count.
-
-    Read on every call (a dict lookup; os.cpu_count() is cached, it costs
-    microseconds) so the variable can be changed at run time.
-    """
-    env = os.environ.get("NNKIT_NUM_THREADS")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n >= 1:
-            return n
-    return _CORES
-
-
-def float_array(name: str, a, ndim: int | None, shape_doc: str, dtype=None) -> np.ndarray:
+def float_array(name: str, a, ndim: int | None, shape_doc: str, dtype=None,
+                dtype_of: str = "the dtype of the other inputs") -> np.ndarray:
     """`a` as a C-contiguous float32/float64 array with `ndim` dimensions (any if None).
 
     Non-contiguous input is copied (never read with the wrong strides);
@@ -72,9 +54,8 @@ def float_array(name: str, a, ndim: int | None, shape_doc: str, dtype=None) -> n
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected dtype float32 or float64, got {arr.dtype}")
     if dtype is not None and arr.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} (the dtype of "
-                        f"the other inputs), got {arr.dtype}; convert explicitly, "
-                        f"nnkit does not mix precisions")
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)} ({dtype_of}), "
+                        f"got {arr.dtype}; convert explicitly, nnkit does not mix precisions")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array {shape_doc}, "
                          f"got shape {arr.shape}")
@@ -155,19 +136,130 @@ def cache_of(cache, cls, producer: str) -> None:
 
 
 def positive_int(name: str, value) -> int:
-    """A layer size: a positive int (not a bool, not a float)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < 1:
+    """A size or a count: a positive int (a bool, a float or a string is a TypeError)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected a positive integer, got "
+                        f"{type(value).__name__} {value!r}")
+    if value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return int(value)
 
 
 def momentum_value(momentum) -> float:
     """Running-statistics momentum in [0, 1]."""
+    if isinstance(momentum, (bool, np.bool_)):
+        raise TypeError(f"momentum: expected a value in [0, 1], got {momentum!r}")
     try:
         m = float(momentum)
     except (TypeError, ValueError):
         raise TypeError(f"momentum: expected a value in [0, 1], got {momentum!r}") from None
-    if isinstance(momentum, (bool, np.bool_)) or not 0.0 <= m <= 1.0:
+    if not 0.0 <= m <= 1.0:
         raise ValueError(f"momentum: expected a value in [0, 1], got {momentum!r}")
     return m
+
+
+def float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """A layer's dtype: float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
+    return dt
+
+
+def eps_positive(eps, why: str) -> float:
+    """ε > 0 (where ε = 0 leaves a matrix singular); `why` ends the message."""
+    if isinstance(eps, (bool, np.bool_)):
+        raise TypeError(f"eps: expected a finite number > 0, got {eps!r}")
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise TypeError(f"eps: expected a finite number > 0, got {eps!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"eps: expected a finite number > 0, got {value} ({why})")
+    return value
+
+
+def choice(name: str, value, options) -> str:
+    """One of a fixed set of names (a method, an activation, a layout)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected one of {list(options)}, got "
+                        f"{type(value).__name__} {value!r}")
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {list(options)}, got {value!r}")
+    return value
+
+
+def group_size(value, M: int) -> int:
+    """Features per whitening group: an int in [1, M], or None for all M."""
+    if value is None:
+        return M
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"group_size: expected an integer in [1, M = {M}] or None, "
+                        f"got {type(value).__name__} {value!r}")
+    if not 1 <= value <= M:
+        raise ValueError(f"group_size: expected an integer in [1, M = {M}] or None, "
+                         f"got {value}")
+    return int(value)
+
+
+def feature_params(Y, gamma, beta, name: str = "Y"):
+    """A normalization's input Y (B, M) and its per-feature γ, β (M,), one dtype."""
+    Y = float_array(name, Y, 2, "(B, M)")
+    nonempty(name, Y, "(B, M)")
+    M = Y.shape[1]
+    gamma = float_array("gamma", gamma, 1, "(M,)", dtype=Y.dtype)
+    beta = float_array("beta", beta, 1, "(M,)", dtype=Y.dtype)
+    same_dim("gamma", gamma.shape[0], M, f"gamma.shape[0] (M, the columns of {name})")
+    same_dim("beta", beta.shape[0], M, f"beta.shape[0] (M, the columns of {name})")
+    return Y, gamma, beta
+
+
+def upstream(name: str, d, shape: tuple, dtype) -> np.ndarray:
+    """A backward's upstream gradient: exactly the forward output's shape and dtype."""
+    d = float_array(name, d, len(shape), f"{tuple(shape)} (the forward output's shape)",
+                    dtype=dtype)
+    if d.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)} (the forward output), "
+                         f"got {d.shape}")
+    return d
+
+
+# ------------------------------------------------------------ sequences (P9)
+def sequence(name: str, X) -> np.ndarray:
+    """A time-major sequence (T, B, N) with T ≥ 1 and no empty axis."""
+    X = float_array(name, X, 3, "(T, B, N), time-major")
+    if X.shape[0] < 1:
+        raise ValueError(f"{name}: expected at least one time step (T ≥ 1), got shape {X.shape}")
+    nonempty(name, X, "(T, B, N), time-major")
+    return X
+
+
+def recurrent_weights(X, Wx, Wh, b, bias_name: str, Wx_name: str, Wh_name: str):
+    """Input weights (M, N), recurrent weights (M, M) and an optional bias (M,)."""
+    N = X.shape[2]
+    Wx = float_array(Wx_name, Wx, 2, "(M, N)", dtype=X.dtype)
+    nonempty(Wx_name, Wx, "(M, N)")
+    M = Wx.shape[0]
+    same_dim(Wx_name, Wx.shape[1], N, f"{Wx_name}.shape[1] (N, the features of X)")
+    Wh = float_array(Wh_name, Wh, 2, "(M, M)", dtype=X.dtype)
+    if Wh.shape != (M, M):
+        raise ValueError(f"{Wh_name}: expected shape ({M}, {M}) (M, M with M = "
+                         f"{Wx_name}.shape[0]), got {Wh.shape}")
+    if b is not None:
+        b = float_array(bias_name, b, 1, "(M,)", dtype=X.dtype)
+        same_dim(bias_name, b.shape[0], M, f"{bias_name}.shape[0] (M = {Wx_name}.shape[0])")
+    return Wx, Wh, b
+
+
+def initial_state(name: str, h, B: int, M: int, dtype) -> np.ndarray:
+    """A (B, M) initial state, zeros when None."""
+    if h is None:
+        return np.zeros((B, M), dtype)
+    h = float_array(name, h, 2, "(B, M)", dtype=dtype)
+    if h.shape != (B, M):
+        raise ValueError(f"{name}: expected shape ({B}, {M}) (B = X.shape[1], M hidden "
+                         f"units), got {h.shape}")
+    return h

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import _validate as v
 from ._kernels import batchnorm as _k
+from ._threads import kernel_threads
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,12 @@ class BatchNormCache:
     inv_std: np.ndarray  # (M,) 1/√(v+ε)
     relu: bool           # True when the output is H = ReLU(Z)
 
+    @property
     def yhat(self) -> np.ndarray:
-        """Ŷ = (Y − m)/√(v+ε), (B, M), computed on demand (the kernels never store it)."""
+        """Ŷ = (Y − m)/√(v+ε), (B, M), computed on each read (the kernels never store it)."""
         out = np.empty_like(self.Y)
-        _k.normalize(self.Y, self.mean, self.inv_std, out, v.num_threads())
+        _k.normalize(self.Y, self.mean, self.inv_std, out, kernel_threads())
         return out
-
-    def z(self) -> np.ndarray:
-        """Z = γ ⊙ Ŷ + β, (B, M)."""
-        return self.yhat() * self.gamma + self.beta
 
 
 class BatchNormGrads(NamedTuple):
@@ -65,19 +63,8 @@ class BNReLUGrads(NamedTuple):
     dZ: np.ndarray | None     # (B, M) dH ⊙ [Z > 0]  (None when full=False)
 
 
-def _check_params(Y, gamma, beta, name="Y"):
-    Y = v.float_array(name, Y, 2, "(B, M)")
-    v.nonempty(name, Y, "(B, M)")
-    M = Y.shape[1]
-    gamma = v.float_array("gamma", gamma, 1, "(M,)", dtype=Y.dtype)
-    beta = v.float_array("beta", beta, 1, "(M,)", dtype=Y.dtype)
-    v.same_dim("gamma", gamma.shape[0], M, f"gamma.shape[0] (M, the columns of {name})")
-    v.same_dim("beta", beta.shape[0], M, f"beta.shape[0] (M, the columns of {name})")
-    return Y, gamma, beta
-
-
 def _forward_train(Y, gamma, beta, eps, relu, out):
-    Y, gamma, beta = _check_params(Y, gamma, beta)
+    Y, gamma, beta = v.feature_params(Y, gamma, beta)
     eps = v.eps_value(eps)
     v.batch_for_statistics("Y", Y.shape[0])
     B, M = Y.shape
@@ -89,7 +76,7 @@ def _forward_train(Y, gamma, beta, eps, relu, out):
     mean, var, inv_std = np.empty((3, M), Y.dtype)
     # with eps = 0 and a constant feature, 1/sqrt(0) = inf and 0*inf = nan in
     # the kernel: that is P2.1's point, and C arithmetic raises no warning
-    _k.forward_train(Y, gamma, beta, eps, relu, Z, mean, var, inv_std, v.num_threads())
+    _k.forward_train(Y, gamma, beta, eps, relu, Z, mean, var, inv_std, kernel_threads())
     return Z, BatchNormCache(Y, gamma, beta, eps, mean, var, inv_std, relu)
 
 
@@ -106,9 +93,7 @@ def bn_relu_forward(Y, gamma, beta, eps=1e-5, *, out=None):
 def _backward_train(dout, cache: BatchNormCache, full, out, name):
     v.cache_of(cache, BatchNormCache, "batchnorm_forward / bn_relu_forward")
     Y = cache.Y
-    dout = v.float_array(name, dout, 2, "(B, M)", dtype=Y.dtype)
-    if dout.shape != Y.shape:
-        raise ValueError(f"{name}: expected shape {Y.shape} (the forward output), got {dout.shape}")
+    dout = v.upstream(name, dout, Y.shape, Y.dtype)
     M = Y.shape[1]
     dY = v.out_array(out, Y.shape, Y.dtype)
     if out is not None:
@@ -118,7 +103,7 @@ def _backward_train(dout, cache: BatchNormCache, full, out, name):
     dgamma, dbeta, dmean, dvar = np.empty((4, M), Y.dtype)
     _k.backward_train(dout, Y, cache.mean, cache.inv_std, cache.gamma, cache.beta,
                       cache.relu, dY, dZ, dYhat, dgamma, dbeta, dmean, dvar,
-                      v.num_threads())
+                      kernel_threads())
     return dY, dgamma, dbeta, dmean, dvar, dYhat, dZ
 
 
@@ -145,7 +130,7 @@ def bn_relu_backward(dH, cache: BatchNormCache, *, full=True, out=None) -> BNReL
 def batchnorm_eval_forward(Y, gamma, beta, running_mean, running_var, eps=1e-5, *,
                            relu=False, out=None):
     """Inference: Z = γ (Y − running_mean)/√(running_var + ε) + β (+ ReLU). Any B ≥ 1."""
-    Y, gamma, beta = _check_params(Y, gamma, beta)
+    Y, gamma, beta = v.feature_params(Y, gamma, beta)
     eps = v.eps_value(eps)
     M = Y.shape[1]
     rm = v.float_array("running_mean", running_mean, 1, "(M,)", dtype=Y.dtype)
@@ -159,7 +144,7 @@ def batchnorm_eval_forward(Y, gamma, beta, running_mean, running_var, eps=1e-5, 
     v.no_overlap(Z, "out", Y=Y)
     with np.errstate(divide="ignore"):
         inv_std = (1.0 / np.sqrt(rv.astype(np.float64) + eps)).astype(Y.dtype)
-    _k.forward_eval(Y, rm, inv_std, gamma, beta, bool(relu), Z, v.num_threads())
+    _k.forward_eval(Y, rm, inv_std, gamma, beta, bool(relu), Z, kernel_threads())
     return Z
 
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _validate as v
 from ._kernels import dense as _k
+from ._threads import kernel_threads
 
 
 class AffineCache(NamedTuple):
@@ -60,7 +61,7 @@ def relu_forward(Y, *, out=None):
     Y = v.float_array("Y", Y, None, "(any shape)")
     H = v.out_array(out, Y.shape, Y.dtype)
     v.no_overlap(H, "out", Y=Y)
-    _k.relu_forward(Y.reshape(-1), H.reshape(-1), v.num_threads())
+    _k.relu_forward(Y.reshape(-1), H.reshape(-1), kernel_threads())
     return H, ReLUCache(H)
 
 
@@ -73,5 +74,5 @@ def relu_backward(dH, cache: ReLUCache, *, out=None) -> np.ndarray:
         raise ValueError(f"dH: expected shape {H.shape} (the forward output), got {dH.shape}")
     dY = v.out_array(out, H.shape, H.dtype)
     v.no_overlap(dY, "out", dH=dH)
-    _k.relu_backward(dH.reshape(-1), H.reshape(-1), dY.reshape(-1), v.num_threads())
+    _k.relu_backward(dH.reshape(-1), H.reshape(-1), dY.reshape(-1), kernel_threads())
     return dY

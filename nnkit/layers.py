@@ -1,28 +1,59 @@
-"""Layer objects: parameters, their gradients, a training flag, running stats.
+"""Layer objects: every layer class of nnkit, over one small `Layer` base.
 
-Each layer wraps a functional forward/backward pair. Output and input-gradient
-buffers are reused across calls of the same shape (a fresh large array costs
-page faults on every call), so a returned array is overwritten by the layer's
-next call: copy it if you keep it.
+A layer holds its parameters and their gradients (`params`, `grads`: dicts
+with the same keys), a `training` flag and, for normalizations, running
+statistics. Its forward/backward delegate to one functional pair of a family
+module (nnkit.dense, nnkit.batchnorm, ...), which validates and runs the
+kernels; the layer adds only what is state.
+
+Outputs are fresh arrays, as in every other framework: `a = m(X); b = m(2*X)`
+leaves `a` alone. `layer.reuse(True)` (or `Sequential(..., reuse_buffers=True)`)
+opts into reusing the output and input-gradient buffers across calls of the
+same shape, which saves the page faults of a fresh large array on each call;
+a returned array is then overwritten by the layer's next call.
 """
 from __future__ import annotations
+
+from typing import Iterator
 
 import numpy as np
 
 from . import _validate as v
 from . import batchnorm as bn
 from . import dense
+from . import rnn
 from . import softmax as sm
+from . import whitening as wh
+from ._random import generator
+from ._whitening_algebra import block_diag, stacks
 
 
 class Layer:
-    training: bool = True
+    """What every layer shares: parameters and gradients, train/eval, the cache.
+
+    A subclass registers parameters with `add_param`, implements forward
+    (storing what backward needs in `self._cache`) and backward (reading it
+    through `self.cache()`, filling `self.grads` with `set_grads`).
+    """
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
-        self._buffers: dict[str, np.ndarray] = {}
         self.training = True
+        self.reuse_buffers = False
+        self._cache = None
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Register a parameter and its gradient (zeros of the same shape)."""
+        self.params[name] = value
+        self.grads[name] = np.zeros_like(value)
+        return value
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """(name, parameter, its gradient) for every parameter."""
+        for name, p in self.params.items():
+            yield name, p, self.grads[name]
 
     def train(self, mode: bool = True) -> "Layer":
         self.training = bool(mode)
@@ -31,79 +62,169 @@ class Layer:
     def eval(self) -> "Layer":
         return self.train(False)
 
-    def _buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
-        """A reusable array of this shape and dtype (reallocated when they change)."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = np.empty(shape, dtype)
-            self._buffers[name] = buf
-        return buf
-
-    def __call__(self, x):
-        return self.forward(x)
+    def reuse(self, flag: bool = True) -> "Layer":
+        """Opt in (or out) of reusing output buffers across calls (see the module doc)."""
+        self.reuse_buffers = bool(flag)
+        if not flag:
+            self._buffers.clear()
+        return self
 
     def zero_grad(self) -> None:
         for g in self.grads.values():
             g[...] = 0
 
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
 
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    # -- for subclasses
+    def cache(self, needs: str = "call forward first"):
+        """The cache of the last forward, or a RuntimeError saying what to call."""
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: {needs}")
+        return self._cache
+
+    def set_grads(self, **grads: np.ndarray) -> None:
+        for name, g in grads.items():
+            self.grads[name][...] = g
+
+    def out(self, name: str, shape: tuple, dtype, *inputs: np.ndarray) -> np.ndarray | None:
+        """A buffer for a result when reuse is on (None: the function allocates).
+
+        A buffer that shares memory with an input (a layer applied to its own
+        previous output) is not used: the result is then fresh.
+        """
+        if not self.reuse_buffers:
+            return None
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty(shape, dtype)
+        if any(np.may_share_memory(buf, x) for x in inputs):
+            return None
+        return buf
+
+
+# ---------------------------------------------------------------- P1: dense
 class Linear(Layer):
-    """Y = X Wᵀ + b with W (out_features, in_features), LeCun-normal init (P7)."""
+    """Y = X Wᵀ + b with W (out_features, in_features); X (..., in_features).
 
-    def __init__(self, in_features: int, out_features: int, *, dtype=np.float64,
-                 seed: int | None = 0, bias: bool = True):
+    Any leading dimensions, as PyTorch's: (B, N), (T, B, N), ... Initial W is
+    LeCun normal, N(0, 1/in_features) (P7), from the library generator
+    (`nk.seed`) unless `seed` or `rng` is given; b starts at 0. With
+    bias=False, b stays 0 and receives no gradient.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
+                 dtype=np.float64, seed: int | None = None,
+                 rng: np.random.Generator | None = None):
         super().__init__()
-        in_features = v.positive_int("in_features", in_features)
-        out_features = v.positive_int("out_features", out_features)
-        dtype = np.dtype(dtype)
-        if dtype not in v.FLOAT_DTYPES:
-            raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-        rng = np.random.default_rng(seed)
-        self.params["W"] = (rng.standard_normal((out_features, in_features))
-                            / np.sqrt(in_features)).astype(dtype)
-        self.params["b"] = np.zeros(out_features, dtype)
-        self.bias = bias
-        self.grads = {k: np.zeros_like(p) for k, p in self.params.items()}
-        self._cache = None
+        N = v.positive_int("in_features", in_features)
+        M = v.positive_int("out_features", out_features)
+        dtype = v.float_dtype(dtype)
+        W = generator(seed, rng).standard_normal((M, N)) / np.sqrt(N)
+        self.add_param("W", W.astype(dtype))
+        self.add_param("b", np.zeros(M, dtype))
+        self.bias = bool(bias)
 
     def forward(self, X):
-        X = v.float_array("X", X, 2, "(B, N)", dtype=self.params["W"].dtype)
-        out = self._buffer("Y", (X.shape[0], self.params["W"].shape[0]), X.dtype)
-        Y, self._cache = dense.affine_forward(X, self.params["W"], self.params["b"], out=out)
-        return Y
+        W = self.params["W"]
+        X = v.float_array("X", X, None, "(..., in_features)", dtype=W.dtype,
+                           dtype_of="the layer's dtype")
+        if X.ndim < 1 or X.shape[-1] != W.shape[1]:
+            raise ValueError(f"X: expected shape (..., {W.shape[1]}) (the last axis is "
+                             f"in_features), got {X.shape}")
+        X2 = X.reshape(-1, W.shape[1])                     # (B·..., N), a view
+        Y, self._cache = dense.affine_forward(
+            X2, W, self.params["b"], out=self.out("Y", (X2.shape[0], W.shape[0]), X.dtype, X))
+        return Y if X.ndim == 2 else Y.reshape(X.shape[:-1] + (W.shape[0],))
 
     def backward(self, dY):
-        if self._cache is None:
-            raise RuntimeError("backward: call forward first")
-        out = self._buffer("dX", self._cache.X.shape, self._cache.X.dtype)
-        g = dense.affine_backward(dY, self._cache, out=out)
-        self.grads["W"][...] = g.dW
-        if self.bias:
-            self.grads["b"][...] = g.db
-        else:
-            self.grads["b"][...] = 0
-        return g.dX
+        c = self.cache()
+        lead = c.X.shape[0]
+        dY = v.float_array("dY", dY, None, "(..., out_features)", dtype=c.X.dtype)
+        if dY.size != lead * c.W.shape[0] or dY.shape[-1:] != (c.W.shape[0],):
+            raise ValueError(f"dY: expected the forward output's shape (..., "
+                             f"{c.W.shape[0]}) with {lead} rows, got {dY.shape}")
+        g = dense.affine_backward(dY.reshape(lead, -1), c,
+                                  out=self.out("dX", c.X.shape, c.X.dtype, dY))
+        self.set_grads(W=g.dW, b=g.db if self.bias else 0)
+        return g.dX if dY.ndim == 2 else g.dX.reshape(dY.shape[:-1] + (c.X.shape[1],))
 
 
 class ReLU(Layer):
-    def __init__(self):
-        super().__init__()
-        self._cache = None
+    """H = max(Y, 0) elementwise, any shape."""
 
     def forward(self, Y):
         Y = np.asarray(Y)
-        out = self._buffer("H", Y.shape, Y.dtype) if Y.dtype in v.FLOAT_DTYPES else None
-        H, self._cache = dense.relu_forward(Y, out=out)
+        H, self._cache = dense.relu_forward(Y, out=self.out("H", Y.shape, Y.dtype, Y)
+                                            if Y.dtype in v.FLOAT_DTYPES else None)
         return H
 
     def backward(self, dH):
-        if self._cache is None:
-            raise RuntimeError("backward: call forward first")
-        H = self._cache.H
-        return dense.relu_backward(dH, self._cache, out=self._buffer("dY", H.shape, H.dtype))
+        H = self.cache().H
+        return dense.relu_backward(dH, self._cache,
+                                   out=self.out("dY", H.shape, H.dtype, np.asarray(dH)))
 
 
-class BatchNorm(Layer):
+class SoftmaxCrossEntropy(Layer):
+    """Loss layer: forward(logits, labels) -> mean cross-entropy; backward() -> dlogits."""
+
+    def forward(self, logits, labels=None):
+        if labels is None:
+            raise TypeError("labels: expected class indices (B,) or targets (B, K), got None")
+        loss, self._cache = sm.softmax_cross_entropy(logits, labels)
+        return loss
+
+    def backward(self, dloss: float = 1.0):
+        P = self.cache().P
+        return sm.softmax_cross_entropy_backward(self._cache, dloss,
+                                                 out=self.out("dZ", P.shape, P.dtype))
+
+    @property
+    def probs(self):
+        return None if self._cache is None else self._cache.P
+
+
+# --------------------------------------------------------- P2: normalization
+class _FeatureNorm(Layer):
+    """Shared by batch norm and whitening batch norm: γ, β over M features,
+    a running mean, training/eval paths, and one backward."""
+
+    def __init__(self, num_features: int, momentum: float, relu: bool, dtype):
+        super().__init__()
+        M = v.positive_int("num_features", num_features)
+        self.momentum = v.momentum_value(momentum)
+        self.relu = bool(relu)
+        dtype = v.float_dtype(dtype)
+        self.add_param("gamma", np.ones(M, dtype))
+        self.add_param("beta", np.zeros(M, dtype))
+        self.running_mean = np.zeros(M, dtype)
+
+    def _input(self, Y):
+        gamma = self.params["gamma"]
+        Y = v.float_array("Y", Y, 2, "(B, num_features)", dtype=gamma.dtype,
+                           dtype_of="the layer's dtype")
+        v.same_dim("Y", Y.shape[1], gamma.shape[0], "Y.shape[1] (num_features)")
+        return Y
+
+    def _backward_pair(self):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        c = self.cache("needs a training-mode forward first (eval mode treats the "
+                       "statistics as constants)")
+        g = self._backward_pair()(dout, c, full=False,
+                                  out=self.out("dY", c.Y.shape, c.Y.dtype, np.asarray(dout)))
+        self.set_grads(gamma=g.dgamma, beta=g.dbeta)
+        return g.dY
+
+
+class BatchNorm(_FeatureNorm):
     """Batch norm over features (P2), optionally fused with the following ReLU.
 
     Training: normalize with the batch statistics and update the running ones
@@ -112,28 +233,16 @@ class BatchNorm(Layer):
 
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1,
                  relu: bool = False, dtype=np.float64):
-        super().__init__()
-        num_features = v.positive_int("num_features", num_features)
         self.eps = v.eps_value(eps)
-        self.momentum = v.momentum_value(momentum)
-        self.relu = bool(relu)
-        dtype = np.dtype(dtype)
-        if dtype not in v.FLOAT_DTYPES:
-            raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-        self.params["gamma"] = np.ones(num_features, dtype)
-        self.params["beta"] = np.zeros(num_features, dtype)
-        self.grads = {k: np.zeros_like(p) for k, p in self.params.items()}
-        self.running_mean = np.zeros(num_features, dtype)
-        self.running_var = np.ones(num_features, dtype)
-        self._cache = None
-        self._eval_input = None
+        super().__init__(num_features, momentum, relu, dtype)
+        self.running_var = np.ones_like(self.running_mean)
 
     def forward(self, Y):
-        Y = v.float_array("Y", Y, 2, "(B, M)", dtype=self.params["gamma"].dtype)
-        out = self._buffer("Z", Y.shape, Y.dtype)
+        Y = self._input(Y)
         g, b = self.params["gamma"], self.params["beta"]
+        out = self.out("Z", Y.shape, Y.dtype, Y)
         if not self.training:
-            self._cache, self._eval_input = None, Y
+            self._cache = None
             return bn.batchnorm_eval_forward(Y, g, b, self.running_mean, self.running_var,
                                              self.eps, relu=self.relu, out=out)
         fwd = bn.bn_relu_forward if self.relu else bn.batchnorm_forward
@@ -141,63 +250,180 @@ class BatchNorm(Layer):
         bn.update_running_stats(self.running_mean, self.running_var, self._cache, self.momentum)
         return Z
 
-    def backward(self, dout):
-        if self._cache is None:
-            raise RuntimeError("backward: needs a training-mode forward first "
-                               "(eval mode treats the statistics as constants)")
-        out = self._buffer("dY", self._cache.Y.shape, self._cache.Y.dtype)
-        bwd = bn.bn_relu_backward if self.relu else bn.batchnorm_backward
-        g = bwd(dout, self._cache, full=False, out=out)
-        self.grads["gamma"][...] = g.dgamma
-        self.grads["beta"][...] = g.dbeta
-        return g.dY
+    def _backward_pair(self):
+        return bn.bn_relu_backward if self.relu else bn.batchnorm_backward
 
 
-class SoftmaxCrossEntropy(Layer):
-    """Loss layer: forward(logits, labels) -> mean cross-entropy; backward() -> dlogits."""
+class WhiteningBatchNorm(_FeatureNorm):
+    """Whitening batch norm over features (P2.4), optionally fused with ReLU.
 
-    def __init__(self):
-        super().__init__()
-        self._cache = None
+    Training: whiten with the batch's mean and Σ, update running_mean and the
+    running whitening matrix (per group, momentum average). Eval: use them.
+    """
 
-    def forward(self, logits, labels=None):
-        if labels is None:
-            raise TypeError("labels: expected class indices (B,) or targets (B, K), got None")
-        loss, self._cache = sm.softmax_cross_entropy(logits, labels)
-        return loss
-
-    def __call__(self, logits, labels=None):
-        return self.forward(logits, labels)
-
-    def backward(self, dloss: float = 1.0):
-        if self._cache is None:
-            raise RuntimeError("backward: call forward first")
-        P = self._cache.P
-        return sm.softmax_cross_entropy_backward(self._cache, dloss,
-                                                 out=self._buffer("dZ", P.shape, P.dtype))
+    def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1,
+                 method: str = "zca", group_size: int | None = None, iterations: int = 5,
+                 relu: bool = False, dtype=np.float64):
+        self.eps = v.eps_positive(eps, wh.EPS_WHY)
+        super().__init__(num_features, momentum, relu, dtype)
+        M = self.running_mean.shape[0]
+        self.method = v.choice("method", method, wh.METHODS)
+        self.group_size = v.group_size(group_size, M)
+        self.iterations = v.positive_int("iterations", iterations)
+        self._running_W = [np.broadcast_to(np.eye(s.shape[-1], dtype=s.dtype), s.shape).copy()
+                           for s in stacks(M, self.group_size, self.running_mean.dtype)]
 
     @property
-    def probs(self):
-        return None if self._cache is None else self._cache.P
+    def running_whitening(self) -> np.ndarray:
+        """The running W, (M, M) block diagonal."""
+        return block_diag(self._running_W)
+
+    def forward(self, Y):
+        Y = self._input(Y)
+        g, b = self.params["gamma"], self.params["beta"]
+        out = self.out("Z", Y.shape, Y.dtype, Y)
+        if not self.training:
+            self._cache = None
+            return wh.whitening_eval_stacks(Y, g, b, self.running_mean, self._running_W,
+                                            self.group_size, self.relu, out)
+        fwd = wh.whitening_relu_forward if self.relu else wh.whitening_forward
+        Z, self._cache = fwd(Y, g, b, self.eps, self.method, self.group_size,
+                             iterations=self.iterations, out=out)
+        mom = self.momentum
+        self.running_mean *= 1.0 - mom
+        self.running_mean += mom * self._cache.mean
+        for run, W in zip(self._running_W, self._cache.Ws):
+            run *= 1.0 - mom
+            run += mom * W
+        return Z
+
+    def _backward_pair(self):
+        return wh.whitening_relu_backward if self.relu else wh.whitening_backward
 
 
+# ------------------------------------------------------------ P9: recurrent
+def _uniform(rng: np.random.Generator, shape: tuple, bound: float, dtype) -> np.ndarray:
+    return rng.uniform(-bound, bound, shape).astype(dtype)
+
+
+class RNN(Layer):
+    """Simple RNN over a time-major sequence (T, B, N) -> all states (T, B, M).
+
+    Init as PyTorch's nn.RNN: every weight and bias U(−1/√M, 1/√M), from the
+    library generator unless `seed` or `rng` is given.
+    forward(X, h0=None); backward(dH) -> dX, and sets .dh0 (∂L/∂h0).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, activation: str = "tanh",
+                 bias: bool = True, dtype=np.float64, seed: int | None = None,
+                 rng: np.random.Generator | None = None):
+        super().__init__()
+        N = v.positive_int("input_size", input_size)
+        M = v.positive_int("hidden_size", hidden_size)
+        self.activation = v.choice("activation", activation, rnn.ACTIVATIONS)
+        dtype = v.float_dtype(dtype)
+        rng, k = generator(seed, rng), 1.0 / np.sqrt(M)
+        self.add_param("Wx", _uniform(rng, (M, N), k, dtype))
+        self.add_param("Wh", _uniform(rng, (M, M), k, dtype))
+        self.bias = bool(bias)
+        if self.bias:
+            self.add_param("b", _uniform(rng, (M,), k, dtype))
+        self.dh0 = None
+
+    def forward(self, X, h0=None):
+        p = self.params
+        X = v.float_array("X", X, 3, "(T, B, N), time-major", dtype=p["Wx"].dtype,
+                           dtype_of="the layer's dtype")
+        H, self._cache = rnn.rnn_forward(
+            X, h0, p["Wx"], p["Wh"], p.get("b"), self.activation,
+            out=self.out("H", X.shape[:2] + (p["Wx"].shape[0],), X.dtype, X))
+        return H
+
+    def backward(self, dH):
+        c = self.cache()
+        g = rnn.rnn_backward(dH, c, full=False,
+                             out=self.out("dX", c.X.shape, c.X.dtype, np.asarray(dH)))
+        self.set_grads(**{name: getattr(g, "d" + name) for name in self.params})
+        self.dh0 = g.dh0
+        return g.dX
+
+
+class BiRNN(Layer):
+    """Bidirectional RNN (P9.4): (T, B, N) -> outputs y_t (T, B, K).
+
+    Parameters Wxf, Whf, Wxb, Whb (and bf, bb with bias=True), Wy (K, 2M), by.
+    forward(X, hf0=None, hb0=None); backward(dY) -> dX, and sets .dhf0, .dhb0.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, *,
+                 activation: str = "sigmoid", bias: bool = False, dtype=np.float64,
+                 seed: int | None = None, rng: np.random.Generator | None = None):
+        super().__init__()
+        N = v.positive_int("input_size", input_size)
+        M = v.positive_int("hidden_size", hidden_size)
+        K = v.positive_int("output_size", output_size)
+        self.activation = v.choice("activation", activation, rnn.ACTIVATIONS)
+        dtype = v.float_dtype(dtype)
+        rng, k = generator(seed, rng), 1.0 / np.sqrt(M)
+        self.bias = bool(bias)
+        for c in ("f", "b"):
+            self.add_param("Wx" + c, _uniform(rng, (M, N), k, dtype))
+            self.add_param("Wh" + c, _uniform(rng, (M, M), k, dtype))
+            if self.bias:
+                self.add_param("b" + c, _uniform(rng, (M,), k, dtype))
+        k = 1.0 / np.sqrt(2 * M)
+        self.add_param("Wy", _uniform(rng, (K, 2 * M), k, dtype))
+        self.add_param("by", _uniform(rng, (K,), k, dtype))
+        self.dhf0 = self.dhb0 = None
+
+    def forward(self, X, hf0=None, hb0=None):
+        p = self.params
+        X = v.float_array("X", X, 3, "(T, B, N), time-major", dtype=p["Wy"].dtype,
+                           dtype_of="the layer's dtype")
+        Y, self._cache = rnn.birnn_forward(
+            X, hf0, hb0, p["Wxf"], p["Whf"], p["Wxb"], p["Whb"], p["Wy"], p["by"],
+            self.activation, bf=p.get("bf"), bb=p.get("bb"),
+            out=self.out("Y", X.shape[:2] + (p["Wy"].shape[0],), X.dtype, X))
+        return Y
+
+    def backward(self, dY):
+        c = self.cache()
+        g = rnn.birnn_backward(dY, c, full=False,
+                               out=self.out("dX", c.X.shape, c.X.dtype, np.asarray(dY)))
+        self.set_grads(**{name: getattr(g, "d" + name) for name in self.params})
+        self.dhf0, self.dhb0 = g.dhf0, g.dhb0
+        return g.dX
+
+
+# ------------------------------------------------------------- composition
 class Sequential(Layer):
-    """Layers applied in order; backward runs them in reverse."""
+    """Layers applied in order; backward runs them in reverse.
 
-    def __init__(self, *layers: Layer):
+    Parameters are exposed as "<index>.<name>" (e.g. "0.W"), the same arrays
+    the layers hold. reuse_buffers=True turns buffer reuse on in every layer.
+    """
+
+    def __init__(self, *layers: Layer, reuse_buffers: bool = False):
         super().__init__()
         self.layers = list(layers)
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}]: expected an nnkit Layer, got {type(layer).__name__}")
-            for k, p in layer.params.items():
-                self.params[f"{i}.{k}"] = p
-                self.grads[f"{i}.{k}"] = layer.grads[k]
+            for name, p, g in layer.named_parameters():
+                self.params[f"{i}.{name}"] = p
+                self.grads[f"{i}.{name}"] = g
+        self.reuse(reuse_buffers)
 
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> "Sequential":
         super().train(mode)
         for layer in self.layers:
             layer.train(mode)
+        return self
+
+    def reuse(self, flag: bool = True) -> "Sequential":
+        super().reuse(flag)
+        for layer in self.layers:
+            layer.reuse(flag)
         return self
 
     def forward(self, x):

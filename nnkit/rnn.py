@@ -30,60 +30,12 @@ import numpy as np
 
 from . import _validate as v
 from ._kernels import rnn as _k
-from .layers import Layer
 
+# activation name -> the kernels' code
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2}
 
 
-# ----------------------------------------------------------------- helpers
-def _activation(activation) -> str:
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"activation: expected one of {list(ACTIVATIONS)}, got {activation!r}")
-    return activation
-
-
-def _sequence(name: str, X) -> np.ndarray:
-    X = v.float_array(name, X, 3, "(T, B, N), time-major")
-    if X.shape[0] < 1:
-        raise ValueError(f"{name}: expected at least one time step (T ≥ 1), got shape {X.shape}")
-    v.nonempty(name, X, "(T, B, N), time-major")
-    return X
-
-
-def _weights(X, Wx, Wh, b, bias_name: str, Wx_name: str, Wh_name: str):
-    N = X.shape[2]
-    Wx = v.float_array(Wx_name, Wx, 2, "(M, N)", dtype=X.dtype)
-    v.nonempty(Wx_name, Wx, "(M, N)")
-    M = Wx.shape[0]
-    v.same_dim(Wx_name, Wx.shape[1], N, f"{Wx_name}.shape[1] (N, the features of X)")
-    Wh = v.float_array(Wh_name, Wh, 2, "(M, M)", dtype=X.dtype)
-    if Wh.shape != (M, M):
-        raise ValueError(f"{Wh_name}: expected shape ({M}, {M}) (M, M with M = "
-                         f"{Wx_name}.shape[0]), got {Wh.shape}")
-    if b is not None:
-        b = v.float_array(bias_name, b, 1, "(M,)", dtype=X.dtype)
-        v.same_dim(bias_name, b.shape[0], M, f"{bias_name}.shape[0] (M = {Wx_name}.shape[0])")
-    return Wx, Wh, b
-
-
-def _state(name: str, h, B: int, M: int, dtype) -> np.ndarray:
-    if h is None:
-        return np.zeros((B, M), dtype)
-    h = v.float_array(name, h, 2, "(B, M)", dtype=dtype)
-    if h.shape != (B, M):
-        raise ValueError(f"{name}: expected shape ({B}, {M}) (B = X.shape[1], M hidden "
-                         f"units), got {h.shape}")
-    return h
-
-
-def _upstream(name: str, d, shape: tuple, dtype) -> np.ndarray:
-    d = v.float_array(name, d, len(shape), "(T, B, ·)", dtype=dtype)
-    if d.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)} (the forward output), "
-                         f"got {d.shape}")
-    return d
-
-
+# ------------------------------------------------------------------ helpers
 def _rows(a: np.ndarray) -> np.ndarray:
     """(T, B, C) as its (T·B, C) row view (no copy: a is C-contiguous)."""
     return a.reshape(a.shape[0] * a.shape[1], a.shape[2])
@@ -114,12 +66,12 @@ class RNNGrads(NamedTuple):
 def rnn_forward(X, h0, Wx, Wh, b, activation="tanh", *, out=None):
     """H (T, B, M), cache.  X (T, B, N), h0 (B, M) or None (zeros), Wx (M, N),
     Wh (M, M), b (M,) or None (no bias)."""
-    act = _activation(activation)
-    X = _sequence("X", X)
-    Wx, Wh, b = _weights(X, Wx, Wh, b, "b", "Wx", "Wh")
+    act = v.choice("activation", activation, ACTIVATIONS)
+    X = v.sequence("X", X)
+    Wx, Wh, b = v.recurrent_weights(X, Wx, Wh, b, "b", "Wx", "Wh")
     T, B, _ = X.shape
     M = Wx.shape[0]
-    h0 = _state("h0", h0, B, M, X.dtype)
+    h0 = v.initial_state("h0", h0, B, M, X.dtype)
     H = v.out_array(out, (T, B, M), X.dtype)
     if out is not None:
         v.no_overlap(H, "out", X=X, h0=h0, Wx=Wx, Wh=Wh, b=b)
@@ -135,7 +87,7 @@ def rnn_backward(dH, cache: RNNCache, *, full=True, out=None) -> RNNGrads:
     """
     v.cache_of(cache, RNNCache, "rnn_forward")
     X, H = cache.X, cache.H
-    dH = _upstream("dH", dH, H.shape, X.dtype)
+    dH = v.upstream("dH", dH, H.shape, X.dtype)
     T, B, M = H.shape
     dX = v.out_array(out, X.shape, X.dtype)
     if out is not None:
@@ -194,11 +146,11 @@ def birnn_forward(X, hf0, hb0, Wxf, Whf, Wxb, Whb, Wy, by, activation="sigmoid",
                   bf=None, bb=None, out=None):
     """Y (T, B, K), cache. hf0/hb0 (B, M) or None (zeros); Wy (K, 2M) acts on
     [h^f_t, h^b_t]; bf, bb optional recurrence biases (M,)."""
-    act = _activation(activation)
-    X = _sequence("X", X)
-    Wxf, Whf, bf = _weights(X, Wxf, Whf, bf, "bf", "Wxf", "Whf")
+    act = v.choice("activation", activation, ACTIVATIONS)
+    X = v.sequence("X", X)
+    Wxf, Whf, bf = v.recurrent_weights(X, Wxf, Whf, bf, "bf", "Wxf", "Whf")
     M = Wxf.shape[0]
-    Wxb, Whb, bb = _weights(X, Wxb, Whb, bb, "bb", "Wxb", "Whb")
+    Wxb, Whb, bb = v.recurrent_weights(X, Wxb, Whb, bb, "bb", "Wxb", "Whb")
     v.same_dim("Wxb", Wxb.shape[0], M, "Wxb.shape[0] (M, the hidden units of the forward "
                "chain, Wxf.shape[0])")
     T, B, _ = X.shape
@@ -208,8 +160,8 @@ def birnn_forward(X, hf0, hb0, Wxf, Whf, Wxb, Whb, Wy, by, activation="sigmoid",
     K = Wy.shape[0]
     by = v.float_array("by", by, 1, "(K,)", dtype=X.dtype)
     v.same_dim("by", by.shape[0], K, "by.shape[0] (K = Wy.shape[0])")
-    hf0 = _state("hf0", hf0, B, M, X.dtype)
-    hb0 = _state("hb0", hb0, B, M, X.dtype)
+    hf0 = v.initial_state("hf0", hf0, B, M, X.dtype)
+    hb0 = v.initial_state("hb0", hb0, B, M, X.dtype)
     Y = v.out_array(out, (T, B, K), X.dtype)
     if out is not None:
         v.no_overlap(Y, "out", X=X, hf0=hf0, hb0=hb0, Wy=Wy, by=by)
@@ -229,7 +181,7 @@ def birnn_backward(dY, cache: BiRNNCache, *, full=True, out=None) -> BiRNNGrads:
     """
     v.cache_of(cache, BiRNNCache, "birnn_forward")
     X, Hf, Hb = cache.X, cache.Hf, cache.Hb
-    dY = _upstream("dY", dY, cache.Y.shape, X.dtype)
+    dY = v.upstream("dY", dY, cache.Y.shape, X.dtype)
     T, B, M = Hf.shape
     dX = v.out_array(out, X.shape, X.dtype)
     if out is not None:
@@ -256,122 +208,3 @@ def birnn_backward(dY, cache: BiRNNCache, *, full=True, out=None) -> BiRNNGrads:
                 _rows(dX), True, dhb0, dWxb, dWhb, dbb)
     return BiRNNGrads(dX, dhf0, dhb0, dWxf, dWhf, dbf, dWxb, dWhb, dbb, dWy, dby,
                       dhf, dhb, dAf, dAb)
-
-
-# ------------------------------------------------------------------ layers
-def _dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype not in v.FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-    return dtype
-
-
-def _uniform(rng, shape, bound, dtype):
-    return rng.uniform(-bound, bound, shape).astype(dtype)
-
-
-class RNN(Layer):
-    """Simple RNN over a time-major sequence (T, B, N) -> all states (T, B, M).
-
-    Init as PyTorch's nn.RNN: every weight and bias U(−1/√M, 1/√M).
-    forward(X, h0=None); backward(dH) -> dX, and sets .dh0 (∂L/∂h0).
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, *, activation: str = "tanh",
-                 bias: bool = True, dtype=np.float64, seed: int | None = 0):
-        super().__init__()
-        N = v.positive_int("input_size", input_size)
-        M = v.positive_int("hidden_size", hidden_size)
-        self.activation = _activation(activation)
-        dtype = _dtype(dtype)
-        rng = np.random.default_rng(seed)
-        k = 1.0 / np.sqrt(M)
-        self.params["Wx"] = _uniform(rng, (M, N), k, dtype)
-        self.params["Wh"] = _uniform(rng, (M, M), k, dtype)
-        self.bias = bool(bias)
-        if self.bias:
-            self.params["b"] = _uniform(rng, (M,), k, dtype)
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self.dh0 = None
-        self._cache = None
-
-    def forward(self, X, h0=None):
-        Wx = self.params["Wx"]
-        X = _sequence("X", X)
-        if X.dtype != Wx.dtype:
-            raise TypeError(f"X: expected dtype {Wx.dtype} (the layer's dtype), got {X.dtype}")
-        out = self._buffer("H", (X.shape[0], X.shape[1], Wx.shape[0]), X.dtype)
-        H, self._cache = rnn_forward(X, h0, Wx, self.params["Wh"], self.params.get("b"),
-                                     self.activation, out=out)
-        return H
-
-    def __call__(self, X, h0=None):
-        return self.forward(X, h0)
-
-    def backward(self, dH):
-        if self._cache is None:
-            raise RuntimeError("backward: call forward first")
-        g = rnn_backward(dH, self._cache, full=False,
-                         out=self._buffer("dX", self._cache.X.shape, self._cache.X.dtype))
-        self.grads["Wx"][...] = g.dWx
-        self.grads["Wh"][...] = g.dWh
-        if self.bias:
-            self.grads["b"][...] = g.db
-        self.dh0 = g.dh0
-        return g.dX
-
-
-class BiRNN(Layer):
-    """Bidirectional RNN (P9.4): (T, B, N) -> outputs y_t (T, B, K).
-
-    Parameters Wxf, Whf, Wxb, Whb (and bf, bb with bias=True), Wy (K, 2M), by.
-    forward(X, hf0=None, hb0=None); backward(dY) -> dX, and sets .dhf0, .dhb0.
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, output_size: int, *,
-                 activation: str = "sigmoid", bias: bool = False, dtype=np.float64,
-                 seed: int | None = 0):
-        super().__init__()
-        N = v.positive_int("input_size", input_size)
-        M = v.positive_int("hidden_size", hidden_size)
-        K = v.positive_int("output_size", output_size)
-        self.activation = _activation(activation)
-        dtype = _dtype(dtype)
-        rng = np.random.default_rng(seed)
-        k = 1.0 / np.sqrt(M)
-        for c in ("f", "b"):
-            self.params["Wx" + c] = _uniform(rng, (M, N), k, dtype)
-            self.params["Wh" + c] = _uniform(rng, (M, M), k, dtype)
-            if bias:
-                self.params["b" + c] = _uniform(rng, (M,), k, dtype)
-        self.bias = bool(bias)
-        k = 1.0 / np.sqrt(2 * M)
-        self.params["Wy"] = _uniform(rng, (K, 2 * M), k, dtype)
-        self.params["by"] = _uniform(rng, (K,), k, dtype)
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self.dhf0 = self.dhb0 = None
-        self._cache = None
-
-    def forward(self, X, hf0=None, hb0=None):
-        p = self.params
-        X = _sequence("X", X)
-        if X.dtype != p["Wy"].dtype:
-            raise TypeError(f"X: expected dtype {p['Wy'].dtype} (the layer's dtype), got {X.dtype}")
-        out = self._buffer("Y", (X.shape[0], X.shape[1], p["Wy"].shape[0]), X.dtype)
-        Y, self._cache = birnn_forward(X, hf0, hb0, p["Wxf"], p["Whf"], p["Wxb"], p["Whb"],
-                                       p["Wy"], p["by"], self.activation,
-                                       bf=p.get("bf"), bb=p.get("bb"), out=out)
-        return Y
-
-    def __call__(self, X, hf0=None, hb0=None):
-        return self.forward(X, hf0, hb0)
-
-    def backward(self, dY):
-        if self._cache is None:
-            raise RuntimeError("backward: call forward first")
-        g = birnn_backward(dY, self._cache, full=False,
-                           out=self._buffer("dX", self._cache.X.shape, self._cache.X.dtype))
-        for name in self.params:
-            self.grads[name][...] = getattr(g, "d" + name)
-        self.dhf0, self.dhb0 = g.dhf0, g.dhb0
-        return g.dX

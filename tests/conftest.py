@@ -31,6 +31,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # path (B*M >= 65536) runs with a team of two on every machine.
 os.environ.setdefault("NNKIT_NUM_THREADS", "2")
 
+
+
+@pytest.fixture(autouse=True)
+def _library_seed():
+    """Every test starts from the same library generator state (nk.seed):
+    layers created without seed= draw reproducible weights."""
+    import nnkit
+    nnkit.seed(0)
+    yield
+
+
 # --------------------------------------------------------------- tolerances
 # Relative error = max |actual - expected| / max |expected| (norm-wise, so an
 # entry that is ~0 by cancellation does not make the ratio meaningless).

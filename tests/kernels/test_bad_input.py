@@ -202,7 +202,8 @@ def test_softmax_labels_wrong_length_or_kind():
 def test_layer_constructor_bad_values():
     with pytest.raises(ValueError, match=r"^in_features: expected a positive integer, got 0"):
         nk.Linear(0, 3)
-    with pytest.raises(ValueError, match=r"^out_features: expected a positive integer, got 2\.5"):
+    # the rule (nnkit._validate): a wrong type is a TypeError, a wrong value a ValueError
+    with pytest.raises(TypeError, match=r"^out_features: expected a positive integer, got float 2\.5"):
         nk.Linear(3, 2.5)
     with pytest.raises(TypeError, match=r"^dtype: expected float32 or float64, got int32"):
         nk.Linear(3, 2, dtype=np.int32)
@@ -324,7 +325,7 @@ def test_backward_with_another_layers_cache_is_a_clear_type_error():
     lambda: nk.WhiteningBatchNorm(np.bool_(True)),
 ])
 def test_layer_sizes_refuse_bools_and_floats(make):
-    with pytest.raises(ValueError, match=r"^(in_features|out_features|num_features): "
+    with pytest.raises(TypeError, match=r"^(in_features|out_features|num_features): "
                                          r"expected a positive integer"):
         make()
 

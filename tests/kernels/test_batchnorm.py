@@ -28,7 +28,7 @@ def _check_forward(ref, Z, cache, Y, gamma, beta, eps, tol):
     ref.assert_rel(cache.mean, f.mean, tol, "mean")
     ref.assert_rel(cache.var, f.var, tol, "var (biased)")
     ref.assert_rel(cache.inv_std, f.inv_std, tol, "inv_std")
-    ref.assert_rel(cache.yhat(), f.Yhat, tol, "Yhat")
+    ref.assert_rel(cache.yhat, f.Yhat, tol, "Yhat")
 
 
 def _check_grads(ref, g, r, tol):
@@ -249,7 +249,7 @@ def test_p2_1_eps_zero_constant_feature_is_nonfinite_without_crash(dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("error")                  # no RuntimeWarning either
         Z, cache = nk.batchnorm_forward(Y, gamma, beta, eps=0.0)
-        Yhat = cache.yhat()
+        Yhat = cache.yhat
         H, _ = nk.bn_relu_forward(Y, gamma, beta, eps=0.0)
         g = nk.batchnorm_backward(np.ones_like(Y), cache)
     assert cache.var[1] == 0
@@ -273,7 +273,7 @@ def test_p2_1_eps_positive_stays_finite_and_bounded(dtype, eps):
     for name in g._fields:
         assert np.all(np.isfinite(getattr(g, name))), name
     # constant feature: Ŷ = 0 exactly, and 1/√(v+ε) is capped by 1/√ε
-    np.testing.assert_array_equal(cache.yhat()[:, 1], 0.0)
+    np.testing.assert_array_equal(cache.yhat[:, 1], 0.0)
     assert cache.inv_std[1] <= np.float32(1 / np.sqrt(eps)) * (1 + 1e-6)
 
 
@@ -286,7 +286,7 @@ def test_p2_2_yhat_moments(dtype, eps, B, M):
     Z, cache = nk.batchnorm_forward(Y, np.ones(M, dtype), np.zeros(M, dtype), eps=eps)
     Y64 = Y.astype(np.float64)
     v = Y64.var(axis=0)                       # biased, as P2 defines it
-    for Yhat in (cache.yhat(), Z):            # γ = 1, β = 0: Z is Ŷ
+    for Yhat in (cache.yhat, Z):            # γ = 1, β = 0: Z is Ŷ
         Yh = Yhat.astype(np.float64)
         if dtype == np.float64:
             # exact math: ~1e-15; 1e-12 leaves room for summation order

@@ -113,8 +113,33 @@ def test_sequential_train_eval_propagates():
     assert all(layer.training for layer in net.layers)
 
 
+def test_outputs_are_fresh_by_default(rng):
+    """Issue 8.6: a = m(X); b = m(2X) must leave a alone; relu(relu(x)) and a
+    square Linear applied twice must work without any out= from the caller."""
+    m = nk.Sequential(nk.Linear(4, 4), nk.ReLU(), nk.Linear(4, 4), nk.BatchNorm(4))
+    X = rng.standard_normal((6, 4))
+    a = m(X)
+    a_copy = a.copy()
+    b = m(2 * X)
+    assert a is not b and not np.shares_memory(a, b)
+    np.testing.assert_array_equal(a, a_copy)
+    relu, lin = nk.ReLU(), nk.Linear(4, 4)
+    np.testing.assert_array_equal(relu(relu(X)), np.maximum(X, 0))
+    W, b0 = lin.params["W"], lin.params["b"]
+    np.testing.assert_allclose(lin(lin(X)), (X @ W.T + b0) @ W.T + b0, rtol=1e-12)
+
+
+def test_reuse_is_opt_in_and_never_aliases_the_input(rng):
+    relu = nk.ReLU().reuse()
+    X = rng.standard_normal((6, 4))
+    H = relu(X)
+    np.testing.assert_array_equal(relu(H), np.maximum(X, 0))   # input is its own buffer
+
+
 def test_buffers_reused_across_same_shape_calls(rng):
     lin, relu, bnl, crit = nk.Linear(3, 4), nk.ReLU(), nk.BatchNorm(4), nk.SoftmaxCrossEntropy()
+    for layer in (lin, relu, bnl, crit):
+        layer.reuse()
     X = rng.standard_normal((5, 3))
     labels = np.array([0, 1, 2, 3, 0])
 
@@ -183,3 +208,33 @@ def test_tiny_mlp_learns(dtype_):
     net.eval()
     acc = np.mean(np.argmax(net(X), axis=1) == labels)
     assert acc > 0.9
+
+
+def test_same_shape_layers_start_different_and_nk_seed_reproduces():
+    """Issue 8.5: Linear defaulted to seed=0, so Linear(4, 4) twice was identical."""
+    nk.seed(7)
+    a, b = nk.Linear(4, 4), nk.Linear(4, 4)
+    assert not np.allclose(a.params["W"], b.params["W"])
+    r1, r2 = nk.RNN(3, 4), nk.RNN(3, 4)
+    assert not np.allclose(r1.params["Wh"], r2.params["Wh"])
+    nk.seed(7)
+    np.testing.assert_array_equal(nk.Linear(4, 4).params["W"], a.params["W"])
+    # an explicit seed or generator wins over the library generator
+    np.testing.assert_array_equal(nk.Linear(4, 4, seed=3).params["W"],
+                                  nk.Linear(4, 4, seed=3).params["W"])
+    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+    np.testing.assert_array_equal(nk.BiRNN(2, 3, 2, rng=g1).params["Wy"],
+                                  nk.BiRNN(2, 3, 2, rng=g2).params["Wy"])
+
+
+def test_linear_accepts_leading_dimensions(rng):
+    lin = nk.Linear(3, 2)
+    X = rng.standard_normal((4, 5, 3))
+    Y = lin(X)
+    W, b = lin.params["W"], lin.params["b"]
+    np.testing.assert_allclose(Y, X @ W.T + b, rtol=1e-12)
+    G = rng.standard_normal(Y.shape)
+    dX = lin.backward(G)
+    np.testing.assert_allclose(dX, G @ W, rtol=1e-12)
+    np.testing.assert_allclose(lin.grads["W"], np.einsum("tbm,tbn->mn", G, X), rtol=1e-12)
+    np.testing.assert_allclose(lin.grads["b"], G.sum(axis=(0, 1)), rtol=1e-12)

@@ -136,10 +136,10 @@ def test_newton_converges_to_zca():
                    - zca).max() for T in (1, 2, 4, 6, 8)]
     assert all(b < a for a, b in zip(errs, errs[1:])), errs
     assert errs[-1] < 1e-12, errs
-    # the uncoupled iteration is unstable past convergence (rounding errors
-    # grow ~3x per step: documented in nnkit.whitening), so T stays small
-    late = nk.whitening_forward(Y, gm, bt, 1e-5, "newton", iterations=30)[1].yhat
-    assert np.abs(late - zca).max() > 1e3 * errs[-1]
+    # the coupled iteration is stable past convergence: more steps never hurt
+    for T in (30, 100):
+        late = nk.whitening_forward(Y, gm, bt, 1e-5, "newton", iterations=T)[1].yhat
+        assert np.abs(late - zca).max() < 1e-12
 
 
 @pytest.mark.parametrize("method", wh.METHODS)
@@ -428,3 +428,40 @@ def test_property_forward_and_backward_match_reference(B, M, g, seed):
     np.testing.assert_allclose(r.dY, dY, rtol=0, atol=1e-8 * scale)
     np.testing.assert_allclose(r.dcov, dcov, rtol=0, atol=1e-8 * max(1.0, np.abs(dcov).max()))
     np.testing.assert_allclose(r.dgamma, dgamma, atol=1e-9 * max(1.0, np.abs(dgamma).max()))
+
+
+# ------------------------------------------------- issue 8.2: Newton stability
+def _latent_batch(B=256, M=8, factors=3, seed=0):
+    """B samples of M features driven by 3 latent factors plus small noise: a
+    Σ with 3 large and 5 small eigenvalues (cond ~1e2 to 1e3)."""
+    rng = np.random.default_rng(seed)
+    Y = rng.standard_normal((B, factors)) @ rng.standard_normal((factors, M))
+    return Y + 0.1 * rng.standard_normal((B, M))
+
+
+def test_newton_more_iterations_never_hurt():
+    """The uncoupled iteration went 6e-4 (T=10), 1e139 (T=20), NaN (T=40) here."""
+    Y = _latent_batch()
+    M = Y.shape[1]
+    errs = {}
+    for T in (5, 10, 30, 100):
+        _, cache = nk.whitening_forward(Y, np.ones(M), np.zeros(M), 1e-5, "newton",
+                                        iterations=T)
+        assert np.all(np.isfinite(cache.yhat)), T
+        C = cache.yhat.T @ cache.yhat / len(Y)
+        errs[T] = np.abs(C - np.eye(M)).max()
+    # converging, then flat: past convergence the error stays at rounding level
+    assert errs[10] < errs[5]
+    assert errs[30] < 1e-3 and errs[100] <= max(2 * errs[30], 1e-10), errs
+
+
+def test_newton_gradcheck_at_30_iterations():
+    Y = _latent_batch(B=40, M=5, seed=3)
+    rng = np.random.default_rng(4)
+    gm, bt = 1 + 0.3 * rng.standard_normal(5), 0.2 * rng.standard_normal(5)
+
+    def f(Y, gamma, beta):
+        return nk.whitening_forward(Y, gamma, beta, 1e-3, "newton", iterations=30)
+
+    report = gradcheck(f, nk.whitening_backward, dict(Y=Y, gamma=gm, beta=bt))
+    assert report.passed, report.table()

@@ -1,0 +1,53 @@
+"""How many OpenMP threads a kernel may use: one policy for every family.
+
+Two thread pools share the cores: the kernels' OpenMP team (libgomp) and
+OpenBLAS's own pool, which runs every matrix product. Each spins for a while
+after its work ends, waiting for more. Two consequences, both measured on the
+project's 2-core machine:
+
+1. libgomp spins ~300k iterations by default. Next to BLAS calls the spinning
+   team and OpenBLAS's spinning pool fight for the cores: a Linear ->
+   BatchNorm -> Linear training step at B = 256 took 32 ms instead of 13.
+   A short spin (GOMP_SPINCOUNT=1000, read once when libgomp loads, i.e.
+   when the kernels are first imported; a value the user set wins) keeps
+   back-to-back kernels fast and lets BLAS have the cores.
+2. An O(B·M) pass that sits *between* BLAS calls (whitening, the RNN time
+   loop) still meets OpenBLAS's pool spinning on both cores; a second team
+   then fights it. Whitening at (B, M) = (1024, 64): 15.9 ms per forward +
+   backward with 2 OpenMP threads, 5.1 ms with 1. Those passes are O(BM)
+   against O(BM²) BLAS work, so one thread costs little.
+
+Hence: memory-bound kernels that run alone (affine bias, ReLU, batch norm,
+softmax) use every core; passes beside BLAS use one, unless the user asks for
+more with NNKIT_NUM_THREADS. Below PARALLEL_MIN_ELEMENTS (pyx/_common.pxd) a
+kernel runs on one thread anyway: waking a team costs more than the loop.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
+_CORES = os.cpu_count() or 1
+
+
+def _requested() -> int | None:
+    """NNKIT_NUM_THREADS as a positive int, or None when unset or invalid."""
+    env = os.environ.get("NNKIT_NUM_THREADS")
+    try:
+        n = int(env) if env else 0
+    except ValueError:
+        n = 0
+    return n if n >= 1 else None
+
+
+def kernel_threads(beside_blas: bool = False) -> int:
+    """Threads for a kernel: NNKIT_NUM_THREADS if set, else every core, or
+    1 for passes between BLAS calls (see the module docstring).
+
+    Read on every call (a dict lookup) so the variable can change at run time.
+    """
+    requested = _requested()
+    if requested is not None:
+        return requested
+    return 1 if beside_blas else _CORES
