@@ -25,8 +25,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .gradcheck import (DEFAULT_STEP, GradcheckReport, TensorCheck, compare,
-                        numeric_gradient, sample_indices, tolerances)
+from .gradcheck import (DEFAULT_STEP, GradcheckReport, TensorCheck, check_tensor,
+                        sample_indices, tolerances)
 
 LOSS_ROLE = "loss"
 # Elements checked per tensor by finite differences (a seeded sample beyond
@@ -301,10 +301,16 @@ class Trace:
 
     def check(self, key: str, *, h: float = DEFAULT_STEP,
               max_elements: int | None = MAX_ELEMENTS,
-              cancelled: Callable[[], bool] | None = None) -> TensorCheck:
+              cancelled: Callable[[], bool] | None = None,
+              strict: bool = False) -> TensorCheck:
         """Analytic ∂L/∂key against central differences (float64), perturbing only `key`.
 
-        Tensors larger than max_elements are checked on a seeded sample.
+        Tensors larger than max_elements are checked on a seeded sample. The
+        same check_tensor as nk.gradcheck: kinks are classified, and the
+        vacuity scale uses the loss node's inputs as "out" and their analytic
+        gradients as G (for the graphs here those inputs feed only the loss,
+        or their total gradient is the same size as the partial one; the scale
+        is an order of magnitude, not a bound). strict: a vacuous check fails.
         """
         node = self.by_key[key]
         if not node.checked:
@@ -314,29 +320,44 @@ class Trace:
         desc = self.descendants(key)
         vals = dict(base)
         vals[key] = x
+        outs = self._loss_inputs()
+        out_keys = [k for k in outs if k == key or k in desc]
 
-        def loss() -> float:
+        def loss():
             for d in desc:
                 vals[d] = self._eval(self.by_key[d], vals)
-            return float(vals[self.loss_key])
+            if not out_keys:
+                return float(vals[self.loss_key])
+            return float(vals[self.loss_key]), np.concatenate(
+                [np.ravel(np.asarray(vals[k], np.float64)) for k in outs])
 
+        upstream_rms = None
+        if out_keys and key != self.loss_key:
+            g = np.concatenate([np.ravel(np.asarray(self.grad(k), np.float64)) for k in outs])
+            upstream_rms = float(np.sqrt(np.mean(g * g))) if g.size else None
         idx = sample_indices(x.shape, max_elements, self.cfg.get("seed", 0))
-        numeric = numeric_gradient(loss, x, h, idx, cancelled)
-        analytic = np.asarray(self.grad(key))
-        report = compare(node.name, analytic, numeric, **tolerances(self.dtype))
+        report = check_tensor(node.name, np.asarray(self.grad(key)), loss, x, h=h,
+                              indices=idx, cancelled=cancelled, upstream_rms=upstream_rms,
+                              strict=strict, **tolerances(self.dtype))
         self.reports[key] = report
         return report
 
+    def _loss_inputs(self) -> list[str]:
+        """The loss node's checked parents: the "output" whose sensitivity
+        sets a check's vacuity scale."""
+        return [p for p in self.by_key[self.loss_key].parents if self.by_key[p].checked]
+
     def check_all(self, *, h: float = DEFAULT_STEP, max_elements: int | None = MAX_ELEMENTS,
                   progress: Callable[[int, int, str], None] | None = None,
-                  cancelled: Callable[[], bool] | None = None) -> GradcheckReport:
+                  cancelled: Callable[[], bool] | None = None,
+                  strict: bool = False) -> GradcheckReport:
         steps = self.backward_steps()
         checks = []
         for i, n in enumerate(steps):
             if progress is not None:
                 progress(i, len(steps), n.key)
             checks.append(self.check(n.key, h=h, max_elements=max_elements,
-                                     cancelled=cancelled))
+                                     cancelled=cancelled, strict=strict))
         if progress is not None:
             progress(len(steps), len(steps), "")
         return GradcheckReport(checks, title=self.title)

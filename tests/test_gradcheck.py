@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nnkit as nk
-from nnkit.gradcheck import compare
+from nnkit.gradcheck import compare, upstream_gradient
 
 
 # ---------------------------------------------------------- a user's layer
@@ -154,3 +154,135 @@ def test_compare_flags_nonfinite_and_verdict():
     assert not bad.passed and bad.worst_index == (1,)
     with pytest.raises(ValueError, match=r"^t: analytic gradient has shape"):
         compare("t", np.zeros(2), np.zeros(3), atol=1e-7, rtol=1e-5)
+
+
+# ------------------------------------------------ issue 8.3: the upstream G
+def test_upstream_gradient_is_salted_not_the_users_stream():
+    shape = (8, 3)
+    G = upstream_gradient(shape, 0)
+    for seed in (0, 1, 42):
+        user = np.random.default_rng(seed).standard_normal(shape)
+        assert not np.allclose(G, user)
+    np.testing.assert_array_equal(G, upstream_gradient(shape, 0))
+    assert abs(G.std() - 1) < 0.5 and G.dtype == np.float64
+
+
+def _bn_dY_off_by_0p1_percent(dZ, cache):
+    """A batch-norm backward whose dY is 0.1 % too large (a planted bug)."""
+    g = nk.batchnorm_backward(dZ, cache)
+    return g._replace(dY=g.dY * 1.001)
+
+
+def _seed0_bn_inputs(B=8, M=3):
+    # the inputs a user writes first: seed 0, γ = 1, β = 0
+    Y = np.random.default_rng(0).standard_normal((B, M))
+    return dict(Y=Y, gamma=np.ones(M), beta=np.zeros(M))
+
+
+def test_bn_backward_0p1_percent_wrong_is_caught_with_seed0_inputs():
+    inputs = _seed0_bn_inputs()
+    rep = nk.gradcheck(nk.batchnorm_forward, _bn_dY_off_by_0p1_percent, inputs)
+    assert not rep.passed and not rep["Y"].passed
+    assert rep["gamma"].passed and rep["beta"].passed
+    assert rep["Y"].max_rel_err == pytest.approx(0.001 / 2.001, rel=1e-3)
+    assert not rep["Y"].vacuous
+    # the right backward passes, and nothing is vacuous
+    ok = nk.gradcheck(nk.batchnorm_forward, nk.batchnorm_backward, inputs, strict=True)
+    assert ok.passed and ok.vacuous == [], ok.table()
+
+
+def test_upstream_equal_to_the_input_is_flagged_vacuous():
+    """The old G (default_rng(0), the same numbers as Y) makes dY ~ 0: the
+    planted bug slips through the verdict, but the check says it was vacuous
+    and strict mode fails it."""
+    inputs = _seed0_bn_inputs()
+    old_G = np.random.default_rng(0).standard_normal(inputs["Y"].shape)
+    np.testing.assert_array_equal(old_G, inputs["Y"])
+    rep = nk.gradcheck(nk.batchnorm_forward, _bn_dY_off_by_0p1_percent, inputs,
+                       upstream=old_G)
+    c = rep["Y"]
+    assert c.allclose and c.vacuous and rep.vacuous == ["Y"]
+    assert rep.passed                                  # not strict: reported only
+    assert np.max(np.abs(c.analytic)) < 1e-4 < 1e-3 * c.scale    # dY ~ 0 up to ε
+    assert "VACUOUS" in rep.table() and c.verdict == "VACUOUS"
+    assert json.loads(rep.to_json())["tensors"][0]["vacuous"] is True
+    strict = nk.gradcheck(nk.batchnorm_forward, _bn_dY_off_by_0p1_percent, inputs,
+                          upstream=old_G, strict=True)
+    assert not strict.passed and strict["Y"].verdict == "FAIL"
+    assert strict["gamma"].passed                      # γ's check was not vacuous
+    with pytest.raises(ValueError, match=r"^upstream: expected the output's shape \(8, 3\), "
+                                         r"got \(3, 8\)"):
+        nk.gradcheck(nk.batchnorm_forward, nk.batchnorm_backward, inputs, upstream=old_G.T)
+
+
+def test_independent_tensor_is_not_vacuous():
+    """A tensor the output does not depend on has gradient exactly 0 and a
+    zero scale: nothing is wrong with G, so it is not flagged."""
+    def fwd(x, unused):
+        return 2.0 * x, None
+
+    def bwd(dy, cache):
+        return dict(dx=2.0 * dy, dunused=np.zeros(3))
+
+    rep = nk.gradcheck(fwd, bwd, dict(x=np.ones(4), unused=np.ones(3)), strict=True)
+    assert rep.passed and rep["unused"].scale == 0 and not rep["unused"].vacuous
+
+
+# ------------------------------------------------ issue 8.4: kinks
+def _relu_backward_wrong_at_zero(dH, cache):
+    """ReLU backward with slope 1.5 at Y = 0: not a subgradient (it must lie in [0, 1])."""
+    dY = nk.relu_backward(dH, cache)
+    Y = cache_input[0]
+    return np.where(Y == 0, 1.5 * dH, dY)
+
+
+cache_input = []
+
+
+def _relu_inputs():
+    Y = np.random.default_rng(7).standard_normal((4, 3))
+    Y[1, 2] = 0.0                        # exactly on the kink
+    Y[3, 0] = 0.0
+    return Y
+
+
+def test_relu_at_zero_passes_as_kink():
+    Y = _relu_inputs()
+    rep = nk.gradcheck(nk.relu_forward, nk.relu_backward, {"Y": Y})
+    c = rep["Y"]
+    assert rep.passed and c.verdict == "KINK"
+    assert [k.index for k in c.kinks] == [(1, 2), (3, 0)]
+    G = upstream_gradient(Y.shape, 0)
+    for k in c.kinks:
+        # the one-sided slopes of L = Σ G ⊙ relu(Y): 0 on the left, G on the right
+        assert k.left == pytest.approx(0.0, abs=1e-9)
+        assert k.right == pytest.approx(G[k.index], rel=1e-6)
+        assert k.analytic == 0.0 and k.ok
+        # the central difference averages them: G/2, which the old check failed
+        assert c.numeric[k.index] == pytest.approx(G[k.index] / 2, rel=1e-6)
+    # the smooth elements were compared as usual
+    assert c.max_rel_err < 1e-6 and c.worst_index not in [(1, 2), (3, 0)]
+    table = rep.table()
+    assert "KINK at (1, 2)" in table and "KINK at (3, 0)" in table
+    assert f"{c.kinks[0].right:+.6e}" in table
+    d = c.to_dict()
+    assert d["verdict"] == "KINK" and d["kinks"][0]["index"] == [1, 2]
+
+
+def test_wrong_subgradient_at_the_kink_fails():
+    Y = _relu_inputs()
+    cache_input[:] = [Y]
+    rep = nk.gradcheck(nk.relu_forward, _relu_backward_wrong_at_zero, {"Y": Y})
+    c = rep["Y"]
+    assert not rep.passed and c.verdict == "FAIL"
+    assert {k.index for k in c.kinks} == {(1, 2), (3, 0)}
+    assert not any(k.ok for k in c.kinks)
+    assert "OUTSIDE" in rep.table()
+
+
+def test_a_smooth_wrong_gradient_is_not_excused_as_a_kink():
+    """x² at a stationary point: one-sided slopes ∓h differ, but the gap
+    shrinks with the step (curvature), so a wrong analytic value still fails."""
+    x = np.array([0.0, 1.0, -2.0])
+    rep = nk.gradcheck(square_forward, lambda dy, x: 2 * dy * x + 1e-3, {"x": x})
+    assert not rep.passed and rep["x"].kinks == []
