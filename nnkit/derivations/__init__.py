@@ -73,7 +73,10 @@ def registry() -> dict[str, Lesson]:
     """Every lesson by name, in problem order (imports the lesson modules once)."""
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
-    return dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].problem, kv[0])))
+    def order(item):   # P2 before P10; then by name
+        digits = "".join(ch for ch in item[1].problem if ch.isdigit())
+        return (int(digits) if digits else 0, item[1].problem, item[0])
+    return dict(sorted(_REGISTRY.items(), key=order))
 
 
 def get(name: str) -> Lesson:
