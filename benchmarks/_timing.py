@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from nnkit._table import format_table
+
 try:  # PyTorch is an optional partner: CPU wheel, `pip install torch==2.13.0`
     import torch
 except ImportError:  # pragma: no cover - depends on the machine
@@ -45,9 +47,6 @@ def fmt_ratio(other: float | None, ours: float) -> str:
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    """The benchmark tables: nnkit's one table printer, numbers right-aligned."""
+    print()
+    print(format_table(header, rows, "r" * len(header), title=title))

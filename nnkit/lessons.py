@@ -23,8 +23,11 @@ import numpy as np
 
 from . import batchnorm as bn
 from . import whitening as wh
-from .layers import BatchNorm, Linear, Sequential, SoftmaxCrossEntropy
-from .whitening import WhiteningBatchNorm
+from ._table import format_table
+from .layers import (BatchNorm, Linear, Sequential, SoftmaxCrossEntropy,
+                     WhiteningBatchNorm)
+from .walkthroughs._common import cov as _cov
+from .walkthroughs._common import offdiag as _offdiag
 
 
 def correlated(B: int, M: int, factors: int, rng, noise: float = 0.1) -> np.ndarray:
@@ -34,22 +37,9 @@ def correlated(B: int, M: int, factors: int, rng, noise: float = 0.1) -> np.ndar
     return Zl @ A + noise * rng.standard_normal((B, M)) + rng.standard_normal(M)
 
 
-def _cov(A):
-    A = np.asarray(A, np.float64)
-    Ac = A - A.mean(0)
-    return Ac.T @ Ac / len(A)
-
-
-def _offdiag(C):
-    return float(np.max(np.abs(C - np.diag(np.diag(C)))))
-
-
 def _table(title, header, rows):
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = [title, "  ".join(h.rjust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
+    # numbers: every column right-aligned
+    return format_table(header, rows, "r" * len(header), title=title)
 
 
 def _median_time(fn, repeats):
@@ -69,7 +59,7 @@ def decorrelation(B=512, M=32, seed=0):
     g, b = np.ones(M), np.zeros(M)
     rows = [["input Y (correlation)", f"{_offdiag(np.corrcoef(Y.T)):.3f}", "-"]]
     _, c = bn.batchnorm_forward(Y, g, b)
-    C = _cov(c.yhat())
+    C = _cov(c.yhat)
     rows.append(["batch norm", f"{_offdiag(C):.3f}", f"{np.linalg.cond(C + 1e-12 * np.eye(M)):.3g}"])
     for label, kw in (("ZCA", {}), ("PCA", dict(method="pca")),
                       ("Cholesky", dict(method="cholesky")),

@@ -7,14 +7,22 @@ Graph (rows are samples):
 G is a fixed random upstream gradient, so ∂L/∂H = G. With
 constant_feature=True row 0 of W is zero, so feature 0 of Y is the constant
 b₀ (a dead unit): v₀ = 0, which is P2.1's case for ε.
+
+The node functions are plain NumPy; the analytic gradients come from the
+kernels a layer runs: nk.bn_relu_forward/backward (BatchNorm(relu=True)) by
+default, or with fused=False nk.batchnorm_forward/backward and
+nk.relu_forward/backward (BatchNorm followed by a ReLU layer). `nnkit
+gradcheck` runs both. Here b feeds a normalization, so ∂L/∂b is exactly 0:
+the mlp walkthrough is the one where b reaches the loss.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import batchnorm as bn
-from .. import dense
+import nnkit as nk
+
 from ..trace import Node, Param, Trace, Walkthrough, register
+from ._common import FUSED, cast, common_params, dot_loss
 
 
 def _mean(Y):
@@ -23,10 +31,6 @@ def _mean(Y):
 
 def _var(Y, m):
     return ((Y - m) ** 2).mean(axis=0)
-
-
-def _loss(G, H):
-    return np.sum(np.asarray(G, np.float64) * H)
 
 
 @register
@@ -41,9 +45,9 @@ class BatchNormReLU(Walkthrough):
         Param("N", 3, "input features", minimum=1, maximum=4096),
         Param("M", 5, "output features", minimum=1, maximum=4096),
         Param("eps", 1e-5, "ε added to the variance", minimum=0.0),
-        Param("seed", 0, "random seed", minimum=0),
-        Param("dtype", "float64", "precision", choices=("float64", "float32")),
         Param("constant_feature", False, "make feature 0 constant (W row 0 = 0)"),
+        FUSED,
+        *common_params(),
     )
 
     def graph(self, cfg):
@@ -53,7 +57,7 @@ class BatchNormReLU(Walkthrough):
             Node("W", "W ∈ ℝ^{M×N}", role="param"),
             Node("b", "b ∈ ℝ^M (broadcast over rows)", role="param"),
             Node("Y", "Y = X Wᵀ + b", ("X", "W", "b"),
-                 lambda X, W, b: dense.affine_forward(X, W, b)[0],
+                 lambda X, W, b: X @ W.T + b,
                  note="P1: the bias is broadcast over the B rows, never copied."),
             Node("m", "m_j = (1/B) Σ_i Y_ij", ("Y",), _mean, label="m",
                  note="m feeds both v and Ŷ: dm is a total derivative."),
@@ -66,13 +70,13 @@ class BatchNormReLU(Walkthrough):
             Node("beta", "β ∈ ℝ^M (learnable shift)", role="param", label="β"),
             Node("Z", "Z = γ ⊙ Ŷ + β", ("gamma", "Yhat", "beta"),
                  lambda g, Yh, bt: g * Yh + bt),
-            Node("H", "H = max(Z, 0)", ("Z",), lambda Z: dense.relu_forward(Z)[0]),
+            Node("H", "H = max(Z, 0)", ("Z",), lambda Z: np.maximum(Z, 0)),
             Node("G", "G = ∂L/∂H: a fixed random upstream gradient", role="constant"),
-            Node("L", "L = Σ_ij G_ij H_ij", ("G", "H"), _loss, role="loss"),
+            Node("L", "L = Σ_ij G_ij H_ij", ("G", "H"), dot_loss, role="loss"),
         ]
 
     def leaves(self, cfg, rng):
-        B, N, M, dt = cfg["B"], cfg["N"], cfg["M"], np.dtype(cfg["dtype"])
+        B, N, M = cfg["B"], cfg["N"], cfg["M"]
         W = rng.standard_normal((M, N)) / np.sqrt(N)
         if cfg["constant_feature"]:
             W[0] = 0.0
@@ -80,17 +84,22 @@ class BatchNormReLU(Walkthrough):
             X=rng.standard_normal((B, N)), W=W, b=rng.standard_normal(M),
             gamma=1.0 + 0.5 * rng.standard_normal(M), beta=0.5 * rng.standard_normal(M),
             G=rng.standard_normal((B, M)))
-        return {k: a.astype(dt) for k, a in vals.items()}
+        return cast(vals, cfg["dtype"])
 
     def analytic(self, values, cfg):
         X, W, b = values["X"], values["W"], values["b"]
-        G = values["G"]
-        Y, aff_cache = dense.affine_forward(X, W, b)
-        Z, bn_cache = bn.batchnorm_forward(Y, values["gamma"], values["beta"], cfg["eps"])
-        H, relu_cache = dense.relu_forward(Z)
-        dZ = dense.relu_backward(G, relu_cache)
-        g = bn.batchnorm_backward(dZ, bn_cache)
-        a = dense.affine_backward(g.dY, aff_cache)
+        G, gamma, beta, eps = values["G"], values["gamma"], values["beta"], cfg["eps"]
+        Y, aff_cache = nk.affine_forward(X, W, b)
+        if cfg["fused"]:
+            _, cache = nk.bn_relu_forward(Y, gamma, beta, eps)
+            g = nk.bn_relu_backward(G, cache)
+            dZ = g.dZ
+        else:
+            Z, bn_cache = nk.batchnorm_forward(Y, gamma, beta, eps)
+            _, relu_cache = nk.relu_forward(Z)
+            dZ = nk.relu_backward(G, relu_cache)
+            g = nk.batchnorm_backward(dZ, bn_cache)
+        a = nk.affine_backward(g.dY, aff_cache)
         return dict(L=np.float64(1.0), H=G, Z=dZ, gamma=g.dgamma, beta=g.dbeta,
                     Yhat=g.dYhat, v=g.dvar, m=g.dmean, Y=g.dY, X=a.dX, W=a.dW, b=a.db)
 
@@ -118,11 +127,16 @@ class BatchNormReLU(Walkthrough):
         return []
 
     def check_configs(self):
-        return [
+        fused = [
             dict(B=2, N=1, M=1), dict(B=2, N=3, M=4), dict(B=4, N=3, M=5),
             dict(B=7, N=5, M=3, seed=1), dict(B=6, N=4, M=5, constant_feature=True),
             dict(B=16, N=8, M=12, seed=2, eps=1e-3),
         ]
+        # the unfused pair (BatchNorm(relu=False) then ReLU) on a few shapes
+        unfused = [dict(B=4, N=3, M=5, fused=False),
+                   dict(B=6, N=4, M=5, constant_feature=True, fused=False),
+                   dict(B=7, N=5, M=3, seed=1, fused=False)]
+        return fused + unfused
 
 
 def _fmt(a, k=6):

@@ -9,21 +9,62 @@ The targets z_t are constants. No recurrence biases (as P9.4 writes it).
 The node functions are plain NumPy; the analytic gradients of every node come
 from nk.birnn_forward / nk.birnn_backward (the kernels), so each node's
 finite-difference check compares the kernels' BPTT with an independent forward.
+`nnkit gradcheck` runs every activation the kernels offer (sigmoid, tanh,
+relu) in both walkthroughs.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import rnn
-from ..trace import Node, Param, Trace, Walkthrough, register
+import nnkit as nk
 
-_GAMMA = {"sigmoid": 0.25, "tanh": 1.0}     # max |σ′| (P9.2's γ)
+from ..trace import Node, Param, Trace, Walkthrough, register
+from ._common import cast, common_params
+
+_GAMMA = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0}     # max |σ′| (P9.2's γ)
+ACTIVATIONS = tuple(_GAMMA)
 
 
 def _act(name):
     if name == "tanh":
         return np.tanh
+    if name == "relu":
+        return lambda a: np.maximum(a, 0)
     return lambda a: 1.0 / (1.0 + np.exp(-a))
+
+
+def _dact(name, h):
+    """σ′ written with the state h = σ(a)."""
+    if name == "sigmoid":
+        return h * (1 - h)
+    if name == "relu":
+        return (h > 0).astype(np.float64)
+    return 1 - h * h
+
+
+def _symbol(name):
+    return {"sigmoid": "σ", "tanh": "tanh", "relu": "relu"}[name]
+
+
+def _params(T: int, M: int, activation: str, recurrent: str, outputs: bool):
+    """The parameters of both RNN walkthroughs (one definition)."""
+    return (
+        Param("T", T, "time steps", minimum=1, maximum=16),
+        Param("B", 2, "batch size (rows)", minimum=1, maximum=256),
+        Param("N", 2, "input features", minimum=1, maximum=256),
+        Param("M", M, "hidden units" + (" per chain" if outputs else ""), minimum=1,
+              maximum=256),
+        *((Param("K", 2, "output features", minimum=1, maximum=256),) if outputs else ()),
+        Param("activation", activation, "state nonlinearity σ", choices=ACTIVATIONS),
+        Param("w_scale", 1.0, f"scale of the recurrent weights {recurrent} (P9.2/P9.3)",
+              minimum=0.0, maximum=100.0),
+        *common_params(),
+    )
+
+
+def _activation_configs(default: str) -> list[dict]:
+    """One run per activation other than the walkthrough's default."""
+    return [dict(activation=a, seed=7) for a in ACTIVATIONS if a != default]
 
 
 def _loss(*ys_and_zs):
@@ -40,22 +81,11 @@ class BiRNNWalkthrough(Walkthrough):
     description = ("A bidirectional RNN unrolled over T steps with both initial states "
                    "as nodes; BPTT: the forward chain's gradients accumulate right to "
                    "left in time, the backward chain's left to right (P9.4).")
-    params = (
-        Param("T", 3, "time steps", minimum=1, maximum=12),
-        Param("B", 2, "batch size (rows)", minimum=1, maximum=256),
-        Param("N", 2, "input features", minimum=1, maximum=256),
-        Param("M", 3, "hidden units per chain", minimum=1, maximum=256),
-        Param("K", 2, "output features", minimum=1, maximum=256),
-        Param("activation", "sigmoid", "state nonlinearity σ", choices=("sigmoid", "tanh")),
-        Param("w_scale", 1.0, "scale of the recurrent weights W^f, W^b (P9.2/P9.3)",
-              minimum=0.0, maximum=100.0),
-        Param("seed", 0, "random seed", minimum=0),
-        Param("dtype", "float64", "precision", choices=("float64", "float32")),
-    )
+    params = _params(3, 3, "sigmoid", "W^f, W^b", outputs=True)
 
     def graph(self, cfg):
         T, act = cfg["T"], cfg["activation"]
-        s = "σ" if act == "sigmoid" else "tanh"
+        s = _symbol(act)
         f = _act(act)
         nodes = [
             Node("Uf", "U^f ∈ ℝ^{M×N}: forward-chain input weights", role="param", label="U^f"),
@@ -107,7 +137,6 @@ class BiRNNWalkthrough(Walkthrough):
 
     def leaves(self, cfg, rng):
         T, B, N, M, K = cfg["T"], cfg["B"], cfg["N"], cfg["M"], cfg["K"]
-        dt = np.dtype(cfg["dtype"])
         ws = cfg["w_scale"]
         vals = {
             "Uf": rng.standard_normal((M, N)) / np.sqrt(N),
@@ -122,17 +151,17 @@ class BiRNNWalkthrough(Walkthrough):
         for t in range(1, T + 1):
             vals[f"x[{t}]"] = rng.standard_normal((B, N))
             vals[f"z[{t}]"] = rng.standard_normal((B, K))
-        return {k: a.astype(dt) for k, a in vals.items()}
+        return cast(vals, cfg["dtype"])
 
     def _run(self, values, cfg):
         T = cfg["T"]
         X = np.stack([values[f"x[{t}]"] for t in range(1, T + 1)])
         Z = np.stack([values[f"z[{t}]"] for t in range(1, T + 1)])
-        Y, cache = rnn.birnn_forward(X, values["hf[0]"], values[f"hb[{T + 1}]"],
+        Y, cache = nk.birnn_forward(X, values["hf[0]"], values[f"hb[{T + 1}]"],
                                      values["Uf"], values["Wf"], values["Ub"], values["Wb"],
                                      values["Wy"], values["by"], cfg["activation"])
         dY = (Y - Z).astype(Y.dtype)
-        return dY, cache, rnn.birnn_backward(dY, cache)
+        return dY, cache, nk.birnn_backward(dY, cache)
 
     def analytic(self, values, cfg):
         T = cfg["T"]
@@ -161,7 +190,7 @@ class BiRNNWalkthrough(Walkthrough):
         if chain is None or node.time in (0, T + 1):
             return {}
         h = np.asarray(trace.value(key), np.float64)
-        d = h * (1 - h) if trace.cfg["activation"] == "sigmoid" else 1 - h * h
+        d = _dact(trace.cfg["activation"], h)
         c = "f" if chain == "forward" else "b"
         return {f"σ′(a^{c}_{node.time})": d,
                 f"∂L/∂a^{c}_{node.time} = ∂L/∂h^{c}_{node.time} ⊙ σ′":
@@ -185,7 +214,7 @@ class BiRNNWalkthrough(Walkthrough):
             dict(), dict(T=1, B=1, N=1, M=1, K=1), dict(T=2, B=3, N=4, M=5, K=3, seed=1),
             dict(T=4, activation="tanh", seed=2), dict(T=5, w_scale=3.0, seed=3),
             dict(T=3, B=4, N=3, M=6, K=2, w_scale=0.3, seed=4),
-        ]
+        ] + _activation_configs("sigmoid")
 
 
 def _vanishing_lines(trace: Trace, visit: list, steps: list, W, h: str, w: str,
@@ -206,7 +235,7 @@ def _vanishing_lines(trace: Trace, visit: list, steps: list, W, h: str, w: str,
     J = np.eye(W.shape[0])                 # Π diag(σ′(a_t)) W along the chain
     for k in steps:
         hv = np.asarray(trace.value(k), np.float64)[0]
-        d = hv * (1 - hv) if act == "sigmoid" else 1 - hv * hv
+        d = _dact(act, hv)
         J = (d[:, None] * W) @ J
     jn = float(np.linalg.norm(J, 2))
     return [
@@ -228,21 +257,11 @@ class RNNWalkthrough(Walkthrough):
     problem = "P9"
     description = ("A simple RNN unrolled over T steps with the pre-activations a_t as "
                    "nodes: dh_t = G_t + (∂L/∂a_{t+1}) Wh, ∂L/∂a_t = dh_t ⊙ σ′(a_t).")
-    params = (
-        Param("T", 4, "time steps", minimum=1, maximum=16),
-        Param("B", 2, "batch size (rows)", minimum=1, maximum=256),
-        Param("N", 2, "input features", minimum=1, maximum=256),
-        Param("M", 3, "hidden units", minimum=1, maximum=256),
-        Param("activation", "tanh", "state nonlinearity σ", choices=("tanh", "sigmoid")),
-        Param("w_scale", 1.0, "scale of the recurrent weights Wh (P9.2/P9.3)",
-              minimum=0.0, maximum=100.0),
-        Param("seed", 0, "random seed", minimum=0),
-        Param("dtype", "float64", "precision", choices=("float64", "float32")),
-    )
+    params = _params(4, 3, "tanh", "Wh", outputs=False)
 
     def graph(self, cfg):
         T, act = cfg["T"], cfg["activation"]
-        s = "σ" if act == "sigmoid" else "tanh"
+        s = _symbol(act)
         f = _act(act)
         nodes = [
             Node("Wx", "Wx ∈ ℝ^{M×N}: input weights (U)", role="param"),
@@ -281,16 +300,15 @@ class RNNWalkthrough(Walkthrough):
         for t in range(1, T + 1):
             vals[f"x[{t}]"] = rng.standard_normal((B, N))
             vals[f"G[{t}]"] = rng.standard_normal((B, M))
-        dt = np.dtype(cfg["dtype"])
-        return {k: a.astype(dt) for k, a in vals.items()}
+        return cast(vals, cfg["dtype"])
 
     def analytic(self, values, cfg):
         T = cfg["T"]
         X = np.stack([values[f"x[{t}]"] for t in range(1, T + 1)])
         G = np.stack([values[f"G[{t}]"] for t in range(1, T + 1)])
-        _, cache = rnn.rnn_forward(X, values["h[0]"], values["Wx"], values["Wh"],
+        _, cache = nk.rnn_forward(X, values["h[0]"], values["Wx"], values["Wh"],
                                    values["b"], cfg["activation"])
-        g = rnn.rnn_backward(G, cache)
+        g = nk.rnn_backward(G, cache)
         out = {"L": np.float64(1.0), "Wx": g.dWx, "Wh": g.dWh, "b": g.db, "h[0]": g.dh0}
         for t in range(1, T + 1):
             out[f"x[{t}]"] = g.dX[t - 1]
@@ -308,4 +326,5 @@ class RNNWalkthrough(Walkthrough):
 
     def check_configs(self):
         return [dict(), dict(T=1, B=1, N=1, M=1), dict(T=6, B=3, N=4, M=5, seed=1),
-                dict(activation="sigmoid", w_scale=3.0, seed=2)]
+                dict(activation="sigmoid", w_scale=3.0, seed=2),
+                dict(activation="relu", T=6, B=3, N=4, M=5, seed=1)] + _activation_configs("tanh")

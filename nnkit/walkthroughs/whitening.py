@@ -8,7 +8,11 @@ Graph (rows are samples):
     Ŷ = (Y − m) W(Σ)                  W per group from sym(Σ) by the method
     γ, β  →  Z = γ ⊙ Ŷ + β  →  H = max(Z, 0)  →  L = Σ G ⊙ H
 The node functions below are plain NumPy written independently of the
-kernels; the analytic gradients come from nk.whitening_relu_forward/backward.
+kernels; the analytic gradients come from the kernels a layer runs:
+nk.whitening_relu_forward/backward (WhiteningBatchNorm(relu=True)) by
+default, nk.whitening_forward/backward then nk.relu_backward with
+fused=False. `nnkit gradcheck` runs both, and every method (ZCA, PCA,
+Cholesky, Newton–Schulz).
 Σ is a full matrix node: a finite-difference check perturbs one entry (i, j)
 at a time, and the whitening functions read the symmetric part (Σ + Σᵀ)/2,
 so ∂L/∂Σ is the symmetric dcov.
@@ -22,9 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import dense
-from .. import whitening as wh
+import nnkit as nk
+
 from ..trace import Node, Param, Trace, Walkthrough, register
+from ..whitening import METHODS
+from ._common import FUSED, cast, common_params, cov, dot_loss, offdiag
 
 
 # ------------------------------------------------ independent NumPy reference
@@ -46,12 +52,16 @@ def _whiten_block(S, method, T):
     if method == "cholesky":
         L = np.linalg.cholesky(S)
         return np.linalg.inv(L).T
+    # coupled Newton–Schulz (Higham §6.3): Z_k → (S/tr S)^(−½). The uncoupled
+    # P ← ½(3P − P³S/tr S) has the same iterates in exact arithmetic but
+    # amplifies rounding once converged (it diverges by T = 20-30)
     t = np.trace(S)
-    SN = S / t
-    P = np.eye(S.shape[0], dtype=S.dtype)
+    I = np.eye(S.shape[0], dtype=S.dtype)
+    Yk, Zk = S / t, I
     for _ in range(T):
-        P = 1.5 * P - 0.5 * P @ P @ P @ SN
-    return P / np.sqrt(t)
+        Tk = 1.5 * I - 0.5 * Zk @ Yk
+        Yk, Zk = Yk @ Tk, Tk @ Zk
+    return Zk / np.sqrt(t)
 
 
 def _block_mask(M, g):
@@ -59,20 +69,6 @@ def _block_mask(M, g):
     for c, k in _groups(M, g):
         mask[c:c + k, c:c + k] = True
     return mask
-
-
-def _loss(G, H):
-    return np.sum(np.asarray(G, np.float64) * H)
-
-
-def _cov(A):
-    A = np.asarray(A, np.float64)
-    Ac = A - A.mean(axis=0)
-    return Ac.T @ Ac / A.shape[0]
-
-
-def _offdiag(C):
-    return float(np.max(np.abs(C - np.diag(np.diag(C))))) if C.shape[0] > 1 else 0.0
 
 
 class _WhiteningBase(Walkthrough):
@@ -89,15 +85,15 @@ class _WhiteningBase(Walkthrough):
             Param("M", 4, "output features (whitened)", minimum=1, maximum=512),
             Param("eps", 1e-5, "ε added to the diagonal of Σ (> 0)", minimum=1e-12),
             Param("method", self.method_default, "whitening matrix",
-                  choices=wh.METHODS),
+                  choices=METHODS),
             Param("iterations", 5, "Newton–Schulz iterations T (newton)", minimum=1,
                   maximum=100),
             Param("group_size", 0, "whiten groups of this many features (0: all)",
                   minimum=0, maximum=512),
             Param("spectrum", "random", "Y's covariance: random, or exactly repeated "
                   "eigenvalues", choices=("random", "repeated")),
-            Param("seed", 0, "random seed", minimum=0),
-            Param("dtype", "float64", "precision", choices=("float64", "float32")),
+            FUSED,
+            *common_params(),
         )
 
     def validate(self, cfg):
@@ -138,7 +134,7 @@ class _WhiteningBase(Walkthrough):
             Node("W", "W ∈ ℝ^{M×N}", role="param"),
             Node("b", "b ∈ ℝ^M (broadcast over rows)", role="param"),
             Node("Y", "Y = X Wᵀ + b", ("X", "W", "b"),
-                 lambda X, W, b: dense.affine_forward(X, W, b)[0]),
+                 lambda X, W, b: X @ W.T + b),
             Node("m", "m_j = (1/B) Σ_i Y_ij", ("Y",), lambda Y: Y.mean(axis=0),
                  note="m feeds both Σ and Ŷ: dm is a total derivative."),
             Node("Sigma", f"Σ = (Y − m)ᵀ(Y − m)/B + εI,  ε = {eps:g}{grp}", ("Y", "m"),
@@ -152,11 +148,11 @@ class _WhiteningBase(Walkthrough):
                  lambda gm, Yh, bt: gm * Yh + bt),
             Node("H", "H = max(Z, 0)", ("Z",), lambda Z: np.maximum(Z, 0)),
             Node("G", "G = ∂L/∂H: a fixed random upstream gradient", role="constant"),
-            Node("L", "L = Σ_ij G_ij H_ij", ("G", "H"), _loss, role="loss"),
+            Node("L", "L = Σ_ij G_ij H_ij", ("G", "H"), dot_loss, role="loss"),
         ]
 
     def leaves(self, cfg, rng):
-        B, N, M, dt = cfg["B"], cfg["N"], cfg["M"], np.dtype(cfg["dtype"])
+        B, N, M = cfg["B"], cfg["N"], cfg["M"]
         if cfg["spectrum"] == "repeated":
             # Q: M orthonormal columns orthogonal to the ones vector (so X is centred)
             A = np.column_stack([np.ones(B), rng.standard_normal((B, M))])
@@ -183,29 +179,36 @@ class _WhiteningBase(Walkthrough):
         vals = dict(X=X, W=W, b=rng.standard_normal(M),
                     gamma=1.0 + 0.5 * rng.standard_normal(M),
                     beta=0.5 * rng.standard_normal(M), G=rng.standard_normal((B, M)))
-        return {k: np.asarray(a).astype(dt) for k, a in vals.items()}
+        return cast(vals, cfg["dtype"])
 
     def analytic(self, values, cfg):
         X, W, b, G = values["X"], values["W"], values["b"], values["G"]
-        Y, aff = dense.affine_forward(X, W, b)
-        H, cache = wh.whitening_relu_forward(Y, values["gamma"], values["beta"], cfg["eps"],
-                                             cfg["method"], cfg["group_size"] or None,
-                                             iterations=cfg["iterations"])
-        g = wh.whitening_relu_backward(G, cache)
-        a = dense.affine_backward(g.dY, aff)
-        return dict(L=np.float64(1.0), H=G, Z=g.dZ, gamma=g.dgamma, beta=g.dbeta,
+        Y, aff = nk.affine_forward(X, W, b)
+        args = (Y, values["gamma"], values["beta"], cfg["eps"], cfg["method"],
+                cfg["group_size"] or None)
+        if cfg["fused"]:
+            _, cache = nk.whitening_relu_forward(*args, iterations=cfg["iterations"])
+            g = nk.whitening_relu_backward(G, cache)
+            dZ = g.dZ
+        else:
+            Z, cache = nk.whitening_forward(*args, iterations=cfg["iterations"])
+            _, relu_cache = nk.relu_forward(Z)
+            dZ = nk.relu_backward(G, relu_cache)
+            g = nk.whitening_backward(dZ, cache)
+        a = nk.affine_backward(g.dY, aff)
+        return dict(L=np.float64(1.0), H=G, Z=dZ, gamma=g.dgamma, beta=g.dbeta,
                     Yhat=g.dYhat, Sigma=g.dcov, m=g.dmean, Y=g.dY, X=a.dX, W=a.dW,
                     b=a.db)
 
     def views(self, trace: Trace, key: str):
         out = {}
         if key in ("Y", "Sigma", "Yhat"):
-            out["Cov(Y)"] = _cov(trace.value("Y"))
+            out["Cov(Y)"] = cov(trace.value("Y"))
         if key in ("Sigma", "Yhat"):
             S = np.asarray(trace.value("Sigma"), np.float64)
             out["eigenvalues of Σ"] = np.linalg.eigvalsh(0.5 * (S + S.T))
         if key in ("Yhat", "Z", "H"):
-            out["Cov(Ŷ)"] = _cov(trace.value("Yhat"))
+            out["Cov(Ŷ)"] = cov(trace.value("Yhat"))
         return out
 
     def insights(self, trace: Trace, key: str):
@@ -227,10 +230,10 @@ class _WhiteningBase(Walkthrough):
                              f"max |F| = {1 / (2 * lam[0] ** 1.5):.3g}")
             return lines
         if key == "Yhat":
-            C = _cov(trace.value("Yhat"))
-            lines = [f"max |off-diagonal| of Cov(Ŷ): {_offdiag(C):.3e}"]
+            C = cov(trace.value("Yhat"))
+            lines = [f"max |off-diagonal| of Cov(Ŷ): {offdiag(C):.3e}"]
             if cfg["method"] == "zca" and not (cfg["group_size"] and cfg["group_size"] < M):
-                SY = _cov(trace.value("Y"))
+                SY = cov(trace.value("Y"))
                 pred = SY @ np.linalg.inv(SY + eps * np.eye(M))
                 lines.append(f"ZCA: Cov(Ŷ) − Σ_Y(Σ_Y + εI)⁻¹ max |diff| "
                              f"{np.max(np.abs(C - pred)):.2e} (predicted equal)")
@@ -241,6 +244,23 @@ class _WhiteningBase(Walkthrough):
         return []
 
     def check_configs(self):
+        return self._shape_configs() + self._variant_configs()
+
+    def _variant_configs(self):
+        """The unfused kernels, and PCA and Cholesky whitening (they have no
+        walkthrough of their own; PCA's eigenvectors are not unique at repeated
+        eigenvalues, so only random spectra for it)."""
+        out = [dict(B=6, N=4, M=4, seed=1, fused=False),
+               dict(B=9, N=4, M=7, group_size=3, seed=2, fused=False)]
+        for method in ("pca", "cholesky"):
+            out += [dict(B=6, N=4, M=4, seed=1, method=method),
+                    dict(B=9, N=4, M=7, group_size=3, seed=2, method=method),
+                    dict(B=8, N=5, M=5, seed=6, method=method, fused=False)]
+            if method != "pca":
+                out.append(dict(B=8, N=5, M=5, spectrum="repeated", method=method))
+        return out
+
+    def _shape_configs(self):
         return [
             dict(B=2, N=1, M=1), dict(B=3, N=2, M=2), dict(B=6, N=4, M=4, seed=1),
             dict(B=8, N=5, M=5, spectrum="repeated"),
@@ -271,3 +291,10 @@ class WhiteningNewton(_WhiteningBase):
     description = ("Whitening without an eigendecomposition: T Newton–Schulz iterations on "
                    "Σ/tr Σ (IterNorm); the backward runs back through the iterations.")
     method_default = "newton"
+
+    def _variant_configs(self):
+        """The unfused kernels, and more iterations (they must never hurt)."""
+        return [dict(B=6, N=4, M=4, seed=1, fused=False),
+                dict(B=9, N=4, M=7, group_size=3, seed=2, fused=False),
+                dict(B=8, N=5, M=5, seed=6, iterations=10),
+                dict(B=8, N=5, M=5, seed=6, iterations=30, fused=False)]

@@ -1,0 +1,46 @@
+"""What every walkthrough shares: the seed and dtype parameters, the loss
+L = Σ G ⊙ H against a fixed upstream gradient, and the covariance helpers the
+whitening walkthroughs and nnkit.lessons show. One definition each."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..trace import Param
+
+SEED = Param("seed", 0, "random seed", minimum=0)
+DTYPE = Param("dtype", "float64", "precision", choices=("float64", "float32"))
+# "fused": run the kernel the layer runs with relu=True (BatchNorm(relu=True),
+# WhiteningBatchNorm(relu=True)); False runs the unfused pair + relu_backward
+FUSED = Param("fused", True, "analytic gradients from the fused norm+ReLU kernels "
+              "(what the layer with relu=True runs); off: norm, then ReLU")
+
+
+def common_params() -> tuple[Param, ...]:
+    """The parameters every walkthrough ends with: seed, then dtype."""
+    return (SEED, DTYPE)
+
+
+def dot_loss(G, H) -> np.float64:
+    """L = Σ_ij G_ij H_ij in float64: ∂L/∂H = G."""
+    return np.sum(np.asarray(G, np.float64) * H)
+
+
+def cov(A) -> np.ndarray:
+    """Biased sample covariance of the columns of A (rows are samples), float64."""
+    A = np.asarray(A, np.float64)
+    Ac = A - A.mean(axis=0)
+    return Ac.T @ Ac / A.shape[0]
+
+
+def offdiag(C) -> float:
+    """max |off-diagonal entry| of a square matrix (0 for 1×1)."""
+    C = np.asarray(C)
+    if C.shape[0] < 2:
+        return 0.0
+    return float(np.max(np.abs(C - np.diag(np.diag(C)))))
+
+
+def cast(values: dict, dtype) -> dict:
+    """Every leaf in the walkthrough's dtype."""
+    dt = np.dtype(dtype)
+    return {k: np.asarray(a).astype(dt) for k, a in values.items()}
