@@ -1,25 +1,57 @@
 """`nnkit` command line: finite-difference checks of every registered walkthrough.
 
     nnkit list                          the walkthroughs
-    nnkit gradcheck [--walkthrough NAME ...] [--dtype float64|float32|both] [--json]
+    nnkit gradcheck [--walkthrough NAME ...] [--dtype float64|float32|both]
+                    [--max-elements K] [--strict] [--json] [--verbose]
 
-Exit status: 0 all checks pass, 1 any check fails, 2 usage error.
+Exit status:
+  0  every check passed (`nnkit list`: always)
+  1  a check failed (with --strict, a vacuous check counts as failed)
+  2  usage error: the subcommand's usage is printed to stderr
+A reader that closes the pipe early (`nnkit gradcheck --json | head`) changes
+nothing: every check has run before the first line is printed, so there is
+no traceback and the status is still the verdict (0 or 1); under `set -o
+pipefail` a CI script sees a failed check, never a closed pipe, as 1.
+
+Adding a subcommand: write `_add_<name>(sub)` that builds its parser and
+sets `run=` to a function `(args) -> exit status`, and list it in COMMANDS.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import trace
+from ._table import format_table
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnkit", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the registered walkthroughs")
-    g = sub.add_parser("gradcheck", help="check every node of every walkthrough "
-                       "against central differences")
+# ------------------------------------------------------------------ list
+def _add_list(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("list", help="list the registered walkthroughs",
+                       description="The registered walkthroughs (name, problem, title).")
+    p.set_defaults(run=_run_list)
+    return p
+
+
+def _run_list(args) -> int:
+    rows = [(name, w.problem, w.title) for name, w in trace.registry().items()]
+    _emit(format_table(("walkthrough", "problem", "title"), rows))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------- gradcheck
+def _add_gradcheck(sub) -> argparse.ArgumentParser:
+    g = sub.add_parser(
+        "gradcheck", help="check every node of every walkthrough against central differences",
+        description="Check every node gradient of every walkthrough configuration "
+                    "against central differences (float64).",
+        epilog="Exit status: 0 all pass, 1 any check fails (with --strict also a "
+               "vacuous one), 2 usage error. A closed pipe (| head) leaves the status "
+               "the verdict: no traceback, 0 or 1.")
     g.add_argument("--walkthrough", "-w", action="append", metavar="NAME",
                    help="only this walkthrough (repeatable; default: all)")
     g.add_argument("--dtype", choices=("float64", "float32", "both"), default="both",
@@ -28,28 +60,24 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-elements", type=int, default=trace.MAX_ELEMENTS, metavar="K",
                    help=f"check at most K sampled elements per tensor "
                         f"(default {trace.MAX_ELEMENTS})")
+    g.add_argument("--strict", action="store_true",
+                   help="fail a vacuous check (gradients tiny against what a generic "
+                        "upstream gradient gives: it tested nothing)")
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.add_argument("--verbose", "-v", action="store_true", help="print every tensor's row")
-    return p
+    g.set_defaults(run=_run_gradcheck)
+    return g
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _run_gradcheck(args) -> int:
     reg = trace.registry()
-    if args.command == "list":
-        for name, w in reg.items():
-            print(f"{name:<16} {w.problem:<5} {w.title}")
-        return 0
     names = args.walkthrough or list(reg)
     unknown = [n for n in names if n not in reg]
     if unknown:
-        print(f"nnkit gradcheck: --walkthrough: expected one of {sorted(reg)}, "
-              f"got {unknown[0]!r}", file=sys.stderr)
-        return 2
+        args.parser.error(f"--walkthrough: expected one of {sorted(reg)}, "
+                          f"got {unknown[0]!r}")
     if args.max_elements < 1:
-        print(f"nnkit gradcheck: --max-elements: expected >= 1, got {args.max_elements}",
-              file=sys.stderr)
-        return 2
+        args.parser.error(f"--max-elements: expected >= 1, got {args.max_elements}")
     dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
     results = []
     for name in names:
@@ -62,37 +90,94 @@ def main(argv: list[str] | None = None) -> int:
                 elif dtype != "float64":
                     continue
                 t = trace.Trace(w, **cfg)
-                report = t.check_all(max_elements=args.max_elements)
+                report = t.check_all(max_elements=args.max_elements, strict=args.strict)
                 results.append((name, t.cfg, report))
     passed = all(r.passed for _, _, r in results)
     if args.json:
-        print(json.dumps(dict(passed=passed, runs=[
+        _emit(json.dumps(dict(passed=passed, strict=args.strict, runs=[
             dict(walkthrough=n, config=c, **r.to_dict()) for n, c, r in results]), indent=2))
     else:
-        _print_table(results, args.verbose)
-    return 0 if passed else 1
+        _emit(_gradcheck_table(results, args.verbose, args.strict))
+    return EXIT_OK if passed else EXIT_FAIL
 
 
-def _print_table(results, verbose: bool) -> None:
-    print(f"{'walkthrough':<16} {'dtype':<8} {'config':<44} {'nodes':>5} "
-          f"{'worst node':<10} {'tol used':>8} {'max rel err':>11}  result")
+def _shown_config(w: trace.Walkthrough, cfg: dict) -> str:
+    """Shapes always, other parameters only where they differ from the default."""
+    defaults = {p.name: p.default for p in w.params}
+    return " ".join(f"{k}={v}" for k, v in cfg.items() if k != "dtype" and
+                    (k in ("B", "N", "M", "T") or v != defaults.get(k)))
+
+
+def _flags(r) -> str:
+    kinks = sum(len(c.kinks) for c in r.checks)
+    vac = sum(c.vacuous for c in r.checks)
+    return ", ".join(s for s in (f"{kinks} kink{'s' * (kinks != 1)}" if kinks else "",
+                                 f"{vac} vacuous" if vac else "") if s)
+
+
+def _gradcheck_table(results, verbose: bool, strict: bool) -> str:
     reg = trace.registry()
+    rows = []
     for name, cfg, r in results:
-        defaults = {p.name: p.default for p in reg[name].params}
-        # shapes always, other parameters only where they differ from the default
-        shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "dtype" and
-                         (k in ("B", "N", "M", "T") or v != defaults.get(k)))
         # worst = closest to failing: the largest share of its tolerance used
         worst = max(r.checks, key=lambda c: (not c.passed, c.tol_used))
-        print(f"{name:<16} {cfg.get('dtype', 'float64'):<8} {shown[:44]:<44} "
-              f"{len(r.checks):>5} {worst.name:<10} {worst.tol_used:>8.3f} "
-              f"{worst.max_rel_err:>11.2e}  "
-              f"{'PASS' if r.passed else 'FAIL'}")
-        if verbose or not r.passed:
-            print("    " + r.table().replace("\n", "\n    "))
+        flags = _flags(r)
+        rows.append((name, cfg.get("dtype", "float64"), len(r.checks), worst.name,
+                     f"{worst.tol_used:.3f}", f"{worst.max_rel_err:.2e}",
+                     ("PASS" if r.passed else "FAIL") + (f" ({flags})" if flags else ""),
+                     _shown_config(reg[name], cfg)))
+    # the config is the last column: never cut, however long
+    out = [format_table(("walkthrough", "dtype", "nodes", "worst node", "tol used",
+                         "max rel err", "result", "config"), rows, "llrlrrll")]
+    for name, cfg, r in results:
+        if verbose or not r.passed or _flags(r):
+            out.append("")
+            out.append("    " + r.table().replace("\n", "\n    "))
     n_ok = sum(r.passed for _, _, r in results)
-    print(f"{n_ok} of {len(results)} runs passed, "
-          f"{sum(len(r.checks) for _, _, r in results)} node gradients checked")
+    out.append(f"{n_ok} of {len(results)} runs passed, "
+               f"{sum(len(r.checks) for _, _, r in results)} node gradients checked"
+               + (" (strict: vacuous checks fail)" if strict else ""))
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ main
+COMMANDS = (_add_list, _add_gradcheck)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nnkit", description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__[__doc__.index("Exit status:"):__doc__.index("Adding a subcommand")])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        sp = add(sub)
+        sp.set_defaults(parser=sp)
+    return p
+
+
+def _emit(text: str) -> None:
+    """Print the output; a reader that closed the pipe (| head) is not an error.
+
+    Every check has run before this is called, so the caller's exit status
+    (the verdict) stands; stdout is pointed at /dev/null so the interpreter's
+    final flush does not raise BrokenPipeError again.
+    """
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    # parse_known_args: argparse reports an unknown option of a subcommand with
+    # the top-level usage; the subcommand's own parser reports it here instead
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args.run(args)
 
 
 if __name__ == "__main__":

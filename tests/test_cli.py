@@ -50,26 +50,167 @@ def test_list(capsys):
     assert "bn-relu" in capsys.readouterr().out
 
 
+def _subcommands():
+    """Every subcommand the parser knows (new ones are covered automatically)."""
+    action = next(a for a in cli._parser()._actions if a.dest == "command")
+    return sorted(action.choices)
+
+
 def test_unknown_walkthrough_exit_2(capsys):
-    assert cli.main(["gradcheck", "--walkthrough", "nope"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["gradcheck", "--walkthrough", "nope"])
+    assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "--walkthrough" in err and "'nope'" in err
+    assert err.startswith("usage: nnkit gradcheck")
+    assert "--walkthrough: expected one of" in err and "got 'nope'" in err
     p = _run("gradcheck", "-w", "nope")
-    assert p.returncode == 2 and "nope" in p.stderr
+    assert p.returncode == 2 and "nope" in p.stderr and "Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("argv", [["gradcheck", "--no-such-flag"], ["gradcheck", "--dtype", "float16"],
-                                  ["frobnicate"], [], ["gradcheck", "--max-elements", "x"]])
-def test_bad_usage_exit_2(argv, capsys):
+@pytest.mark.parametrize("argv", [["gradcheck", "--dtype", "float16"],
+                                  ["gradcheck", "--max-elements", "x"]])
+def test_bad_value_exit_2_with_the_subcommand_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
-    assert "usage" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("usage: nnkit gradcheck")
+
+
+@pytest.mark.parametrize("argv", [["frobnicate"], []])
+def test_bad_command_exit_2_with_the_top_level_usage(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("usage: nnkit [-h] COMMAND")
+
+
+def test_every_subcommand_with_a_bogus_flag_prints_its_own_usage(capsys):
+    """Issue 8.12: `nnkit gradcheck --bogus` printed the top-level usage."""
+    names = _subcommands()
+    assert {"list", "gradcheck"} <= set(names)
+    for name in names:
+        with pytest.raises(SystemExit) as exc:
+            cli.main([name, "--bogus"])
+        assert exc.value.code == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: nnkit {name}"), err
+        assert f"nnkit {name}: error: unrecognized arguments: --bogus" in err
+    # and as a program: exit 2, the usage, never a traceback
+    for name in names:
+        p = _run(name, "--bogus")
+        assert p.returncode == 2, (name, p.stderr)
+        assert p.stderr.startswith(f"usage: nnkit {name}") and "Traceback" not in p.stderr
 
 
 def test_max_elements_below_one_exit_2(capsys):
-    assert cli.main(["gradcheck", "--max-elements", "0"]) == 2
-    assert "--max-elements" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["gradcheck", "--max-elements", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: nnkit gradcheck")
+    assert "--max-elements: expected >= 1, got 0" in err
+
+
+def test_config_column_is_never_cut(capsys):
+    """Issue 8.12: the config column cut values (`spectrum=repeated see`)."""
+    assert cli.main(["gradcheck", "-w", "whitening-zca", "--dtype", "float64",
+                     "--max-elements", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    w = trace.get("whitening-zca")
+    shown = [cli._shown_config(w, trace.Trace(w, **c).cfg) for c in w.check_configs()]
+    assert any(len(s) > 44 for s in shown)      # longer than the old fixed column
+    rows = [ln for ln in lines if ln.startswith("whitening-zca")]
+    assert len(rows) == len(shown)
+    for row, s in zip(rows, shown):
+        assert row.endswith(s), (row, s)
+    assert "spectrum=repeated seed=3" in "\n".join(lines)
+
+
+def test_broken_pipe_no_traceback_and_the_verdict_as_status():
+    """Issue 8.7: `nnkit gradcheck ... --json | head` printed a BrokenPipeError
+    traceback and exited 1. The reader closing early is not a failed check."""
+    cmd = (f"set -o pipefail; {sys.executable} -m nnkit.cli gradcheck -w bn-relu "
+           f"--dtype float64 --json | head -1")
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert p.stdout == "{\n"
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+    assert p.returncode == 0
+    # deterministic: the reader is gone before the first byte is written
+    for args in (["gradcheck", "-w", "bn-relu", "--dtype", "float64", "--max-elements", "2"],
+                 ["list"]):
+        proc = subprocess.Popen([sys.executable, "-m", "nnkit.cli", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=300) == 0, err
+        assert err == "", err
+
+
+_BROKEN = """
+import sys, numpy as np
+from nnkit import cli, trace
+w = trace.get("bn-relu")
+real = type(w).analytic
+def broken(self, values, cfg):
+    g = real(self, values, cfg)
+    g["gamma"] = 2.0 * np.asarray(g["gamma"])
+    return g
+type(w).analytic = broken
+sys.exit(cli.main(["gradcheck", "-w", "bn-relu", "--dtype", "float64", "--max-elements", "2"]))
+"""
+
+
+def test_broken_pipe_keeps_a_failure_a_failure():
+    proc = subprocess.Popen([sys.executable, "-c", _BROKEN], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1 and "Traceback" not in err, err
+
+
+def test_help_documents_the_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["gradcheck", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Exit status: 0 all pass, 1 any check fails" in out and "| head" in out
+    assert "--strict" in out
+    assert "closes the pipe early" in cli.__doc__
+
+
+class _Centered(trace.Walkthrough):
+    """y = x − mean(x) against G = 1: ∂L/∂x = G − mean(G) = 0 exactly, although
+    y depends on x: G is blind to x, so x's check is vacuous."""
+    name = "centered-toy"
+    params = (trace.Param("seed", 0),)
+
+    def graph(self, cfg):
+        return [trace.Node("x", "x", role="input"),
+                trace.Node("y", "y = x − mean x", ("x",), lambda x: x - x.mean()),
+                trace.Node("G", "G = 1", role="constant"),
+                trace.Node("L", "L = Σ G y", ("G", "y"), lambda G, y: float(np.sum(G * y)),
+                           role="loss")]
+
+    def leaves(self, cfg, rng):
+        return dict(x=rng.standard_normal(5), G=np.ones(5))
+
+    def analytic(self, values, cfg):
+        G = values["G"]
+        return dict(L=np.float64(1.0), y=G, x=G - G.mean())
+
+
+def test_strict_fails_a_vacuous_check(monkeypatch, capsys):
+    monkeypatch.setitem(trace._REGISTRY, "centered-toy", _Centered())
+    assert cli.main(["gradcheck", "-w", "centered-toy"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS (1 vacuous)" in out and "VACUOUS" in out
+    assert cli.main(["gradcheck", "-w", "centered-toy", "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "0 of 1 runs passed" in out and "strict" in out
+    assert cli.main(["gradcheck", "-w", "centered-toy", "--strict", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["strict"] is True
+    x = next(t for t in data["runs"][0]["tensors"] if t["name"] == "x")
+    assert x["vacuous"] is True and x["passed"] is False
 
 
 def test_failure_exit_1(monkeypatch, capsys):
