@@ -42,4 +42,14 @@ from .rnn import (BiRNNCache, BiRNNGrads, RNNCache, RNNGrads, birnn_backward,
 from .layers import (BatchNorm, BiRNN, Layer, Linear, ReLU, RNN, Sequential,
                      SoftmaxCrossEntropy, WhiteningBatchNorm)
 
+# P6, P8: dropout; layer, instance and channel batch norm; weight norm
+from .dropout import DropoutCache, DropoutGrads, dropout_backward, dropout_forward
+from .norms import (ChannelBatchNormCache, ChannelBatchNormGrads, RowNormCache,
+                    RowNormGrads, batchnorm_channels_backward, batchnorm_channels_forward,
+                    instancenorm_backward, instancenorm_forward, layernorm_backward,
+                    layernorm_forward)
+from .weightnorm import (WeightNormCache, WeightNormGrads, weightnorm_backward,
+                         weightnorm_forward)
+from .layers import Dropout, InstanceNorm, LayerNorm
+
 __version__ = "0.1.0"

@@ -263,3 +263,175 @@ def initial_state(name: str, h, B: int, M: int, dtype) -> np.ndarray:
         raise ValueError(f"{name}: expected shape ({B}, {M}) (B = X.shape[1], M hidden "
                          f"units), got {h.shape}")
     return h
+
+
+# ------------------------------------------------- P6, P8: dropout and norms
+def keep_prob(keep) -> float:
+    """Dropout's keep probability p in (0, 1] (PyTorch's p is the drop probability 1 − keep)."""
+    if isinstance(keep, (bool, np.bool_)):
+        raise TypeError(f"keep: expected a probability in (0, 1], got {keep!r}")
+    try:
+        value = float(keep)
+    except (TypeError, ValueError):
+        raise TypeError(f"keep: expected a probability in (0, 1], got {keep!r}") from None
+    if not 0.0 < value <= 1.0:   # also NaN
+        raise ValueError(f"keep: expected a probability in (0, 1] (the keep probability, "
+                         f"PyTorch's 1 − p; 0 would divide by zero in 1/keep), got {keep!r}")
+    return value
+
+
+def flag(name: str, value) -> bool:
+    """A True/False switch (a 0/1 int or a string is refused: it hides mistakes)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def norm_input(name: str, X, min_ndim: int, shape_doc: str) -> np.ndarray:
+    """A normalization's input with at least `min_ndim` axes, none empty."""
+    X = float_array(name, X, None, shape_doc)
+    if X.ndim < min_ndim:
+        raise ValueError(f"{name}: expected at least {min_ndim} axes {shape_doc}, "
+                         f"got shape {X.shape}")
+    nonempty(name, X, shape_doc)
+    return X
+
+
+def affine_params(X, gamma, beta, shape: tuple, what: str):
+    """γ and β of a normalization: exactly `shape`, X's dtype."""
+    out = []
+    for pname, p in (("gamma", gamma), ("beta", beta)):
+        p = float_array(pname, p, len(shape), f"{tuple(shape)} ({what})", dtype=X.dtype)
+        if p.shape != tuple(shape):
+            raise ValueError(f"{pname}: expected shape {tuple(shape)} ({what}), got {p.shape}")
+        out.append(p)
+    return out
+
+
+def spatial_for_statistics(name: str, S: int) -> None:
+    if S < 2:
+        raise ValueError(f"{name}: instance norm needs at least 2 elements per (sample, "
+                         f"channel) to average over, got {S}: the variance of one value is "
+                         f"0 and x̂ = 0/√ε carries no information")
+
+
+def weight_rows(u, gamma):
+    """Weight norm's direction u (M, N) with no zero row, and its scale γ (M,)."""
+    u = float_array("u", u, 2, "(out_features, in_features)")
+    nonempty("u", u, "(out_features, in_features)")
+    gamma = float_array("gamma", gamma, 1, "(out_features,)", dtype=u.dtype)
+    same_dim("gamma", gamma.shape[0], u.shape[0], "gamma.shape[0] (u.shape[0], one per row)")
+    return u, gamma
+
+
+# ------------------------------------------- P5, P7: optimizers, init, training
+def real_number(name: str, value, low: float = 0.0, high: float | None = None,
+                low_open: bool = False, high_open: bool = False, why: str = "") -> float:
+    """A finite real in [low, high] (open ends where asked); a bool or a string is a TypeError."""
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    rng = f"{lo}{low}, {'inf' if high is None else high}{hi}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TypeError(f"{name}: expected a real number in {rng}, got "
+                        f"{type(value).__name__} {value!r}")
+    x = float(value)
+    ok = (math.isfinite(x) and (x > low if low_open else x >= low)
+          and (high is None or (x < high if high_open else x <= high)))
+    if not ok:
+        raise ValueError(f"{name}: expected a real number in {rng}, got {value!r}"
+                         + (f" ({why})" if why else ""))
+    return x
+
+
+def betas_value(betas) -> tuple[float, float]:
+    """Adam's (β1, β2), each in [0, 1) (β = 1 never forgets and 1 − β^t = 0)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas: expected a pair (beta1, beta2), got "
+                        f"{type(betas).__name__} {betas!r}")
+    return (real_number("betas[0]", betas[0], 0.0, 1.0, high_open=True),
+            real_number("betas[1]", betas[1], 0.0, 1.0, high_open=True,
+                        why="the bias correction divides by 1 − β2^t"))
+
+
+def param_pairs(params) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """An optimizer's parameters: (name, θ, ∂L/∂θ) triples.
+
+    From an object with `params` and `grads` dicts of the same keys (a layer,
+    a Sequential) or from a list of (param, grad) array pairs (named "0", "1",
+    ...). θ must be a writeable C-contiguous float32/float64 array (it is
+    updated in place); its gradient an array of the same shape and dtype. The
+    same θ array twice (a layer used twice) is kept once.
+    """
+    if hasattr(params, "params") and hasattr(params, "grads"):
+        P, G = params.params, params.grads
+        if not isinstance(P, dict) or not isinstance(G, dict):
+            raise TypeError(f"params: expected .params and .grads dicts, got "
+                            f"{type(P).__name__} and {type(G).__name__}")
+        if list(P) != list(G):
+            raise ValueError(f"params: expected .grads with the keys of .params, got "
+                             f"{sorted(G)} for {sorted(P)}")
+        items = [(str(k), P[k], G[k]) for k in P]
+    elif isinstance(params, (list, tuple)):
+        items = []
+        for i, pair in enumerate(params):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise TypeError(f"params[{i}]: expected a (param, grad) pair of arrays, "
+                                f"got {type(pair).__name__}")
+            items.append((str(i), pair[0], pair[1]))
+    else:
+        raise TypeError(f"params: expected a layer/model with .params and .grads, or a "
+                        f"list of (param, grad) pairs, got {type(params).__name__}")
+    if not items:
+        raise ValueError("params: expected at least one parameter, got none")
+    out, seen = [], set()
+    for name, p, g in items:
+        if not isinstance(p, np.ndarray) or p.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"params[{name!r}]: expected a float32/float64 numpy array, got "
+                            f"{type(p).__name__} {getattr(p, 'dtype', '')}".rstrip())
+        if not p.flags.c_contiguous or not p.flags.writeable:
+            raise ValueError(f"params[{name!r}]: expected a writeable C-contiguous array "
+                             f"(it is updated in place)")
+        if not isinstance(g, np.ndarray) or g.dtype != p.dtype:
+            raise TypeError(f"grads[{name!r}]: expected a numpy array of dtype {p.dtype} "
+                            f"(the parameter's), got {type(g).__name__} "
+                            f"{getattr(g, 'dtype', '')}".rstrip())
+        if g.shape != p.shape:
+            raise ValueError(f"grads[{name!r}]: expected shape {p.shape} (the parameter's), "
+                             f"got {g.shape}")
+        if np.may_share_memory(p, g):
+            raise ValueError(f"grads[{name!r}]: shares memory with its parameter")
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        out.append((name, p, g))
+    return out
+
+
+def init_shape(shape) -> tuple[int, ...]:
+    """A weight shape in PyTorch's (out, in[, kh, kw, ...]) convention: ≥ 2 positive ints."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"shape: expected a tuple of ints (out, in[, kh, kw]), got "
+                        f"{type(shape).__name__} {shape!r}")
+    dims = tuple(positive_int(f"shape[{i}]", d) for i, d in enumerate(shape))
+    if len(dims) < 2:
+        raise ValueError(f"shape: expected at least 2 dimensions (out, in[, kh, kw]) to "
+                         f"define fan_in and fan_out, got {dims}")
+    return dims
+
+
+def labelled_data(X, y, name_X: str = "X", name_y: str = "y"):
+    """A data set: X (n, ...) float array, y of n labels or targets."""
+    X = float_array(name_X, X, None, "(n, features...)")
+    if X.ndim < 1:
+        raise ValueError(f"{name_X}: expected at least 1 axis (samples first), got a scalar")
+    nonempty(name_X, X, "(n, features...)")
+    y = np.asarray(y)
+    if y.ndim < 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"{name_y}: expected {X.shape[0]} labels or targets (one per row "
+                         f"of {name_X}), got shape {y.shape}")
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"{name_y}: expected integer labels or float targets, got {y.dtype}")
+    return X, y

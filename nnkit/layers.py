@@ -24,6 +24,9 @@ from . import dense
 from . import rnn
 from . import softmax as sm
 from . import whitening as wh
+from . import dropout as dr
+from . import norms
+from . import weightnorm as wn
 from ._random import generator
 from ._whitening_algebra import block_diag, stacks
 
@@ -116,23 +119,37 @@ class Linear(Layer):
     Any leading dimensions, as PyTorch's: (B, N), (T, B, N), ... Initial W is
     LeCun normal, N(0, 1/in_features) (P7), from the library generator
     (`nk.seed`) unless `seed` or `rng` is given; b starts at 0. With
-    bias=False, b stays 0 and receives no gradient.
+    bias=False, b stays 0 and receives no gradient. With weight_norm=True the
+    parameters are u (M, N) and gamma (M,) in place of W, and W = γ u/‖u‖ per
+    row (P8; nnkit.weightnorm), starting from γ = ‖u‖ (the same initial W).
     """
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
                  dtype=np.float64, seed: int | None = None,
-                 rng: np.random.Generator | None = None):
+                 rng: np.random.Generator | None = None, weight_norm: bool = False):
         super().__init__()
+        self.weight_norm = v.flag("weight_norm", weight_norm)
         N = v.positive_int("in_features", in_features)
         M = v.positive_int("out_features", out_features)
         dtype = v.float_dtype(dtype)
         W = generator(seed, rng).standard_normal((M, N)) / np.sqrt(N)
-        self.add_param("W", W.astype(dtype))
+        if self.weight_norm:          # W = γ u/‖u‖: u and γ are the parameters
+            self.add_param("u", W.astype(dtype))
+            self.add_param("gamma", np.linalg.norm(self.params["u"], axis=1))
+        else:
+            self.add_param("W", W.astype(dtype))
         self.add_param("b", np.zeros(M, dtype))
         self.bias = bool(bias)
 
+    def _weight(self) -> np.ndarray:
+        """W, or γ u/‖u‖ with weight_norm (its cache kept for backward)."""
+        if not self.weight_norm:
+            return self.params["W"]
+        W, self._wn_cache = wn.weightnorm_forward(self.params["u"], self.params["gamma"])
+        return W
+
     def forward(self, X):
-        W = self.params["W"]
+        W = self._weight()
         X = v.float_array("X", X, None, "(..., in_features)", dtype=W.dtype,
                            dtype_of="the layer's dtype")
         if X.ndim < 1 or X.shape[-1] != W.shape[1]:
@@ -152,7 +169,12 @@ class Linear(Layer):
                              f"{c.W.shape[0]}) with {lead} rows, got {dY.shape}")
         g = dense.affine_backward(dY.reshape(lead, -1), c,
                                   out=self.out("dX", c.X.shape, c.X.dtype, dY))
-        self.set_grads(W=g.dW, b=g.db if self.bias else 0)
+        if self.weight_norm:
+            w = wn.weightnorm_backward(g.dW, self._wn_cache)
+            self.set_grads(u=w.du, gamma=w.dgamma)
+        else:
+            self.set_grads(W=g.dW)
+        self.set_grads(b=g.db if self.bias else 0)
         return g.dX if dY.ndim == 2 else g.dX.reshape(dY.shape[:-1] + (c.X.shape[1],))
 
 
@@ -229,6 +251,8 @@ class BatchNorm(_FeatureNorm):
 
     Training: normalize with the batch statistics and update the running ones
     (momentum convention in nnkit.batchnorm). Eval: use the running statistics.
+    Y (B, num_features), or (B, C, F) normalized per channel over batch and
+    features (P8, PyTorch's BatchNorm1d) through the (B·F, C) transpose.
     """
 
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1,
@@ -236,8 +260,15 @@ class BatchNorm(_FeatureNorm):
         self.eps = v.eps_value(eps)
         super().__init__(num_features, momentum, relu, dtype)
         self.running_var = np.ones_like(self.running_mean)
+        self._shape3 = None
 
     def forward(self, Y):
+        if np.ndim(Y) == 3:         # (B, C, F): per channel over batch and features
+            Y = v.norm_input("Y", Y, 3, "(B, C, F)")
+            Z = self.forward(norms._to_rows(Y))
+            self._shape3 = Y.shape
+            return norms._from_rows(Z, Y.shape)
+        self._shape3 = None
         Y = self._input(Y)
         g, b = self.params["gamma"], self.params["beta"]
         out = self.out("Z", Y.shape, Y.dtype, Y)
@@ -252,6 +283,12 @@ class BatchNorm(_FeatureNorm):
 
     def _backward_pair(self):
         return bn.bn_relu_backward if self.relu else bn.batchnorm_backward
+
+    def backward(self, dout):
+        if self._shape3 is None:
+            return super().backward(dout)
+        dout = v.upstream("dZ", dout, self._shape3, self.params["gamma"].dtype)
+        return norms._from_rows(super().backward(norms._to_rows(dout)), self._shape3)
 
 
 class WhiteningBatchNorm(_FeatureNorm):
@@ -435,3 +472,93 @@ class Sequential(Layer):
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
         return dout
+
+
+# ------------------------------------------- P6, P8: dropout, layer/instance norm
+class Dropout(Layer):
+    """Inverted dropout (P6): X ⊙ R / keep in training, R ~ Bernoulli(keep); identity in eval.
+
+    `keep` is the keep probability: PyTorch's nn.Dropout(p) is Dropout(keep=1 − p).
+    Masks come from the library generator (`nk.seed`) unless `seed` or `rng` is given.
+    """
+
+    def __init__(self, keep: float = 0.5, *, seed: int | None = None,
+                 rng: np.random.Generator | None = None):
+        super().__init__()
+        self.keep = v.keep_prob(keep)
+        self._rng = generator(seed, rng) if (seed is not None or rng is not None) else None
+
+    def forward(self, X):
+        Y, self._cache = dr.dropout_forward(X, self.keep, self._rng, self.training)
+        return Y
+
+    def backward(self, dY):
+        return dr.dropout_backward(dY, self.cache()).dX
+
+    @property
+    def mask(self):
+        """The last training forward's R (bool), or None."""
+        return None if self._cache is None else self._cache.mask
+
+
+class LayerNorm(Layer):
+    """Layer norm (P8) over the trailing `normalized_shape` axes of X (..., *normalized_shape).
+
+    γ (ones), β (zeros) of shape normalized_shape; the same in train and eval
+    (no running statistics), as PyTorch's nn.LayerNorm.
+    """
+
+    def __init__(self, normalized_shape, *, eps: float = 1e-5, dtype=np.float64):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+            and not isinstance(normalized_shape, bool) else tuple(normalized_shape)
+        self.normalized_shape = tuple(v.positive_int("normalized_shape", d) for d in shape)
+        self.eps = v.eps_value(eps)
+        dtype = v.float_dtype(dtype)
+        self.add_param("gamma", np.ones(self.normalized_shape, dtype))
+        self.add_param("beta", np.zeros(self.normalized_shape, dtype))
+
+    def forward(self, X):
+        ns = self.normalized_shape
+        X = v.float_array("X", X, None, f"(..., *{ns})", dtype=self.params["gamma"].dtype,
+                           dtype_of="the layer's dtype")
+        if X.ndim <= len(ns) or X.shape[X.ndim - len(ns):] != ns:
+            raise ValueError(f"X: expected shape (..., *{ns}) with at least one leading "
+                             f"axis, got {X.shape}")
+        Z, self._cache = norms.layernorm_forward(X.reshape((-1,) + ns), self.params["gamma"],
+                                                 self.params["beta"], self.eps)
+        self._shape = X.shape
+        return Z.reshape(X.shape)
+
+    def backward(self, dZ):
+        c = self.cache()
+        dZ = v.upstream("dZ", dZ, self._shape, c.X.dtype)
+        g = norms.layernorm_backward(dZ.reshape(c.X.shape), c, full=False)
+        self.set_grads(gamma=g.dgamma, beta=g.dbeta)
+        return g.dX.reshape(self._shape)
+
+
+class InstanceNorm(Layer):
+    """Instance norm (P8): X (B, C, ...) per (sample, channel) over the rest; γ, β (C,).
+
+    The same in train and eval (PyTorch's default track_running_stats=False);
+    affine γ = 1, β = 0 to start (PyTorch's affine=True).
+    """
+
+    def __init__(self, num_channels: int, *, eps: float = 1e-5, dtype=np.float64):
+        super().__init__()
+        C = v.positive_int("num_channels", num_channels)
+        self.eps = v.eps_value(eps)
+        dtype = v.float_dtype(dtype)
+        self.add_param("gamma", np.ones(C, dtype))
+        self.add_param("beta", np.zeros(C, dtype))
+
+    def forward(self, X):
+        Z, self._cache = norms.instancenorm_forward(X, self.params["gamma"],
+                                                    self.params["beta"], self.eps)
+        return Z
+
+    def backward(self, dZ):
+        g = norms.instancenorm_backward(dZ, self.cache(), full=False)
+        self.set_grads(gamma=g.dgamma, beta=g.dbeta)
+        return g.dX

@@ -1,0 +1,395 @@
+# Row normalizations (P8): layer norm and instance norm, fused like batch norm.
+#
+# Both normalize the rows of a row-major (R, D) view. Layer norm: a row is a
+# sample, X (B, ...) seen as (B, D) with D the product of the non-batch axes;
+# gamma, beta have one entry per element of a row (shape X.shape[1:]).
+# Instance norm: a row is one (sample, channel), X (B, C, ...) seen as
+# (B*C, S); gamma, beta have one entry per channel c = r mod C. Per row r:
+#   m = mean_j x;  v = mean_j (x - m)^2 (biased: divide by D);  rstd = (v + eps)^(-1/2)
+#   xhat = (x - m) * rstd;  y = g * xhat + b
+# Backward, with dxhat = g * dy (llm.c's layernorm_backward, two fused sweeps):
+#   dbeta  = sum dy (over rows: per column for layer norm, per channel for instance)
+#   dgamma = sum dy * xhat
+#   dvar   = sum_j dxhat (x - m) (-1/2) rstd^3 = -1/2 rstd^2 sum_j dxhat xhat
+#   dmean  = -rstd sum_j dxhat + dvar (-2/D) sum_j (x - m)
+#   dx     = rstd (dxhat - mean_j dxhat - xhat mean_j (dxhat xhat))
+#
+# Memory plan: each row is worked on while it sits in cache. Rows are split
+# between the threads in contiguous blocks (sequential streams).
+#   forward : a row is read in chunks of CHUNK elements (4 KB float32): sum
+#             the chunk, then a second look from L1 for its centred sums
+#             (exact two-pass statistics, chunks merged by Chan's formula);
+#             then the output sweep re-reads the row (from L1/L2 for rows
+#             up to ~256 KB) and writes y.      memory: read X, write Y
+#   backward: sweep 1 reads dy and x (sums over the row; layer norm also adds
+#             dy and dy*xhat into per-thread column partials); sweep 2 re-reads
+#             them from cache and writes dx.    memory: read dY, X; write dX
+#             (+ write dXhat when asked)
+# flops: forward ~7 per element, backward ~12 per element.
+#
+# Accuracy, as batch norm: sums run in the input type inside a chunk (LANES
+# independent accumulators, one vector register, so the loop vectorizes
+# without -ffast-math: each lane is a sum of at most CHUNK/LANES = 64 terms,
+# ~1e-7 relative in float32), and every chunk is added into double totals.
+# Column partials of layer norm's dgamma/dbeta go to double every
+# MAX_CHUNK_ROWS rows, as batch norm's do.
+#
+# Called only from nnkit.norms (shapes, dtypes, eps already checked; outputs
+# allocated). Optional outputs are passed as None.
+
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+from libc.stdlib cimport malloc, free
+from _common cimport floating, team_size
+
+cdef enum:
+    LANES = 16            # one AVX-512 register of float32 (two of float64)
+    CHUNK = 1024          # elements per float-type chunk: 64 terms per lane
+    MAX_CHUNK_ROWS = 64   # rows per float-type column partial (layer norm backward)
+
+
+cdef inline Py_ssize_t _row_start(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t R) noexcept nogil:
+    return (R * t) // nt
+
+
+# ------------------------------------------------------------- statistics
+# One row x[0:D]: mean and M2 = sum (x - mean)^2 in double, by chunks.
+cdef void _row_stats(const floating* x, Py_ssize_t D, double* mean_out,
+                     double* m2_out) noexcept nogil:
+    cdef floating s[LANES]
+    cdef floating q[LANES]
+    cdef floating c, d
+    cdef Py_ssize_t c0 = 0, e, j, k
+    cdef double n = 0.0, nb, w, s1, s2, cs, delta, mean = 0.0, m2 = 0.0
+    while c0 < D:
+        e = min(c0 + CHUNK, D)
+        nb = <double>(e - c0)
+        for k in range(LANES):
+            s[k] = 0
+        j = c0
+        while j + LANES <= e:
+            for k in range(LANES):
+                s[k] += x[j + k]
+            j += LANES
+        while j < e:
+            s[0] += x[j]
+            j += 1
+        cs = 0.0
+        for k in range(LANES):
+            cs += s[k]
+        c = <floating>(cs / nb)          # the chunk mean, rounded: a shift
+        for k in range(LANES):
+            s[k] = 0
+            q[k] = 0
+        j = c0                           # second look: from L1
+        while j + LANES <= e:
+            for k in range(LANES):
+                d = x[j + k] - c
+                s[k] += d
+                q[k] += d * d
+            j += LANES
+        while j < e:
+            d = x[j] - c
+            s[0] += d
+            q[0] += d * d
+            j += 1
+        s1 = 0.0
+        s2 = 0.0
+        for k in range(LANES):
+            s1 += s[k]
+            s2 += q[k]
+        # shifted-data formula: exact chunk mean c + s1/nb, M2 = s2 - s1^2/nb;
+        # then Chan's merge into the running (n, mean, m2)
+        w = nb / (n + nb)
+        delta = (c + s1 / nb) - mean
+        mean += delta * w
+        m2 += (s2 - s1 * s1 / nb) + delta * delta * n * w
+        n += nb
+        c0 = e
+    mean_out[0] = mean
+    m2_out[0] = m2
+
+
+cdef void _forward_rows(const floating* X, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t D,
+                        const floating* gamma, const floating* beta, int C, double eps,
+                        floating* Y, floating* mean, floating* var,
+                        floating* rstd) noexcept nogil:
+    cdef Py_ssize_t r, j
+    cdef double m, m2, inv
+    cdef floating mf, sf, g, b
+    cdef const floating* x
+    cdef floating* y
+    for r in range(r0, r1):
+        x = X + r * D
+        y = Y + r * D
+        _row_stats(x, D, &m, &m2)
+        inv = 1.0 / sqrt(m2 / D + eps)
+        mean[r] = <floating>m
+        var[r] = <floating>(m2 / D)
+        rstd[r] = <floating>inv
+        mf = mean[r]
+        sf = rstd[r]
+        if C == 0:                       # layer norm: gamma, beta per column
+            for j in range(D):
+                y[j] = (x[j] - mf) * sf * gamma[j] + beta[j]
+        else:                            # instance norm: one (gamma, beta) per row
+            g = <floating>(<double>gamma[r % C] * sf)
+            b = beta[r % C]
+            for j in range(D):
+                y[j] = (x[j] - mf) * g + b
+
+
+def forward(const floating[:, ::1] X,        # IN  (R, D) rows to normalize
+            const floating[::1] gamma,       # IN  (D,) layer norm, (C,) instance norm
+            const floating[::1] beta,        # IN  like gamma
+            int C,                           # IN  0: layer norm; else channels (instance)
+            double eps,                      # IN
+            floating[:, ::1] out,            # OUT (R, D) y
+            floating[::1] mean,              # OUT (R,)
+            floating[::1] var,               # OUT (R,) biased
+            floating[::1] rstd,              # OUT (R,) (v + eps)^(-1/2)
+            int nthreads):
+    """Training forward of layer norm (C = 0) or instance norm (C channels)."""
+    cdef Py_ssize_t R = X.shape[0], D = X.shape[1]
+    cdef int nt = team_size(R * D, nthreads)
+    cdef Py_ssize_t t
+    if nt > R:
+        nt = <int>R
+    with nogil:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _forward_rows(&X[0, 0], _row_start(t, nt, R), _row_start(t + 1, nt, R), D,
+                          &gamma[0], &beta[0], C, eps, &out[0, 0], &mean[0], &var[0],
+                          &rstd[0])
+    return None
+
+
+# --------------------------------------------------------------- backward
+# Layer norm, rows [r0, r1): dX (and dXhat), per-row dmean/dvar, and the
+# column sums sg = sum dy*xhat, sb = sum dy into double (D each), with
+# float-type partials pg, pb (D each) flushed every MAX_CHUNK_ROWS rows.
+cdef void _ln_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0,
+                            Py_ssize_t r1, Py_ssize_t D, const floating* mean,
+                            const floating* rstd, const floating* gamma,
+                            floating* dX, floating* dXhat, floating* dmean,
+                            floating* dvar, double* sg, double* sb, floating* pg,
+                            floating* pb) noexcept nogil:
+    cdef floating la[LANES]
+    cdef floating lb[LANES]
+    cdef floating lx[LANES]
+    cdef floating mf, sf, xh, dxh, k2, k3
+    cdef Py_ssize_t r, j, k, c0, e, rows = 0
+    cdef double a, b, sx, inv, dv
+    cdef const floating* x
+    cdef const floating* dy
+    cdef floating* dx
+    for j in range(D):
+        sg[j] = 0.0
+        sb[j] = 0.0
+        pg[j] = 0
+        pb[j] = 0
+    for r in range(r0, r1):
+        x = X + r * D
+        dy = dY + r * D
+        dx = dX + r * D
+        mf = mean[r]
+        sf = rstd[r]
+        a = 0.0
+        b = 0.0
+        sx = 0.0
+        c0 = 0
+        while c0 < D:                    # sweep 1: row sums and column partials
+            e = min(c0 + CHUNK, D)
+            for k in range(LANES):
+                la[k] = 0
+                lb[k] = 0
+                lx[k] = 0
+            j = c0
+            while j + LANES <= e:
+                for k in range(LANES):
+                    xh = (x[j + k] - mf) * sf
+                    dxh = dy[j + k] * gamma[j + k]
+                    la[k] += dxh
+                    lb[k] += dxh * xh
+                    lx[k] += xh
+                    pg[j + k] += dy[j + k] * xh
+                    pb[j + k] += dy[j + k]
+                j += LANES
+            while j < e:
+                xh = (x[j] - mf) * sf
+                dxh = dy[j] * gamma[j]
+                la[0] += dxh
+                lb[0] += dxh * xh
+                lx[0] += xh
+                pg[j] += dy[j] * xh
+                pb[j] += dy[j]
+                j += 1
+            for k in range(LANES):
+                a += la[k]
+                b += lb[k]
+                sx += lx[k]
+            c0 = e
+        inv = <double>sf
+        dv = -0.5 * inv * inv * b
+        dvar[r] = <floating>dv
+        # sum_j (x - m) = sum_j xhat / rstd
+        dmean[r] = <floating>(-inv * a + dv * (-2.0 / D) * (sx / inv))
+        k2 = <floating>(inv * a / D)
+        k3 = <floating>(inv * b / D)
+        for j in range(D):              # sweep 2: from cache
+            xh = (x[j] - mf) * sf
+            dx[j] = sf * gamma[j] * dy[j] - k2 - k3 * xh
+        if dXhat != NULL:
+            for j in range(D):
+                dXhat[r * D + j] = dy[j] * gamma[j]
+        rows += 1
+        if rows == MAX_CHUNK_ROWS:
+            for j in range(D):
+                sg[j] += pg[j]
+                sb[j] += pb[j]
+                pg[j] = 0
+                pb[j] = 0
+            rows = 0
+    for j in range(D):
+        sg[j] += pg[j]
+        sb[j] += pb[j]
+
+
+# Instance norm, rows [r0, r1): one gamma per row; the row sums of dy and
+# dy*xhat go to rg[r], rb[r] (double) and are added per channel afterwards.
+cdef void _in_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0,
+                            Py_ssize_t r1, Py_ssize_t D, const floating* mean,
+                            const floating* rstd, const floating* gamma, int C,
+                            floating* dX, floating* dXhat, floating* dmean,
+                            floating* dvar, double* rg, double* rb) noexcept nogil:
+    cdef floating la[LANES]
+    cdef floating lb[LANES]
+    cdef floating lx[LANES]
+    cdef floating mf, sf, xh, g, k1, k2, k3
+    cdef Py_ssize_t r, j, k, c0, e
+    cdef double sdy, sdyx, sx, inv, dv, gd
+    cdef const floating* x
+    cdef const floating* dy
+    cdef floating* dx
+    for r in range(r0, r1):
+        x = X + r * D
+        dy = dY + r * D
+        dx = dX + r * D
+        mf = mean[r]
+        sf = rstd[r]
+        g = gamma[r % C]
+        sdy = 0.0
+        sdyx = 0.0
+        sx = 0.0
+        c0 = 0
+        while c0 < D:
+            e = min(c0 + CHUNK, D)
+            for k in range(LANES):
+                la[k] = 0
+                lb[k] = 0
+                lx[k] = 0
+            j = c0
+            while j + LANES <= e:
+                for k in range(LANES):
+                    xh = (x[j + k] - mf) * sf
+                    la[k] += dy[j + k]
+                    lb[k] += dy[j + k] * xh
+                    lx[k] += xh
+                j += LANES
+            while j < e:
+                xh = (x[j] - mf) * sf
+                la[0] += dy[j]
+                lb[0] += dy[j] * xh
+                lx[0] += xh
+                j += 1
+            for k in range(LANES):
+                sdy += la[k]
+                sdyx += lb[k]
+                sx += lx[k]
+            c0 = e
+        rb[r] = sdy
+        rg[r] = sdyx
+        inv = <double>sf
+        gd = <double>g
+        dv = -0.5 * inv * inv * gd * sdyx
+        dvar[r] = <floating>dv
+        dmean[r] = <floating>(-inv * gd * sdy + dv * (-2.0 / D) * (sx / inv))
+        k1 = <floating>(gd * inv)
+        k2 = <floating>(gd * inv * sdy / D)
+        k3 = <floating>(gd * inv * sdyx / D)
+        for j in range(D):
+            xh = (x[j] - mf) * sf
+            dx[j] = k1 * dy[j] - k2 - k3 * xh
+        if dXhat != NULL:
+            for j in range(D):
+                dXhat[r * D + j] = dy[j] * g
+
+
+def backward(const floating[:, ::1] dY,       # IN  (R, D) upstream gradient
+             const floating[:, ::1] X,        # IN  (R, D) the forward's input
+             const floating[::1] mean,        # IN  (R,)
+             const floating[::1] rstd,        # IN  (R,)
+             const floating[::1] gamma,       # IN  (D,) or (C,)
+             int C,                           # IN  0: layer norm; else channels
+             floating[:, ::1] dX,             # OUT (R, D)
+             floating[:, ::1] dXhat,          # OUT (R, D) g * dy, or None
+             floating[::1] dgamma,            # OUT like gamma
+             floating[::1] dbeta,             # OUT like gamma
+             floating[::1] dmean,             # OUT (R,)
+             floating[::1] dvar,              # OUT (R,)
+             int nthreads):
+    """Training backward of layer norm (C = 0) or instance norm (C channels)."""
+    cdef Py_ssize_t R = X.shape[0], D = X.shape[1], P = gamma.shape[0]
+    cdef int nt = team_size(R * D, nthreads)
+    cdef Py_ssize_t t, j, r
+    cdef floating* dxh = NULL
+    cdef double* ws
+    cdef floating* fl
+    cdef double acc, acc2
+    if nt > R:
+        nt = <int>R
+    if dXhat is not None:
+        dxh = &dXhat[0, 0]
+    if C == 0:
+        # per thread: sg, sb (D doubles each) and pg, pb (D floats each)
+        ws = <double*>malloc(2 * nt * D * sizeof(double) + 2 * nt * D * sizeof(floating))
+    else:
+        # rg, rb: R doubles each
+        ws = <double*>malloc(2 * R * sizeof(double))
+    if ws == NULL:
+        raise MemoryError("norms backward: no memory for the workspace")
+    with nogil:
+        if C == 0:
+            fl = <floating*>(ws + 2 * nt * D)
+            for t in prange(nt, schedule="static", num_threads=nt):
+                _ln_backward_rows(&dY[0, 0], &X[0, 0], _row_start(t, nt, R),
+                                  _row_start(t + 1, nt, R), D, &mean[0], &rstd[0],
+                                  &gamma[0], &dX[0, 0], dxh, &dmean[0], &dvar[0],
+                                  ws + 2 * t * D, ws + (2 * t + 1) * D,
+                                  fl + 2 * t * D, fl + (2 * t + 1) * D)
+            for j in range(D):
+                acc = 0.0
+                for t in range(nt):
+                    acc = acc + ws[2 * t * D + j]
+                dgamma[j] = <floating>acc
+                acc = 0.0
+                for t in range(nt):
+                    acc = acc + ws[(2 * t + 1) * D + j]
+                dbeta[j] = <floating>acc
+        else:
+            for t in prange(nt, schedule="static", num_threads=nt):
+                _in_backward_rows(&dY[0, 0], &X[0, 0], _row_start(t, nt, R),
+                                  _row_start(t + 1, nt, R), D, &mean[0], &rstd[0],
+                                  &gamma[0], C, &dX[0, 0], dxh, &dmean[0], &dvar[0],
+                                  ws, ws + R)
+            for j in range(P):           # channel j: rows j, j + C, j + 2C, ...
+                acc = 0.0
+                acc2 = 0.0
+                r = j
+                while r < R:
+                    acc = acc + ws[r]
+                    acc2 = acc2 + ws[R + r]
+                    r = r + C
+                dgamma[j] = <floating>acc
+                dbeta[j] = <floating>acc2
+    free(ws)
+    return None
