@@ -286,3 +286,15 @@ def test_a_smooth_wrong_gradient_is_not_excused_as_a_kink():
     x = np.array([0.0, 1.0, -2.0])
     rep = nk.gradcheck(square_forward, lambda dy, x: 2 * dy * x + 1e-3, {"x": x})
     assert not rep.passed and rep["x"].kinks == []
+
+
+def test_round_off_noise_is_not_excused_as_a_kink():
+    """A noisy forward makes the one-sided slopes disagree too, but they move
+    when the step shrinks (a kink's do not): a wrong gradient still fails."""
+    noise = np.random.default_rng(11)
+
+    def noisy_forward(x):
+        return 2.0 * x + 1e-7 * noise.standard_normal(x.shape), None
+
+    rep = nk.gradcheck(noisy_forward, lambda dy, c: 2.2 * dy, {"x": np.ones(6)})
+    assert not rep.passed and rep["x"].kinks == []

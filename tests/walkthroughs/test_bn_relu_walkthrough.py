@@ -1,4 +1,4 @@
-"""The trace mechanism on the bn-relu walkthrough (P2 end to end)."""
+"""The bn-relu walkthrough (P2 end to end) and the trace mechanism on it."""
 import numpy as np
 import pytest
 
