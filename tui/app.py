@@ -57,7 +57,10 @@ class NnkitApp(App):
         return self.screen_stack[0]
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" (its key panel) would stand beside ours (the
+        # help screen, which lists every key): keep one
+        ours = {"Keys"}
+        yield from (c for c in super().get_system_commands(screen) if c.title not in ours)
         main = self.main
         for title, help_text, action in (
             ("Next step", "→ / n", main.action_next),

@@ -1,9 +1,27 @@
 """Fixtures for the nnkit-tui tests."""
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import pytest
 
 from nnkit import trace as nktrace
+from nnkit.tui.app import NnkitApp
+
+from tui_helpers import SIZE, settle
+
+
+@pytest.fixture
+def started_app():
+    """`async with started_app(walkthrough, config, export_dir, size=...) as pilot:`
+    the app running headless, its first trace built and its first step shown."""
+    @asynccontextmanager
+    async def start(walkthrough=None, config=None, export_dir=None, *, size=SIZE):
+        app = NnkitApp(walkthrough, config, export_dir)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            yield pilot
+    return start
 
 
 @pytest.fixture

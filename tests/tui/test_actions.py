@@ -10,7 +10,6 @@ from textual.widgets import DataTable, Input, OptionList
 
 from nnkit.gradcheck import CheckCancelled
 from nnkit.trace import registry
-from nnkit.tui.app import NnkitApp
 from nnkit.tui.screens.config import ConfigScreen
 from nnkit.tui.screens.export import ARRAYS_FILE, REPORT_FILE
 from nnkit.tui.screens.help import HelpScreen
@@ -39,10 +38,9 @@ def error_text(screen: ConfigScreen, name: str) -> str:
     return str(err.render()) if err.has_class("-shown") else ""
 
 
-async def test_config_invalid_values_show_inline_errors_then_valid_values_apply():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_config_invalid_values_show_inline_errors_then_valid_values_apply(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         await pilot.press("c")
         await pilot.pause()
         form = app.screen
@@ -75,10 +73,9 @@ async def test_config_invalid_values_show_inline_errors_then_valid_values_apply(
         assert screen.trace.values["Y"].shape == (6, 2)
 
 
-async def test_config_escape_cancels():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_config_escape_cancels(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         before = app.main.trace
         await pilot.press("c")
         await pilot.pause()
@@ -88,10 +85,9 @@ async def test_config_escape_cancels():
         assert app.main.trace is before
 
 
-async def test_full_check_every_row_passes():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_full_check_every_row_passes(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
         await pilot.press("g")
         await settle(pilot)
@@ -103,11 +99,10 @@ async def test_full_check_every_row_passes():
         assert screen.query_one("#report").display
 
 
-async def test_export_writes_npz_and_json_matching_the_trace(tmp_path):
+async def test_export_writes_npz_and_json_matching_the_trace(tmp_path, started_app):
     out = tmp_path / "export"
-    app = NnkitApp(export_dir=out)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started_app(export_dir=out) as pilot:
+        app = pilot.app
         await pilot.press("e")
         await pilot.pause()
         assert app.screen.query_one(Input).value == str(out)
@@ -127,10 +122,9 @@ async def test_export_writes_npz_and_json_matching_the_trace(tmp_path):
         assert [t["name"] for t in doc["tensors"]] == [n.name for n in screen.trace.backward_steps()]
 
 
-async def test_picker_lists_every_registered_walkthrough_and_switches(toy_walkthrough):
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_picker_lists_every_registered_walkthrough_and_switches(toy_walkthrough, started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         await pilot.press("w")
         await pilot.pause()
         picker = app.screen
@@ -158,10 +152,9 @@ async def test_picker_lists_every_registered_walkthrough_and_switches(toy_walkth
         assert screen.report is None and not screen.query_one("#report").display
 
 
-async def test_eps_zero_demo_shows_nan_and_the_explanation_then_restores():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_eps_zero_demo_shows_nan_and_the_explanation_then_restores(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
         await pilot.press("z")
         await settle(pilot)
@@ -181,10 +174,9 @@ async def test_eps_zero_demo_shows_nan_and_the_explanation_then_restores():
         assert (screen.step.phase, screen.step.node.key) == (FORWARD, "Yhat")
 
 
-async def test_resample_draws_new_inputs_and_keeps_the_step():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_resample_draws_new_inputs_and_keeps_the_step(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
         await pilot.press("right", "right", "right")
         await settle(pilot)
@@ -196,10 +188,9 @@ async def test_resample_draws_new_inputs_and_keeps_the_step():
         assert not np.array_equal(before, screen.trace.values["Y"])
 
 
-async def test_large_tensor_gets_a_heatmap_and_a_capped_table():
-    app = NnkitApp(config=dict(B=200, N=8, M=100))
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_large_tensor_gets_a_heatmap_and_a_capped_table(started_app):
+    async with started_app(config=dict(B=200, N=8, M=100)) as pilot:
+        app = pilot.app
         screen = app.main
         await pilot.press("right", "right", "right")      # Y: 200×100
         await settle(pilot)
@@ -218,10 +209,9 @@ async def test_large_tensor_gets_a_heatmap_and_a_capped_table():
         assert value.showing_heatmap
 
 
-async def test_cancel_a_running_check(monkeypatch):
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_cancel_a_running_check(monkeypatch, started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
 
         def check_until_cancelled(key, max_elements=None, cancelled=None, **kw):
@@ -239,10 +229,9 @@ async def test_cancel_a_running_check(monkeypatch):
         assert not screen.query_one("#checkbar").display
 
 
-async def test_command_palette_runs_actions():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_command_palette_runs_actions(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         titles = [c.title for c in app.get_system_commands(app.main)]
         for wanted in ("Next step", "Previous step", "First step", "Last step",
                        "Play / pause", "Check every gradient", "Resample inputs",
@@ -258,10 +247,9 @@ async def test_command_palette_runs_actions():
         assert app.main.report is not None and app.main.report.passed
 
 
-async def test_help_screen_opens_and_closes():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_help_screen_opens_and_closes(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
@@ -270,11 +258,10 @@ async def test_help_screen_opens_and_closes():
         assert app.screen is app.main
 
 
-async def test_small_terminals_do_not_crash():
+async def test_small_terminals_do_not_crash(started_app):
     for size in ((80, 24), (60, 20)):
-        app = NnkitApp()
-        async with app.run_test(size=size) as pilot:
-            await settle(pilot)
+        async with started_app(size=size) as pilot:
+            app = pilot.app
             await pilot.press("end")
             await settle(pilot)
             assert app.main.step.phase == BACKWARD
@@ -287,10 +274,9 @@ async def test_small_terminals_do_not_crash():
             await pilot.press("escape")
 
 
-async def test_views_and_insights_are_shown_generically(toy_walkthrough):
-    app = NnkitApp(walkthrough=toy_walkthrough, config=dict(n=4))
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_views_and_insights_are_shown_generically(toy_walkthrough, started_app):
+    async with started_app(walkthrough=toy_walkthrough, config=dict(n=4)) as pilot:
+        app = pilot.app
         screen = app.main
         views = screen.query_one("#views")
         assert not views.display                    # x has no views
@@ -307,7 +293,7 @@ async def test_views_and_insights_are_shown_generically(toy_walkthrough):
         assert not views.display
 
 
-async def test_a_walkthrough_that_raises_is_reported_not_fatal(toy_walkthrough, monkeypatch):
+async def test_a_walkthrough_that_raises_is_reported_not_fatal(toy_walkthrough, monkeypatch, started_app):
     from nnkit.trace import get
     toy = get(toy_walkthrough)
 
@@ -315,9 +301,8 @@ async def test_a_walkthrough_that_raises_is_reported_not_fatal(toy_walkthrough, 
         raise RuntimeError("kernel not built")
 
     monkeypatch.setattr(toy, "analytic", broken)
-    app = NnkitApp(walkthrough=toy_walkthrough)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started_app(walkthrough=toy_walkthrough) as pilot:
+        app = pilot.app
         screen = app.main
         assert screen.trace is None
         assert "RuntimeError: kernel not built" in str(screen.query_one(FormulaPanel).render())
@@ -327,9 +312,8 @@ async def test_a_walkthrough_that_raises_is_reported_not_fatal(toy_walkthrough, 
 
     monkeypatch.undo()
     monkeypatch.setattr(toy, "insights", lambda trace, key: [][1])
-    app = NnkitApp(walkthrough=toy_walkthrough)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)                              # the step's load failed: a toast
+    async with started_app(toy_walkthrough) as pilot:   # the step's load failed: a toast
+        app = pilot.app
         assert any("IndexError" in n.message for n in app._notifications)
         await pilot.press("right")
         await settle(pilot)

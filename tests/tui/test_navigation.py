@@ -4,7 +4,6 @@ from __future__ import annotations
 from textual import events
 
 from nnkit.trace import Trace
-from nnkit.tui.app import NnkitApp
 from nnkit.tui.widgets.formula import FormulaPanel
 from nnkit.tui.widgets.gradient import GradientPanel
 from nnkit.tui.widgets.steps import BACKWARD, FORWARD
@@ -23,22 +22,21 @@ def panel_text(widget) -> str:
     return str(widget.render())
 
 
-async def test_default_is_p2():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_default_is_p2(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
         assert screen.trace.walkthrough.name == "bn-relu"
-        assert screen.trace.cfg == dict(B=4, N=3, M=5, eps=1e-5, seed=0, dtype="float64",
-                                        constant_feature=False)
+        # P2's parameters (the walkthrough may gain others: only these are pinned)
+        expected = dict(B=4, N=3, M=5, eps=1e-5, seed=0, dtype="float64", constant_feature=False)
+        assert {k: screen.trace.cfg[k] for k in expected} == expected
         assert (screen.step.phase, screen.step.node.key) == (FORWARD, "X")
 
 
-async def test_step_through_all_nodes_forward_and_back():
+async def test_step_through_all_nodes_forward_and_back(started_app):
     expected = expected_steps()
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
         seen = []
         for i in range(len(expected)):
@@ -70,10 +68,9 @@ async def test_step_through_all_nodes_forward_and_back():
         assert screen.index == 0
 
 
-async def test_first_last_and_step_list_marks():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_first_last_and_step_list_marks(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
         await pilot.press("end")
         await settle(pilot)
@@ -84,10 +81,9 @@ async def test_first_last_and_step_list_marks():
         assert screen.index == 0
 
 
-async def test_play_runs_to_the_end_and_space_pauses():
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+async def test_play_runs_to_the_end_and_space_pauses(started_app):
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
         await pilot.press("space")
         assert screen.play_timer is not None
@@ -102,7 +98,7 @@ async def test_play_runs_to_the_end_and_space_pauses():
         assert screen.play_timer is None
 
 
-async def test_keys_faster_than_messages_do_not_ping_pong():
+async def test_keys_faster_than_messages_do_not_ping_pong(started_app):
     """A held arrow key: several steps before any highlight message is handled.
 
     Each go() moves the step list's highlight and posts a message; stale ones
@@ -110,9 +106,8 @@ async def test_keys_faster_than_messages_do_not_ping_pong():
     other forever (100 % CPU, keys ignored). The screen must settle on the last
     step asked for, and a later key must still move it.
     """
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
         for _ in range(8):             # no await: the keys queue up like a held key
             app.post_message(events.Key("right", None))
@@ -126,11 +121,10 @@ async def test_keys_faster_than_messages_do_not_ping_pong():
         assert screen.index == 9
 
 
-async def test_formula_panel_names_parents_by_label():
+async def test_formula_panel_names_parents_by_label(started_app):
     """Z reads γ, Ŷ, β: the panel shows their symbols, not the code keys."""
-    app = NnkitApp()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started_app() as pilot:
+        app = pilot.app
         screen = app.main
         z = next(i for i, s in enumerate(screen.steps) if s.node.key == "Z")
         screen.go(z)
@@ -139,11 +133,10 @@ async def test_formula_panel_names_parents_by_label():
         assert "reads: γ, Ŷ, β" in text, text
 
 
-async def test_wide_tensor_scrolls_by_keys():
+async def test_wide_tensor_scrolls_by_keys(started_app):
     """M = 40 numbers do not fit the pane: ] / [ scroll them (the pane cannot take focus)."""
-    app = NnkitApp(config=dict(B=6, M=40))
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started_app(config=dict(B=6, M=40)) as pilot:
+        app = pilot.app
         screen = app.main
         y = next(i for i, s in enumerate(screen.steps) if s.node.key == "Y")
         screen.go(y)

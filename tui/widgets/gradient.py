@@ -47,9 +47,5 @@ class GradientPanel(Vertical):
             n.show(numeric, heatmap)
         n.display = numeric is not None
 
-    def set_heatmap(self, heatmap: bool | None) -> None:
-        for tv in self.query(TensorView):
-            tv.heatmap = heatmap
-
 
 NUMERIC_TITLE = f"numeric (central differences, h = {DEFAULT_STEP:g})"
