@@ -27,6 +27,7 @@ from . import whitening as wh
 from . import dropout as dr
 from . import norms
 from . import weightnorm as wn
+from . import init as nkinit
 from ._random import generator
 from ._whitening_algebra import block_diag, stacks
 
@@ -118,7 +119,9 @@ class Linear(Layer):
 
     Any leading dimensions, as PyTorch's: (B, N), (T, B, N), ... Initial W is
     LeCun normal, N(0, 1/in_features) (P7), from the library generator
-    (`nk.seed`) unless `seed` or `rng` is given; b starts at 0. With
+    (`nk.seed`) unless `seed` or `rng` is given; `init=` takes another name
+    of nnkit.init.INITIALIZERS ("he_normal", "xavier_uniform", ...) or a
+    callable (shape, rng) -> array, shape (out, in). b starts at 0. With
     bias=False, b stays 0 and receives no gradient. With weight_norm=True the
     parameters are u (M, N) and gamma (M,) in place of W, and W = γ u/‖u‖ per
     row (P8; nnkit.weightnorm), starting from γ = ‖u‖ (the same initial W).
@@ -126,13 +129,14 @@ class Linear(Layer):
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
                  dtype=np.float64, seed: int | None = None,
-                 rng: np.random.Generator | None = None, weight_norm: bool = False):
+                 rng: np.random.Generator | None = None, weight_norm: bool = False,
+                 init="lecun_normal"):
         super().__init__()
         self.weight_norm = v.flag("weight_norm", weight_norm)
         N = v.positive_int("in_features", in_features)
         M = v.positive_int("out_features", out_features)
         dtype = v.float_dtype(dtype)
-        W = generator(seed, rng).standard_normal((M, N)) / np.sqrt(N)
+        W = nkinit.weight(init, (M, N), generator(seed, rng), np.float64)
         if self.weight_norm:          # W = γ u/‖u‖: u and γ are the parameters
             self.add_param("u", W.astype(dtype))
             self.add_param("gamma", np.linalg.norm(self.params["u"], axis=1))
