@@ -1,6 +1,7 @@
 """`nnkit` command line: finite-difference checks of every registered walkthrough.
 
     nnkit list                          the walkthroughs
+    nnkit lessons [NAME ...] [--seed N] [--list] [--json]   the verified derivations
     nnkit gradcheck [--walkthrough NAME ...] [--dtype float64|float32|both]
                     [--max-elements K] [--strict] [--json] [--verbose]
 
@@ -140,8 +141,62 @@ def _gradcheck_table(results, verbose: bool, strict: bool) -> str:
     return "\n".join(out)
 
 
+# --------------------------------------------------------------- lessons
+def _add_lessons(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "lessons", help="run the verified derivations (P2-P8 identities) and check them",
+        description="Run each lesson: both sides of an identity from seeded random data, "
+                    "the measured discrepancy against its tolerance, PASS/FAIL.",
+        epilog="Exit status: 0 all pass, 1 any lesson fails (or raises), 2 usage error.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these lessons (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every lesson (default 0)")
+    p.add_argument("--list", action="store_true", help="list the lessons without running them")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_run_lessons)
+    return p
+
+
+def _run_lessons(args) -> int:
+    from .derivations import _report, registry
+    reg = registry()
+    unknown = [n for n in args.names if n not in reg]
+    if unknown:
+        args.parser.error(f"NAME: expected one of {sorted(reg)}, got {unknown[0]!r}")
+    names = args.names or list(reg)
+    if args.list:
+        _emit(format_table(("lesson", "problem", "title"),
+                           [(n, reg[n].problem, reg[n].title) for n in names]))
+        return EXIT_OK
+    results = []
+    for name in names:
+        try:
+            result = reg[name].run(args.seed)
+        except Exception as exc:      # a broken lesson is a failed lesson, not a traceback
+            result = _report.error_result(exc)
+        results.append((reg[name], result))
+    passed = all(r.passed for _, r in results)
+    if args.json:
+        _emit(json.dumps(dict(passed=passed, seed=args.seed, lessons=[
+            _report.to_dict(les, r, args.seed) for les, r in results]), indent=2))
+        return EXIT_OK if passed else EXIT_FAIL
+    out = []
+    for les, r in results:
+        out += [f"== {les.name} ({les.problem}): {les.title}", _report.table(r)]
+        out += [f"   {note}" for note in r.notes]
+        out += [f"   curve {k}: " + " ".join(_report.cell(x) for x in vs)
+                for k, vs in r.curves.items()]
+        out += [f"   {_report.summary(r)}", ""]
+    out.append(format_table(
+        ("lesson", "problem", "discrepancy", "tolerance", "result"),
+        [(les.name, les.problem, _report.cell(r.discrepancy), _report.cell(r.tolerance),
+          _report.verdict(r)) for les, r in results], "llrrl"))
+    out.append(f"{sum(r.passed for _, r in results)} of {len(results)} lessons passed")
+    _emit("\n".join(out))
+    return EXIT_OK if passed else EXIT_FAIL
+
+
 # ------------------------------------------------------------------ main
-COMMANDS = (_add_list, _add_gradcheck)
+COMMANDS = (_add_list, _add_gradcheck, _add_lessons)
 
 
 def _parser() -> argparse.ArgumentParser:
