@@ -103,6 +103,9 @@ class ConfigScreen(ModalScreen[dict | None]):
             self._set_error(f"error-{i}", "")
         except ValueError as exc:
             self._set_error(f"error-{i}", f"⚠ {exc}")
+        # the summary under the form stands only while a field is still marked
+        if not self.query(".field-error.-shown").exclude("#config-error"):
+            self._set_error("config-error", "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.action_apply()

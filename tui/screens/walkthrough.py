@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, OptionList, ProgressBar, Static
 
-from nnkit.gradcheck import GradcheckReport
+from nnkit.gradcheck import GradcheckReport, TensorCheck
 from nnkit.trace import Trace, Walkthrough, get
 
 from ..bindings import MAIN_BINDINGS
@@ -66,7 +66,9 @@ class WalkthroughScreen(WalkthroughActions, Screen):
         self.controller = Controller(self)
         self.heatmap: bool | None = None      # None: numbers or heatmap by size
         self.loaded: dict[int, StepData] = {}
-        self.numeric: dict[str, TensorData] = {}
+        # checks as the messages delivered them: the workers fill trace.reports
+        # from their thread, so the UI never iterates that dict
+        self.checks: dict[str, tuple[TensorCheck, TensorData]] = {}
         self.exported: list[Path] = []
         self.saved_eps: dict | None = None    # config before the ε = 0 demo
         self.play_timer: Timer | None = None
@@ -97,7 +99,7 @@ class WalkthroughScreen(WalkthroughActions, Screen):
         self.controller.cancel(CHECKS, NODE_CHECK)
         self.checking = False
         self.walkthrough, self.cfg = trace.walkthrough, dict(trace.cfg)
-        self.loaded, self.numeric, self.report = {}, {}, None
+        self.loaded, self.checks, self.report = {}, {}, None
         self.steps = build_steps(trace)
         self.query_one(StepList).set_steps(self.steps, {})
 
@@ -168,13 +170,12 @@ class WalkthroughScreen(WalkthroughActions, Screen):
             self.controller.load(trace, self.index, step, self.detail.heat_width)
         else:
             self._draw(data)
-        if step.phase == BACKWARD and step.node.key not in trace.reports and not self.checking:
+        if step.phase == BACKWARD and step.node.key not in self.checks and not self.checking:
             self.controller.check_node(trace, step.node.key, self.detail.heat_width)
 
     def _draw(self, data: StepData) -> None:
-        key = self.step.node.key
-        self.detail.draw(self.step, data, self.trace.reports.get(key), self.numeric.get(key),
-                         self.heatmap)
+        check, numeric = self.checks.get(self.step.node.key, (None, None))
+        self.detail.draw(self.step, data, check, numeric, self.heatmap)
 
     def on_step_loaded(self, msg: StepLoaded) -> None:
         if msg.trace is not self.trace:
@@ -189,8 +190,8 @@ class WalkthroughScreen(WalkthroughActions, Screen):
     def on_node_checked(self, msg: NodeChecked) -> None:
         if msg.trace is not self.trace:
             return
-        self.numeric[msg.key] = msg.numeric
-        self.query_one(StepList).update_marks({k: r.passed for k, r in self.trace.reports.items()})
+        self.checks[msg.key] = (msg.check, msg.numeric)
+        self.query_one(StepList).update_marks({k: c.passed for k, (c, _) in self.checks.items()})
         # the analytic table highlights the worst element once it is known
         for i, s in enumerate(self.steps):
             if s.phase == BACKWARD and s.node.key == msg.key and i in self.loaded:

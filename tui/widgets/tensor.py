@@ -118,6 +118,20 @@ def stats_text(d: TensorData) -> Text:
     return t
 
 
+class NumberTable(DataTable):
+    """A DataTable whose height is known the moment its rows are added.
+
+    DataTable measures new rows only when it next goes idle. On a first
+    launch the screen's layout pass could run between the draw and that
+    measurement, take the old height (0), and the re-layout the measurement
+    then requests was sometimes lost: the statistics showed, the numbers did
+    not, until the next step (issue 8.11). Every row here is one line, so the
+    height is header + rows, whenever the layout asks."""
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return self.row_count + (self.header_height if self.show_header else 0)
+
+
 class TensorView(Vertical):
     """Title, statistics and the numbers/heatmap of one array."""
 
@@ -127,7 +141,7 @@ class TensorView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(classes="tv-title")
         yield Static(classes="tv-stats")
-        table = DataTable(show_cursor=False, classes="tv-table")
+        table = NumberTable(show_cursor=False, classes="tv-table")
         table.can_focus = False     # arrows belong to the step navigation
         yield table
         with ScrollableContainer(classes="tv-heat-scroll"):
