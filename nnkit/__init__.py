@@ -52,4 +52,16 @@ from .weightnorm import (WeightNormCache, WeightNormGrads, weightnorm_backward,
                          weightnorm_forward)
 from .layers import Dropout, InstanceNorm, LayerNorm
 
+# P5, P7: optimizers and schedules, initializers, the training loop
+# (nk.optim.Adam, nk.init.he_normal, nk.train.fit)
+from . import init, optim, train
+
 __version__ = "0.1.0"
+
+# P3, P10: convolution shapes, counting, the bottleneck solver; conv and pooling
+from . import conv
+from .conv import (Conv2dCache, Conv2dGrads, Pool2dCache, avgpool2d_backward,
+                   avgpool2d_forward, conv2d_backward, conv2d_forward, conv2d_output_shape,
+                   lppool2d_backward, lppool2d_forward, maxpool2d_backward,
+                   maxpool2d_forward, pool2d_output_shape, solve_bottleneck)
+from .layers import AvgPool2d, Conv2d, Flatten, MaxPool2d

@@ -1,0 +1,310 @@
+"""A training loop worth watching: `fit` with a progress bar, a history, a callback.
+
+    model = nk.Sequential(nk.Linear(64, 64, init="he_normal"), nk.ReLU(), nk.Linear(64, 10))
+    opt = nk.optim.Adam(model, lr=1e-2)
+    hist = nk.train.fit(model, nk.SoftmaxCrossEntropy(), opt, X, y, epochs=20,
+                        batch_size=32, X_val=Xv, y_val=yv)
+    hist.train_loss, hist.val_acc, ...
+
+Each epoch visits the rows of X in an order drawn from the library generator
+(`nk.seed`; or `rng=`), in batches of `batch_size` (the last one smaller):
+forward in training mode, loss, backward, `optimizer.step()`. The epoch's
+train loss and accuracy are the sample-weighted means over its batches, as
+measured during the epoch (Keras's convention; the parameters move while they
+are measured). The validation set is evaluated in eval mode (running
+statistics, no dropout) after each epoch; `evaluate` does the same for any set.
+Accuracy is reported for class labels y (n,) or one-hot/soft targets (n, K)
+against the argmax of the model's output (n, K); otherwise it is NaN.
+
+nnkit's layers overwrite their gradients on each backward, so the loop does
+not call `optimizer.zero_grad()`.
+
+`callback(event)` is called after every batch and every epoch with a
+`Progress` event (the history so far included); raising `StopTraining` in it
+stops the run after that batch and `fit` returns the history with
+`stopped = True` (the TUI's cancel key does this).
+
+`example_data` and `example_model` are the `nnkit train` example: scikit-learn's
+8×8 digits (1797 images, 10 classes; the optional extra
+`pip install nnkit[examples]`) or, without scikit-learn, a synthetic set of the
+same shape.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from . import _validate as v
+from ._random import generator
+
+__all__ = ["fit", "evaluate", "History", "Progress", "StopTraining", "Dataset",
+           "example_data", "example_model", "sparkline"]
+
+
+class StopTraining(Exception):
+    """Raise in a `fit` callback to stop training after the current batch."""
+
+
+@dataclass
+class History:
+    """Per-epoch metrics (val_* are NaN without a validation set), every batch's loss."""
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    batch_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped: bool = False
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("epoch", "train_loss", "train_acc", "val_loss",
+                                              "val_acc", "lr", "seconds", "stopped")}
+
+    def table(self) -> str:
+        lines = [f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>9}  "
+                 f"{'val acc':>8}"]
+        for i, e in enumerate(self.epoch):
+            lines.append(f"{e:>5}  {self.train_loss[i]:>10.4f}  {self.train_acc[i]:>9.2%}  "
+                         f"{self.val_loss[i]:>9.4f}  {self.val_acc[i]:>8.2%}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a callback sees: kind "batch" or "epoch", where the run is, the latest numbers."""
+    kind: str
+    epoch: int          # 1-based
+    epochs: int
+    batch: int          # 1-based within the epoch (the last batch at "epoch" events)
+    batches: int
+    loss: float         # this batch's loss ("batch"), the epoch's train loss ("epoch")
+    acc: float
+    history: History
+
+
+def _check_model(model, loss, optimizer) -> None:
+    for name, obj, methods in (("model", model, ("forward", "backward", "train", "eval")),
+                               ("loss", loss, ("forward", "backward")),
+                               ("optimizer", optimizer, ("step",))):
+        missing = [m for m in methods if not callable(getattr(obj, m, None))]
+        if missing:
+            raise TypeError(f"{name}: expected an object with {', '.join(methods)}, got "
+                            f"{type(obj).__name__} without {', '.join(missing)}")
+
+
+def _correct(out: np.ndarray, y: np.ndarray) -> float:
+    """Number of correct predictions, or NaN when accuracy does not apply."""
+    if out.ndim != 2:
+        return math.nan
+    pred = out.argmax(axis=1)
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        return float(np.count_nonzero(pred == y))
+    if y.ndim == 2 and y.shape == out.shape:
+        return float(np.count_nonzero(pred == y.argmax(axis=1)))
+    return math.nan
+
+
+def evaluate(model, loss, X, y, batch_size: int = 512) -> tuple[float, float]:
+    """(mean loss, accuracy) of `model` on (X, y) in eval mode; the mode is restored."""
+    X, y = v.labelled_data(X, y)
+    batch_size = v.positive_int("batch_size", batch_size)
+    was_training = getattr(model, "training", True)
+    model.eval()
+    try:
+        total = correct = 0.0
+        for i in range(0, X.shape[0], batch_size):
+            out = model.forward(X[i:i + batch_size])
+            yb = y[i:i + batch_size]
+            total += float(loss.forward(out, yb)) * yb.shape[0]
+            correct += _correct(np.asarray(out), yb)
+    finally:
+        model.train(was_training)
+    n = X.shape[0]
+    return total / n, correct / n
+
+
+def fit(model, loss, optimizer, X, y, epochs: int, batch_size: int, *, X_val=None,
+        y_val=None, shuffle: bool = True, rng: np.random.Generator | None = None,
+        progress: bool = True, callback: Callable[[Progress], None] | None = None
+        ) -> History:
+    """Train `model` on (X, y) with `optimizer` for `epochs` epochs; returns the History."""
+    _check_model(model, loss, optimizer)
+    X, y = v.labelled_data(X, y)
+    epochs = v.positive_int("epochs", epochs)
+    batch_size = v.positive_int("batch_size", batch_size)
+    if (X_val is None) != (y_val is None):
+        raise ValueError("X_val: expected X_val and y_val together (or neither), got "
+                         f"{'only X_val' if y_val is None else 'only y_val'}")
+    if X_val is not None:
+        X_val, y_val = v.labelled_data(X_val, y_val, "X_val", "y_val")
+    shuffle = v.flag("shuffle", shuffle)
+    progress = v.flag("progress", progress)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
+    gen = generator(rng=rng)
+
+    n = X.shape[0]
+    batches = math.ceil(n / batch_size)
+    hist = History()
+    bar = _Bar(epochs * batches) if progress else None
+    t0 = time.perf_counter()
+    model.train()
+    try:
+        for epoch in range(1, epochs + 1):
+            order = gen.permutation(n) if shuffle else np.arange(n)
+            total = correct = 0.0
+            for b in range(batches):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                Xb, yb = X[idx], y[idx]
+                out = model.forward(Xb)
+                batch_loss = float(loss.forward(out, yb))
+                batch_correct = _correct(np.asarray(out), yb)
+                model.backward(loss.backward())
+                optimizer.step()
+                total += batch_loss * idx.shape[0]
+                correct += batch_correct
+                hist.batch_loss.append(batch_loss)
+                acc = batch_correct / idx.shape[0]
+                if bar is not None:
+                    bar.advance(epoch, epochs, batch_loss, acc)
+                if callback is not None:
+                    callback(Progress("batch", epoch, epochs, b + 1, batches, batch_loss, acc,
+                                      hist))
+            hist.epoch.append(epoch)
+            hist.train_loss.append(total / n)
+            hist.train_acc.append(correct / n)
+            hist.lr.append(float(getattr(optimizer, "lr", math.nan)))
+            if X_val is not None:
+                vl, va = evaluate(model, loss, X_val, y_val)
+            else:
+                vl = va = math.nan
+            hist.val_loss.append(vl)
+            hist.val_acc.append(va)
+            if bar is not None:
+                bar.epoch_line(hist)
+            if callback is not None:
+                callback(Progress("epoch", epoch, epochs, batches, batches, total / n,
+                                  correct / n, hist))
+    except StopTraining:
+        hist.stopped = True
+    finally:
+        model.train()
+        hist.seconds = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+    return hist
+
+
+class _Bar:
+    """A rich progress bar on stderr: epoch, batches, the last batch's loss and accuracy."""
+
+    def __init__(self, total: int):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
+                                   TextColumn, TimeElapsedColumn)
+        self.progress = RichProgress(
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.1%}"),
+            TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+        self.task = self.progress.add_task("train", total=total, epoch="1", loss=math.nan,
+                                           acc=math.nan)
+        self.progress.start()
+
+    def advance(self, epoch, epochs, loss, acc):
+        self.progress.update(self.task, advance=1, epoch=f"{epoch}/{epochs}", loss=loss,
+                             acc=acc if math.isfinite(acc) else math.nan)
+
+    def epoch_line(self, h: History):
+        i = len(h.epoch) - 1
+        val = (f"  val loss {h.val_loss[i]:.4f}  val acc {h.val_acc[i]:.1%}"
+               if math.isfinite(h.val_loss[i]) else "")
+        self.progress.console.print(f"epoch {h.epoch[i]:>3}  train loss {h.train_loss[i]:.4f}"
+                                    f"  train acc {h.train_acc[i]:.1%}{val}")
+
+    def close(self):
+        self.progress.stop()
+
+
+# ------------------------------------------------------------- the example
+class Dataset(NamedTuple):
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+
+
+DATASETS = ("auto", "digits", "synthetic")
+
+
+def _synthetic(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """1797 samples of 64 features in 10 classes, like the digits: each class a
+    Gaussian blob (unit noise) around a random centre of norm ~3.2, so the
+    classes overlap a little and test accuracy stays below 100 %."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((10, 64)) * 0.4
+    y = rng.integers(0, 10, 1797)
+    X = centres[y] + rng.standard_normal((1797, 64))
+    return X, y
+
+
+def example_data(dataset: str = "auto", seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """The `nnkit train` data: "digits" (scikit-learn's load_digits, pixels / 16,
+    then standardized with the training split's statistics), "synthetic", or
+    "auto" (digits when scikit-learn is installed). A seeded stratification-free
+    split: the last `test_fraction` of a seeded permutation is the test set."""
+    v.choice("dataset", dataset, DATASETS)
+    test_fraction = v.real_number("test_fraction", test_fraction, 0.0, 1.0, low_open=True,
+                                  high_open=True)
+    name = dataset
+    if dataset in ("auto", "digits"):
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            if dataset == "digits":
+                raise ImportError("dataset: 'digits' needs scikit-learn "
+                                  "(pip install 'nnkit[examples]')") from None
+            name = "synthetic"
+        else:
+            d = load_digits()
+            X, y, name = d.data / 16.0, d.target, "digits"
+    if name == "synthetic":
+        X, y = _synthetic(seed)
+    perm = np.random.default_rng(seed).permutation(X.shape[0])
+    n_test = max(1, int(round(test_fraction * X.shape[0])))
+    tr, te = perm[:-n_test], perm[-n_test:]
+    mean, std = X[tr].mean(axis=0), X[tr].std(axis=0)
+    std[std == 0] = 1.0                       # constant pixels (the digits' borders)
+    Xs = (X - mean) / std
+    return Dataset(name, Xs[tr], y[tr].astype(np.int64), Xs[te], y[te].astype(np.int64),
+                   int(y.max()) + 1)
+
+
+def example_model(n_in: int, n_classes: int, hidden: int = 64, seed: int = 0):
+    """Linear(n_in, hidden, He init) → ReLU → Linear(hidden, n_classes, LeCun)."""
+    from .layers import Linear, ReLU, Sequential
+    rng = np.random.default_rng(seed)
+    return Sequential(Linear(n_in, hidden, init="he_normal", rng=rng), ReLU(),
+                      Linear(hidden, n_classes, rng=rng))
+
+
+_TICKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values, width: int = 60) -> str:
+    """A one-line curve of `values` (resampled to at most `width` characters)."""
+    vals = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
+    if vals.size == 0:
+        return ""
+    if vals.size > width:
+        vals = np.array([c.mean() for c in np.array_split(vals, width)])
+    lo, hi = vals.min(), vals.max()
+    scale = (len(_TICKS) - 1) / (hi - lo) if hi > lo else 0.0
+    return "".join(_TICKS[int(round((x - lo) * scale))] for x in vals)
