@@ -435,3 +435,15 @@ def labelled_data(X, y, name_X: str = "X", name_y: str = "y"):
     if y.dtype.kind not in "iuf":
         raise TypeError(f"{name_y}: expected integer labels or float targets, got {y.dtype}")
     return X, y
+
+
+def shape_tuple(name: str, value) -> tuple:
+    """A shape: a positive int or a sequence of positive ints (PyTorch's normalized_shape)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return (positive_int(name, value),)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name}: expected a positive int or a tuple of them, got "
+                        f"{type(value).__name__} {value!r}")
+    if not value:
+        raise ValueError(f"{name}: expected at least one axis, got {value!r}")
+    return tuple(positive_int(f"{name}[{i}]", d) for i, d in enumerate(value))

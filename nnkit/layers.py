@@ -514,9 +514,7 @@ class LayerNorm(Layer):
 
     def __init__(self, normalized_shape, *, eps: float = 1e-5, dtype=np.float64):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
-            and not isinstance(normalized_shape, bool) else tuple(normalized_shape)
-        self.normalized_shape = tuple(v.positive_int("normalized_shape", d) for d in shape)
+        self.normalized_shape = v.shape_tuple("normalized_shape", normalized_shape)
         self.eps = v.eps_value(eps)
         dtype = v.float_dtype(dtype)
         self.add_param("gamma", np.ones(self.normalized_shape, dtype))
