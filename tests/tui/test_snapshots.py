@@ -1,11 +1,19 @@
-"""Snapshots of nnkit-tui at a fixed size on the seeded default walkthrough
-(textual is pinned: snapshots change between releases). Regenerate with
-`pytest tests/tui --snapshot-update` and look at the SVGs before committing."""
+"""Snapshots of nnkit-tui at fixed sizes on seeded data (textual is pinned:
+snapshots change between releases). Regenerate with
+`pytest tests/tui --snapshot-update` and look at the SVGs before committing.
+
+Every registered walkthrough gets an 80×24 snapshot (issue 8.10): a new
+walkthrough fails here until its snapshot has been generated and looked at."""
 from __future__ import annotations
 
+import pytest
+
+from nnkit.trace import registry
 from nnkit.tui.app import NnkitApp
 
 from tui_helpers import SIZE, settle
+
+SMALL = (80, 24)
 
 
 def goto(key: str, phase: str):
@@ -17,6 +25,21 @@ def goto(key: str, phase: str):
         screen.go(index)
         await settle(pilot)
     return run_before
+
+
+async def checked_last_step(pilot) -> None:
+    """The last backward step after `g`: header with its verdict, a gradient
+    pair and the footer. Toasts are cleared: they time out on the clock."""
+    await settle(pilot)
+    await pilot.press("end", "g")
+    await settle(pilot)
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_every_walkthrough_at_80x24(snap_compare, name):
+    assert snap_compare(NnkitApp(name), terminal_size=SMALL, run_before=checked_last_step)
 
 
 def test_forward_step_yhat(snap_compare):
@@ -48,4 +71,4 @@ def test_eps_zero_at_80x24(snap_compare):
         await settle(pilot)
         await pilot.press("z")
         await settle(pilot)
-    assert snap_compare(NnkitApp(), terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(NnkitApp(), terminal_size=SMALL, run_before=run_before)

@@ -13,8 +13,9 @@ async def settle(pilot, rounds: int = 200) -> None:
         await app.workers.wait_for_complete()
         await pilot.pause()
         screen = app.main
-        busy = (any(w.is_running for w in app.workers) or screen.building
-                or screen.checking)
+        # not mounted yet: its first build has not even started
+        busy = (not screen.is_mounted or any(w.is_running for w in app.workers)
+                or screen.building or screen.checking)
         if not busy:
             await pilot.pause()
             if not any(w.is_running for w in app.workers):
