@@ -437,6 +437,118 @@ def labelled_data(X, y, name_X: str = "X", name_y: str = "y"):
     return X, y
 
 
+# ------------------------------------------------------- convolution (P3, P10)
+CONV_LAYOUTS = ("BWHC", "NCHW")
+
+
+def int_pair(name: str, value) -> tuple[int, int]:
+    """An int or a pair of ints (a kernel size, stride, padding or dilation).
+
+    Only the type is checked here: signs and sizes are geometry, checked by
+    conv_axis with the filled-in formula.
+    """
+    def one(x):
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int or a pair of ints, got "
+                            f"{type(x).__name__} {x!r}")
+        return int(x)
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name}: expected an int or a pair of ints, got "
+                             f"{len(value)} values {tuple(value)!r}")
+        return one(value[0]), one(value[1])
+    v = one(value)
+    return v, v
+
+
+def conv_shape(name: str, shape, layout: str) -> tuple[int, int, int, int]:
+    """A 4-D shape (four ints) in `layout`; sizes are checked by conv_axis."""
+    doc = "(B, W, H, C)" if layout == "BWHC" else "(B, C, H, W)"
+    if isinstance(shape, np.ndarray) or not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{name}: expected a shape {doc} (a tuple of 4 ints), got "
+                        f"{type(shape).__name__} {shape!r}")
+    if len(shape) != 4:
+        raise ValueError(f"{name}: expected 4 sizes {doc} ({layout}), got "
+                         f"{len(shape)}: {tuple(shape)!r}")
+    for s in shape:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"{name}: expected 4 ints {doc}, got {type(s).__name__} {s!r} "
+                            f"in {tuple(shape)!r}")
+    for axis, s in zip(doc.strip("()").split(", "), shape):
+        if s < 1 and axis in ("B", "C"):      # W and H: conv_axis, with the formula
+            raise ValueError(f"{name}: expected every size >= 1, got {axis} = {s} in "
+                             f"{tuple(int(x) for x in shape)} ({layout} {doc})")
+    return tuple(int(s) for s in shape)
+
+
+def conv_axis(axis: str, n: int, k: int, s: int, p: int, d: int, formula: str,
+              pair_index: str, status: int, kernel_text: str = "kernel") -> None:
+    """One spatial axis's geometry; `formula` is its line with every term filled in.
+
+    status is nnkit._kernels.conv.geometry_status(n, k, s, p, d) (the Cython
+    shape logic); the message starts with the argument at fault and ends with
+    the formula.
+    """
+    from ._kernels import conv as _kc
+    if status == _kc.GEOM_OK:
+        return
+    if status == _kc.GEOM_SIZE:
+        raise ValueError(f"input_shape: expected sizes >= 1, got {axis} = {n}: {formula}")
+    if status == _kc.GEOM_KERNEL:
+        raise ValueError(f"kernel_size: expected sizes >= 1, got k{pair_index} = {k} "
+                         f"(along {axis}): {formula}")
+    if status == _kc.GEOM_STRIDE:
+        raise ValueError(f"stride: expected strides >= 1, got s{pair_index} = {s} "
+                         f"(along {axis}): {formula}")
+    if status == _kc.GEOM_DILATION:
+        raise ValueError(f"dilation: expected dilations >= 1, got d{pair_index} = {d} "
+                         f"(along {axis}): {formula}")
+    if status == _kc.GEOM_PADDING:
+        raise ValueError(f"padding: expected paddings >= 0, got p{pair_index} = {p} "
+                         f"(along {axis}): {formula}")
+    eff = d * (k - 1) + 1
+    eff_text = f"{k}" if d == 1 else f"{k}, dilated to {d}·({k} − 1) + 1 = {eff}"
+    raise ValueError(f"{kernel_text}_size: the {kernel_text} ({eff_text}) is larger than the "
+                     f"padded input ({n} + 2·{p} = {n + 2 * p}) along {axis}, so the "
+                     f"output is empty: {formula}")
+
+
+def pool_padding(axis: str, k: int, p: int, pair_index: str) -> None:
+    """Pooling pads at most half a window (as PyTorch): a window never lies
+    entirely in the padding."""
+    if 2 * p > k:
+        raise ValueError(f"padding: expected p{pair_index} <= k{pair_index}/2 = {k}/2 for "
+                         f"pooling (a window must overlap the input), got p{pair_index} = "
+                         f"{p} along {axis}")
+
+
+def lp_norm(p) -> float:
+    """The p of Lp pooling: a finite number > 0."""
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"p: expected a finite number > 0, got {type(p).__name__} {p!r}")
+    try:
+        value = float(p)
+    except (TypeError, ValueError):
+        raise TypeError(f"p: expected a finite number > 0, got {type(p).__name__} {p!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"p: expected a finite number > 0, got {value}")
+    return value
+
+
+def reduction_range(value) -> tuple[float, float]:
+    """A parameter-reduction range (lo, hi) with 0 <= lo <= hi < 1."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"reduction: expected a pair (lo, hi) of fractions, got {value!r}")
+    try:
+        lo, hi = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        raise TypeError(f"reduction: expected a pair (lo, hi) of fractions, got {value!r}") from None
+    if not (0.0 <= lo <= hi < 1.0):
+        raise ValueError(f"reduction: expected 0 <= lo <= hi < 1 (e.g. (0.5, 0.6) for a "
+                         f"50–60 % cut), got ({lo}, {hi})")
+    return lo, hi
+
+
 def shape_tuple(name: str, value) -> tuple:
     """A shape: a positive int or a sequence of positive ints (PyTorch's normalized_shape)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
@@ -447,3 +559,16 @@ def shape_tuple(name: str, value) -> tuple:
     if not value:
         raise ValueError(f"{name}: expected at least one axis, got {value!r}")
     return tuple(positive_int(f"{name}[{i}]", d) for i, d in enumerate(value))
+
+
+def truncate_steps(truncate) -> int:
+    """Truncated BPTT's window: None (full BPTT, returned as 0) or a positive int."""
+    if truncate is None:
+        return 0
+    if isinstance(truncate, (bool, np.bool_)) or not isinstance(truncate, (int, np.integer)):
+        raise TypeError(f"truncate: expected a positive integer or None (full BPTT), got "
+                        f"{type(truncate).__name__} {truncate!r}")
+    if truncate < 1:
+        raise ValueError(f"truncate: expected a positive integer or None (full BPTT), "
+                         f"got {truncate!r}")
+    return int(truncate)

@@ -9,6 +9,15 @@ total derivative of a state is what the output asks of it plus what flows
 back from the next step,
     dh_t = dH_t + dA_{t+1} Wh,      dA_t = dh_t ⊙ act′(a_t),
 and every weight gradient is a sum over time (dWh = Σ_t dA_tᵀ h_{t−1}).
+The backward result carries grad_norms[t] = ||dh_t||_F over the (B, M) slice,
+the curve P9.2–P9.3 read the vanishing or exploding gradient from.
+`truncate=k` cuts the carry into h_k, h_2k, ... (truncated BPTT: exactly the
+gradient of a forward whose state is detached at t = k, 2k, ...).
+
+P9.1's form (``form="preactivation"``): the state is the pre-activation,
+    h_t = act(h_{t−1}) Whᵀ + x_t Wxᵀ + b,
+with BPTT dh_t = dH_t + (dh_{t+1} Wh) ⊙ act′(h_t) and dWh = Σ_t dh_tᵀ act(h_{t−1}).
+Under g_t = act(h_t) it is the standard form run from g_0 = act(h_0).
 
 Bidirectional RNN (``birnn_forward`` / ``birnn_backward``), P9.4:
     h^f_t = act(x_t Wxfᵀ + h^f_{t−1} Whfᵀ [+ bf])   left to right from hf0
@@ -29,16 +38,39 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _validate as v
+from ._blas_threads import serial_blas
 from ._kernels import rnn as _k
 
 # activation name -> the kernels' code
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2}
+# the recurrence's two forms (P9.1)
+FORMS = ("standard", "preactivation")
 
 
 # ------------------------------------------------------------------ helpers
-def _rows(a: np.ndarray) -> np.ndarray:
+def _rows(a: np.ndarray | None) -> np.ndarray | None:
     """(T, B, C) as its (T·B, C) row view (no copy: a is C-contiguous)."""
-    return a.reshape(a.shape[0] * a.shape[1], a.shape[2])
+    return None if a is None else a.reshape(a.shape[0] * a.shape[1], a.shape[2])
+
+
+def _chain_forward(X, h0, Wx, Wh, b, code, reverse, preact, H, G):
+    """One chain's forward: the input projection on every BLAS thread, the
+    serial time loop with OpenBLAS on one (nnkit/_blas_threads.py)."""
+    T, B, _ = X.shape
+    M = Wx.shape[0]
+    _k.project(_rows(X), Wx, b, _rows(H))
+    with serial_blas(B * M * M):
+        _k.recur(h0, Wh, code, reverse, preact, T, _rows(H), _rows(G))
+
+
+def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
+                    accumulate_dX, dA, dh, dX, dh0, dWx, dWh, db, norms):
+    T, B, M = H.shape
+    with serial_blas(B * M * M):
+        _k.bptt(_rows(dH), _rows(H), _rows(G), Wh, code, reverse, preact, T, truncate,
+                _rows(dA), _rows(dh), norms, dh0)
+    _k.weight_grads(_rows(dA), _rows(X), _rows(H), _rows(G), h0, Wx, reverse, preact, T,
+                    accumulate_dX, _rows(dX), dWx, dWh, db, np.empty(M))
 
 
 # --------------------------------------------------------------------- RNN
@@ -51,6 +83,8 @@ class RNNCache:
     b: np.ndarray | None  # (M,) or None
     activation: str
     H: np.ndarray        # (T, B, M) the states (the forward output; do not modify)
+    form: str = "standard"
+    G: np.ndarray | None = None  # preactivation form: G_t = act(h_{t−1}), what step t read
 
 
 class RNNGrads(NamedTuple):
@@ -59,14 +93,20 @@ class RNNGrads(NamedTuple):
     dWx: np.ndarray      # (M, N)     Σ_t dA_tᵀ x_t
     dWh: np.ndarray      # (M, M)     Σ_t dA_tᵀ h_{t−1}
     db: np.ndarray       # (M,)       Σ_t Σ_i dA_t   (∂L/∂b at b = 0 without a bias)
-    dA: np.ndarray       # (T, B, M)  ∂L/∂a_t = dh_t ⊙ act′(a_t)
+    dA: np.ndarray       # (T, B, M)  ∂L/∂a_t = dh_t ⊙ act′(a_t)  (preactivation form: = dh)
     dh: np.ndarray | None  # (T, B, M) total ∂L/∂h_t = dH_t + dA_{t+1} Wh (None if full=False)
+    grad_norms: np.ndarray  # (T,) float64  ||∂L/∂h_t||_F over the (B, M) slice
 
 
-def rnn_forward(X, h0, Wx, Wh, b, activation="tanh", *, out=None):
+def rnn_forward(X, h0, Wx, Wh, b, activation="tanh", *, form="standard", out=None):
     """H (T, B, M), cache.  X (T, B, N), h0 (B, M) or None (zeros), Wx (M, N),
-    Wh (M, M), b (M,) or None (no bias)."""
+    Wh (M, M), b (M,) or None (no bias).
+
+    form="standard": h_t = act(x_t Wxᵀ + h_{t−1} Whᵀ + b);
+    form="preactivation" (P9.1): h_t = act(h_{t−1}) Whᵀ + x_t Wxᵀ + b.
+    """
     act = v.choice("activation", activation, ACTIVATIONS)
+    form = v.choice("form", form, FORMS)
     X = v.sequence("X", X)
     Wx, Wh, b = v.recurrent_weights(X, Wx, Wh, b, "b", "Wx", "Wh")
     T, B, _ = X.shape
@@ -75,33 +115,44 @@ def rnn_forward(X, h0, Wx, Wh, b, activation="tanh", *, out=None):
     H = v.out_array(out, (T, B, M), X.dtype)
     if out is not None:
         v.no_overlap(H, "out", X=X, h0=h0, Wx=Wx, Wh=Wh, b=b)
-    _k.forward(_rows(X), h0, Wx, Wh, b, ACTIVATIONS[act], False, _rows(H), T)
-    return H, RNNCache(X, h0, Wx, Wh, b, act, H)
+    preact = form == "preactivation"
+    G = np.empty((T, B, M), X.dtype) if preact else None
+    _chain_forward(X, h0, Wx, Wh, b, ACTIVATIONS[act], False, preact, H, G)
+    return H, RNNCache(X, h0, Wx, Wh, b, act, H, form, G)
 
 
-def rnn_backward(dH, cache: RNNCache, *, full=True, out=None) -> RNNGrads:
+def rnn_backward(dH, cache: RNNCache, *, truncate=None, full=True, out=None) -> RNNGrads:
     """Every gradient of the RNN given dH = ∂L/∂H (T, B, M) (the direct part:
     what the loss asks of each h_t; BPTT adds what flows back from t+1).
 
-    full=False skips writing the total state gradients dh; `out` receives dX.
+    truncate=k (a positive int) cuts the gradient through the recurrence every
+    k steps: nothing flows back into h_k, h_2k, ..., exactly as if the forward
+    had detached the state there (weights still collect every step's term);
+    None is full BPTT. full=False skips writing the total state gradients dh;
+    `out` receives dX.
     """
     v.cache_of(cache, RNNCache, "rnn_forward")
     X, H = cache.X, cache.H
+    k = v.truncate_steps(truncate)
     dH = v.upstream("dH", dH, H.shape, X.dtype)
     T, B, M = H.shape
     dX = v.out_array(out, X.shape, X.dtype)
     if out is not None:
         v.no_overlap(dX, "out", dH=dH, X=X)
+    preact = cache.form == "preactivation"
     dA = np.empty_like(H)
-    dh = np.empty_like(H) if full else None
+    dh = np.empty_like(H) if full and not preact else None
     dh0 = np.empty((B, M), X.dtype)
     dWx = np.empty_like(cache.Wx)
     dWh = np.empty_like(cache.Wh)
     db = np.empty(M, X.dtype)
-    _k.backward(_rows(dH), _rows(H), cache.h0, _rows(X), cache.Wx, cache.Wh,
-                ACTIVATIONS[cache.activation], False, T, _rows(dA),
-                None if dh is None else _rows(dh), _rows(dX), False, dh0, dWx, dWh, db)
-    return RNNGrads(dX, dh0, dWx, dWh, db, dA, dh)
+    norms = np.empty(T)
+    _chain_backward(dH, X, H, cache.G, cache.h0, cache.Wx, cache.Wh,
+                    ACTIVATIONS[cache.activation], False, preact, k, False,
+                    dA, dh, dX, dh0, dWx, dWh, db, norms)
+    if preact and full:
+        dh = dA          # the state is the pre-activation: ∂L/∂h_t is what the affine map gets
+    return RNNGrads(dX, dh0, dWx, dWh, db, dA, dh, norms)
 
 
 # ------------------------------------------------------------------- BiRNN
@@ -140,6 +191,7 @@ class BiRNNGrads(NamedTuple):
     dhb: np.ndarray | None  # (T, B, M) total ∂L/∂h^b_t (accumulated left to right)
     dAf: np.ndarray      # (T, B, M) forward-chain pre-activation gradients
     dAb: np.ndarray      # (T, B, M) backward-chain pre-activation gradients
+    grad_norms: np.ndarray  # (2, T) float64: ||∂L/∂h^f_t||_F (row 0), ||∂L/∂h^b_t||_F (row 1)
 
 
 def birnn_forward(X, hf0, hb0, Wxf, Whf, Wxb, Whb, Wy, by, activation="sigmoid", *,
@@ -168,8 +220,8 @@ def birnn_forward(X, hf0, hb0, Wxf, Whf, Wxb, Whb, Wy, by, activation="sigmoid",
     Hf = np.empty((T, B, M), X.dtype)
     Hb = np.empty((T, B, M), X.dtype)
     code = ACTIVATIONS[act]
-    _k.forward(_rows(X), hf0, Wxf, Whf, bf, code, False, _rows(Hf), T)
-    _k.forward(_rows(X), hb0, Wxb, Whb, bb, code, True, _rows(Hb), T)
+    _chain_forward(X, hf0, Wxf, Whf, bf, code, False, False, Hf, None)
+    _chain_forward(X, hb0, Wxb, Whb, bb, code, True, False, Hb, None)
     _k.output_forward(_rows(Hf), _rows(Hb), Wy, by, _rows(Y))
     return Y, BiRNNCache(X, hf0, hb0, Wxf, Whf, bf, Wxb, Whb, bb, Wy, by, act, Hf, Hb, Y)
 
@@ -191,7 +243,7 @@ def birnn_backward(dY, cache: BiRNNCache, *, full=True, out=None) -> BiRNNGrads:
     dWy = np.empty_like(cache.Wy)
     dby = np.empty(cache.Wy.shape[0], X.dtype)
     _k.output_backward(_rows(dY), _rows(Hf), _rows(Hb), cache.Wy, _rows(dHf_direct),
-                       _rows(dHb_direct), dWy, dby)
+                       _rows(dHb_direct), dWy, dby, np.empty(cache.Wy.shape[0]))
     dAf, dAb = np.empty_like(Hf), np.empty_like(Hb)
     dhf = np.empty_like(Hf) if full else None
     dhb = np.empty_like(Hb) if full else None
@@ -200,11 +252,10 @@ def birnn_backward(dY, cache: BiRNNCache, *, full=True, out=None) -> BiRNNGrads:
     dWhf, dWhb = np.empty_like(cache.Whf), np.empty_like(cache.Whb)
     dbf, dbb = np.empty((2, M), X.dtype)
     code = ACTIVATIONS[cache.activation]
-    _k.backward(_rows(dHf_direct), _rows(Hf), cache.hf0, _rows(X), cache.Wxf, cache.Whf,
-                code, False, T, _rows(dAf), None if dhf is None else _rows(dhf),
-                _rows(dX), False, dhf0, dWxf, dWhf, dbf)
-    _k.backward(_rows(dHb_direct), _rows(Hb), cache.hb0, _rows(X), cache.Wxb, cache.Whb,
-                code, True, T, _rows(dAb), None if dhb is None else _rows(dhb),
-                _rows(dX), True, dhb0, dWxb, dWhb, dbb)
+    norms = np.empty((2, T))
+    _chain_backward(dHf_direct, X, Hf, None, cache.hf0, cache.Wxf, cache.Whf, code, False,
+                    False, 0, False, dAf, dhf, dX, dhf0, dWxf, dWhf, dbf, norms[0])
+    _chain_backward(dHb_direct, X, Hb, None, cache.hb0, cache.Wxb, cache.Whb, code, True,
+                    False, 0, True, dAb, dhb, dX, dhb0, dWxb, dWhb, dbb, norms[1])
     return BiRNNGrads(dX, dhf0, dhb0, dWxf, dWhf, dbf, dWxb, dWhb, dbb, dWy, dby,
-                      dhf, dhb, dAf, dAb)
+                      dhf, dhb, dAf, dAb, norms)

@@ -1,27 +1,37 @@
-# Recurrent-network kernels (P9): a simple RNN over T steps and its
-# backpropagation through time, and the output layer of a bidirectional RNN.
+# Recurrent-network kernels (P9): a simple RNN over T steps, its
+# backpropagation through time (BPTT), and the output layer of a BiRNN.
 #
 # Rows are samples; sequences are time-major and stored as 2-D row blocks:
 #   X (T*B, N): rows t*B .. t*B+B-1 are x_t;  H (T*B, M): h_t the same way.
-#   a_t = x_t Wx^T + h_prev Wh^T + b,   h_t = act(a_t)
+# Two forms of the recurrence (P9.1), chosen by `preact`:
+#   standard       a_t = x_t Wx^T + h_prev Wh^T + b,   h_t = act(a_t)
+#   preactivation  h_t = act(h_prev) Wh^T + x_t Wx^T + b   (the state is a_t)
 # h_prev is h_{t-1} (h0 before t = 0) in the forward direction, and h_{t+1}
 # (h0 after t = T-1) with reverse=True (the backward chain of a BiRNN), so one
 # kernel serves both chains and nothing is copied to reverse a sequence.
 #
+# The work is split by what can run in parallel: `project` and `weight_grads`
+# are a few large GEMMs over all T*B rows at once; `recur` and `bptt` are the
+# serial time loops, one small GEMM (a GEMV when B = 1) and one elementwise
+# pass per step. Python runs the loops with OpenBLAS on one thread
+# (nnkit/_blas_threads.py says why) and the large GEMMs with all of them.
+#
 # Called only from nnkit.rnn (shapes, dtypes, T, B, N, M >= 1 checked; outputs
 # allocated, C-contiguous). Nothing here raises on bad input.
 #
-# The activation derivative is read from h_t alone (tanh: 1 - h^2, sigmoid:
-# h (1 - h), relu: [h > 0]), so the forward never stores a_t.
+# The activation derivative is read from the activation's value (tanh:
+# 1 - g^2, sigmoid: g (1 - g), relu: [g > 0]), so the standard forward never
+# stores a_t. relu follows IEEE/PyTorch: relu(NaN) = NaN in the forward
+# (h = 0 only where a < 0), and its backward mask lets the gradient through
+# where h is NaN (zero only where h <= 0), so forward and backward agree.
 #
 # Elementwise passes run on one thread: per step they touch B*M values next to
-# a B x M x M GEMM (2M flops per value), and the GEMMs already use OpenBLAS's
-# threads; an OpenMP team woken 2T times per call would fight that pool for the
-# cores (see GOMP_SPINCOUNT in nnkit/__init__.py). At (T, B, N, M) =
-# (50, 64, 128, 256) float32 the activations are ~15% of the forward.
+# a B x M x M GEMM (2M flops per value); an OpenMP team woken 2T times per
+# call costs more than the pass (see nnkit/_threads.py).
 
-from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from scipy.linalg.cython_blas cimport sgemv, dgemv
+from libc.math cimport sqrt
+from libc.string cimport memcpy
 from _common cimport column_sums, floating, gemm_rowmajor
 
 cdef enum:
@@ -39,7 +49,7 @@ cdef enum:
 # sample). exp(r) − 1 on |r| <= ln2/2: Taylor to r^13 (remainder < 5e-18
 # relative), after Cody–Waite reduction x = n ln2 + r (fdlibm's split of ln2:
 # n*LN2_HI is exact for |n| < 2^20). float64: within 4 ulp of NumPy's
-# tanh/exp (tests/kernels/test_rnn.py checks it; 3 ulp seen for tanh).
+# tanh/exp (tests/rnn/test_activations.py checks it; 3 ulp seen for tanh).
 # (The constants are C macros and 2^n is built with memcpy, plain C that
 # gcc vectorizes.)
 cdef extern from *:
@@ -121,170 +131,258 @@ cdef inline double _sigmoid(double a) noexcept nogil:
     return 1.0 / (1.0 + z) if a >= 0 else z / (1.0 + z)
 
 
-cdef inline void _activate(floating* a, Py_ssize_t n, int act) noexcept nogil:
-    """h = act(a) in place over n contiguous values (one loop per activation,
-    so each vectorizes)."""
+cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
+                               const floating* A, int lda, const floating* x,
+                               floating beta, floating* y) noexcept nogil:
+    """y = alpha * op(A) x + beta * y for a row-major (m x n) A (row stride
+    lda): op(A) = A (y has m entries) or A^T (trans; n entries). BLAS sees the
+    column-major A^T, so the flag flips. Local to the RNN: the one family
+    whose per-step product is a matrix-vector product (B = 1).
+    (Candidate for _common.pxd beside gemm_rowmajor.)"""
+    cdef char t = b'N' if trans else b'T'
+    cdef int one = 1
+    if floating is float:
+        sgemv(&t, &n, &m, &alpha, <float*>A, &lda, <float*>x, &one, &beta, y, &one)
+    else:
+        dgemv(&t, &n, &m, &alpha, <double*>A, &lda, <double*>x, &one, &beta, y, &one)
+
+
+cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
+                               const floating* V, const floating* W, floating beta,
+                               floating* out) noexcept nogil:
+    """out (B, M) = V (B, M) op(W) + beta * out with op(W) = W^T (forward:
+    rows times Wh^T) or W (trans_w; backward: rows times Wh). B = 1 is a
+    GEMV: half the call overhead of a 1-row GEMM."""
+    if B == 1:
+        gemv_rowmajor(trans_w, <int>M, <int>M, <floating>1.0, W, <int>M, V, beta, out)
+    else:
+        gemm_rowmajor(False, not trans_w, <int>B, <int>M, <int>M, <floating>1.0,
+                      V, <int>M, W, <int>M, beta, out, <int>M)
+
+
+cdef inline void _activate(const floating* a, floating* h, Py_ssize_t n,
+                           int act) noexcept nogil:
+    """h = act(a) over n contiguous values (h may be a: in place). One loop
+    per activation, so each vectorizes. relu keeps NaN (zero only if a < 0)."""
     cdef Py_ssize_t k
     cdef floating zero = 0
     if act == ACT_TANH:
         for k in range(n):
-            a[k] = <floating>_tanh(a[k])
+            h[k] = <floating>_tanh(a[k])
     elif act == ACT_SIGMOID:
         for k in range(n):
-            a[k] = <floating>_sigmoid(a[k])
+            h[k] = <floating>_sigmoid(a[k])
     else:
         for k in range(n):
-            a[k] = a[k] if a[k] > zero else zero
+            h[k] = zero if a[k] < zero else a[k]
 
 
-cdef inline void _backprop_step(floating* dA, const floating* dH, const floating* H,
-                                floating* dh, Py_ssize_t n, int act) noexcept nogil:
-    """One fused pass: g = dH + dA (dA holds dA_next Wh, or 0 at the first
-    step); dh = g (if dh != NULL); dA = g * act'(h), read from h: tanh 1 − h²,
-    sigmoid h(1 − h), relu [h > 0]. One loop per activation (gcc unswitches
-    the loop-invariant dh test), so each vectorizes."""
+cdef inline void _times_derivative(floating* d, const floating* g, Py_ssize_t n,
+                                   int act) noexcept nogil:
+    """d *= act'(.) read from the activation's value g: tanh 1 - g^2, sigmoid
+    g (1 - g), relu [not g <= 0] (NaN passes, as PyTorch's threshold_backward)."""
     cdef Py_ssize_t k
-    cdef floating g, h, one = 1, zero = 0
-    cdef bint want = dh != NULL
+    cdef floating v, one = 1, zero = 0
     if act == ACT_TANH:
         for k in range(n):
-            g = dH[k] + dA[k]
-            if want:
-                dh[k] = g
-            h = H[k]
-            dA[k] = g * (one - h * h)
+            v = g[k]
+            d[k] = d[k] * (one - v * v)
     elif act == ACT_SIGMOID:
         for k in range(n):
-            g = dH[k] + dA[k]
-            if want:
-                dh[k] = g
-            h = H[k]
-            dA[k] = g * (h * (one - h))
+            v = g[k]
+            d[k] = d[k] * (v * (one - v))
     else:
         for k in range(n):
-            g = dH[k] + dA[k]
-            if want:
-                dh[k] = g
-            dA[k] = g if H[k] > zero else zero
+            d[k] = zero if g[k] <= zero else d[k]
 
 
-# Forward. Passes over memory: one write of H with b (skipped without a bias),
-# then one GEMM for the input projection of all T steps at once
-# ((T*B, N) x (N, M), accumulating onto b), then per step a (B, M) x (M, M)
-# GEMM accumulating onto that step's rows and one in-place activation pass.
-def forward(const floating[:, ::1] X, const floating[:, ::1] h0,
-            const floating[:, ::1] Wx, const floating[:, ::1] Wh,
-            const floating[::1] b, int act, bint reverse,
-            floating[:, ::1] H, Py_ssize_t T):
-    cdef Py_ssize_t R = X.shape[0], N = X.shape[1], M = Wx.shape[0]
-    cdef Py_ssize_t B = R // T, s, t, p, i, j
+cdef inline double _sum_squares(const floating* v, Py_ssize_t n) noexcept nogil:
+    """Σ v_k^2 in double with 8 independent lanes: without -ffast-math gcc may
+    not reorder one running sum, but it vectorizes 8 separate ones."""
+    cdef double lane[8]
+    cdef Py_ssize_t k, j, n8 = n - n % 8
+    cdef double s = 0.0, x
+    for j in range(8):
+        lane[j] = 0.0
+    for k in range(0, n8, 8):
+        for j in range(8):
+            x = v[k + j]
+            lane[j] += x * x
+    for k in range(n8, n):
+        x = v[k]
+        s += x * x
+    for j in range(8):
+        s += lane[j]
+    return s
+
+
+# H = X Wx^T + b over all T*B rows at once.
+# Passes: one write of H with b (skipped without a bias); one GEMM, 2*T*B*M*N flops.
+def project(const floating[:, ::1] X,        # IN  (T*B, N)
+            const floating[:, ::1] Wx,       # IN  (M, N)
+            const floating[::1] b,           # IN  (M,) or None
+            floating[:, ::1] H):             # OUT (T*B, M)
+    cdef Py_ssize_t R = X.shape[0], N = X.shape[1], M = Wx.shape[0], i
     cdef bint has_bias = b is not None
-    cdef const floating* prev
-    cdef floating beta0 = 1 if has_bias else 0
     with nogil:
         if has_bias:
             for i in range(R):
-                for j in range(M):
-                    H[i, j] = b[j]
+                memcpy(&H[i, 0], &b[0], M * sizeof(floating))
         gemm_rowmajor(False, True, <int>R, <int>M, <int>N, <floating>1.0,
-                      &X[0, 0], <int>N, &Wx[0, 0], <int>N, beta0, &H[0, 0], <int>M)
+                      &X[0, 0], <int>N, &Wx[0, 0], <int>N,
+                      <floating>(1.0 if has_bias else 0.0), &H[0, 0], <int>M)
+    return None
+
+
+# The time loop of the forward; H holds the projections x_t Wx^T + b on entry.
+#   standard:      H_t += h_prev Wh^T;  H_t = act(H_t)
+#   preactivation: G_t = act(h_prev);   H_t += G_t Wh^T
+# Per step: one (B, M) x (M, M) GEMM, 2*B*M^2 flops (a GEMV when B = 1), and
+# one elementwise pass over B*M values (in place; into G for the
+# preactivation form, whose G_t is what step t read through act: BPTT reads
+# act' from it and dWh = Σ_t dh_t^T G_t is then one GEMM).
+def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first step
+          const floating[:, ::1] Wh,         # IN  (M, M)
+          int act, bint reverse, bint preact, Py_ssize_t T,   # IN
+          floating[:, ::1] H,                # IN/OUT (T*B, M) projections -> states
+          floating[:, ::1] G):               # OUT (T*B, M) preactivation form, else None
+    cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], s, t
+    cdef const floating* prev
+    cdef floating* h_t
+    cdef floating* g_t
+    with nogil:
         for s in range(T):
             t = T - 1 - s if reverse else s
             if s == 0:
                 prev = &h0[0, 0]
             else:
-                p = t + 1 if reverse else t - 1
-                prev = &H[p * B, 0]
-            gemm_rowmajor(False, True, <int>B, <int>M, <int>M, <floating>1.0,
-                          prev, <int>M, &Wh[0, 0], <int>M, <floating>1.0,
-                          &H[t * B, 0], <int>M)
-            _activate(&H[t * B, 0], B * M, act)
+                prev = &H[(t + 1 if reverse else t - 1) * B, 0]
+            h_t = &H[t * B, 0]
+            if preact:
+                g_t = &G[t * B, 0]
+                _activate(prev, g_t, B * M, act)
+                _step_product(False, B, M, g_t, &Wh[0, 0], <floating>1.0, h_t)
+            else:
+                _step_product(False, B, M, prev, &Wh[0, 0], <floating>1.0, h_t)
+                _activate(h_t, h_t, B * M, act)
     return None
 
 
-# Backward (BPTT). The steps run opposite to the forward. Per step:
-#   carry = dA_next Wh        (B, M) x (M, M) GEMM into dA_t (beta = 0; 0 at the first)
-#   g = dH_t + carry;  dh_t = g (optional);  dA_t = g * act'(h_t)   one pass
-# After the loop, all with one GEMM over the stacked T*B rows each:
-#   dh0 = dA_first Wh;  dX = dA Wx (+= for the BiRNN's second chain);
-#   dWx = dA^T X;  dWh = dA_first^T h0 + (dA of the other T-1 steps)^T (the
-#   states they read), and db = column sums of dA (double accumulators).
-# dWh as one big GEMM over the stacked states rather than one per step: the
-# states each step read are already contiguous in H (shifted by one block),
-# so no copy is needed; a single K = (T-1)*B product runs near BLAS peak where
-# T small K = B products would not, and it stays off the sequential critical
-# path of the recurrence (the per-step loop holds only what must be serial).
-def backward(const floating[:, ::1] dH, const floating[:, ::1] H,
-             const floating[:, ::1] h0, const floating[:, ::1] X,
-             const floating[:, ::1] Wx, const floating[:, ::1] Wh,
-             int act, bint reverse, Py_ssize_t T,
-             floating[:, ::1] dA, floating[:, ::1] dh, floating[:, ::1] dX,
-             bint accumulate_dX, floating[:, ::1] dh0, floating[:, ::1] dWx,
-             floating[:, ::1] dWh, floating[::1] db):
-    cdef Py_ssize_t R = X.shape[0], N = X.shape[1], M = Wx.shape[0]
-    cdef Py_ssize_t B = R // T, s, t, nxt, i, j, first
-    cdef bint want_dh = dh is not None
-    cdef floating* dhp
-    cdef double* acc
-    acc = <double*>malloc(M * sizeof(double))
-    if acc == NULL:
-        raise MemoryError("rnn backward: no memory for the bias accumulator")
+# The time loop of BPTT, steps opposite to the forward. D_t is what flows
+# into step t's affine map (∂L/∂a_t); dh_t the total derivative of the state.
+#   standard:      dh_t = dH_t + D_next Wh;           D_t = dh_t ⊙ act'(h_t)
+#   preactivation: dh_t = dH_t + (D_next Wh) ⊙ act'(h_t);   D_t = dh_t
+# (act'(h_t) from H_t in the standard form, from G_next = act(h_t) in the
+# other). No carry into the last step, nor into a state detached by
+# truncated BPTT (chain time c = k, 2k, ... with truncate = k > 0).
+# Per step: one (B, M) x (M, M) GEMM into D_t, 2*B*M^2 flops (skipped where
+# the carry is cut); passes over the L1-resident (B, M) block: add dH_t,
+# Σ dh_t^2 for norms[t] = ||dh_t||_F, copy to dh (if wanted), times act'.
+# After the loop: dh0 = D_first Wh (⊙ act'(h0) from G_first), one GEMM.
+def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
+         const floating[:, ::1] H,           # IN  (T*B, M) states
+         const floating[:, ::1] G,           # IN  (T*B, M) preactivation form, else None
+         const floating[:, ::1] Wh,          # IN  (M, M)
+         int act, bint reverse, bint preact, Py_ssize_t T,
+         Py_ssize_t truncate,                # IN  k > 0 cuts every k steps; 0: full
+         floating[:, ::1] D,                 # OUT (T*B, M) ∂L/∂a_t
+         floating[:, ::1] dh,                # OUT (T*B, M) total ∂L/∂h_t, or None
+         double[::1] norms,                  # OUT (T,) ||dh_t||_F
+         floating[:, ::1] dh0):              # OUT (B, M)
+    cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], n, s, t, nxt, k, chain_t, first
+    cdef bint want_dh = dh is not None, cut
+    cdef floating* d_t
+    cdef const floating* dH_t
+    n = B * M
     with nogil:
         for s in range(T):
             t = s if reverse else T - 1 - s
-            if s > 0:
-                nxt = t - 1 if reverse else t + 1
-                gemm_rowmajor(False, False, <int>B, <int>M, <int>M, <floating>1.0,
-                              &dA[nxt * B, 0], <int>M, &Wh[0, 0], <int>M,
-                              <floating>0.0, &dA[t * B, 0], <int>M)
+            nxt = t - 1 if reverse else t + 1
+            chain_t = T - t if reverse else t + 1        # 1-based time along the chain
+            cut = s == 0 or (truncate > 0 and chain_t % truncate == 0)
+            d_t = &D[t * B, 0]
+            dH_t = &dH[t * B, 0]
+            if cut:
+                memcpy(d_t, dH_t, n * sizeof(floating))
             else:
-                # nothing flows back into the last step: a zero carry
-                memset(&dA[t * B, 0], 0, B * M * sizeof(floating))
-            dhp = NULL
+                _step_product(True, B, M, &D[nxt * B, 0], &Wh[0, 0], <floating>0.0, d_t)
+                if preact:
+                    _times_derivative(d_t, &G[nxt * B, 0], n, act)
+                for k in range(n):
+                    d_t[k] = d_t[k] + dH_t[k]
+            norms[t] = sqrt(_sum_squares(d_t, n))
             if want_dh:
-                dhp = &dh[t * B, 0]
-            _backprop_step(&dA[t * B, 0], &dH[t * B, 0], &H[t * B, 0], dhp, B * M, act)
-        # the step that read h0
+                memcpy(&dh[t * B, 0], d_t, n * sizeof(floating))
+            if not preact:
+                _times_derivative(d_t, &H[t * B, 0], n, act)
         first = T - 1 if reverse else 0
-        gemm_rowmajor(False, False, <int>B, <int>M, <int>M, <floating>1.0,
-                      &dA[first * B, 0], <int>M, &Wh[0, 0], <int>M, <floating>0.0,
-                      &dh0[0, 0], <int>M)
+        _step_product(True, B, M, &D[first * B, 0], &Wh[0, 0], <floating>0.0, &dh0[0, 0])
+        if preact:
+            _times_derivative(&dh0[0, 0], &G[first * B, 0], n, act)
+    return None
+
+
+# The weight gradients, each one GEMM over the stacked T*B rows (they sit
+# off the serial loop, so BLAS runs them near peak on all its threads):
+#   dX  = D Wx (+= for the BiRNN's second chain)      2*T*B*M*N flops
+#   dWx = D^T X                                       2*T*B*M*N
+#   dWh = Σ_t D_t^T (what step t read):               2*T*B*M^2
+#     standard: D_first^T h0 + (D of the other T-1 steps)^T (their h_prev,
+#     contiguous in H shifted by one block: no copy); preactivation: D^T G
+#   db  = column sums of D (in double, `acc`)         one pass over D
+def weight_grads(const floating[:, ::1] D,   # IN  (T*B, M)
+                 const floating[:, ::1] X,   # IN  (T*B, N)
+                 const floating[:, ::1] H,   # IN  (T*B, M)
+                 const floating[:, ::1] G,   # IN  (T*B, M) preactivation form, else None
+                 const floating[:, ::1] h0,  # IN  (B, M)
+                 const floating[:, ::1] Wx,  # IN  (M, N)
+                 bint reverse, bint preact, Py_ssize_t T, bint accumulate_dX,  # IN
+                 floating[:, ::1] dX,        # OUT (T*B, N)
+                 floating[:, ::1] dWx,       # OUT (M, N)
+                 floating[:, ::1] dWh,       # OUT (M, M)
+                 floating[::1] db,           # OUT (M,)
+                 double[::1] acc):           # workspace (M,) bias accumulators
+    cdef Py_ssize_t R = X.shape[0], N = X.shape[1], M = Wx.shape[0]
+    cdef Py_ssize_t B = R // T, first
+    with nogil:
         gemm_rowmajor(False, False, <int>R, <int>N, <int>M, <floating>1.0,
-                      &dA[0, 0], <int>M, &Wx[0, 0], <int>N,
+                      &D[0, 0], <int>M, &Wx[0, 0], <int>N,
                       <floating>(1.0 if accumulate_dX else 0.0), &dX[0, 0], <int>N)
         gemm_rowmajor(True, False, <int>M, <int>N, <int>R, <floating>1.0,
-                      &dA[0, 0], <int>M, &X[0, 0], <int>N, <floating>0.0,
+                      &D[0, 0], <int>M, &X[0, 0], <int>N, <floating>0.0,
                       &dWx[0, 0], <int>N)
-        gemm_rowmajor(True, False, <int>M, <int>M, <int>B, <floating>1.0,
-                      &dA[first * B, 0], <int>M, &h0[0, 0], <int>M, <floating>0.0,
-                      &dWh[0, 0], <int>M)
-        if T > 1:
-            if reverse:
-                # steps 0..T-2 read h_1..h_{T-1}
+        if preact:
+            gemm_rowmajor(True, False, <int>M, <int>M, <int>R, <floating>1.0,
+                          &D[0, 0], <int>M, &G[0, 0], <int>M, <floating>0.0,
+                          &dWh[0, 0], <int>M)
+        else:
+            first = T - 1 if reverse else 0
+            gemm_rowmajor(True, False, <int>M, <int>M, <int>B, <floating>1.0,
+                          &D[first * B, 0], <int>M, &h0[0, 0], <int>M, <floating>0.0,
+                          &dWh[0, 0], <int>M)
+            if T > 1:
+                # forward: steps 1..T-1 read h_0..h_{T-2}; reverse: steps
+                # 0..T-2 read h_1..h_{T-1}
                 gemm_rowmajor(True, False, <int>M, <int>M, <int>((T - 1) * B),
-                              <floating>1.0, &dA[0, 0], <int>M, &H[B, 0], <int>M,
-                              <floating>1.0, &dWh[0, 0], <int>M)
-            else:
-                # steps 1..T-1 read h_0..h_{T-2}
-                gemm_rowmajor(True, False, <int>M, <int>M, <int>((T - 1) * B),
-                              <floating>1.0, &dA[B, 0], <int>M, &H[0, 0], <int>M,
-                              <floating>1.0, &dWh[0, 0], <int>M)
-        column_sums(&dA[0, 0], R, M, acc, &db[0])
-    free(acc)
+                              <floating>1.0, &D[0 if reverse else B, 0], <int>M,
+                              &H[B if reverse else 0, 0], <int>M, <floating>1.0,
+                              &dWh[0, 0], <int>M)
+        column_sums(&D[0, 0], R, M, &acc[0], &db[0])
     return None
 
 
 # BiRNN output layer: Y = [Hf, Hb] Wy^T + by with Wy (K, 2M), never building
 # the concatenation: two GEMMs read the column halves of Wy in place (row
-# stride 2M). Passes: one write of Y with by, two accumulating GEMMs.
-def output_forward(const floating[:, ::1] Hf, const floating[:, ::1] Hb,
-                   const floating[:, ::1] Wy, const floating[::1] by,
-                   floating[:, ::1] Y):
-    cdef Py_ssize_t R = Hf.shape[0], M = Hf.shape[1], K = Wy.shape[0], i, j
+# stride 2M). Passes: one write of Y with by; two GEMMs, 4*R*M*K flops.
+def output_forward(const floating[:, ::1] Hf,   # IN  (R, M)
+                   const floating[:, ::1] Hb,   # IN  (R, M)
+                   const floating[:, ::1] Wy,   # IN  (K, 2M)
+                   const floating[::1] by,      # IN  (K,)
+                   floating[:, ::1] Y):         # OUT (R, K)
+    cdef Py_ssize_t R = Hf.shape[0], M = Hf.shape[1], K = Wy.shape[0], i
     with nogil:
         for i in range(R):
-            for j in range(K):
-                Y[i, j] = by[j]
+            memcpy(&Y[i, 0], &by[0], K * sizeof(floating))
         gemm_rowmajor(False, True, <int>R, <int>K, <int>M, <floating>1.0,
                       &Hf[0, 0], <int>M, &Wy[0, 0], <int>(2 * M), <floating>1.0,
                       &Y[0, 0], <int>K)
@@ -296,16 +394,18 @@ def output_forward(const floating[:, ::1] Hf, const floating[:, ::1] Hb,
 
 # Output layer backward: dHf = dY Wy[:, :M], dHb = dY Wy[:, M:],
 # dWy[:, :M] = dY^T Hf, dWy[:, M:] = dY^T Hb (written in place with row
-# stride 2M), dby = column sums of dY (double). Four GEMMs, one pass over dY.
-def output_backward(const floating[:, ::1] dY, const floating[:, ::1] Hf,
-                    const floating[:, ::1] Hb, const floating[:, ::1] Wy,
-                    floating[:, ::1] dHf, floating[:, ::1] dHb,
-                    floating[:, ::1] dWy, floating[::1] dby):
-    cdef Py_ssize_t R = Hf.shape[0], M = Hf.shape[1], K = Wy.shape[0], i, j
-    cdef double* acc
-    acc = <double*>malloc(K * sizeof(double))
-    if acc == NULL:
-        raise MemoryError("birnn backward: no memory for the bias accumulator")
+# stride 2M), dby = column sums of dY (double). Four GEMMs (8*R*M*K flops),
+# one pass over dY.
+def output_backward(const floating[:, ::1] dY,  # IN  (R, K)
+                    const floating[:, ::1] Hf,  # IN  (R, M)
+                    const floating[:, ::1] Hb,  # IN  (R, M)
+                    const floating[:, ::1] Wy,  # IN  (K, 2M)
+                    floating[:, ::1] dHf,       # OUT (R, M)
+                    floating[:, ::1] dHb,       # OUT (R, M)
+                    floating[:, ::1] dWy,       # OUT (K, 2M)
+                    floating[::1] dby,          # OUT (K,)
+                    double[::1] acc):           # workspace (K,) bias accumulators
+    cdef Py_ssize_t R = Hf.shape[0], M = Hf.shape[1], K = Wy.shape[0]
     with nogil:
         gemm_rowmajor(False, False, <int>R, <int>M, <int>K, <floating>1.0,
                       &dY[0, 0], <int>K, &Wy[0, 0], <int>(2 * M), <floating>0.0,
@@ -319,6 +419,5 @@ def output_backward(const floating[:, ::1] dY, const floating[:, ::1] Hf,
         gemm_rowmajor(True, False, <int>K, <int>M, <int>R, <floating>1.0,
                       &dY[0, 0], <int>K, &Hb[0, 0], <int>M, <floating>0.0,
                       &dWy[0, M], <int>(2 * M))
-        column_sums(&dY[0, 0], R, K, acc, &dby[0])
-    free(acc)
+        column_sums(&dY[0, 0], R, K, &acc[0], &dby[0])
     return None

@@ -1,0 +1,188 @@
+"""P9: RNN and BiRNN kernels against the independent NumPy BPTT (rnn_reference.py):
+values, every gradient, shapes, dtypes, layouts."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import nnkit as nk
+from rnn_reference import (ACTS, BIRNN_GRADS, RNN_GRADS, birnn_ref, grad_norms_ref,
+                           make_birnn, make_rnn, rnn_bptt_ref, rnn_ref)
+
+
+# ----------------------------------------------------- against the reference
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (5, 3, 4, 6), (7, 2, 3, 5), (3, 9, 17, 4)])
+def test_rnn_matches_numpy_bptt(shape, act, dtype, rng, ref):
+    T, B, N, M = shape
+    p = make_rnn(rng, T, B, N, M, dtype)
+    H, cache = nk.rnn_forward(p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], act)
+    assert H.dtype == dtype and H.shape == (T, B, M)
+    dH = rng.standard_normal(H.shape).astype(dtype)
+    g = nk.rnn_backward(dH, cache)
+    r = rnn_bptt_ref(dH, p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], act)
+    # float32: rounding carried through up to 7 recurrent steps: 1e-5 -> 1e-4
+    tol = ref.RTOL[dtype] * (1 if dtype == np.float64 else 10)
+    ref.assert_rel(H, r["H"], tol, "H")
+    for name in RNN_GRADS:
+        got = getattr(g, name)
+        assert got.dtype == dtype, name
+        ref.assert_rel(got, r[name], tol, name)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("bias", [False, True])
+def test_birnn_matches_numpy_bptt(act, bias, dtype, rng, ref):
+    T, B, N, M, K = 4, 3, 5, 6, 2
+    p = make_birnn(rng, T, B, N, M, K, dtype, bias=bias)
+    Y, cache = nk.birnn_forward(**p, activation=act)
+    dY = rng.standard_normal(Y.shape).astype(dtype)
+    g = nk.birnn_backward(dY, cache)
+    r = birnn_ref(dY, **p, act=act)
+    tol = ref.RTOL[dtype] * (1 if dtype == np.float64 else 10)
+    ref.assert_rel(Y, r["Y"], tol, "Y")
+    for name in BIRNN_GRADS:
+        ref.assert_rel(getattr(g, name), r[name], tol, name)
+
+
+def test_birnn_without_bias_is_bias_zero(rng):
+    p = make_birnn(rng, 3, 2, 3, 4, 2)
+    Y0, c0 = nk.birnn_forward(**p)
+    Y1, c1 = nk.birnn_forward(**p, bf=np.zeros(4), bb=np.zeros(4))
+    np.testing.assert_array_equal(Y0, Y1)
+    G = rng.standard_normal(Y0.shape)
+    g0, g1 = nk.birnn_backward(G, c0), nk.birnn_backward(G, c1)
+    for name in BIRNN_GRADS:
+        np.testing.assert_allclose(getattr(g0, name), getattr(g1, name), rtol=1e-13, atol=1e-14)
+    # the returned dbf is Σ dA^f (what a bias at 0 would receive)
+    np.testing.assert_allclose(g0.dbf, g0.dAf.sum(axis=(0, 1)), rtol=1e-12)
+
+
+def test_reversed_chain_is_the_forward_chain_on_the_reversed_sequence(rng):
+    """birnn's backward chain equals an rnn run on X[::-1] (read back reversed)."""
+    p = make_birnn(rng, 5, 2, 3, 4, 2, bias=True)
+    Y, cache = nk.birnn_forward(**p, activation="tanh")
+    Hb, _ = nk.rnn_forward(p["X"][::-1], p["hb0"], p["Wxb"], p["Whb"], p["bb"], "tanh")
+    np.testing.assert_allclose(cache.Hb, Hb[::-1], rtol=1e-13, atol=1e-15)
+
+
+def test_bptt_carries_gradient_back_in_time(rng):
+    """Only dH at the last step is nonzero; earlier steps still get gradient
+    (and in the reversed chain, only at the first step)."""
+    p = make_rnn(rng, 4, 2, 3, 3)
+    H, cache = nk.rnn_forward(**p)
+    dH = np.zeros_like(H)
+    dH[-1] = 1.0
+    g = nk.rnn_backward(dH, cache)
+    assert np.all(np.abs(g.dh[:-1]).sum(axis=(1, 2)) > 0)
+    np.testing.assert_array_equal(g.dh[-1], dH[-1])
+    np.testing.assert_allclose(g.dh[:-1], np.einsum("tbm,mk->tbk", g.dA[1:], p["Wh"]),
+                               rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------- dtypes, edge cases
+def test_float32_agrees_with_float64(rng):
+    p = make_rnn(rng, 6, 4, 5, 7)
+    G = rng.standard_normal((6, 4, 7))
+    H64, c64 = nk.rnn_forward(**p)
+    H32, c32 = nk.rnn_forward(**{k: a.astype(np.float32) for k, a in p.items()})
+    g64, g32 = nk.rnn_backward(G, c64), nk.rnn_backward(G.astype(np.float32), c32)
+    np.testing.assert_allclose(H32, H64, rtol=1e-5, atol=1e-6)
+    for name in RNN_GRADS:   # float32 rounding through 6 steps and T·B sums
+        np.testing.assert_allclose(getattr(g32, name), getattr(g64, name), rtol=1e-4,
+                                   atol=1e-5, err_msg=name)
+
+
+def test_single_step_single_sample_single_feature(rng, ref):
+    X, h0 = np.array([[[0.7]]]), np.array([[-0.3]])
+    Wx, Wh, b = np.array([[1.5]]), np.array([[0.5]]), np.array([0.2])
+    H, cache = nk.rnn_forward(X, h0, Wx, Wh, b)
+    a = 0.7 * 1.5 - 0.3 * 0.5 + 0.2
+    assert H[0, 0, 0] == pytest.approx(np.tanh(a), rel=1e-15)
+    g = nk.rnn_backward(np.ones_like(H), cache)
+    d = 1 - np.tanh(a) ** 2
+    assert g.dX[0, 0, 0] == pytest.approx(d * 1.5, rel=1e-14)
+    assert g.dh0[0, 0] == pytest.approx(d * 0.5, rel=1e-14)
+    assert g.dWx[0, 0] == pytest.approx(d * 0.7, rel=1e-14)
+    assert g.dWh[0, 0] == pytest.approx(d * -0.3, rel=1e-14)
+    assert g.db[0] == pytest.approx(d, rel=1e-14)
+
+
+def test_defaults_zero_state_and_no_bias(rng):
+    p = make_rnn(rng, 3, 2, 2, 3, bias=False)
+    H, cache = nk.rnn_forward(p["X"], None, p["Wx"], p["Wh"], None)
+    r, _ = rnn_ref(p["X"], np.zeros((2, 3)), p["Wx"], p["Wh"], None, "tanh")
+    np.testing.assert_allclose(H, r, rtol=1e-13)
+
+
+def test_non_contiguous_inputs(rng):
+    p = make_rnn(rng, 4, 3, 5, 6)
+    big = rng.standard_normal((4, 3, 10))
+    Xs = big[:, :, ::2]                          # strided view
+    Wx_f = np.asfortranarray(p["Wx"])
+    Wh_t = np.ascontiguousarray(p["Wh"].T).T     # transposed view
+    h0_s = np.repeat(p["h0"], 2, axis=0)[::2]
+    assert not Xs.flags.c_contiguous and not Wh_t.flags.c_contiguous
+    H, cache = nk.rnn_forward(Xs, h0_s, Wx_f, Wh_t, p["b"])
+    Hc, cc = nk.rnn_forward(np.ascontiguousarray(Xs), p["h0"], p["Wx"], p["Wh"], p["b"])
+    np.testing.assert_array_equal(H, Hc)
+    G = rng.standard_normal((8, 3, 6))[::2]
+    g, gc = nk.rnn_backward(G, cache), nk.rnn_backward(np.ascontiguousarray(G), cc)
+    for name in RNN_GRADS:
+        np.testing.assert_array_equal(getattr(g, name), getattr(gc, name))
+    # birnn: Wy as a transposed view
+    q = make_birnn(rng, 3, 2, 3, 4, 2)
+    Wy = q["Wy"]
+    q["Wy"] = np.ascontiguousarray(Wy.T).T
+    Y, _ = nk.birnn_forward(**q)
+    q["Wy"] = Wy
+    np.testing.assert_array_equal(Y, nk.birnn_forward(**q)[0])
+
+
+def test_inputs_are_not_modified_and_out_is_used(rng):
+    p = make_rnn(rng, 3, 2, 2, 3)
+    copies = {k: a.copy() for k, a in p.items()}
+    out = np.empty((3, 2, 3))
+    H, cache = nk.rnn_forward(**p, out=out)
+    assert H is out
+    G = rng.standard_normal(H.shape)
+    Gc = G.copy()
+    nk.rnn_backward(G, cache)
+    for k in p:
+        np.testing.assert_array_equal(p[k], copies[k])
+    np.testing.assert_array_equal(G, Gc)
+    buf = p["X"].copy().reshape(-1)            # X (3, 2, 2) and out (3, 2, 3) on one buffer
+    buf = np.concatenate([buf, np.zeros(6)])
+    p["X"] = buf[:12].reshape(3, 2, 2)
+    with pytest.raises(ValueError, match="out: shares memory with input X"):
+        nk.rnn_forward(**p, out=buf.reshape(3, 2, 3))
+
+
+@given(T=st.integers(1, 5), B=st.integers(1, 4), N=st.integers(1, 5), M=st.integers(1, 5),
+       act=st.sampled_from(ACTS), seed=st.integers(0, 2**16))
+def test_hypothesis_rnn_shapes(T, B, N, M, act, seed):
+    rng = np.random.default_rng(seed)
+    p = make_rnn(rng, T, B, N, M)
+    H, cache = nk.rnn_forward(**p, activation=act)
+    dH = rng.standard_normal(H.shape)
+    g = nk.rnn_backward(dH, cache)
+    r = rnn_bptt_ref(dH, **p, act=act)
+    np.testing.assert_allclose(H, r["H"], rtol=1e-12, atol=1e-13)
+    for name in RNN_GRADS:
+        np.testing.assert_allclose(getattr(g, name), r[name], rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+
+
+@given(T=st.integers(1, 4), B=st.integers(1, 3), N=st.integers(1, 4), M=st.integers(1, 4),
+       K=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_hypothesis_birnn_shapes(T, B, N, M, K, seed):
+    rng = np.random.default_rng(seed)
+    p = make_birnn(rng, T, B, N, M, K, bias=seed % 2 == 1)
+    Y, cache = nk.birnn_forward(**p)
+    dY = rng.standard_normal(Y.shape)
+    g = nk.birnn_backward(dY, cache)
+    r = birnn_ref(dY, **p, act="sigmoid")
+    np.testing.assert_allclose(Y, r["Y"], rtol=1e-12, atol=1e-13)
+    for name in BIRNN_GRADS:
+        np.testing.assert_allclose(getattr(g, name), r[name], rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
