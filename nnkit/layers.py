@@ -28,6 +28,7 @@ from . import dropout as dr
 from . import norms
 from . import weightnorm as wn
 from . import init as nkinit
+from . import conv
 from ._random import generator
 from ._whitening_algebra import block_diag, stacks
 
@@ -564,3 +565,86 @@ class InstanceNorm(Layer):
         g = norms.instancenorm_backward(dZ, self.cache(), full=False)
         self.set_grads(gamma=g.dgamma, beta=g.dbeta)
         return g.dX
+
+
+# ------------------------------------------------------- P3, P10: convolution
+class Conv2d(Layer):
+    """2-D convolution, NCHW: X (B, C_in, H, W) -> (B, C_out, H', W') (nnkit.conv).
+
+    W (C_out, C_in, kh, kw), b (C_out,). Init as PyTorch's nn.Conv2d
+    (Kaiming uniform with a = √5): W and b ~ U(−1/√fan_in, 1/√fan_in),
+    fan_in = C_in·kh·kw, from the library generator unless seed/rng is given.
+    Pairs are (H-axis, W-axis); padding may be "valid" or "same".
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1,
+                 padding=0, dilation=1, *, bias: bool = True, dtype=np.float64,
+                 seed: int | None = None, rng: np.random.Generator | None = None):
+        super().__init__()
+        C_in, C_out = v.positive_int("in_channels", in_channels), v.positive_int("out_channels", out_channels)
+        kh, kw = v.int_pair("kernel_size", kernel_size)
+        self.stride, self.dilation = v.int_pair("stride", stride), v.int_pair("dilation", dilation)
+        self.padding = conv._layer_padding(padding, (kh, kw), self.stride, self.dilation)
+        rng, bound, dtype = generator(seed, rng), 1.0 / np.sqrt(C_in * kh * kw), v.float_dtype(dtype)
+        self.add_param("W", _uniform(rng, (C_out, C_in, kh, kw), bound, dtype))
+        self.bias = bool(bias)
+        if self.bias:
+            self.add_param("b", _uniform(rng, (C_out,), bound, dtype))
+
+    def forward(self, X):
+        Y, self._cache = conv.conv2d_forward(X, self.params["W"], self.params.get("b"),
+                                             self.stride, self.padding, self.dilation)
+        return Y
+
+    def backward(self, dY):
+        g = conv.conv2d_backward(dY, self.cache())
+        self.set_grads(W=g.dW, **({"b": g.db} if self.bias else {}))
+        return g.dX
+
+
+class _Pool2d(Layer):
+    """Max or average pooling over (B, C, H, W); stride defaults to kernel_size."""
+    kind = ""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = v.int_pair("kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else v.int_pair("stride", stride)
+        self.padding = v.int_pair("padding", padding)
+
+    def forward(self, X):
+        fwd = getattr(conv, f"{self.kind}pool2d_forward")
+        Y, self._cache = fwd(X, self.kernel_size, self.stride, self.padding)
+        return Y
+
+    def backward(self, dY):
+        return getattr(conv, f"{self.kind}pool2d_backward")(dY, self.cache())
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling: the gradient goes to each window's arg-max (ties: first in row-major order)."""
+    kind = "max"
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling: the gradient spreads evenly over each window (padding counts as 0)."""
+    kind = "avg"
+
+
+class Flatten(Layer):
+    """(B, d1, d2, ...) -> (B, d1·d2·...), a view; backward reshapes back."""
+
+    def forward(self, X):
+        X = np.asarray(X)
+        if X.ndim < 1:
+            raise ValueError(f"X: expected at least 1 dimension (the batch), got shape {X.shape}")
+        self._cache = X.shape
+        return X.reshape(X.shape[0], -1)
+
+    def backward(self, dY):
+        shape = self.cache()
+        dY = np.asarray(dY)
+        if dY.size != int(np.prod(shape)) or dY.ndim != 2 or dY.shape[0] != shape[0]:
+            raise ValueError(f"dY: expected shape {(shape[0], int(np.prod(shape[1:])))} "
+                             f"(the forward output), got {dY.shape}")
+        return dY.reshape(shape)

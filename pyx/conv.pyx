@@ -1,0 +1,481 @@
+# Convolution and pooling (P3, P10): the output-size arithmetic, im2col +
+# BLAS GEMM convolution, and max / average / Lp pooling.
+#
+# Layout is PyTorch's NCHW: X (B, C, H, W), W (C_out, C_in, kh, kw) seen as
+# the matrix Wm (C_out, K) with K = C_in*kh*kw, Y (B, C_out, H'*W').
+# Output size per spatial axis (floor semantics, P3 with dilation):
+#   n' = floor((n + 2p - d(k - 1) - 1) / s) + 1
+# which for d = 1 is P3's floor((n + 2p - k)/s) + 1.
+#
+# Called only from nnkit.conv, which has already checked shapes, dtypes,
+# contiguity and the geometry (every output size >= 1) and allocated every
+# output and workspace; nothing here raises on bad input.
+
+from cython.parallel cimport prange, threadid
+from libc.math cimport fabs, pow, sqrt
+from libc.string cimport memcpy, memset
+from _common cimport floating, gemm_rowmajor, team_size
+
+# ----------------------------------------------------------- shape logic
+# Geometry status codes (nnkit.conv_shapes turns them into messages that
+# show the formula with every term filled in).
+GEOM_OK = 0
+GEOM_SIZE = 1        # input size < 1
+GEOM_KERNEL = 2      # kernel < 1
+GEOM_STRIDE = 3      # stride < 1
+GEOM_DILATION = 4    # dilation < 1
+GEOM_PADDING = 5     # padding < 0
+GEOM_EMPTY = 6       # effective kernel larger than the padded input: n' <= 0
+
+
+cdef inline long long _floordiv(long long a, long long b) noexcept nogil:
+    """floor(a / b) for b > 0 (C division truncates toward zero)."""
+    if a >= 0:
+        return a // b
+    return -((-a + b - 1) // b)
+
+
+cdef inline long long out_dim(long long n, long long k, long long s, long long p,
+                              long long d) noexcept nogil:
+    """n' = floor((n + 2p - d(k-1) - 1)/s) + 1 (may be <= 0: checked by callers)."""
+    return _floordiv(n + 2 * p - d * (k - 1) - 1, s) + 1
+
+
+cpdef long long output_size(long long n, long long k, long long s=1, long long p=0,
+                            long long d=1):
+    """The floor-semantics output size of one spatial axis (s >= 1 required)."""
+    if s < 1:
+        return 0
+    return out_dim(n, k, s, p, d)
+
+
+cpdef int geometry_status(long long n, long long k, long long s, long long p,
+                          long long d):
+    """GEOM_OK or the first thing wrong with one axis's geometry."""
+    if n < 1:
+        return GEOM_SIZE
+    if k < 1:
+        return GEOM_KERNEL
+    if s < 1:
+        return GEOM_STRIDE
+    if d < 1:
+        return GEOM_DILATION
+    if p < 0:
+        return GEOM_PADDING
+    if out_dim(n, k, s, p, d) < 1:
+        return GEOM_EMPTY
+    return GEOM_OK
+
+
+# ------------------------------------------------------------- im2col
+# col (K, H'W') for one sample: row r = (c, i, j) holds, for every output
+# position (oh, ow), x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 in the
+# padding). One read of the input per kernel tap, one write of col
+# (K * H'W' values); stride 1 rows are contiguous copies.
+cdef void _im2col(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                  int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                  Py_ssize_t Ho, Py_ssize_t Wo, floating* col) noexcept nogil:
+    cdef Py_ssize_t c, i, j, oh, ow, ih, off, lo, hi, L = Ho * Wo
+    cdef floating* dst
+    cdef const floating* src
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                off = j * dw - pw
+                # ow with 0 <= ow*sw + off <= W-1
+                lo = 0 if off >= 0 else (-off + sw - 1) // sw
+                hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
+                if hi > Wo:
+                    hi = Wo
+                if lo > hi:
+                    lo = hi
+                for oh in range(Ho):
+                    dst = col + ((c * kh + i) * kw + j) * L + oh * Wo
+                    ih = oh * sh - ph + i * dh
+                    if ih < 0 or ih >= H:
+                        memset(dst, 0, Wo * sizeof(floating))
+                        continue
+                    src = x + (c * H + ih) * W + off
+                    for ow in range(lo):
+                        dst[ow] = 0
+                    if sw == 1:
+                        memcpy(dst + lo, src + lo, (hi - lo) * sizeof(floating))
+                    else:
+                        for ow in range(lo, hi):
+                            dst[ow] = src[ow * sw]
+                    for ow in range(hi, Wo):
+                        dst[ow] = 0
+
+
+# col2im: dx = 0, then dx[c, ih, iw] += dcol[(c,i,j), (oh,ow)] for every tap
+# inside the input (the adjoint of im2col). One write of dx, one read of dcol,
+# K*H'W' read-modify-writes of dx (in cache: one plane row at a time).
+cdef void _col2im(const floating* dcol, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                  int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                  Py_ssize_t Ho, Py_ssize_t Wo, floating* dx) noexcept nogil:
+    cdef Py_ssize_t c, i, j, oh, ow, ih, off, lo, hi, L = Ho * Wo
+    cdef const floating* src
+    cdef floating* dst
+    memset(dx, 0, C * H * W * sizeof(floating))
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                off = j * dw - pw
+                lo = 0 if off >= 0 else (-off + sw - 1) // sw
+                hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
+                if hi > Wo:
+                    hi = Wo
+                if lo > hi:
+                    lo = hi
+                for oh in range(Ho):
+                    ih = oh * sh - ph + i * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    src = dcol + ((c * kh + i) * kw + j) * L + oh * Wo
+                    dst = dx + (c * H + ih) * W + off
+                    if sw == 1:
+                        for ow in range(lo, hi):
+                            dst[ow] += src[ow]
+                    else:
+                        for ow in range(lo, hi):
+                            dst[ow * sw] += src[ow]
+
+
+cdef inline bint _is_pointwise(int kh, int kw, int sh, int sw, int ph, int pw) noexcept nogil:
+    """A 1x1 stride-1 unpadded conv: col is x itself (no im2col copy)."""
+    return kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+
+
+# ------------------------------------------------------ conv2d forward
+# Per sample n:  col = im2col(x_n) (K x L);  y_n = b 1ᵀ + Wm col  (C_out x L).
+# Passes: im2col (read x K/C_in... times, write col once), one write of y_n
+# with b, GEMM 2*C_out*K*L flops accumulating into it (beta = 1).
+cdef void _forward_one(const floating* x, const floating* Wm, const floating* b,
+                       Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Co,
+                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                       Py_ssize_t Ho, Py_ssize_t Wo, floating* col,
+                       floating* y) noexcept nogil:
+    cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, o, l
+    cdef const floating* cm = x
+    if not _is_pointwise(kh, kw, sh, sw, ph, pw):
+        _im2col(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, col)
+        cm = col
+    for o in range(Co):
+        for l in range(L):
+            y[o * L + l] = b[o]
+    gemm_rowmajor(False, False, <int>Co, <int>L, <int>K, <floating>1.0, Wm, <int>K,
+                  cm, <int>L, <floating>1.0, y, <int>L)
+
+
+def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
+                   const floating[:, ::1] Wm,         # IN  (C_out, K)
+                   const floating[::1] b,             # IN  (C_out,) (zeros: no bias)
+                   int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                   floating[:, :, ::1] Y,             # OUT (B, C_out, H'W')
+                   floating[:, :, ::1] col,           # workspace (T, K, L)
+                   int nthreads):
+    """nthreads > 1: samples split over an OpenMP team, thread t using col[t]
+    and single-threaded BLAS calls; 1: samples in order, BLAS's own threads."""
+    cdef Py_ssize_t B = X.shape[0], C = X.shape[1], H = X.shape[2], W = X.shape[3]
+    cdef Py_ssize_t Co = Wm.shape[0], n
+    cdef Py_ssize_t Ho = out_dim(H, kh, sh, ph, dh), Wo = out_dim(W, kw, sw, pw, dw)
+    cdef int t
+    if nthreads <= 1 or B == 1:
+        with nogil:
+            for n in range(B):
+                _forward_one(&X[n, 0, 0, 0], &Wm[0, 0], &b[0], C, H, W, Co, kh, kw,
+                             sh, sw, ph, pw, dh, dw, Ho, Wo, &col[0, 0, 0], &Y[n, 0, 0])
+    else:
+        for n in prange(B, nogil=True, schedule="static", num_threads=nthreads):
+            t = threadid()
+            _forward_one(&X[n, 0, 0, 0], &Wm[0, 0], &b[0], C, H, W, Co, kh, kw,
+                         sh, sw, ph, pw, dh, dw, Ho, Wo, &col[t, 0, 0], &Y[n, 0, 0])
+
+
+# ----------------------------------------------------- conv2d backward
+# Per sample n, with col = im2col(x_n) recomputed (storing every sample's col
+# would cost K/C_in times the input's memory):
+#   dW  += dy_n colᵀ          (C_out x K, GEMM 2*C_out*K*L flops)
+#   dcol = Wmᵀ dy_n           (K x L,     GEMM 2*C_out*K*L flops)
+#   dx_n = col2im(dcol)
+#   db  += Σ_l dy_n[:, l]     (double accumulators)
+# Thread t accumulates into dWacc[t] and dbacc[t]; summed at the end.
+cdef void _backward_one(const floating* dy, const floating* x, const floating* Wm,
+                        Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Co,
+                        int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                        Py_ssize_t Ho, Py_ssize_t Wo, floating* dx,
+                        floating* col, floating* dcol, floating* dWacc,
+                        double* dbacc) noexcept nogil:
+    cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, o, l
+    cdef const floating* cm = x
+    cdef double s
+    cdef bint pointwise = _is_pointwise(kh, kw, sh, sw, ph, pw)
+    if not pointwise:
+        _im2col(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, col)
+        cm = col
+    gemm_rowmajor(False, True, <int>Co, <int>K, <int>L, <floating>1.0, dy, <int>L,
+                  cm, <int>L, <floating>1.0, dWacc, <int>K)
+    if pointwise:
+        gemm_rowmajor(True, False, <int>K, <int>L, <int>Co, <floating>1.0, Wm, <int>K,
+                      dy, <int>L, <floating>0.0, dx, <int>L)
+    else:
+        gemm_rowmajor(True, False, <int>K, <int>L, <int>Co, <floating>1.0, Wm, <int>K,
+                      dy, <int>L, <floating>0.0, dcol, <int>L)
+        _col2im(dcol, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, dx)
+    for o in range(Co):
+        s = 0.0
+        for l in range(L):
+            s = s + dy[o * L + l]
+        dbacc[o] += s
+
+
+def conv2d_backward(const floating[:, :, ::1] dY,     # IN  (B, C_out, L)
+                    const floating[:, :, :, ::1] X,   # IN  (B, C, H, W)
+                    const floating[:, ::1] Wm,        # IN  (C_out, K)
+                    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                    floating[:, :, :, ::1] dX,        # OUT (B, C, H, W)
+                    floating[:, ::1] dW,              # OUT (C_out, K)
+                    floating[::1] db,                 # OUT (C_out,)
+                    floating[:, :, ::1] col,          # workspace (T, K, L)
+                    floating[:, :, ::1] dcol,         # workspace (T, K, L)
+                    floating[:, :, ::1] dWacc,        # workspace (T, C_out, K)
+                    double[:, ::1] dbacc,             # workspace (T, C_out)
+                    int nthreads):
+    cdef Py_ssize_t B = X.shape[0], C = X.shape[1], H = X.shape[2], W = X.shape[3]
+    cdef Py_ssize_t Co = Wm.shape[0], K = Wm.shape[1], T = dWacc.shape[0], n, t2, i
+    cdef Py_ssize_t Ho = out_dim(H, kh, sh, ph, dh), Wo = out_dim(W, kw, sw, pw, dw)
+    cdef int t
+    cdef double s
+    with nogil:
+        memset(&dWacc[0, 0, 0], 0, T * Co * K * sizeof(floating))
+        memset(&dbacc[0, 0], 0, T * Co * sizeof(double))
+    if nthreads <= 1 or B == 1:
+        with nogil:
+            for n in range(B):
+                _backward_one(&dY[n, 0, 0], &X[n, 0, 0, 0], &Wm[0, 0], C, H, W, Co,
+                              kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, &dX[n, 0, 0, 0],
+                              &col[0, 0, 0], &dcol[0, 0, 0], &dWacc[0, 0, 0], &dbacc[0, 0])
+    else:
+        for n in prange(B, nogil=True, schedule="static", num_threads=nthreads):
+            t = threadid()
+            _backward_one(&dY[n, 0, 0], &X[n, 0, 0, 0], &Wm[0, 0], C, H, W, Co,
+                          kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, &dX[n, 0, 0, 0],
+                          &col[t, 0, 0], &dcol[t, 0, 0], &dWacc[t, 0, 0], &dbacc[t, 0])
+    with nogil:
+        for i in range(Co * K):
+            dW[i // K, i % K] = dWacc[0, i // K, i % K]
+            for t2 in range(1, T):
+                dW[i // K, i % K] += dWacc[t2, i // K, i % K]
+        for i in range(Co):
+            s = 0.0
+            for t2 in range(T):
+                s = s + dbacc[t2, i]
+            db[i] = <floating>s
+
+
+# ------------------------------------------------------------- pooling
+# Planes (B*C, H, W) -> (B*C, H', W'), one OpenMP thread per block of planes.
+# Max: y = the largest value of the window (padding never wins: it is -inf),
+#   argmax[plane, oh, ow] = its flat index ih*W + iw in the plane; ties go to
+#   the first in row-major window order (strict >), as PyTorch; a NaN wins.
+# Avg: y = Σ window / (kh*kw): padding counts as zeros (PyTorch's default
+#   count_include_pad=True).
+# Lp:  y = (Σ_window |x|^p)^(1/p) (no padding).
+# Forward: one read of x, one write of y (and of argmax).
+cdef enum:
+    POOL_MAX = 0
+    POOL_AVG = 1
+    POOL_LP = 2
+
+
+cdef void _pool_plane(const floating* x, Py_ssize_t H, Py_ssize_t W, int kh, int kw,
+                      int sh, int sw, int ph, int pw, Py_ssize_t Ho, Py_ssize_t Wo,
+                      int mode, double p, floating* y, int* arg) noexcept nogil:
+    cdef Py_ssize_t oh, ow, i, j, ih, iw, h0, w0, best_i
+    cdef floating best, v
+    cdef double acc, a
+    cdef double inv = 1.0 / (kh * kw)
+    for oh in range(Ho):
+        h0 = oh * sh - ph
+        for ow in range(Wo):
+            w0 = ow * sw - pw
+            if mode == POOL_MAX:
+                best_i = -1
+                best = 0
+                for i in range(kh):
+                    ih = h0 + i
+                    if ih < 0 or ih >= H:
+                        continue
+                    for j in range(kw):
+                        iw = w0 + j
+                        if iw < 0 or iw >= W:
+                            continue
+                        v = x[ih * W + iw]
+                        if best_i < 0 or v > best or v != v:
+                            best = v
+                            best_i = ih * W + iw
+                y[oh * Wo + ow] = best
+                arg[oh * Wo + ow] = <int>best_i
+            else:
+                acc = 0.0
+                for i in range(kh):
+                    ih = h0 + i
+                    if ih < 0 or ih >= H:
+                        continue
+                    for j in range(kw):
+                        iw = w0 + j
+                        if iw < 0 or iw >= W:
+                            continue
+                        if mode == POOL_AVG:
+                            acc = acc + x[ih * W + iw]
+                        else:
+                            a = fabs(x[ih * W + iw])
+                            if p == 2.0:
+                                acc = acc + a * a
+                            elif p == 1.0:
+                                acc = acc + a
+                            else:
+                                acc = acc + pow(a, p)
+                if mode == POOL_AVG:
+                    y[oh * Wo + ow] = <floating>(acc * inv)
+                elif p == 2.0:
+                    y[oh * Wo + ow] = <floating>sqrt(acc)
+                elif p == 1.0:
+                    y[oh * Wo + ow] = <floating>acc
+                else:
+                    y[oh * Wo + ow] = <floating>pow(acc, 1.0 / p)
+
+
+# 2x2 stride-2 unpadded max pooling of a plane with even H, W: the windows
+# tile the plane, two input rows per output row (the benchmark's case).
+cdef void _max2x2_plane(const floating* x, Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo,
+                        floating* y, int* arg) noexcept nogil:
+    cdef Py_ssize_t oh, ow, k0, k1
+    cdef floating a, b, c, d, m
+    cdef int idx
+    for oh in range(Ho):
+        k0 = 2 * oh * W
+        k1 = k0 + W
+        for ow in range(Wo):
+            a = x[k0 + 2 * ow]
+            b = x[k0 + 2 * ow + 1]
+            c = x[k1 + 2 * ow]
+            d = x[k1 + 2 * ow + 1]
+            m = a
+            idx = <int>(k0 + 2 * ow)
+            if b > m or b != b:
+                m = b
+                idx = <int>(k0 + 2 * ow + 1)
+            if c > m or c != c:
+                m = c
+                idx = <int>(k1 + 2 * ow)
+            if d > m or d != d:
+                m = d
+                idx = <int>(k1 + 2 * ow + 1)
+            y[oh * Wo + ow] = m
+            arg[oh * Wo + ow] = idx
+
+
+def pool2d_forward(const floating[:, :, ::1] X,     # IN  (planes, H, W)
+                   int mode, double p, int kh, int kw, int sh, int sw, int ph, int pw,
+                   floating[:, :, ::1] Y,           # OUT (planes, H', W')
+                   int[:, :, ::1] argmax,           # OUT (planes, H', W') (max only)
+                   int nthreads):
+    cdef Py_ssize_t P = X.shape[0], H = X.shape[1], W = X.shape[2]
+    cdef Py_ssize_t Ho = Y.shape[1], Wo = Y.shape[2], q
+    cdef bint tiled = (mode == POOL_MAX and kh == 2 and kw == 2 and sh == 2 and sw == 2
+                       and ph == 0 and pw == 0)
+    cdef int* a0 = &argmax[0, 0, 0] if mode == POOL_MAX else NULL
+    for q in prange(P, nogil=True, schedule="static",
+                    num_threads=team_size(P * H * W, nthreads)):
+        if tiled:
+            _max2x2_plane(&X[q, 0, 0], W, Ho, Wo, &Y[q, 0, 0], a0 + q * Ho * Wo)
+        else:
+            _pool_plane(&X[q, 0, 0], H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, mode, p,
+                        &Y[q, 0, 0], a0 + q * Ho * Wo if a0 != NULL else NULL)
+
+
+# Max backward: dx = 0, dx[argmax] += dy (several windows may pick the same
+# input when they overlap). When the windows tile the plane exactly (s = k,
+# no padding, H = H'k, W = W'k) every input is written once, dy at the arg-max
+# and 0 elsewhere: one write of dx, no zero pass.
+def maxpool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
+                       const int[:, :, ::1] argmax,    # IN  (planes, H', W')
+                       int kh, int kw, int sh, int sw, int ph, int pw,
+                       floating[:, :, ::1] dX,         # OUT (planes, H, W)
+                       int nthreads):
+    cdef Py_ssize_t P = dX.shape[0], H = dX.shape[1], W = dX.shape[2]
+    cdef Py_ssize_t Ho = dY.shape[1], Wo = dY.shape[2], q, oh, ow, i, j, base, am
+    cdef bint tiled = (sh == kh and sw == kw and ph == 0 and pw == 0
+                       and H == Ho * kh and W == Wo * kw)
+    cdef floating g
+    cdef floating* dx
+    cdef const floating* dy
+    cdef const int* arg
+    for q in prange(P, nogil=True, schedule="static",
+                    num_threads=team_size(P * H * W, nthreads)):
+        dx = &dX[q, 0, 0]
+        dy = &dY[q, 0, 0]
+        arg = &argmax[q, 0, 0]
+        if tiled:
+            for oh in range(Ho):
+                for ow in range(Wo):
+                    g = dy[oh * Wo + ow]
+                    am = arg[oh * Wo + ow]
+                    base = oh * kh * W + ow * kw
+                    for i in range(kh):
+                        for j in range(kw):
+                            dx[base + i * W + j] = g if base + i * W + j == am else 0
+        else:
+            memset(dx, 0, H * W * sizeof(floating))
+            for oh in range(Ho * Wo):
+                if arg[oh] >= 0:
+                    dx[arg[oh]] += dy[oh]
+
+
+# Avg backward: dx = 0, then every window adds dy/(kh*kw) to its inputs.
+# Lp backward: dx_i += dy * |x_i|^(p-1) sign(x_i) / y^(p-1)  (0 where y = 0).
+def pool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
+                    const floating[:, :, ::1] X,    # IN  (planes, H, W) (Lp only)
+                    const floating[:, :, ::1] Y,    # IN  (planes, H', W') (Lp only)
+                    int mode, double p, int kh, int kw, int sh, int sw, int ph, int pw,
+                    floating[:, :, ::1] dX,         # OUT (planes, H, W)
+                    int nthreads):
+    cdef Py_ssize_t P = dX.shape[0], H = dX.shape[1], W = dX.shape[2]
+    cdef Py_ssize_t Ho = dY.shape[1], Wo = dY.shape[2], q, oh, ow, i, j, ih, iw
+    cdef double g, yv, xv, scale
+    cdef double inv = 1.0 / (kh * kw)
+    cdef floating* dx
+    for q in prange(P, nogil=True, schedule="static",
+                    num_threads=team_size(P * H * W, nthreads)):
+        dx = &dX[q, 0, 0]
+        memset(dx, 0, H * W * sizeof(floating))
+        for oh in range(Ho):
+            for ow in range(Wo):
+                g = dY[q, oh, ow]
+                if mode == POOL_AVG:
+                    g = g * inv
+                else:
+                    yv = Y[q, oh, ow]
+                    if yv == 0:
+                        continue
+                    g = g / (yv if p == 2.0 else pow(yv, p - 1.0))
+                for i in range(kh):
+                    ih = oh * sh - ph + i
+                    if ih < 0 or ih >= H:
+                        continue
+                    for j in range(kw):
+                        iw = ow * sw - pw + j
+                        if iw < 0 or iw >= W:
+                            continue
+                        if mode == POOL_AVG:
+                            dx[ih * W + iw] += g
+                        else:
+                            xv = X[q, ih, iw]
+                            if p == 2.0:
+                                scale = xv
+                            elif p == 1.0:
+                                scale = (xv > 0) - (xv < 0)
+                            else:
+                                scale = pow(fabs(xv), p - 1.0) * ((xv > 0) - (xv < 0))
+                            dx[ih * W + iw] += g * scale
