@@ -73,10 +73,11 @@ def _forward_train(Y, gamma, beta, eps, relu, out):
         v.no_overlap(Z, "out", Y=Y, gamma=gamma, beta=beta)
     # one allocation for the three (M,) statistics (small calls are
     # dominated by Python overhead, not by the kernel)
-    mean, var, inv_std = np.empty((3, M), Y.dtype)
+    stats = np.empty((3, M), Y.dtype)
+    mean, var, inv_std = stats
     # with eps = 0 and a constant feature, 1/sqrt(0) = inf and 0*inf = nan in
     # the kernel: that is P2.1's point, and C arithmetic raises no warning
-    _k.forward_train(Y, gamma, beta, eps, relu, Z, mean, var, inv_std, kernel_threads())
+    _k.forward_train(Y, gamma, beta, eps, relu, Z, stats, kernel_threads())
     return Z, BatchNormCache(Y, gamma, beta, eps, mean, var, inv_std, relu)
 
 
@@ -100,10 +101,10 @@ def _backward_train(dout, cache: BatchNormCache, full, out, name):
         v.no_overlap(dY, "out", **{name: dout, "Y": Y})
     dZ = np.empty_like(Y) if (full and cache.relu) else None
     dYhat = np.empty_like(Y) if full else None
-    dgamma, dbeta, dmean, dvar = np.empty((4, M), Y.dtype)
-    _k.backward_train(dout, Y, cache.mean, cache.inv_std, cache.gamma, cache.beta,
-                      cache.relu, dY, dZ, dYhat, dgamma, dbeta, dmean, dvar,
-                      kernel_threads())
+    dvecs = np.empty((4, M), Y.dtype)
+    dgamma, dbeta, dmean, dvar = dvecs
+    _k.backward_train(dout, Y, cache.gamma, cache.beta, cache.mean, cache.inv_std,
+                      cache.relu, dY, dZ, dYhat, dvecs, kernel_threads())
     return dY, dgamma, dbeta, dmean, dvar, dYhat, dZ
 
 

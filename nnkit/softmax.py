@@ -61,7 +61,7 @@ def softmax_cross_entropy_backward(cache: SoftmaxCache, dloss: float = 1.0, *, o
     dZ = v.out_array(out, P.shape, P.dtype)
     v.no_overlap(dZ, "out", P=P)
     if cache.labels is not None:
-        _k.softmax_xent_backward(P, cache.labels, dZ, float(dloss))
+        _k.softmax_xent_backward(P, cache.labels, dloss, dZ)
     else:
-        _k.softmax_xent_backward_soft(P, cache.targets, dZ, float(dloss))
+        _k.softmax_xent_backward_soft(P, cache.targets, dloss, dZ)
     return dZ

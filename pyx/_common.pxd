@@ -1,23 +1,30 @@
-# Shared helpers for the kernels: the fused float type, row-major GEMM on top
-# of SciPy's Fortran BLAS, and the thread-count rule for OpenMP loops.
+# Shared helpers for the kernels: the fused float type, BLAS products in
+# row-major order, how rows are split between OpenMP threads, feature groups,
+# column sums, and the ReLU select that every fused kernel uses.
 #
 # Row-major trick (as scikit-learn's _cython_blas): a row-major (r x c) array
 # is the column-major (c x r) array of its transpose, so C = op(A) op(B) in
 # row-major is C^T = op(B)^T op(A)^T in column-major: swap the operands and
 # the m/n dimensions, keep the transpose flags.
 
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport dgemm, dsyrk, sgemm, ssyrk
 
 ctypedef fused floating:
     float
     double
 
-# Below this many elements a kernel runs on one thread: waking the OpenMP team
-# costs a few microseconds, more than the whole loop at small shapes.
 cdef enum:
+    # Below this many elements a kernel runs on one thread: waking the OpenMP
+    # team costs a few microseconds, more than the whole loop at small shapes.
     PARALLEL_MIN_ELEMENTS = 65536
+    # Rows per partial sum kept in the input type before it is added to a
+    # double total. 64 float32 terms are good to ~1e-7 relative and the loop
+    # runs 8 float32 lanes per AVX2 op with no float->double conversion; a
+    # float32 sum over a whole batch of 16384 rows is off by ~1e-6 or worse.
+    CHUNK_ROWS = 64
 
 
+# ------------------------------------------------------------------ BLAS
 cdef inline void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k,
                                floating alpha, const floating* A, int lda,
                                const floating* B, int ldb, floating beta,
@@ -39,6 +46,26 @@ cdef inline void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k,
               &beta, C, &ldc)
 
 
+cdef inline void syrk_rowmajor(int n, int k, floating alpha, const floating* A,
+                               int lda, floating* C, int ldc) noexcept nogil:
+    """Upper triangle of C (n x n, row-major) = alpha * A^T A, A (k x n, row-major, ld lda).
+
+    Row-major A (k x n) is the column-major (n x k) matrix A^T, so A^T A is
+    the column-major "N" product (A^T)(A^T)^T; column-major lower triangle =
+    row-major upper triangle. Half the flops of a gemm (n^2 k).
+    """
+    cdef char uplo = b'L'
+    cdef char trans = b'N'
+    cdef floating zero = 0
+    if n == 0:
+        return
+    if floating is float:
+        ssyrk(&uplo, &trans, &n, &k, &alpha, <float*>A, &lda, &zero, C, &ldc)
+    else:
+        dsyrk(&uplo, &trans, &n, &k, &alpha, <double*>A, &lda, &zero, C, &ldc)
+
+
+# --------------------------------------------------------------- threads
 cdef inline int team_size(Py_ssize_t elements, int max_threads) noexcept nogil:
     """Threads to use for a loop over `elements` values (1 for small work)."""
     if elements < PARALLEL_MIN_ELEMENTS or max_threads < 1:
@@ -46,20 +73,104 @@ cdef inline int team_size(Py_ssize_t elements, int max_threads) noexcept nogil:
     return max_threads
 
 
+cdef inline int row_team(Py_ssize_t rows, Py_ssize_t cols, int max_threads) noexcept nogil:
+    """Threads for a loop that gives each thread a block of whole rows: the
+    team_size of rows * cols, and never more threads than rows."""
+    cdef int nt = team_size(rows * cols, max_threads)
+    if nt > rows:
+        nt = <int>rows
+    return nt
+
+
+cdef inline Py_ssize_t row_start(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t rows) noexcept nogil:
+    """First row of thread t's block: thread t owns [row_start(t), row_start(t + 1)).
+
+    (rows * t) // nt covers every row for any rows and nt (the last block
+    ends at rows exactly); blocks differ in size by at most one row.
+    """
+    return (rows * t) // nt
+
+
+# ---------------------------------------------------------- feature groups
+# Features [0, M) in groups of g: [0, g), [g, 2g), ...; the last group is
+# narrower (M mod g features) when g does not divide M.
+cdef struct FeatureGroup:
+    Py_ssize_t start     # first feature of the group
+    Py_ssize_t width     # features in the group
+
+
+cdef inline Py_ssize_t group_count(Py_ssize_t M, Py_ssize_t g) noexcept nogil:
+    return (M + g - 1) // g
+
+
+cdef inline FeatureGroup feature_group(Py_ssize_t k, Py_ssize_t M,
+                                       Py_ssize_t g) noexcept nogil:
+    cdef FeatureGroup grp
+    grp.start = k * g
+    grp.width = min(g, M - grp.start)
+    return grp
+
+
+# ------------------------------------------------------------ column sums
+cdef inline void column_sums_rows(const floating* A, Py_ssize_t r0, Py_ssize_t r1,
+                                  Py_ssize_t cols, double* acc,
+                                  floating* part) noexcept nogil:
+    """acc[j] = sum_{r0 <= i < r1} A[i, j] for a row-major (rows x cols) A.
+
+    Partial sums over CHUNK_ROWS rows run in the input type in `part` (cols
+    values of scratch), then are added to the double totals `acc`. One pass
+    over the rows, two rows per sweep (half the partial's loads and stores).
+    """
+    cdef Py_ssize_t i, j, c, e
+    cdef const floating* row
+    for j in range(cols):
+        acc[j] = 0.0
+    c = r0
+    while c < r1:
+        e = min(c + CHUNK_ROWS, r1)
+        for j in range(cols):
+            part[j] = 0
+        i = c
+        while i + 2 <= e:
+            row = A + i * cols
+            for j in range(cols):
+                part[j] += row[j] + row[cols + j]
+            i += 2
+        if i < e:
+            row = A + i * cols
+            for j in range(cols):
+                part[j] += row[j]
+        for j in range(cols):
+            acc[j] += part[j]
+        c = e
+
+
 cdef inline void column_sums(const floating* A, Py_ssize_t rows, Py_ssize_t cols,
                              double* acc, floating* out) noexcept nogil:
     """out[j] = sum_i A[i, j] for a row-major (rows x cols) A: a bias gradient.
 
-    Summed in double in `acc` (cols doubles of scratch): a float32 running sum
-    over thousands of rows loses ~1e-3 relative. One pass over A.
+    One pass over A; the chunked sums of column_sums_rows (`out` serves as
+    their scratch), totals in double in `acc` (cols doubles).
     """
-    cdef Py_ssize_t i, j
-    cdef const floating* row
-    for j in range(cols):
-        acc[j] = 0.0
-    for i in range(rows):
-        row = A + i * cols
-        for j in range(cols):
-            acc[j] += row[j]
+    cdef Py_ssize_t j
+    column_sums_rows(A, 0, rows, cols, acc, out)
     for j in range(cols):
         out[j] = <floating>acc[j]
+
+
+# ------------------------------------------------------------------ ReLU
+# H = relu_value(Z) = 0 where Z <= 0, else Z. A NaN takes the "else" branch and
+# propagates (PyTorch: relu(nan) = nan); -0.0 gives +0.
+# Its derivative mask, taken in every backward: dZ = 0 where Z <= 0, else
+# dH. At a NaN Z the gradient passes through unchanged, the same branch the
+# forward took (PyTorch's threshold_backward does the same). At Z = 0 the
+# derivative is taken as 0: [Z > 0] of P2.3.
+# Both are selects the compiler vectorizes (compare, blend).
+cdef inline floating relu_value(floating z) noexcept nogil:
+    cdef floating zero = 0       # typed: a literal 0 would compare in double
+    return zero if z <= zero else z
+
+
+cdef inline floating relu_grad(floating dh, floating z) noexcept nogil:
+    cdef floating zero = 0
+    return zero if z <= zero else dh

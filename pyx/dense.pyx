@@ -1,13 +1,14 @@
-# Dense-layer kernels: affine, ReLU, softmax cross-entropy.
+# Dense-layer kernels: affine (P1), ReLU, softmax cross-entropy (P4).
 #
-# Called only from nnkit.functional, which has already checked shapes, dtypes
-# and contiguity and allocated every output; nothing here raises on bad input.
-# Rows are samples: X (B, N), W (M, N), b (M,), Y (B, M).
+# Called only from nnkit.dense and nnkit.softmax, which check shapes, dtypes
+# and contiguity and allocate every output first: nothing here raises on bad
+# input. Rows are samples: X (B, N), W (M, N), b (M,), Y (B, M).
+# Arguments: inputs (# IN), then outputs (# OUT), then the thread count.
 
 from cython.parallel cimport prange
 from libc.math cimport exp, log
 from libc.stdlib cimport malloc, free
-from _common cimport column_sums, floating, gemm_rowmajor, team_size
+from _common cimport column_sums, floating, gemm_rowmajor, relu_grad, relu_value, team_size
 
 cdef extern from *:
     """
@@ -23,8 +24,11 @@ DEBUG_BUILD = bool(NNKIT_DEBUG)
 
 # P1: Y = X W^T + b, bias broadcast over the B rows (never copied B times).
 # Passes: one write of Y with b, then the GEMM accumulates into it (beta = 1).
-def affine_forward(const floating[:, ::1] X, const floating[:, ::1] W,
-                   const floating[::1] b, floating[:, ::1] Y):
+# Flops: 2 B N M (the GEMM).
+def affine_forward(const floating[:, ::1] X,     # IN (B, N)
+                   const floating[:, ::1] W,     # IN (M, N)
+                   const floating[::1] b,        # IN (M,)
+                   floating[:, ::1] Y):          # OUT (B, M)
     cdef Py_ssize_t B = X.shape[0], N = X.shape[1], M = W.shape[0], i, j
     with nogil:
         for i in range(B):
@@ -36,11 +40,15 @@ def affine_forward(const floating[:, ::1] X, const floating[:, ::1] W,
 
 
 # P1 backward: dX = dY W (B,N); dW = dY^T X (M,N); db = sum_rows dY (M,).
-# Two GEMMs and one pass over dY; db accumulates in double (float32 sums over
-# large B lose ~1e-3 relative otherwise).
-def affine_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
-                    const floating[:, ::1] W, floating[:, ::1] dX,
-                    floating[:, ::1] dW, floating[::1] db):
+# Passes: two GEMMs and one read of dY (db, chunked sums totalled in double:
+# a float32 running sum over large B loses ~1e-3 relative).
+# Flops: 4 B N M (two GEMMs) + B M.
+def affine_backward(const floating[:, ::1] dY,   # IN (B, M)
+                    const floating[:, ::1] X,    # IN (B, N)
+                    const floating[:, ::1] W,    # IN (M, N)
+                    floating[:, ::1] dX,         # OUT (B, N)
+                    floating[:, ::1] dW,         # OUT (M, N)
+                    floating[::1] db):           # OUT (M,)
     cdef Py_ssize_t B = dY.shape[0], M = dY.shape[1], N = X.shape[1], i, j
     cdef double* acc
     with nogil:
@@ -58,30 +66,29 @@ def affine_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
         raise MemoryError("affine_backward: no memory for the db accumulator")
 
 
-# H = max(Y, 0). One read, one write. (Any shape: callers pass a flat view.)
-def relu_forward(const floating[::1] Y, floating[::1] H, int nthreads):
+# H = max(Y, 0), NaN propagating (relu_value in _common.pxd). Any shape:
+# callers pass a flat view. Passes: one read, one write. Flops: n compares.
+def relu_forward(const floating[::1] Y,          # IN (n,)
+                 floating[::1] H,                # OUT (n,)
+                 int nthreads):
     cdef Py_ssize_t n = Y.shape[0], i
-    cdef floating y
-    cdef floating zero = 0
     for i in prange(n, nogil=True, schedule="static",
                     num_threads=team_size(n, nthreads)):
-        y = Y[i]
-        H[i] = y if y > zero else zero
+        H[i] = relu_value(Y[i])
     return None
 
 
-# dY = dH * [H > 0]  ([Y > 0] and [H > 0] are the same mask).
-# Two reads, one write.
-def relu_backward(const floating[::1] dH, const floating[::1] H,
-                  floating[::1] dY, int nthreads):
+# dY = dH * [Y > 0], the mask read from H: H <= 0 exactly where Y <= 0, and a
+# NaN Y gave a NaN H (relu_grad passes dH there, as the forward passed Y).
+# Passes: two reads, one write. Flops: n compares.
+def relu_backward(const floating[::1] dH,        # IN (n,)
+                  const floating[::1] H,         # IN (n,) the forward's output
+                  floating[::1] dY,              # OUT (n,)
+                  int nthreads):
     cdef Py_ssize_t n = dH.shape[0], i
-    cdef floating g
-    cdef floating zero = 0   # typed: `> 0` would compare in double
     for i in prange(n, nogil=True, schedule="static",
                     num_threads=team_size(n, nthreads)):
-        # load, then select: a conditional load keeps gcc from vectorizing
-        g = dH[i]
-        dY[i] = g if H[i] > zero else zero
+        dY[i] = relu_grad(dH[i], H[i])
     return None
 
 
@@ -105,8 +112,10 @@ cdef double _softmax_row(const floating* z, floating* p, Py_ssize_t K) noexcept 
 
 
 # loss = -(1/B) sum_i (z[i, y_i] - lse_i). Writes P (B, K); returns the loss.
-def softmax_xent_forward(const floating[:, ::1] Z, const long long[::1] labels,
-                         floating[:, ::1] P):
+# Passes: three over each row of Z/P (see _softmax_row). Flops: ~4 B K + B K exp.
+def softmax_xent_forward(const floating[:, ::1] Z,          # IN (B, K) logits
+                         const long long[::1] labels,       # IN (B,) class indices
+                         floating[:, ::1] P):               # OUT (B, K) softmax
     cdef Py_ssize_t B = Z.shape[0], K = Z.shape[1], i
     cdef double total = 0.0
     with nogil:
@@ -116,8 +125,10 @@ def softmax_xent_forward(const floating[:, ::1] Z, const long long[::1] labels,
 
 
 # Soft (one-hot or probability) targets T (B, K): loss = -(1/B) sum T (z - lse).
-def softmax_xent_forward_soft(const floating[:, ::1] Z, const floating[:, ::1] T,
-                              floating[:, ::1] P):
+# Passes: those of _softmax_row plus one read of T. Flops: ~6 B K + B K exp.
+def softmax_xent_forward_soft(const floating[:, ::1] Z,     # IN (B, K) logits
+                              const floating[:, ::1] T,     # IN (B, K) targets
+                              floating[:, ::1] P):          # OUT (B, K) softmax
     cdef Py_ssize_t B = Z.shape[0], K = Z.shape[1], i, k
     cdef double lse, total = 0.0
     with nogil:
@@ -129,9 +140,12 @@ def softmax_xent_forward_soft(const floating[:, ::1] Z, const floating[:, ::1] T
     return total / B
 
 
-# dZ = (p - onehot(y)) / B. One read of P, one write.
-def softmax_xent_backward(const floating[:, ::1] P, const long long[::1] labels,
-                          floating[:, ::1] dZ, double dloss):
+# dZ = dloss (p - onehot(y)) / B. Passes: one read of P, one write.
+# Flops: B K.
+def softmax_xent_backward(const floating[:, ::1] P,         # IN (B, K)
+                          const long long[::1] labels,      # IN (B,)
+                          double dloss,                     # IN dL'/dL
+                          floating[:, ::1] dZ):             # OUT (B, K)
     cdef Py_ssize_t B = P.shape[0], K = P.shape[1], i, k
     cdef double scale = dloss / B
     with nogil:
@@ -141,14 +155,17 @@ def softmax_xent_backward(const floating[:, ::1] P, const long long[::1] labels,
             dZ[i, labels[i]] = <floating>((P[i, labels[i]] - 1.0) * scale)
 
 
-# dZ = (p - t) / B for soft targets.
-def softmax_xent_backward_soft(const floating[:, ::1] P, const floating[:, ::1] T,
-                               floating[:, ::1] dZ, double dloss):
+# dZ = dloss (p sum_k t_k - t) / B for soft targets (= (p - t)/B when the
+# rows of T sum to 1). Passes: two reads of T, one of P, one write.
+# Flops: 3 B K.
+def softmax_xent_backward_soft(const floating[:, ::1] P,    # IN (B, K)
+                               const floating[:, ::1] T,    # IN (B, K)
+                               double dloss,                # IN dL'/dL
+                               floating[:, ::1] dZ):        # OUT (B, K)
     cdef Py_ssize_t B = P.shape[0], K = P.shape[1], i, k
     cdef double scale = dloss / B, t
     with nogil:
         for i in range(B):
-            # dL/dz = p * sum_k t_k - t  (= p - t when the row of T sums to 1)
             t = 0.0
             for k in range(K):
                 t += T[i, k]
