@@ -60,3 +60,23 @@ def test_birnn_forward_bad_input(change, match, rng):
     p.update(change)
     with pytest.raises(ValueError, match=match):
         nk.birnn_forward(**p)
+
+
+@pytest.mark.parametrize("truncate,exc,match", [
+    (0, ValueError, r"truncate: expected a positive integer or None \(full BPTT\), got 0"),
+    (-2, ValueError, r"truncate: expected a positive integer or None"),
+    (2.0, TypeError, r"truncate: expected a positive integer or None \(full BPTT\), got float 2.0"),
+    (True, TypeError, r"truncate: expected a positive integer or None \(full BPTT\), got bool"),
+    ("3", TypeError, r"truncate: expected a positive integer or None"),
+])
+def test_bad_truncate(truncate, exc, match, rng):
+    H, cache = nk.rnn_forward(**_ok(rng))
+    with pytest.raises(exc, match=match):
+        nk.rnn_backward(np.zeros_like(H), cache, truncate=truncate)
+
+
+def test_bad_form(rng):
+    with pytest.raises(ValueError, match=r"form: expected one of \['standard', 'preactivation'\], got 'pre'"):
+        nk.rnn_forward(**_ok(rng), form="pre")
+    with pytest.raises(TypeError, match=r"form: expected one of"):
+        nk.rnn_forward(**_ok(rng), form=1)

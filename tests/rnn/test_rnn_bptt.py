@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 import nnkit as nk
 from rnn_reference import (ACTS, BIRNN_GRADS, RNN_GRADS, birnn_ref, grad_norms_ref,
-                           make_birnn, make_rnn, rnn_bptt_ref, rnn_ref)
+                           make_birnn, make_rnn, rnn_bptt_ref, rnn_ref,
+                           truncated_bptt_ref)
 
 
 # ----------------------------------------------------- against the reference
@@ -186,3 +187,99 @@ def test_hypothesis_birnn_shapes(T, B, N, M, K, seed):
     for name in BIRNN_GRADS:
         np.testing.assert_allclose(getattr(g, name), r[name], rtol=1e-10, atol=1e-12,
                                    err_msg=name)
+
+
+# ------------------------------------------------- grad_norms, truncated BPTT
+@pytest.mark.parametrize("act", ACTS)
+def test_grad_norms_are_the_reference_dh_norms(act, dtype, rng):
+    p = make_rnn(rng, 7, 3, 4, 5, dtype)
+    H, cache = nk.rnn_forward(**p, activation=act)
+    dH = rng.standard_normal(H.shape).astype(dtype)
+    r = rnn_bptt_ref(dH, **p, act=act)
+    for full in (True, False):              # computed whether or not dh is written
+        g = nk.rnn_backward(dH, cache, full=full)
+        assert g.grad_norms.shape == (7,) and g.grad_norms.dtype == np.float64
+        np.testing.assert_allclose(g.grad_norms, grad_norms_ref(r["dh"]),
+                                   rtol=1e-12 if dtype == np.float64 else 1e-4)
+
+
+def test_birnn_grad_norms_per_chain(rng):
+    p = make_birnn(rng, 5, 2, 3, 4, 2, bias=True)
+    Y, cache = nk.birnn_forward(**p, activation="tanh")
+    dY = rng.standard_normal(Y.shape)
+    g = nk.birnn_backward(dY, cache)
+    r = birnn_ref(dY, **p, act="tanh")
+    assert g.grad_norms.shape == (2, 5)
+    np.testing.assert_allclose(g.grad_norms[0], grad_norms_ref(r["dhf"]), rtol=1e-12)
+    np.testing.assert_allclose(g.grad_norms[1], grad_norms_ref(r["dhb"]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("T,k", [(10, 3), (9, 3), (5, 1), (6, 6), (4, 10), (12, 5)])
+def test_truncated_bptt_is_detaching_the_state(T, k, act, rng):
+    p = make_rnn(rng, T, 2, 3, 4)
+    H, cache = nk.rnn_forward(**p, activation=act)
+    dH = rng.standard_normal(H.shape)
+    g = nk.rnn_backward(dH, cache, truncate=k)
+    r = truncated_bptt_ref(dH, **p, act=act, k=k)
+    for name in RNN_GRADS:
+        np.testing.assert_allclose(getattr(g, name), r[name], rtol=1e-11, atol=1e-13,
+                                   err_msg=name)
+    np.testing.assert_allclose(g.grad_norms, grad_norms_ref(r["dh"]), rtol=1e-12)
+    full = nk.rnn_backward(dH, cache)
+    if k < T:      # the cut is real: full BPTT differs (states before a cut)
+        assert not np.allclose(full.dh, g.dh)
+    else:          # a window as long as the sequence is full BPTT
+        np.testing.assert_array_equal(full.dWh, g.dWh)
+
+
+def test_truncate_none_is_full(rng):
+    p = make_rnn(rng, 5, 2, 3, 4)
+    H, cache = nk.rnn_forward(**p)
+    dH = rng.standard_normal(H.shape)
+    a, b = nk.rnn_backward(dH, cache), nk.rnn_backward(dH, cache, truncate=None)
+    for name in RNN_GRADS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_truncated_preactivation_form_is_detaching_the_state(rng):
+    """Truncation in the P9.1 form: chunks run from their (constant) state."""
+    from rnn_reference import preact_bptt_ref
+    T, k = 7, 3
+    p = make_rnn(rng, T, 2, 3, 4)
+    H, cache = nk.rnn_forward(**p, form="preactivation")
+    dH = rng.standard_normal(H.shape)
+    g = nk.rnn_backward(dH, cache, truncate=k)
+    dWh, dh = 0.0, []
+    for s in range(0, T, k):
+        init = p["h0"] if s == 0 else H[s - 1]
+        r = preact_bptt_ref(dH[s:s + k], p["X"][s:s + k], init, p["Wx"], p["Wh"], p["b"],
+                            "tanh")
+        dWh, dh = dWh + r["dWh"], dh + [r["dh"]]
+    np.testing.assert_allclose(g.dWh, dWh, rtol=1e-11)
+    np.testing.assert_allclose(g.dh, np.concatenate(dh), rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("B", [1, 2])
+def test_single_sample_uses_the_same_math(B, dtype, rng, ref):
+    """B = 1 runs the step as a GEMV: same results as the reference."""
+    p = make_rnn(rng, 20, B, 3, 6, dtype)
+    H, cache = nk.rnn_forward(**p)
+    dH = rng.standard_normal(H.shape).astype(dtype)
+    g = nk.rnn_backward(dH, cache)
+    r = rnn_bptt_ref(dH, **p, act="tanh")
+    tol = ref.RTOL[dtype] * (1 if dtype == np.float64 else 10)
+    for name in RNN_GRADS:
+        ref.assert_rel(getattr(g, name), r[name], tol, name)
+
+
+def test_serial_blas_restores_the_thread_count():
+    from nnkit import _blas_threads as bt
+    if not bt.available():
+        pytest.skip("SciPy's OpenBLAS thread symbols not found")
+    before = bt._get()
+    with bt.serial_blas(10):
+        assert bt._get() == 1
+    assert bt._get() == before
+    with bt.serial_blas(bt.SERIAL_MAX_MNK):
+        assert bt._get() == before
