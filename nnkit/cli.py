@@ -4,6 +4,10 @@
     nnkit lessons [NAME ...] [--seed N] [--list] [--json]   the verified derivations
     nnkit train [--dataset auto|digits|synthetic] [--optimizer NAME] [--epochs N] ...
                                         the training example: curve, test accuracy
+    nnkit conv --input B,W,H,C --out C_OUT -k K [-s S] [-p P] [-d D] [--layout] [--json]
+                                        a conv's output shape, formula, params, MACs
+    nnkit bottleneck [--channels C] [--reduction LO,HI] [--bias both|yes|no]
+                                        P3's ResNet bottleneck width
     nnkit gradcheck [--walkthrough NAME ...] [--dtype float64|float32|both]
                     [--max-elements K] [--strict] [--json] [--verbose]
 
@@ -270,8 +274,131 @@ def _run_train(args) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------ conv, bottleneck
+def _ints(text: str, what: str, parser, n: int | None = None) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        parser.error(f"{what}: expected comma-separated integers, got {text!r}")
+    if n is not None and len(vals) not in ((1, n) if n == 2 else (n,)):
+        parser.error(f"{what}: expected {n} comma-separated integers, got {text!r}")
+    return vals
+
+
+def _add_conv(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "conv", help="output shape (with its formula), parameters and MACs of a conv or pool",
+        description="P3: the output shape of a 2-D convolution (or pooling with --pool), "
+                    "each spatial axis's formula filled in, the weights, biases and "
+                    "multiply-accumulates. Pairs are k1,k2 in the layout's axis order "
+                    "(BWHC: W then H, as P3; NCHW: H then W, as PyTorch).",
+        epilog="Example: nnkit conv --input 8,32,32,3 --out 16 -k 3 -s 2 -p 1. "
+               "Exit status: 0, or 2 for impossible geometry (the formula says why).")
+    p.add_argument("--input", metavar="B,W,H,C",
+                   help="input shape in --layout (BWHC: B,W,H,C; NCHW: B,C,H,W)")
+    p.add_argument("--out", type=int, metavar="C_OUT", help="output channels (conv)")
+    p.add_argument("-k", "--kernel", default="3", help="k or k1,k2 (default 3)")
+    p.add_argument("-s", "--stride", default=None, help="s or s1,s2 (default 1; pool: k)")
+    p.add_argument("-p", "--padding", default="0", help="p or p1,p2, valid or same")
+    p.add_argument("-d", "--dilation", default="1", help="d or d1,d2 (default 1)")
+    p.add_argument("--layout", choices=("BWHC", "NCHW"), default="BWHC",
+                   help="BWHC (P3's, default) or NCHW (PyTorch's)")
+    p.add_argument("--pool", choices=("max", "avg", "lp"), help="a pooling layer instead")
+    p.add_argument("--no-bias", action="store_true", help="count no biases")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_run_conv)
+    return p
+
+
+def _run_conv(args) -> int:
+    from . import conv_shapes as cs
+    P = args.parser
+    if args.input is None:
+        P.error("--input: expected the input shape, e.g. --input 8,32,32,3 (B,W,H,C)")
+    shape = _ints(args.input, "--input", P, 4)
+    pair = lambda text, what: (lambda t: t[0] if len(t) == 1 else t)(_ints(text, what, P, 2))
+    k = pair(args.kernel, "--kernel")
+    s = None if args.stride is None else pair(args.stride, "--stride")
+    pad = args.padding if args.padding in ("valid", "same") else pair(args.padding, "--padding")
+    try:
+        if args.pool:
+            out = cs.pool2d_output_shape(shape, k, s, pad, args.layout, args.pool)
+            count = cs.pool2d_count(shape, k, s, pad, args.layout, args.pool)
+        else:
+            if args.out is None:
+                P.error("--out: expected the number of output channels (or --pool)")
+            d = pair(args.dilation, "--dilation")
+            s = 1 if s is None else s
+            out = cs.conv2d_output_shape(shape, args.out, k, s, pad, d, args.layout)
+            count = cs.conv2d_count(shape, args.out, k, s, pad, d, args.layout,
+                                    bias=not args.no_bias)
+    except (TypeError, ValueError) as exc:
+        P.error(str(exc))
+    if args.json:
+        _emit(json.dumps(dict(input=list(shape), layout=args.layout, output=list(out),
+                              formula=list(out.lines), weights=count.weights,
+                              biases=count.biases, params=count.params, macs=count.macs),
+                         indent=2))
+        return EXIT_OK
+    what = f"{args.pool} pool" if args.pool else "conv"
+    a1, a2 = out.axes
+    lines = [f"{what}: input {shape} ({args.layout}) -> output {tuple(out)}"]
+    lines += ["  " + f for f in out.lines]
+    if not args.pool:
+        C_in = shape[3] if args.layout == "BWHC" else shape[1]
+        lines.append(f"weights k1·k2·C_in·C_out = {a1.k}·{a2.k}·{C_in}·{args.out} = "
+                     f"{count.weights:,}; biases {count.biases:,}; parameters {count.params:,}")
+        lines.append(f"MACs B·{a1.name}'·{a2.name}'·C_out·k1·k2·C_in = {shape[0]}·{a1.out}·"
+                     f"{a2.out}·{args.out}·{a1.k}·{a2.k}·{C_in} = {count.macs:,}")
+    else:
+        lines.append(f"no parameters; window reads {count.macs:,}")
+    _emit("\n".join(lines))
+    return EXIT_OK
+
+
+def _add_bottleneck(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "bottleneck", help="ResNet bottleneck width for a parameter cut (P3)",
+        description="P3: the basic block (two k×k convs C→C) against the bottleneck "
+                    "(1×1 C→w, k×k w→w, 1×1 w→C): the real interval of widths w that cut "
+                    "the parameters by the --reduction range, and the integer widths in it. "
+                    "With no arguments: P3's example (C = 64, a 50–60 % cut), with and "
+                    "without biases.")
+    p.add_argument("--channels", type=int, default=64, help="C (default 64)")
+    p.add_argument("--kernel", type=int, default=3, help="k of the middle conv (default 3)")
+    p.add_argument("--reduction", default="0.5,0.6", metavar="LO,HI",
+                   help="the cut as fractions (default 0.5,0.6)")
+    p.add_argument("--bias", choices=("both", "yes", "no"), default="both",
+                   help="count biases: both (default), yes, no")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_run_bottleneck)
+    return p
+
+
+def _run_bottleneck(args) -> int:
+    from . import conv_shapes as cs
+    try:
+        red = tuple(float(x) for x in args.reduction.split(","))
+    except ValueError:
+        args.parser.error(f"--reduction: expected LO,HI fractions, got {args.reduction!r}")
+    biases = {"both": (False, True), "yes": (True,), "no": (False,)}[args.bias]
+    try:
+        sols = [cs.solve_bottleneck(args.channels, red, args.kernel, bias=b) for b in biases]
+    except (TypeError, ValueError) as exc:
+        args.parser.error(str(exc))
+    if args.json:
+        _emit(json.dumps([dict(bias=s.bias, channels=s.channels, kernel=s.kernel_size,
+                               reduction=list(s.reduction), basic_params=s.basic_params,
+                               polynomial=s.polynomial, interval=list(s.interval),
+                               widths=list(s.widths)) for s in sols], indent=2))
+        return EXIT_OK
+    _emit("\n".join(line for s in sols for line in s.lines()))
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ main
-COMMANDS = (_add_list, _add_gradcheck, _add_lessons, _add_train)
+COMMANDS = (_add_list, _add_gradcheck, _add_lessons, _add_train, _add_conv,
+            _add_bottleneck)
 
 
 def _parser() -> argparse.ArgumentParser:
