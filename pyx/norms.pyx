@@ -28,9 +28,12 @@
 # flops: forward ~7 per element, backward ~12 per element.
 #
 # Accuracy, as batch norm: sums run in the input type inside a chunk (LANES
-# independent accumulators, one vector register, so the loop vectorizes
-# without -ffast-math: each lane is a sum of at most CHUNK/LANES = 64 terms,
-# ~1e-7 relative in float32), and every chunk is added into double totals.
+# independent accumulators, so the loop vectorizes without -ffast-math: each
+# lane is a sum of at most CHUNK/LANES = 32 terms, ~1e-7 relative in float32),
+# and every chunk is added into double totals. (16 lanes, one register, was
+# tried first: gcc fully unrolls a 16-trip loop and then shuffles the lanes in
+# scalar code, 6x slower; at 64 it keeps a vectorized loop.) Rows shorter
+# than LANES, and ragged tails, are summed one element at a time.
 # Column partials of layer norm's dgamma/dbeta go to double every
 # MAX_CHUNK_ROWS rows, as batch norm's do.
 #
@@ -43,8 +46,8 @@ from libc.stdlib cimport malloc, free
 from _common cimport floating, team_size
 
 cdef enum:
-    LANES = 16            # one AVX-512 register of float32 (two of float64)
-    CHUNK = 1024          # elements per float-type chunk: 64 terms per lane
+    LANES = 64            # independent partial sums (4 AVX-512 registers of float32)
+    CHUNK = 2048          # elements per float-type chunk: 32 terms per lane
     MAX_CHUNK_ROWS = 64   # rows per float-type column partial (layer norm backward)
 
 
