@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Iterable
 
 from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.screen import Screen
 
 from nnkit.trace import registry
 
+from .screens.lessons import LessonsScreen
 from .screens.walkthrough import WalkthroughScreen
 
 DEFAULT_WALKTHROUGH = "bn-relu"
@@ -42,6 +44,8 @@ def default_walkthrough() -> str:
 class NnkitApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "nnkit"
+    BINDINGS = [Binding("l", "lessons", "Lessons", show=False,
+                        tooltip="the verified derivations (nnkit lessons) with verdicts")]
 
     def __init__(self, walkthrough: str | None = None, config: dict | None = None,
                  export_dir: Path | None = None) -> None:
@@ -82,6 +86,12 @@ class NnkitApp(App):
         for name, w in registry().items():
             yield SystemCommand(f"Open walkthrough {name}", f"{w.problem} {w.title}",
                                 lambda name=name: main.open_walkthrough(name))
+        yield SystemCommand("Lessons", "l: every verified derivation with its verdict",
+                            self.action_lessons)
+
+    def action_lessons(self) -> None:
+        if not isinstance(self.screen, LessonsScreen):
+            self.push_screen(LessonsScreen())
 
 
 def _parser() -> argparse.ArgumentParser:
