@@ -45,7 +45,9 @@ class NnkitApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "nnkit"
     BINDINGS = [Binding("l", "lessons", "Lessons", show=False,
-                        tooltip="the verified derivations (nnkit lessons) with verdicts")]
+                        tooltip="the verified derivations (nnkit lessons) with verdicts"),
+                Binding("k", "conv_calc", "Conv calculator", show=False,
+                        tooltip="conv output shapes, parameters, MACs; the bottleneck solver")]
 
     def __init__(self, walkthrough: str | None = None, config: dict | None = None,
                  export_dir: Path | None = None) -> None:
@@ -88,6 +90,13 @@ class NnkitApp(App):
                                 lambda name=name: main.open_walkthrough(name))
         yield SystemCommand("Lessons", "l: every verified derivation with its verdict",
                             self.action_lessons)
+        yield SystemCommand("Conv calculator", "k: output shape with its formula, "
+                            "parameters, MACs; the bottleneck solver", self.action_conv_calc)
+
+    def action_conv_calc(self) -> None:
+        from .screens.conv_calc import ConvCalcScreen
+        if not isinstance(self.screen, ConvCalcScreen):
+            self.push_screen(ConvCalcScreen())
 
     def action_lessons(self) -> None:
         if not isinstance(self.screen, LessonsScreen):

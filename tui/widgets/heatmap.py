@@ -19,9 +19,9 @@ LEVELS = 8
 _NEG = (33, 102, 172)
 _MID = (240, 240, 240)
 _POS = (178, 24, 43)
-NAN_BIN, POSINF_BIN, NEGINF_BIN, UNSAMPLED_BIN = -1, -2, -3, -4
+NAN_BIN, POSINF_BIN, NEGINF_BIN, UNSAMPLED_BIN, GAP_BIN = -1, -2, -3, -4, -5
 _SPECIAL = {NAN_BIN: (255, 0, 255), POSINF_BIN: (255, 215, 0), NEGINF_BIN: (0, 255, 255),
-            UNSAMPLED_BIN: (90, 90, 90)}
+            UNSAMPLED_BIN: (90, 90, 90), GAP_BIN: (0, 0, 0)}   # GAP: between channel maps
 HALF = "▀"
 
 
@@ -96,10 +96,13 @@ class Heatmap(Widget):
         self.scale = 0.0
 
     def set_array(self, a: np.ndarray, *, cell_width: int = 1,
-                  nan_means_unsampled: bool = False) -> None:
-        """`a` must already be downsampled (the caller does that off the UI thread)."""
+                  nan_means_unsampled: bool = False, gaps: np.ndarray | None = None) -> None:
+        """`a` must already be downsampled (the caller does that off the UI thread);
+        `gaps` (same shape, bool) marks cells drawn as blank separators."""
         self._bins, self.scale = quantise(np.asarray(a, dtype=np.float64),
                                           UNSAMPLED_BIN if nan_means_unsampled else NAN_BIN)
+        if gaps is not None:
+            self._bins[gaps] = GAP_BIN
         self._cell_width = max(1, cell_width)
         self._strips = {}
         rows, cols = self._bins.shape

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Static
 
 from nnkit.trace import stats
 
+from . import channels
 from .heatmap import Heatmap, downsample
 
 TABLE_CAP = 64          # DataTable stays fast up to about 64×64 numbers
@@ -35,6 +36,8 @@ class TensorData:
     reshaped: bool               # ndim > 2 shown as (∏ leading, last)
     mark: tuple | None = None    # 2-D index to highlight (the worst element)
     nan_means_unsampled: bool = False   # numeric gradients: NaN = not sampled
+    gaps: np.ndarray | None = None      # 4-D: heat is a per-channel mosaic (channels.py)
+    channel_note: str = ""
 
     @property
     def large(self) -> bool:
@@ -74,13 +77,22 @@ def prepare(title: str, array, *, mark: tuple | None = None,
     stats_of = a
     if nan_means_unsampled:
         stats_of = a[~np.isnan(a)] if a.size else a
+    heat = _channel_mosaic(a, width) or dict(
+        heat=downsample(a2, HEAT_ROWS, max(8, min(width, HEAT_COLS)),
+                        skip_nan=nan_means_unsampled))
     return TensorData(
         title=title, shape=tuple(a.shape), dtype=str(a.dtype), stats=stats(stats_of),
-        table=shown.copy(), heat=downsample(a2, HEAT_ROWS, max(8, min(width, HEAT_COLS)),
-                        skip_nan=nan_means_unsampled),
-        rows=rows, cols=cols, reshaped=a.ndim > 2,
+        table=shown.copy(), rows=rows, cols=cols, reshaped=a.ndim > 2,
         mark=index_2d(a.shape, mark) if mark is not None else None,
-        nan_means_unsampled=nan_means_unsampled)
+        nan_means_unsampled=nan_means_unsampled, **heat)
+
+
+def _channel_mosaic(a: np.ndarray, width: int) -> dict:
+    """(B, C, H, W) small enough: the heatmap is one map per channel."""
+    if not channels.fits(a.shape, HEAT_ROWS, max(8, min(width, HEAT_COLS))):
+        return {}
+    heat, gaps = channels.mosaic(a)
+    return dict(heat=heat, gaps=gaps, channel_note=channels.note(a.shape))
 
 
 def fmt_number(x: float) -> str:
@@ -163,7 +175,7 @@ class TensorView(Vertical):
         d = self.data
         if self.heatmap is not None:
             return self.heatmap
-        return bool(d is not None and d.large)
+        return bool(d is not None and (d.large or d.gaps is not None))
 
     def watch_data(self, data: TensorData | None) -> None:
         self._draw()
@@ -185,7 +197,7 @@ class TensorView(Vertical):
             table.display = scroll.display = False
             self.query_one(".tv-note", Static).display = False
             return
-        if d.reshaped:
+        if d.reshaped and not (self.showing_heatmap and d.gaps is not None):
             notes.append(f"shown as {d.rows}×{d.cols} (leading axes flattened)")
         if self.showing_heatmap:
             table.display = False
@@ -193,9 +205,11 @@ class TensorView(Vertical):
             h, w = d.heat.shape
             # small tensors get wider cells so the colours are readable
             heat.set_array(d.heat, cell_width=max(1, min(4, 48 // max(w, 1))),
-                           nan_means_unsampled=d.nan_means_unsampled)
+                           nan_means_unsampled=d.nan_means_unsampled, gaps=d.gaps)
             scale = fmt_number(heat.scale)
-            if (h, w) != (d.rows, d.cols):
+            if d.gaps is not None:
+                notes.append(d.channel_note)
+            elif (h, w) != (d.rows, d.cols):
                 notes.append(f"heatmap of block means {h}×{w} of {d.rows}×{d.cols}")
             special = "grey not sampled" if d.nan_means_unsampled else "magenta NaN · yellow ±inf"
             notes.append(f"blue −{scale} · white 0 · red +{scale} · {special} · h: numbers")
