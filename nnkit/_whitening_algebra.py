@@ -84,7 +84,7 @@ def _mm(A: np.ndarray, B: np.ndarray, ta: bool = False, tb: bool = False,
     A = np.ascontiguousarray(A)
     B = np.ascontiguousarray(B, dtype=A.dtype)
     C = np.empty(A.shape, A.dtype)
-    _k.gemm_stack(A, B, C, ta, tb, alpha)
+    _k.gemm_stack(A, B, ta, tb, alpha, C)
     return C
 
 

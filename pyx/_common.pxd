@@ -112,24 +112,40 @@ cdef inline FeatureGroup feature_group(Py_ssize_t k, Py_ssize_t M,
 
 
 # ------------------------------------------------------------ column sums
+# Chunked sums: k per-feature sums over rows [r0, r1) run in the input type
+# in `part` (k values) for CHUNK_ROWS rows at a time, and each chunk's
+# partials are added to the double totals `sums` (k values):
+#     clear_sums(sums, part, k)
+#     for each chunk of CHUNK_ROWS rows: accumulate into part; flush_partials(...)
+cdef inline void clear_sums(double* sums, floating* part, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(k):
+        sums[j] = 0.0
+        part[j] = 0
+
+
+cdef inline void flush_partials(double* sums, floating* part, Py_ssize_t k) noexcept nogil:
+    """sums += part, then part = 0 (the end of a chunk)."""
+    cdef Py_ssize_t j
+    for j in range(k):
+        sums[j] += part[j]
+        part[j] = 0
+
+
 cdef inline void column_sums_rows(const floating* A, Py_ssize_t r0, Py_ssize_t r1,
                                   Py_ssize_t cols, double* acc,
                                   floating* part) noexcept nogil:
     """acc[j] = sum_{r0 <= i < r1} A[i, j] for a row-major (rows x cols) A.
 
-    Partial sums over CHUNK_ROWS rows run in the input type in `part` (cols
-    values of scratch), then are added to the double totals `acc`. One pass
+    Chunked sums (above) with `part` (cols values) as the partials. One pass
     over the rows, two rows per sweep (half the partial's loads and stores).
     """
     cdef Py_ssize_t i, j, c, e
     cdef const floating* row
-    for j in range(cols):
-        acc[j] = 0.0
+    clear_sums(acc, part, cols)
     c = r0
     while c < r1:
         e = min(c + CHUNK_ROWS, r1)
-        for j in range(cols):
-            part[j] = 0
         i = c
         while i + 2 <= e:
             row = A + i * cols
@@ -140,8 +156,7 @@ cdef inline void column_sums_rows(const floating* A, Py_ssize_t r0, Py_ssize_t r
             row = A + i * cols
             for j in range(cols):
                 part[j] += row[j]
-        for j in range(cols):
-            acc[j] += part[j]
+        flush_partials(acc, part, cols)
         c = e
 
 

@@ -28,8 +28,8 @@
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
-from _common cimport (CHUNK_ROWS, floating, relu_grad, relu_value, row_start, row_team,
-                      team_size)
+from _common cimport (CHUNK_ROWS, clear_sums, floating, flush_partials, relu_grad,
+                      relu_value, row_start, row_team, team_size)
 
 # rows per chunk of the statistics pass: about CHUNK_BYTES of Y (looked at a
 # second time from L2), at most CHUNK_ROWS
@@ -249,24 +249,14 @@ cdef void _reduce_rows(const floating* dH, const floating* Y, Py_ssize_t r0,
     cdef const floating* yrow
     cdef const floating* drow
     cdef floating d, d1
-    cdef double* sb = sums
-    cdef double* sg = sums + M
-    cdef double* sc = sums + 2 * M
-    cdef floating* psb = scratch
-    cdef floating* psg = scratch + M
-    cdef floating* psc = scratch + 2 * M
+    cdef floating* psb = scratch       # partial sum dZ; sums[0:M] its total
+    cdef floating* psg = scratch + M   # partial sum dZ Yhat; sums[M:2M]
+    cdef floating* psc = scratch + 2 * M   # partial sum (Y - m); sums[2M:3M]
     cdef floating* row = scratch + 3 * M
-    for j in range(M):
-        sb[j] = 0.0
-        sg[j] = 0.0
-        sc[j] = 0.0
+    clear_sums(sums, scratch, 3 * M)
     c = r0
     while c < r1:
         e = min(c + CHUNK_ROWS, r1)
-        for j in range(M):
-            psb[j] = 0
-            psg[j] = 0
-            psc[j] = 0
         # two rows per sweep: one load/store of each partial per two rows
         i = c
         while i < e:
@@ -297,10 +287,7 @@ cdef void _reduce_rows(const floating* dH, const floating* Y, Py_ssize_t r0,
                     psg[j] += drow[j] * (d * inv[j])
                     psc[j] += d
                 i += 1
-        for j in range(M):
-            sb[j] += psb[j]
-            sg[j] += psg[j]
-            sc[j] += psc[j]
+        flush_partials(sums, scratch, 3 * M)
         c = e
 
 

@@ -2,354 +2,316 @@
 # Cholesky / Newton-Schulz whitening, training mode, optional fused ReLU.
 #
 # Rows are samples. Y is (B, M); its features are split into groups
-# [c0, c0 + g) of width g (the last group may be narrower). Per group:
+# [c0, c0 + g) of width g (the last group may be narrower; FeatureGroup in
+# _common.pxd). Per group:
 #   m  = mean_i Y                          (M,)
 #   Yc = Y - 1 m^T                         (B, g)
 #   S  = Yc^T Yc / B + eps I               (g, g)   syrk
 #   Yhat = Yc Wg                           (B, g)   gemm, Wg from S (Python: eigh etc.)
-#   Z  = gamma * Yhat + beta ; H = max(Z, 0)        elementwise
-# Backward, with dZ (or dH masked by [Z > 0]) and dZc = dZ - colmean(dZ):
+#   Z  = gamma * Yhat + beta ; H = relu(Z)          elementwise
+# Backward, with dZ (or relu_grad(dH, Z)) and dZc = dZ - colmean(dZ):
 #   dbeta = sum_i dZ ; dgamma = sum_i dZ * Yhat     elementwise, double sums
 #   P  = Yc^T dZc                          (g, g)   gemm (B-reduction)
 #   dY = dZc A + Yc X                      (B, g)   two gemms (B-expansion)
-# with A = diag(gamma) Wg^T and X = 2 dSigma / B computed by the caller.
+# with A = diag(gamma) Wg^T (the path through Yhat) and X = 2 dSigma / B (the
+# path through Sigma), both computed by the caller.
 #
 # Only the O(B g^2) products and the O(B M) passes live here; the O(g^3)
 # algebra on g x g matrices (eigh through LAPACK, the divided-difference
-# backward) is done by nnkit.whitening with NumPy, batched over the groups.
-# Matrix products go through BLAS (gemm_rowmajor, syrk below); nothing here
-# is a hand-written matrix product.
+# backward) is done by nnkit._whitening_algebra with NumPy, batched over the
+# groups. Matrix products go through BLAS (gemm_rowmajor, syrk_rowmajor).
 #
 # Groups are passed as a stack of the full groups (n_full, g, g) plus an
 # optional remainder (r, r) (None when g divides M): group k < n_full uses
 # full[k], the last group uses rem.
 #
-# Called only from nnkit.whitening: shapes, dtypes, eps > 0 and B >= 2 are
-# checked and every output is allocated before any call.
+# The O(B M) passes split rows between threads (row_start), each thread with
+# its own accumulators: row-sequential streams, not column blocks (a column
+# block touches one page per row per block; it ran 5-10x slower).
+#
+# Called only from nnkit.whitening and nnkit._whitening_algebra: shapes,
+# dtypes, eps > 0 and B >= 2 are checked and every output is allocated before
+# any call. Arguments: inputs (# IN), outputs (# OUT), thread count.
 
 from cython.parallel cimport prange
-from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
-from scipy.linalg.cython_blas cimport dsyrk, ssyrk
-from _common cimport floating, gemm_rowmajor, team_size
-
-# rows per chunk of the sums kept in the input type (then added in double)
-cdef enum:
-    CHUNK_ROWS = 64
+from _common cimport (CHUNK_ROWS, FeatureGroup, clear_sums, column_sums_rows, feature_group,
+                      floating, flush_partials, gemm_rowmajor, group_count, relu_grad,
+                      relu_value, row_start, row_team, syrk_rowmajor, team_size)
 
 
-cdef inline void syrk_rowmajor(int n, int k, floating alpha, const floating* A,
-                               int lda, floating* C, int ldc) noexcept nogil:
-    """Upper triangle of C (n x n, row-major) = alpha * A^T A, A (k x n, row-major, ld lda).
-
-    Row-major A (k x n) is the column-major (n x k) matrix A^T, so A^T A is
-    the column-major "N" product (A^T)(A^T)^T; column-major lower triangle =
-    row-major upper triangle. Half the flops of a gemm.
-    """
-    cdef char uplo = b'L'
-    cdef char trans = b'N'
-    cdef floating zero = 0
-    if n == 0:
-        return
-    if floating is float:
-        ssyrk(&uplo, &trans, &n, &k, &alpha, <float*>A, &lda, &zero, C, &ldc)
-    else:
-        dsyrk(&uplo, &trans, &n, &k, &alpha, <double*>A, &lda, &zero, C, &ldc)
-
-
-cdef inline floating* group_ptr(floating[:, :, ::1] full, floating[:, ::1] rem,
-                                Py_ssize_t k, Py_ssize_t n_full) noexcept nogil:
-    if k < n_full:
+cdef inline floating* group_matrix(floating[:, :, ::1] full, floating[:, ::1] rem,
+                                   Py_ssize_t k) noexcept nogil:
+    """Group k's (g, g) matrix: full[k], or rem for the narrower last group."""
+    if k < full.shape[0]:
         return &full[k, 0, 0]
     return &rem[0, 0]
+
+
+# C_k = A_k G_k + beta C_k for every group k (one gemm each): A and C are
+# row-major (B, M), their group-k columns A_k, C_k (B, w) read with ld M;
+# G_k (w, w) is full[k] or rem. Flops: 2 B M g.
+cdef void _times_group_matrices(const floating* A, Py_ssize_t B, Py_ssize_t M, Py_ssize_t g,
+                                floating[:, :, ::1] full, floating[:, ::1] rem,
+                                floating beta, floating* C) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef FeatureGroup grp
+    for k in range(group_count(M, g)):
+        grp = feature_group(k, M, g)
+        gemm_rowmajor(False, False, <int>B, <int>grp.width, <int>grp.width, <floating>1,
+                      A + grp.start, <int>M, group_matrix(full, rem, k), <int>grp.width,
+                      beta, C + grp.start, <int>M)
 
 
 # ---------------------------------------------------------------- forward
 # center: m = mean_i Y, Yc = Y - m, colsum = sum_i Yc (double; ~1e-16 B |Y|,
 # kept so the backward's dmean is exact for the Yc actually used).
-# Two row-sequential passes (sum: read Y; write Yc and sum it). Rows are
-# split between threads, each with its own accumulators (the column-blocked
-# layout of the first version touched one page per row per block and ran
-# 5-10x slower). Sums run in the input type over chunks of CHUNK_ROWS rows,
-# then in double.
-cdef void _colsum_rows(const floating* A, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t M,
-                       double* acc, floating* part) noexcept nogil:
-    cdef Py_ssize_t i, j, c, e
-    cdef const floating* row
-    for j in range(M):
-        acc[j] = 0.0
-    c = r0
-    while c < r1:
-        e = min(c + CHUNK_ROWS, r1)
-        for j in range(M):
-            part[j] = 0
-        i = c
-        while i + 2 <= e:          # two rows per sweep: half the accumulator stores
-            row = A + i * M
-            for j in range(M):
-                part[j] += row[j] + row[M + j]
-            i += 2
-        if i < e:
-            row = A + i * M
-            for j in range(M):
-                part[j] += row[j]
-        for j in range(M):
-            acc[j] += part[j]
-        c = e
-
-
-cdef void _center_rows(const floating* Y, floating* Yc, Py_ssize_t r0, Py_ssize_t r1,
-                       Py_ssize_t M, const floating* mf) noexcept nogil:
-    cdef Py_ssize_t i, j
-    for i in range(r0, r1):
-        for j in range(M):
-            Yc[i * M + j] = Y[i * M + j] - mf[j]
-
-
-def center(const floating[:, ::1] Y, floating[::1] mean, double[::1] colsum,
-           floating[:, ::1] Yc, int nthreads):
-    cdef Py_ssize_t B = Y.shape[0], M = Y.shape[1], t, j
-    cdef int nt = team_size(B * M, nthreads)
-    cdef double* ws
-    cdef floating* part
-    if nt > B:
-        nt = <int>B
-    # per thread: M doubles of sums, then M floats of chunk partials
-    ws = <double*>malloc(nt * M * sizeof(double) + nt * M * sizeof(floating))
-    if ws == NULL:
+# Passes: read Y (sums); read Y, write Yc; read Yc (sums): 4 over (B, M).
+# Flops: 3 B M.
+def center(const floating[:, ::1] Y,       # IN (B, M)
+           floating[::1] mean,             # OUT (M,)
+           double[::1] colsum,             # OUT (M,) sum_i Yc, in double
+           floating[:, ::1] Yc,            # OUT (B, M)
+           int nthreads):
+    cdef Py_ssize_t B = Y.shape[0], M = Y.shape[1], t, i, j
+    cdef int nt = row_team(B, M, nthreads)
+    # per thread: M doubles of column sums and M floats of chunk partials
+    cdef double* sums = <double*>malloc(nt * M * sizeof(double))
+    cdef floating* partials = <floating*>malloc(nt * M * sizeof(floating))
+    if sums == NULL or partials == NULL:
+        free(sums)
+        free(partials)
         raise MemoryError("whitening center: no memory for the workspace")
-    part = <floating*>(ws + nt * M)
     with nogil:
-        for t in prange(nt, schedule="static", num_threads=nt):
-            _colsum_rows(&Y[0, 0], (B * t) // nt, (B * (t + 1)) // nt, M,
-                         ws + t * M, part + t * M)
-        for t in range(1, nt):
-            for j in range(M):
-                ws[j] += ws[t * M + j]
+        _threaded_column_sums(&Y[0, 0], B, M, nt, sums, partials)
         for j in range(M):
-            mean[j] = <floating>(ws[j] / B)
-        for t in prange(nt, schedule="static", num_threads=nt):
-            _center_rows(&Y[0, 0], &Yc[0, 0], (B * t) // nt, (B * (t + 1)) // nt, M,
-                         &mean[0])
-        for t in prange(nt, schedule="static", num_threads=nt):
-            _colsum_rows(&Yc[0, 0], (B * t) // nt, (B * (t + 1)) // nt, M,
-                         ws + t * M, part + t * M)
-        for t in range(1, nt):
+            mean[j] = <floating>(sums[j] / B)
+        for i in prange(B, schedule="static", num_threads=nt):
             for j in range(M):
-                ws[j] += ws[t * M + j]
+                Yc[i, j] = Y[i, j] - mean[j]
+        _threaded_column_sums(&Yc[0, 0], B, M, nt, sums, partials)
         for j in range(M):
-            colsum[j] = ws[j]
-    free(ws)
+            colsum[j] = sums[j]
+    free(sums)
+    free(partials)
     return None
+
+
+# sums[0:M] = column sums of A (B, M) over nt threads: thread t sums its rows
+# into sums[t M:(t + 1) M] (partials[t M:...] is its scratch), then thread 0's
+# slot collects the others.
+cdef void _threaded_column_sums(const floating* A, Py_ssize_t B, Py_ssize_t M, int nt,
+                                double* sums, floating* partials) noexcept nogil:
+    cdef Py_ssize_t t, j
+    for t in prange(nt, schedule="static", num_threads=nt):
+        column_sums_rows(A, row_start(t, nt, B), row_start(t + 1, nt, B), M,
+                         sums + t * M, partials + t * M)
+    for t in range(1, nt):
+        for j in range(M):
+            sums[j] += sums[t * M + j]
 
 
 # covariance: S_k = Yc_k^T Yc_k / B + eps I per group (syrk, then mirror the
 # upper triangle into the lower one so NumPy sees a full symmetric matrix).
-def covariance(const floating[:, ::1] Yc, Py_ssize_t g, double eps,
-               floating[:, :, ::1] full, floating[:, ::1] rem):
+# Flops: B g^2 per group (syrk), B M g in all.
+def covariance(const floating[:, ::1] Yc,  # IN (B, M)
+               Py_ssize_t g,               # IN group size
+               double eps,                 # IN
+               floating[:, :, ::1] full,   # OUT (M // g, g, g)
+               floating[:, ::1] rem):      # OUT (M mod g, M mod g) or None
     cdef Py_ssize_t B = Yc.shape[0], M = Yc.shape[1]
-    cdef Py_ssize_t n_full = M // g, ngroups = (M + g - 1) // g
-    cdef Py_ssize_t k, c0, gk, i, j
+    cdef Py_ssize_t k, i, j, w
+    cdef FeatureGroup grp
     cdef floating* C
     cdef floating alpha = <floating>(1.0 / B)
     with nogil:
-        for k in range(ngroups):
-            c0 = k * g
-            gk = min(g, M - c0)
-            C = group_ptr(full, rem, k, n_full)
-            syrk_rowmajor(<int>gk, <int>B, alpha, &Yc[0, c0], <int>M, C, <int>gk)
-            for i in range(gk):
-                C[i * gk + i] = C[i * gk + i] + <floating>eps
-                for j in range(i + 1, gk):
-                    C[j * gk + i] = C[i * gk + j]
+        for k in range(group_count(M, g)):
+            grp = feature_group(k, M, g)
+            w = grp.width
+            C = group_matrix(full, rem, k)
+            syrk_rowmajor(<int>w, <int>B, alpha, &Yc[0, grp.start], <int>M, C, <int>w)
+            for i in range(w):
+                C[i * w + i] = C[i * w + i] + <floating>eps
+                for j in range(i + 1, w):
+                    C[j * w + i] = C[i * w + j]
     return None
 
 
 # apply: Yhat_k = Yc_k W_k per group (gemm into the (B, M) Yhat with ld M),
-# then Z = gamma * Yhat + beta (+ ReLU) in one elementwise pass (read Yhat,
-# write out). The backward recomputes Z from Yhat with the same expression,
-# so its ReLU mask is bit-identical (-ffp-contract=off in setup.py).
-def apply(const floating[:, ::1] Yc, Py_ssize_t g,
-          floating[:, :, ::1] wfull, floating[:, ::1] wrem,
-          const floating[::1] gamma, const floating[::1] beta, bint relu,
-          floating[:, ::1] yhat, floating[:, ::1] out, int nthreads):
-    cdef Py_ssize_t B = Yc.shape[0], M = Yc.shape[1]
-    cdef Py_ssize_t n_full = M // g, ngroups = (M + g - 1) // g
-    cdef Py_ssize_t k, c0, gk, i, j
+# then Z = gamma * Yhat + beta (+ ReLU) in one elementwise pass. The backward
+# recomputes Z from Yhat with the same expression, so its ReLU mask is
+# bit-identical (-ffp-contract=off in setup.py).
+# Passes: the gemms, then read Yhat, write out. Flops: 2 B M g + 2 B M.
+def apply(const floating[:, ::1] Yc,       # IN (B, M)
+          Py_ssize_t g,                    # IN group size
+          floating[:, :, ::1] wfull,       # IN (M // g, g, g) whitening matrices
+          floating[:, ::1] wrem,           # IN (M mod g, M mod g) or None
+          const floating[::1] gamma,       # IN (M,)
+          const floating[::1] beta,        # IN (M,)
+          bint relu,                       # IN: write H = relu(Z) instead of Z
+          floating[:, ::1] yhat,           # OUT (B, M)
+          floating[:, ::1] out,            # OUT (B, M) Z or H, or None (Yhat only)
+          int nthreads):
+    cdef Py_ssize_t B = Yc.shape[0], M = Yc.shape[1], i, j
     cdef floating z
     with nogil:
-        for k in range(ngroups):
-            c0 = k * g
-            gk = min(g, M - c0)
-            gemm_rowmajor(False, False, <int>B, <int>gk, <int>gk, <floating>1,
-                          &Yc[0, c0], <int>M, group_ptr(wfull, wrem, k, n_full),
-                          <int>gk, <floating>0, &yhat[0, c0], <int>M)
+        _times_group_matrices(&Yc[0, 0], B, M, g, wfull, wrem, 0, &yhat[0, 0])
     if out is None:
         return None
     for i in prange(B, nogil=True, schedule="static",
                     num_threads=team_size(B * M, nthreads)):
         for j in range(M):
             z = yhat[i, j] * gamma[j] + beta[j]
-            if relu and z < 0:
-                z = 0
-            out[i, j] = z
+            out[i, j] = relu_value(z) if relu else z
     return None
 
 
 # --------------------------------------------------------------- backward
-# pointwise: dZ = dout (or dH [Z > 0], Z = gamma Yhat + beta recomputed),
+# pointwise: dZ = dout (or relu_grad(dH, Z), Z = gamma Yhat + beta recomputed),
 #   dbeta = sum_i dZ, dgamma = sum_i dZ Yhat (double), dZc = dZ - dbeta / B,
 #   optional dZ_out (relu) and dYhat_out = gamma dZ.
-# Two row-sequential passes: sums (read dout, Yhat), writes (read again, write dZc).
-def backward_pointwise(const floating[:, ::1] dout, const floating[:, ::1] yhat,
-                       const floating[::1] gamma, const floating[::1] beta,
-                       bint relu, floating[:, ::1] dZc, floating[:, ::1] dZ_out,
-                       floating[:, ::1] dYhat_out, floating[::1] dgamma,
-                       floating[::1] dbeta, int nthreads):
+# Passes: sums (read dout, Yhat), writes (read both again, write dZc; one
+# more write each for dZ_out, dYhat_out): 5. Flops: ~6 B M (+ masks).
+def backward_pointwise(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the ReLU
+                       const floating[:, ::1] yhat,   # IN (B, M)
+                       const floating[::1] gamma,     # IN (M,)
+                       const floating[::1] beta,      # IN (M,)
+                       bint relu,                     # IN
+                       floating[:, ::1] dZc,          # OUT (B, M) dZ - colmean(dZ)
+                       floating[:, ::1] dZ_out,       # OUT (B, M) relu only, or None
+                       floating[:, ::1] dYhat_out,    # OUT (B, M) or None
+                       floating[::1] dgamma,          # OUT (M,)
+                       floating[::1] dbeta,           # OUT (M,)
+                       int nthreads):
     cdef Py_ssize_t B = dout.shape[0], M = dout.shape[1], t, j
-    cdef int nt = team_size(B * M, nthreads)
-    cdef double* ws
-    cdef floating* fl
+    cdef int nt = row_team(B, M, nthreads)
     cdef floating* pdz = NULL
     cdef floating* pdyh = NULL
+    # per thread: sums [sum dZ | sum dZ Yhat] (2M doubles) and scratch
+    # [their chunk partials | a masked row] (3M floats); then mean dZ (M floats)
+    cdef double* sums = <double*>malloc(2 * nt * M * sizeof(double))
+    cdef floating* scratch = <floating*>malloc((3 * nt + 1) * M * sizeof(floating))
+    cdef floating* mean_dz
+    if sums == NULL or scratch == NULL:
+        free(sums)
+        free(scratch)
+        raise MemoryError("whitening backward: no memory for the workspace")
+    mean_dz = scratch + 3 * nt * M
     if dZ_out is not None:
         pdz = &dZ_out[0, 0]
     if dYhat_out is not None:
         pdyh = &dYhat_out[0, 0]
-    if nt > B:
-        nt = <int>B
-    # per thread: sb, sg (M doubles each); then mb (M floats) and per thread
-    # the partials psb, psg and a masked row (M floats each)
-    ws = <double*>malloc(2 * nt * M * sizeof(double) + (1 + 3 * nt) * M * sizeof(floating))
-    if ws == NULL:
-        raise MemoryError("whitening backward: no memory for the workspace")
-    fl = <floating*>(ws + 2 * nt * M)
     with nogil:
         for t in prange(nt, schedule="static", num_threads=nt):
-            _pointwise_sums(&dout[0, 0], &yhat[0, 0], (B * t) // nt, (B * (t + 1)) // nt,
-                            M, &gamma[0], &beta[0], relu, ws + 2 * t * M,
-                            ws + (2 * t + 1) * M, fl + (1 + 3 * t) * M,
-                            fl + (2 + 3 * t) * M, fl + (3 + 3 * t) * M)
+            _pointwise_sums(&dout[0, 0], &yhat[0, 0], row_start(t, nt, B),
+                            row_start(t + 1, nt, B), M, &gamma[0], &beta[0], relu,
+                            sums + 2 * t * M, scratch + 3 * t * M)
         for t in range(1, nt):
-            for j in range(M):
-                ws[j] += ws[2 * t * M + j]
-                ws[M + j] += ws[(2 * t + 1) * M + j]
+            for j in range(2 * M):
+                sums[j] += sums[2 * t * M + j]
         for j in range(M):
-            dbeta[j] = <floating>ws[j]
-            dgamma[j] = <floating>ws[M + j]
-            fl[j] = <floating>(ws[j] / B)
+            dbeta[j] = <floating>sums[j]
+            dgamma[j] = <floating>sums[M + j]
+            mean_dz[j] = <floating>(sums[j] / B)
         for t in prange(nt, schedule="static", num_threads=nt):
-            _pointwise_write(&dout[0, 0], &yhat[0, 0], (B * t) // nt, (B * (t + 1)) // nt,
-                             M, &gamma[0], &beta[0], relu, fl, &dZc[0, 0], pdz, pdyh)
-    free(ws)
+            _pointwise_write(&dout[0, 0], &yhat[0, 0], row_start(t, nt, B),
+                             row_start(t + 1, nt, B), M, &gamma[0], &beta[0], relu,
+                             mean_dz, &dZc[0, 0], pdz, pdyh)
+    free(sums)
+    free(scratch)
     return None
 
 
-# Rows [r0, r1): sb += dZ, sg += dZ Yhat (double), via chunk partials in the
-# input type; with the ReLU the masked row goes to `row` first (a select on
-# its own vectorizes, a select inside the accumulation does not).
+# Rows [r0, r1): sums = [sum dZ | sum dZ Yhat] (2M doubles), via chunk
+# partials in the input type in scratch = [psb | psg | row] (3M floats); with
+# the ReLU the masked row goes to `row` first (a select on its own
+# vectorizes, a select inside the accumulation does not).
 cdef void _pointwise_sums(const floating* dout, const floating* yhat, Py_ssize_t r0,
                           Py_ssize_t r1, Py_ssize_t M, const floating* gamma,
-                          const floating* beta, bint relu, double* sb, double* sg,
-                          floating* psb, floating* psg, floating* row) noexcept nogil:
+                          const floating* beta, bint relu, double* sums,
+                          floating* scratch) noexcept nogil:
     cdef Py_ssize_t i, j, c, e
     cdef const floating* drow
     cdef const floating* yrow
-    cdef floating dz
-    cdef floating zero = 0          # typed: `> 0` would compare in double
-    for j in range(M):
-        sb[j] = 0.0
-        sg[j] = 0.0
+    cdef floating* psb = scratch      # partial sum dZ; sums[0:M] its total
+    cdef floating* psg = scratch + M  # partial sum dZ Yhat; sums[M:2M]
+    cdef floating* row = scratch + 2 * M
+    clear_sums(sums, scratch, 2 * M)
     c = r0
     while c < r1:
         e = min(c + CHUNK_ROWS, r1)
-        for j in range(M):
-            psb[j] = 0
-            psg[j] = 0
         for i in range(c, e):
             drow = dout + i * M
             yrow = yhat + i * M
             if relu:
                 for j in range(M):
-                    dz = drow[j]
-                    row[j] = dz if yrow[j] * gamma[j] + beta[j] > zero else zero
-                for j in range(M):
-                    psb[j] += row[j]
-                    psg[j] += row[j] * yrow[j]
-            else:
-                for j in range(M):
-                    psb[j] += drow[j]
-                    psg[j] += drow[j] * yrow[j]
-        for j in range(M):
-            sb[j] += psb[j]
-            sg[j] += psg[j]
+                    row[j] = relu_grad(drow[j], yrow[j] * gamma[j] + beta[j])
+                drow = row
+            for j in range(M):
+                psb[j] += drow[j]
+                psg[j] += drow[j] * yrow[j]
+        flush_partials(sums, scratch, 2 * M)
         c = e
 
 
 # Rows [r0, r1): dZc = dZ - mean_i dZ; optional dZ (relu) and dYhat = gamma dZ.
 cdef void _pointwise_write(const floating* dout, const floating* yhat, Py_ssize_t r0,
                            Py_ssize_t r1, Py_ssize_t M, const floating* gamma,
-                           const floating* beta, bint relu, const floating* mb,
+                           const floating* beta, bint relu, const floating* mean_dz,
                            floating* dZc, floating* dZ_out, floating* dYhat_out) noexcept nogil:
     cdef Py_ssize_t i, j, o
     cdef floating dz
-    cdef floating zero = 0
     for i in range(r0, r1):
         o = i * M
         if relu:
             for j in range(M):
-                dz = dout[o + j]
-                dz = dz if yhat[o + j] * gamma[j] + beta[j] > zero else zero
-                dZc[o + j] = dz - mb[j]
+                dZc[o + j] = relu_grad(dout[o + j], yhat[o + j] * gamma[j] + beta[j]) - mean_dz[j]
         else:
             for j in range(M):
-                dZc[o + j] = dout[o + j] - mb[j]
-        if dZ_out != NULL:
+                dZc[o + j] = dout[o + j] - mean_dz[j]
+        if dZ_out != NULL or dYhat_out != NULL:
             for j in range(M):
                 dz = dout[o + j]
-                dZ_out[o + j] = dz if not relu or yhat[o + j] * gamma[j] + beta[j] > zero else zero
-        if dYhat_out != NULL:
-            for j in range(M):
-                dz = dout[o + j]
-                dz = dz if not relu or yhat[o + j] * gamma[j] + beta[j] > zero else zero
-                dYhat_out[o + j] = dz * gamma[j]
+                if relu:
+                    dz = relu_grad(dz, yhat[o + j] * gamma[j] + beta[j])
+                if dZ_out != NULL:
+                    dZ_out[o + j] = dz
+                if dYhat_out != NULL:
+                    dYhat_out[o + j] = dz * gamma[j]
 
 
 # reduce: P_k = Yc_k^T dZc_k per group (g x g), the one B-reduction gemm.
-def backward_reduce(const floating[:, ::1] Yc, const floating[:, ::1] dZc,
-                    Py_ssize_t g, floating[:, :, ::1] pfull, floating[:, ::1] prem):
-    cdef Py_ssize_t B = Yc.shape[0], M = Yc.shape[1]
-    cdef Py_ssize_t n_full = M // g, ngroups = (M + g - 1) // g
-    cdef Py_ssize_t k, c0, gk
+# Flops: 2 B M g.
+def backward_reduce(const floating[:, ::1] Yc,    # IN (B, M)
+                    const floating[:, ::1] dZc,   # IN (B, M)
+                    Py_ssize_t g,                 # IN group size
+                    floating[:, :, ::1] pfull,    # OUT (M // g, g, g)
+                    floating[:, ::1] prem):       # OUT (M mod g, M mod g) or None
+    cdef Py_ssize_t B = Yc.shape[0], M = Yc.shape[1], k
+    cdef FeatureGroup grp
     with nogil:
-        for k in range(ngroups):
-            c0 = k * g
-            gk = min(g, M - c0)
-            gemm_rowmajor(True, False, <int>gk, <int>gk, <int>B, <floating>1,
-                          &Yc[0, c0], <int>M, &dZc[0, c0], <int>M, <floating>0,
-                          group_ptr(pfull, prem, k, n_full), <int>gk)
+        for k in range(group_count(M, g)):
+            grp = feature_group(k, M, g)
+            gemm_rowmajor(True, False, <int>grp.width, <int>grp.width, <int>B, <floating>1,
+                          &Yc[0, grp.start], <int>M, &dZc[0, grp.start], <int>M, <floating>0,
+                          group_matrix(pfull, prem, k), <int>grp.width)
     return None
 
 
 # expand: dY_k = dZc_k A_k + Yc_k X_k per group, two gemms accumulating into
-# the (B, M) dY with ld M (the second with beta = 1).
-def backward_expand(const floating[:, ::1] dZc, const floating[:, ::1] Yc,
-                    Py_ssize_t g, floating[:, :, ::1] afull, floating[:, ::1] arem,
-                    floating[:, :, ::1] xfull, floating[:, ::1] xrem,
-                    floating[:, ::1] dY):
+# the (B, M) dY with ld M (the second with beta = 1). Flops: 4 B M g.
+def backward_expand(const floating[:, ::1] dZc,   # IN (B, M)
+                    const floating[:, ::1] Yc,    # IN (B, M)
+                    Py_ssize_t g,                 # IN group size
+                    floating[:, :, ::1] afull,    # IN A = diag(gamma) W^T, full groups
+                    floating[:, ::1] arem,        # IN A of the last group, or None
+                    floating[:, :, ::1] xfull,    # IN X = 2 dSigma / B, full groups
+                    floating[:, ::1] xrem,        # IN X of the last group, or None
+                    floating[:, ::1] dY):         # OUT (B, M)
     cdef Py_ssize_t B = Yc.shape[0], M = Yc.shape[1]
-    cdef Py_ssize_t n_full = M // g, ngroups = (M + g - 1) // g
-    cdef Py_ssize_t k, c0, gk
     with nogil:
-        for k in range(ngroups):
-            c0 = k * g
-            gk = min(g, M - c0)
-            gemm_rowmajor(False, False, <int>B, <int>gk, <int>gk, <floating>1,
-                          &dZc[0, c0], <int>M, group_ptr(afull, arem, k, n_full),
-                          <int>gk, <floating>0, &dY[0, c0], <int>M)
-            gemm_rowmajor(False, False, <int>B, <int>gk, <int>gk, <floating>1,
-                          &Yc[0, c0], <int>M, group_ptr(xfull, xrem, k, n_full),
-                          <int>gk, <floating>1, &dY[0, c0], <int>M)
+        _times_group_matrices(&dZc[0, 0], B, M, g, afull, arem, 0, &dY[0, 0])
+        _times_group_matrices(&Yc[0, 0], B, M, g, xfull, xrem, 1, &dY[0, 0])
     return None
 
 
@@ -360,8 +322,13 @@ def backward_expand(const floating[:, ::1] dZc, const floating[:, ::1] Yc,
 # matmul: NumPy links a second OpenBLAS whose idle threads spin on the 2
 # cores while SciPy's work, and vice versa (measured: 25 ms instead of
 # 0.5 ms for a 64 x 64 eigh right after a syrk).
-def gemm_stack(const floating[:, :, ::1] A, const floating[:, :, ::1] B,
-               floating[:, :, ::1] C, bint trans_a, bint trans_b, double alpha):
+# Flops: 2 n g^3.
+def gemm_stack(const floating[:, :, ::1] A,       # IN (n, g, g)
+               const floating[:, :, ::1] B,       # IN (n, g, g)
+               bint trans_a,                      # IN
+               bint trans_b,                      # IN
+               double alpha,                      # IN
+               floating[:, :, ::1] C):            # OUT (n, g, g)
     cdef Py_ssize_t n = C.shape[0], g = C.shape[1], k
     with nogil:
         for k in range(n):
