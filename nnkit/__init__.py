@@ -65,3 +65,6 @@ from .conv import (Conv2dCache, Conv2dGrads, Pool2dCache, avgpool2d_backward,
                    lppool2d_backward, lppool2d_forward, maxpool2d_backward,
                    maxpool2d_forward, pool2d_output_shape, solve_bottleneck)
 from .layers import AvgPool2d, Conv2d, Flatten, MaxPool2d
+
+# P9: sequence models from layers (the last time step of (T, B, C))
+from .layers import LastStep

@@ -353,13 +353,19 @@ class RNN(Layer):
 
     Init as PyTorch's nn.RNN: every weight and bias U(−1/√M, 1/√M), from the
     library generator unless `seed` or `rng` is given.
-    forward(X, h0=None); backward(dH) -> dX, and sets .dh0 (∂L/∂h0).
+    forward(X, h0=None); backward(dH) -> dX, and sets .dh0 (∂L/∂h0) and
+    .grad_norms (‖∂L/∂h_t‖ per t). truncate=k: truncated BPTT (the state
+    detached every k steps); form="preactivation": P9.1's form.
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, activation: str = "tanh",
-                 bias: bool = True, dtype=np.float64, seed: int | None = None,
+                 bias: bool = True, truncate: int | None = None, form: str = "standard",
+                 dtype=np.float64, seed: int | None = None,
                  rng: np.random.Generator | None = None):
         super().__init__()
+        v.truncate_steps(truncate)
+        self.truncate = truncate
+        self.form = v.choice("form", form, rnn.FORMS)
         N = v.positive_int("input_size", input_size)
         M = v.positive_int("hidden_size", hidden_size)
         self.activation = v.choice("activation", activation, rnn.ACTIVATIONS)
@@ -370,23 +376,23 @@ class RNN(Layer):
         self.bias = bool(bias)
         if self.bias:
             self.add_param("b", _uniform(rng, (M,), k, dtype))
-        self.dh0 = None
+        self.dh0 = self.grad_norms = None
 
     def forward(self, X, h0=None):
         p = self.params
         X = v.float_array("X", X, 3, "(T, B, N), time-major", dtype=p["Wx"].dtype,
                            dtype_of="the layer's dtype")
         H, self._cache = rnn.rnn_forward(
-            X, h0, p["Wx"], p["Wh"], p.get("b"), self.activation,
+            X, h0, p["Wx"], p["Wh"], p.get("b"), self.activation, form=self.form,
             out=self.out("H", X.shape[:2] + (p["Wx"].shape[0],), X.dtype, X))
         return H
 
     def backward(self, dH):
         c = self.cache()
-        g = rnn.rnn_backward(dH, c, full=False,
+        g = rnn.rnn_backward(dH, c, truncate=self.truncate, full=False,
                              out=self.out("dX", c.X.shape, c.X.dtype, np.asarray(dH)))
         self.set_grads(**{name: getattr(g, "d" + name) for name in self.params})
-        self.dh0 = g.dh0
+        self.dh0, self.grad_norms = g.dh0, g.grad_norms
         return g.dX
 
 
@@ -416,7 +422,7 @@ class BiRNN(Layer):
         k = 1.0 / np.sqrt(2 * M)
         self.add_param("Wy", _uniform(rng, (K, 2 * M), k, dtype))
         self.add_param("by", _uniform(rng, (K,), k, dtype))
-        self.dhf0 = self.dhb0 = None
+        self.dhf0 = self.dhb0 = self.grad_norms = None
 
     def forward(self, X, hf0=None, hb0=None):
         p = self.params
@@ -433,8 +439,32 @@ class BiRNN(Layer):
         g = rnn.birnn_backward(dY, c, full=False,
                                out=self.out("dX", c.X.shape, c.X.dtype, np.asarray(dY)))
         self.set_grads(**{name: getattr(g, "d" + name) for name in self.params})
-        self.dhf0, self.dhb0 = g.dhf0, g.dhb0
+        self.dhf0, self.dhb0, self.grad_norms = g.dhf0, g.dhb0, g.grad_norms
         return g.dX
+
+
+class LastStep(Layer):
+    """(T, B, C) -> (B, C): the last time step, for a loss on the final state
+    (Sequential(RNN(N, M), LastStep(), Linear(M, K)) classifies a sequence).
+    backward puts dY at t = T and zeros at every other step.
+
+    A loss on every step needs no layer: Sequential(RNN(N, M), Linear(M, K))
+    gives (T, B, K) logits; feed SoftmaxCrossEntropy logits.reshape(-1, K) and
+    labels y.reshape(-1) (y time-major, (T, B)), and pass its gradient back
+    reshaped to (T, B, K) (the loss is then the mean over all T·B steps)."""
+
+    def forward(self, H):
+        H = v.float_array("H", H, 3, "(T, B, C), time-major")
+        v.nonempty("H", H, "(T, B, C), time-major")
+        self._cache = H.shape, H.dtype
+        return H[-1].copy()
+
+    def backward(self, dY):
+        shape, dtype = self.cache()
+        dY = v.upstream("dY", dY, shape[1:], dtype)
+        dH = np.zeros(shape, dtype)
+        dH[-1] = dY
+        return dH
 
 
 # ------------------------------------------------------------- composition

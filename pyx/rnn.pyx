@@ -21,9 +21,8 @@
 #
 # The activation derivative is read from the activation's value (tanh:
 # 1 - g^2, sigmoid: g (1 - g), relu: [g > 0]), so the standard forward never
-# stores a_t. relu follows IEEE/PyTorch: relu(NaN) = NaN in the forward
-# (h = 0 only where a < 0), and its backward mask lets the gradient through
-# where h is NaN (zero only where h <= 0), so forward and backward agree.
+# stores a_t. relu is _common's relu_value/relu_grad: relu(NaN) = NaN, as
+# PyTorch, and the backward mask takes the same branch as the forward.
 #
 # Elementwise passes run on one thread: per step they touch B*M values next to
 # a B x M x M GEMM (2M flops per value); an OpenMP team woken 2T times per
@@ -32,7 +31,7 @@
 from scipy.linalg.cython_blas cimport sgemv, dgemv
 from libc.math cimport sqrt
 from libc.string cimport memcpy
-from _common cimport column_sums, floating, gemm_rowmajor
+from _common cimport column_sums, floating, gemm_rowmajor, relu_grad, relu_value
 
 cdef enum:
     ACT_TANH = 0
@@ -163,9 +162,8 @@ cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
 cdef inline void _activate(const floating* a, floating* h, Py_ssize_t n,
                            int act) noexcept nogil:
     """h = act(a) over n contiguous values (h may be a: in place). One loop
-    per activation, so each vectorizes. relu keeps NaN (zero only if a < 0)."""
+    per activation, so each vectorizes. relu keeps NaN (_common.relu_value)."""
     cdef Py_ssize_t k
-    cdef floating zero = 0
     if act == ACT_TANH:
         for k in range(n):
             h[k] = <floating>_tanh(a[k])
@@ -174,15 +172,16 @@ cdef inline void _activate(const floating* a, floating* h, Py_ssize_t n,
             h[k] = <floating>_sigmoid(a[k])
     else:
         for k in range(n):
-            h[k] = zero if a[k] < zero else a[k]
+            h[k] = relu_value(a[k])
 
 
 cdef inline void _times_derivative(floating* d, const floating* g, Py_ssize_t n,
                                    int act) noexcept nogil:
     """d *= act'(.) read from the activation's value g: tanh 1 - g^2, sigmoid
-    g (1 - g), relu [not g <= 0] (NaN passes, as PyTorch's threshold_backward)."""
+    g (1 - g), relu: _common.relu_grad on g = relu(a) (g <= 0 exactly where
+    a <= 0; NaN passes, as PyTorch's threshold_backward)."""
     cdef Py_ssize_t k
-    cdef floating v, one = 1, zero = 0
+    cdef floating v, one = 1
     if act == ACT_TANH:
         for k in range(n):
             v = g[k]
@@ -193,7 +192,7 @@ cdef inline void _times_derivative(floating* d, const floating* g, Py_ssize_t n,
             d[k] = d[k] * (v * (one - v))
     else:
         for k in range(n):
-            d[k] = zero if g[k] <= zero else d[k]
+            d[k] = relu_grad(d[k], g[k])
 
 
 cdef inline double _sum_squares(const floating* v, Py_ssize_t n) noexcept nogil:
