@@ -572,3 +572,36 @@ def truncate_steps(truncate) -> int:
         raise ValueError(f"truncate: expected a positive integer or None (full BPTT), "
                          f"got {truncate!r}")
     return int(truncate)
+
+
+def class_labels(labels, logits: np.ndarray):
+    """Softmax-CE labels: integer class indices (B,) in [0, K), or float targets
+    (B, K) of the logits' dtype. Returns (indices as int64, None) or (None, targets)."""
+    B, K = logits.shape
+    lab = np.asarray(labels)
+    want = f"class indices (B,) = ({B},) or float targets (B, K) = {logits.shape}"
+    if lab.ndim not in (1, 2):
+        raise ValueError(f"labels: expected {want}, got shape {lab.shape}")
+    if lab.ndim == 2 and np.issubdtype(lab.dtype, np.integer):
+        # integer labels in a column, (B, 1): the commonest slip
+        if lab.shape == (B, 1):
+            raise ValueError(f"labels: expected {want}, got integer labels of shape "
+                             f"{lab.shape}: class indices must have shape ({B},) "
+                             f"(labels.ravel()); soft targets must be float of shape {logits.shape}")
+        raise TypeError(f"labels: expected {want}, got a 2-D integer array of shape "
+                        f"{lab.shape}: soft targets must be float32/float64 (the logits' dtype)")
+    if lab.ndim == 1:
+        if not np.issubdtype(lab.dtype, np.integer):
+            raise TypeError(f"labels: expected integer class indices (B,) or targets "
+                            f"(B, K), got a 1-D array of dtype {lab.dtype}")
+        same_dim("labels", lab.shape[0], B, "labels.shape[0] (B, the rows of logits)")
+        if lab.size and (lab.min() < 0 or lab.max() >= K):
+            bad = lab[(lab < 0) | (lab >= K)][0]
+            raise ValueError(f"labels: expected class indices in [0, {K}), got {bad}")
+        return np.ascontiguousarray(lab, dtype=np.int64), None
+    T = float_array("labels", labels, 2, "(B, K) targets or (B,) class indices",
+                    dtype=logits.dtype)
+    if T.shape != logits.shape:
+        raise ValueError(f"labels: expected targets of shape {logits.shape} (the logits' "
+                         f"shape), got {T.shape}")
+    return None, T

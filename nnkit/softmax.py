@@ -24,28 +24,11 @@ def softmax_cross_entropy(logits, labels):
     """
     Z = v.float_array("logits", logits, 2, "(B, K)")
     v.nonempty("logits", Z, "(B, K)")
-    B, K = Z.shape
     P = np.empty_like(Z)
-    lab = np.asarray(labels)
-    if lab.ndim not in (1, 2):
-        raise ValueError(f"labels: expected class indices (B,) = ({B},) or targets (B, K) = "
-                         f"{Z.shape}, got shape {lab.shape}")
-    if lab.ndim == 1:
-        if not np.issubdtype(lab.dtype, np.integer):
-            raise TypeError(f"labels: expected integer class indices (B,) or targets "
-                            f"(B, K), got a 1-D array of dtype {lab.dtype}")
-        v.same_dim("labels", lab.shape[0], B, "labels.shape[0] (B, the rows of logits)")
-        if lab.size and (lab.min() < 0 or lab.max() >= K):
-            bad = lab[(lab < 0) | (lab >= K)][0]
-            raise ValueError(f"labels: expected class indices in [0, {K}), got {bad}")
-        lab = np.ascontiguousarray(lab, dtype=np.int64)
+    lab, T = v.class_labels(labels, Z)
+    if lab is not None:
         loss = _k.softmax_xent_forward(Z, lab, P)
         return float(loss), SoftmaxCache(P, lab, None)
-    T = v.float_array("labels", labels, 2, "(B, K) targets or (B,) class indices",
-                      dtype=Z.dtype)
-    if T.shape != Z.shape:
-        raise ValueError(f"labels: expected targets of shape {Z.shape} (the logits' "
-                         f"shape), got {T.shape}")
     loss = _k.softmax_xent_forward_soft(Z, T, P)
     return float(loss), SoftmaxCache(P, None, T)
 

@@ -333,3 +333,17 @@ def test_layer_sizes_refuse_bools_and_floats(make):
 def test_momentum_not_a_number():
     with pytest.raises(TypeError, match=r"^momentum: expected a value in \[0, 1\], got 'fast'"):
         nk.BatchNorm(3, momentum="fast")
+
+
+def test_softmax_integer_labels_in_a_column_say_what_is_wrong():
+    """Issue 8.8: int labels (B, 1) got "expected dtype float32 or float64, got int64"."""
+    z = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"^labels: expected class indices \(B,\) = \(3,\) "
+                                         r"or float targets \(B, K\) = \(3, 4\), got integer "
+                                         r"labels of shape \(3, 1\): class indices must have "
+                                         r"shape \(3,\)"):
+        nk.softmax_cross_entropy(z, np.array([[0], [1], [2]]))
+    # integer one-hot rows: the dtype is what is wrong
+    with pytest.raises(TypeError, match=r"^labels: .*integer array of shape \(3, 4\): soft "
+                                        r"targets must be float"):
+        nk.softmax_cross_entropy(z, np.eye(4, dtype=np.int64)[:3])

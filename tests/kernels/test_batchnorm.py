@@ -74,8 +74,14 @@ def test_batchnorm_train_forward_backward(ref, rng, dtype, B, M):
 @pytest.mark.parametrize("M", BLOCK_EDGE_M)
 @pytest.mark.parametrize("B", BATCHES)
 def test_bn_relu_fused_equals_composition(ref, rng, dtype, B, M):
-    """Fused BN+ReLU == batchnorm_forward then relu_forward, forward and every grad."""
+    """Fused BN+ReLU == batchnorm_forward then relu_forward, forward and every grad.
+
+    Feature 0 is constant with β = 0 (a dead unit, β's default): Z = 0
+    exactly there, where the mask [Z > 0] must be 0 (a mask [Z >= 0] gives a
+    non-zero dβ[0] while the composition gives 0)."""
     Y, gamma, beta, G = _bn_inputs(rng, B, M, dtype)
+    Y[:, 0] = dtype.type(2.5)
+    beta[0] = 0
     eps = 1e-5
     tol = ref.RTOL[dtype]
 
@@ -94,6 +100,8 @@ def test_bn_relu_fused_equals_composition(ref, rng, dtype, B, M):
     # the fused mask [Z > 0] is exactly the unfused one: dZ is a selection of G
     np.testing.assert_array_equal(gf.dZ, dZ)
     np.testing.assert_array_equal(gf.dZ, np.where(H > 0, G, 0))
+    np.testing.assert_array_equal(H[:, 0], 0)          # Z = 0 exactly: no gradient
+    assert gf.dbeta[0] == 0 and gf.dgamma[0] == 0
     for name in ("dY", "dgamma", "dbeta", "dYhat", "dvar", "dmean"):
         a, u = getattr(gf, name), getattr(gu, name)
         # same kernel arithmetic on the same dZ: equal up to the last ulp
@@ -108,9 +116,12 @@ def test_bn_relu_fused_equals_composition(ref, rng, dtype, B, M):
     _check_grads(ref, gf, r, tol)
 
 
-@pytest.mark.parametrize("B,M", [(300, 257), (2048, 40), (70000, 1)])
+# B odd and not a multiple of the thread count (2 in the tests, 3 too): a
+# row split that drops the last row (t * (B // nt)) passes with even B only
+@pytest.mark.parametrize("B,M", [(300, 257), (301, 257), (2048, 40), (4099, 17),
+                                 (70000, 1), (70001, 1)])
 def test_batchnorm_openmp_path(ref, rng, dtype, B, M):
-    """B*M >= 65536: the kernels split column blocks over two threads."""
+    """B*M >= 65536: the kernels split the rows between two threads."""
     assert B * M >= 65536
     Y, gamma, beta, G = _bn_inputs(rng, B, M, dtype, loc=-1.0, scale=0.5)
     tol = ref.RTOL[dtype]
@@ -298,3 +309,61 @@ def test_p2_2_yhat_moments(dtype, eps, B, M):
     if eps > 0.1:
         # the prediction is visibly below 1: the test can tell v/(v+ε) from 1
         assert np.all(v / (v + eps) < 0.999)
+
+
+# ------------------------------------------------------- issue 8.1: NaN
+NAN_Y = np.array([[np.nan, 1.], [0., 2.], [1., 3.]])
+
+
+def test_bn_relu_forward_nan_column_like_batchnorm():
+    """A NaN in column 0: the fused BN+ReLU gave [0, 0, 0]; batch norm gives NaN."""
+    g, b = np.ones(2), np.zeros(2)
+    H, _ = nk.bn_relu_forward(NAN_Y, g, b)
+    Z, _ = nk.batchnorm_forward(NAN_Y, g, b)
+    assert np.all(np.isnan(Z[:, 0])) and np.all(np.isnan(H[:, 0]))
+    np.testing.assert_array_equal(H[:, 1], np.maximum(Z[:, 1], 0))
+
+
+@pytest.mark.parametrize("B,M", [(3, 2), (301, 257)])      # one and two threads
+def test_bn_relu_nan_train_and_eval_agree_with_composition(rng, dtype, B, M):
+    Y = rng.standard_normal((B, M)).astype(dtype)
+    Y[B // 2, 0] = np.nan
+    gamma = np.ones(M, dtype)
+    beta = np.zeros(M, dtype)
+    G = rng.standard_normal((B, M)).astype(dtype)
+    H, fc = nk.bn_relu_forward(Y, gamma, beta)
+    Z, bc = nk.batchnorm_forward(Y, gamma, beta)
+    H2, rc = nk.relu_forward(Z)
+    np.testing.assert_array_equal(H, H2)                    # NaN where Z is NaN
+    assert np.all(np.isnan(H[:, 0])) and np.all(np.isfinite(H[:, 1:]))
+    # backward: relu_grad passes dH at a NaN Z, so the fused grads are the
+    # composition's: NaN in feature 0, untouched elsewhere
+    gf = nk.bn_relu_backward(G, fc)
+    gu = nk.batchnorm_backward(nk.relu_backward(G, rc), bc)
+    np.testing.assert_array_equal(gf.dZ, nk.relu_backward(G, rc))
+    for name in ("dY", "dgamma", "dbeta", "dmean", "dvar"):
+        a, u = getattr(gf, name), getattr(gu, name)
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(u), err_msg=name)
+        if name != "dbeta":           # dβ = Σ dZ = Σ dH there: finite
+            assert np.all(np.isnan(a[..., 0])), name
+        assert np.all(np.isfinite(a[..., 1:])), name
+    np.testing.assert_allclose(gf.dbeta[0], G[:, 0].astype(np.float64).sum(),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+    # eval with running statistics: the NaN row stays NaN with relu=True too
+    E = nk.batchnorm_eval_forward(Y, gamma, beta, np.zeros(M, dtype), np.ones(M, dtype),
+                                  relu=True)
+    assert np.isnan(E[B // 2, 0])
+    assert np.all(np.isfinite(np.delete(E.reshape(-1), (B // 2) * M)))
+
+
+def test_network_with_one_nan_input_has_nan_loss():
+    """Linear -> BatchNorm(relu=True) -> Linear -> softmax-CE: one NaN input
+    element gave the finite loss ln 10 (the fused ReLU turned NaN into 0)."""
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((16, 5))
+    X[3, 2] = np.nan
+    y = rng.integers(0, 10, 16)
+    model = nk.Sequential(nk.Linear(5, 8, seed=1), nk.BatchNorm(8, relu=True),
+                          nk.Linear(8, 10, seed=2))
+    loss, _ = nk.softmax_cross_entropy(model(X), y)
+    assert np.isnan(loss)

@@ -61,7 +61,8 @@ def test_affine_backward_db_large_batch_float32(ref, rng):
     ref.assert_rel(g.db, dY.astype(np.float64).sum(axis=0), 1e-5, "db")
 
 
-RELU_SHAPES = [(2,), (1, 1), (2, 7), (3, 4, 5), (300, 257)]  # last: > 65536 elements
+# the last two: > 65536 elements (the threaded path), even and odd sizes
+RELU_SHAPES = [(2,), (1, 1), (2, 7), (3, 4, 5), (300, 257), (301, 257)]
 
 
 @pytest.mark.parametrize("shape", RELU_SHAPES)
@@ -95,3 +96,51 @@ def test_relu_zero_d_keeps_shape():
     assert H.shape == () and H.dtype == np.float32 and H == 2.5
     dY = nk.relu_backward(np.float32(3.0), cache)
     assert dY.shape == () and dY == 3.0
+
+
+# ------------------------------------------------------- issue 8.1: NaN
+def _relu_nan_ref(Y):
+    """PyTorch's relu: 0 where Y <= 0, else Y (a NaN stays NaN)."""
+    Y = np.asarray(Y, np.float64)
+    return np.where(Y <= 0, 0.0, Y)
+
+
+def _relu_grad_nan_ref(dH, Y):
+    """PyTorch's threshold_backward: 0 where Y <= 0, else dH (passes at a NaN)."""
+    return np.where(np.asarray(Y) <= 0, 0.0, np.asarray(dH, np.float64))
+
+
+def test_relu_nan_propagates_like_pytorch():
+    """relu(nan) = nan (PyTorch, and the README's propagate policy); it was 0."""
+    H, cache = nk.relu_forward(np.array([np.nan]))
+    assert np.isnan(H[0])
+    Y = np.array([np.nan, -np.nan, -1.0, 0.0, 2.0], np.float32)
+    H, cache = nk.relu_forward(Y)
+    np.testing.assert_array_equal(H, [np.nan, np.nan, 0, 0, 2])
+    # backward at a NaN: the gradient passes, the branch the forward took
+    dY = nk.relu_backward(np.full(5, 3.0, np.float32), cache)
+    np.testing.assert_array_equal(dY, [3, 3, 0, 0, 3])
+
+
+@pytest.mark.parametrize("shape", [(7,), (301, 257)])     # one and two threads
+def test_relu_nan_everywhere_matches_pytorch_rule(rng, dtype, shape):
+    Y = rng.standard_normal(shape).astype(dtype)
+    flat = Y.reshape(-1)
+    flat[::3] = np.nan
+    flat[1::7] = 0.0
+    dH = rng.standard_normal(shape).astype(dtype)
+    H, cache = nk.relu_forward(Y)
+    np.testing.assert_array_equal(H, _relu_nan_ref(Y))
+    np.testing.assert_array_equal(nk.relu_backward(dH, cache), _relu_grad_nan_ref(dH, Y))
+
+
+def test_relu_matches_torch_with_nan(dtype):
+    torch = pytest.importorskip("torch")
+    Y = np.array([np.nan, -2.0, -0.0, 0.0, 1.5, np.inf, -np.inf], dtype)
+    dH = np.arange(1.0, 8.0).astype(dtype)
+    H, cache = nk.relu_forward(Y)
+    t = torch.tensor(Y, requires_grad=True)
+    h = torch.relu(t)
+    h.backward(torch.tensor(dH))
+    np.testing.assert_array_equal(H, h.detach().numpy())
+    np.testing.assert_array_equal(nk.relu_backward(dH, cache), t.grad.numpy())
