@@ -145,11 +145,17 @@ def test_batchnorm_openmp_path(ref, rng, dtype, B, M):
     _check_grads(ref, gf, rf, tol)
 
 
-def test_batchnorm_backward_float32_precision_at_scale(ref):
-    """Numerics: float32 dY within 1e-5 relative of float64 at B = 16384.
+@pytest.mark.parametrize("relu", [False, True])
+def test_batchnorm_backward_float32_precision_at_scale(ref, relu):
+    """Numerics: float32 against float64 on the same data at B = 16384, bounded
+    by what the design achieves, not by the generic 1e-5.
 
-    Non-zero mean data: a plain float32 running sum over the batch would be
-    off by ~1e-2 here."""
+    The design: sums run in float32 over chunks of 64 rows, then in double,
+    so each sum is good to a few float32 unit roundoffs (EPS32 = 6e-8):
+    measured mean 4e-8, var 3e-8, dβ 5e-8, dY 1.6e-7 (relative). A float32
+    running sum over the whole batch (no chunks) gives dβ 1.5e-6 here, and
+    a plain float32 running sum of Y ~1e-2: both fail these bounds.
+    Non-zero mean data (Y ~ 5 ± 2, dH ~ 0.3 ± 1) so the sums do not cancel."""
     rng = np.random.default_rng(16384)
     B, M = 16384, 8
     Y64 = 5.0 + 2.0 * rng.standard_normal((B, M))
@@ -157,19 +163,29 @@ def test_batchnorm_backward_float32_precision_at_scale(ref):
     gamma64 = 1.0 + 0.5 * rng.standard_normal(M)
     beta64 = rng.standard_normal(M)
     Y, G, gamma, beta = (a.astype(np.float32) for a in (Y64, G64, gamma64, beta64))
+    fwd = nk.bn_relu_forward if relu else nk.batchnorm_forward
+    bwd = nk.bn_relu_backward if relu else nk.batchnorm_backward
 
-    _, c32 = nk.batchnorm_forward(Y, gamma, beta)
-    g32 = nk.batchnorm_backward(G, c32)
+    _, c32 = fwd(Y, gamma, beta)
+    g32 = bwd(G, c32)
     # the float64 result on the same (float32-representable) data
     up = lambda a: a.astype(np.float64)
-    _, c64 = nk.batchnorm_forward(up(Y), up(gamma), up(beta))
-    g64 = nk.batchnorm_backward(up(G), c64)
-    r = ref.bn_backward(G, Y, gamma, 1e-5)
-    ref.assert_rel(g64.dY, r.dY, 1e-12, "float64 dY vs reference")
-    for name in ("dY", "dgamma", "dbeta", "dvar"):
-        ref.assert_rel(getattr(g32, name), getattr(g64, name), 1e-5, f"float32 {name}")
-    ref.assert_rel(c32.mean, c64.mean, 1e-6, "float32 mean")
-    ref.assert_rel(c32.var, c64.var, 1e-5, "float32 var")
+    _, c64 = fwd(up(Y), up(gamma), up(beta))
+    g64 = bwd(up(G), c64)
+    if not relu:
+        r = ref.bn_backward(G, Y, gamma, 1e-5)
+        ref.assert_rel(g64.dY, r.dY, 1e-12, "float64 dY vs reference")
+    EPS32 = np.finfo(np.float32).eps / 2
+    for name, got, want, bound in (("mean", c32.mean, c64.mean, 3 * EPS32),
+                                   ("var", c32.var, c64.var, 3 * EPS32),
+                                   ("dbeta", g32.dbeta, g64.dbeta, 3 * EPS32),
+                                   ("dY", g32.dY, g64.dY, 6 * EPS32)):
+        ref.assert_rel(got, want, bound, f"float32 {name}")
+    # dγ = Σ dZ Ŷ and dv ∝ γ dγ cancel (Ŷ is centred): measured against the
+    # size of their terms, Σ |dZ Ŷ|; the float32 Ŷ itself carries the
+    # rounding of Y − m (measured 4e-8 of that scale)
+    term = np.abs(up(g64.dZ if relu else G) * up(c64.yhat)).sum(axis=0)
+    assert np.max(np.abs(up(g32.dgamma) - g64.dgamma) / term) < 3 * EPS32, "dgamma"
 
 
 def test_backward_full_false_skips_dyhat(ref, rng, dtype):

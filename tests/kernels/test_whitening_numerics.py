@@ -1,0 +1,98 @@
+"""Whitening batch norm (P2.4), numerics: float32 against float64, the
+threaded passes with odd B, NaN propagation through the ReLU."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnkit as nk
+from nnkit import whitening as wh
+
+from _whitening_ref import data, ref_forward, ref_zca_backward
+
+@pytest.mark.parametrize("method", wh.METHODS)
+@pytest.mark.parametrize("g", [None, 3])
+def test_float32_matches_float64(method, g):
+    Y, gm, bt, G = data(64, 8, seed=8)
+    Y32, gm32, bt32, G32 = (a.astype(np.float32) for a in (Y, gm, bt, G))
+    o64, c64 = nk.whitening_relu_forward(Y, gm, bt, 1e-3, method, g)
+    o32, c32 = nk.whitening_relu_forward(Y32, gm32, bt32, 1e-3, method, g)
+    assert o32.dtype == np.float32
+    # float32 rounding (6e-8) amplified by cond(Σ) ~ 10 and the eigensolver
+    np.testing.assert_allclose(o32, o64, rtol=1e-4, atol=1e-4)
+    r64 = nk.whitening_relu_backward(G, c64)
+    r32 = nk.whitening_relu_backward(G32, c32)
+    for a, b in zip(r32, r64):
+        assert a.dtype == np.float32
+        scale = np.abs(b).max()
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-4 * scale)
+
+
+# ------------------------------------------- issue 8: threaded passes, odd B
+# B·M above PARALLEL_MIN_ELEMENTS (65536): center, apply and the pointwise
+# backward split the rows between NNKIT_NUM_THREADS = 2 threads (conftest).
+# B odd and not a multiple of 2 or 3: a split that drops the last row
+# (t * (B // nt)) leaves Ŷ's columns uncentred and dY off in that row.
+@pytest.mark.parametrize("g", [None, 4])
+@pytest.mark.parametrize("relu", [False, True])
+def test_threaded_passes_odd_batch_match_reference(g, relu):
+    B, M = 8195, 9
+    assert B * M > 65536 and B % 2 and B % 3
+    Y, gm, bt, G = data(B, M, seed=13)
+    fwd = nk.whitening_relu_forward if relu else nk.whitening_forward
+    bwd = nk.whitening_relu_backward if relu else nk.whitening_backward
+    out, cache = fwd(Y, gm, bt, 1e-3, "zca", g)
+    want, want_yh = ref_forward(Y, gm, bt, 1e-3, "zca", g, relu=relu)
+    np.testing.assert_allclose(cache.mean, Y.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(cache.yhat.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(cache.yhat, want_yh, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-10)
+    r = bwd(G, cache)
+    # with the ReLU: dZ = dH [Z > 0], the mask of the reference's Z (no Z
+    # is within 1e-10 of 0 here, so the kernel's mask is the same)
+    Zref = gm * want_yh + bt
+    assert not relu or np.abs(Zref).min() > 1e-8
+    dZ = np.where(Zref > 0, G, 0.0) if relu else G
+    dY, dgamma, dbeta, _ = ref_zca_backward(Y, gm, bt, 1e-3, dZ, g)
+    np.testing.assert_allclose(r.dbeta, dZ.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(r.dgamma, dgamma, rtol=1e-10)
+    np.testing.assert_allclose(r.dY, dY, rtol=0, atol=1e-10 * np.abs(dY).max())
+    if relu:
+        np.testing.assert_array_equal(r.dZ, dZ)
+
+
+# ------------------------------------------------------- issue 8.1: NaN
+def test_relu_paths_propagate_nan():
+    """Z = γŶ + β with a NaN: H is NaN there (the ReLU used to give 0)."""
+    Y, gm, bt, _ = data(12, 4, seed=14)
+    Y[5, 1] = np.nan
+    H = nk.whitening_eval_forward(Y, gm, bt, np.zeros(4), np.eye(4), relu=True)
+    assert np.all(np.isnan(H[5])) and np.all(np.isfinite(np.delete(H, 5, axis=0)))
+    Z = nk.whitening_eval_forward(Y, gm, bt, np.zeros(4), np.eye(4))
+    np.testing.assert_array_equal(H, np.where(Z <= 0, 0, Z))
+
+
+# ---------------------------------------- float32: what the design achieves
+def test_float32_sums_at_scale():
+    """Chunked float32 sums totalled in double: mean, dβ and dγ of float32
+    within a few float32 ulps (eps32 = 6e-8) of float64 on the same data at
+    B = 16384 (measured ~4e-8); a float32 running sum over the batch is off
+    by ~1e-6 there."""
+    rng = np.random.default_rng(16384)
+    B, M = 16384, 8
+    Y = (5.0 + 2.0 * rng.standard_normal((B, M))).astype(np.float32)
+    G = (0.3 + rng.standard_normal((B, M))).astype(np.float32)
+    gm = (1.0 + 0.5 * rng.standard_normal(M)).astype(np.float32)
+    bt = rng.standard_normal(M).astype(np.float32)
+    up = lambda a: a.astype(np.float64)
+    _, c32 = nk.whitening_forward(Y, gm, bt)
+    _, c64 = nk.whitening_forward(up(Y), up(gm), up(bt))
+    r32, r64 = nk.whitening_backward(G, c32), nk.whitening_backward(up(G), c64)
+    rel = lambda a, b: np.abs(up(a) - b).max() / np.abs(b).max()
+    EPS32 = np.finfo(np.float32).eps / 2           # 6e-8, the unit roundoff
+    assert rel(c32.mean, c64.mean) < 3 * EPS32
+    assert rel(r32.dbeta, r64.dbeta) < 3 * EPS32
+    # dγ = Σ dZ Ŷ cancels (Ŷ is centred): measured against Σ |dZ Ŷ|, and
+    # Ŷ itself carries float32 rounding of Y − m and of W
+    scale = np.abs(up(G) * c64.yhat).sum(axis=0).max()
+    assert np.abs(up(r32.dgamma) - r64.dgamma).max() < 10 * EPS32 * scale
