@@ -63,8 +63,10 @@ class History:
     stopped: bool = False
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("epoch", "train_loss", "train_acc", "val_loss",
-                                              "val_acc", "lr", "seconds", "stopped")}
+        """A snapshot (copies of the lists: safe to hand to another thread)."""
+        return {k: (list(x) if isinstance(x := getattr(self, k), list) else x)
+                for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                          "seconds", "stopped")}
 
     def table(self) -> str:
         lines = [f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>9}  "

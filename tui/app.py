@@ -47,7 +47,9 @@ class NnkitApp(App):
     BINDINGS = [Binding("l", "lessons", "Lessons", show=False,
                         tooltip="the verified derivations (nnkit lessons) with verdicts"),
                 Binding("k", "conv_calc", "Conv calculator", show=False,
-                        tooltip="conv output shapes, parameters, MACs; the bottleneck solver")]
+                        tooltip="conv output shapes, parameters, MACs; the bottleneck solver"),
+                Binding("t", "training", "Training", show=False,
+                        tooltip="train the example MLP live (loss curve, cancel key)")]
 
     def __init__(self, walkthrough: str | None = None, config: dict | None = None,
                  export_dir: Path | None = None) -> None:
@@ -92,11 +94,18 @@ class NnkitApp(App):
                             self.action_lessons)
         yield SystemCommand("Conv calculator", "k: output shape with its formula, "
                             "parameters, MACs; the bottleneck solver", self.action_conv_calc)
+        yield SystemCommand("Training", "t: nnkit.train.fit on the digits (or synthetic) "
+                            "example with a live loss curve", self.action_training)
 
     def action_conv_calc(self) -> None:
         from .screens.conv_calc import ConvCalcScreen
         if not isinstance(self.screen, ConvCalcScreen):
             self.push_screen(ConvCalcScreen())
+
+    def action_training(self) -> None:
+        from .screens.training import TrainingScreen
+        if not isinstance(self.screen, TrainingScreen):
+            self.push_screen(TrainingScreen())
 
     def action_lessons(self) -> None:
         if not isinstance(self.screen, LessonsScreen):
