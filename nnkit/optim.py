@@ -14,8 +14,9 @@ parameter's state arrays (velocity, moments) with the parameter's shape, and
     loss = ...; model.backward(dlogits); opt.step()
 
 Each step is one fused pass over the parameter, its gradient and its state
-(Cython kernels in pyx/optim.pyx, both dtypes, arithmetic in double): an Adam
-step reads θ, g, m, v and writes θ, m, v once, the memory floor. The same
+(Cython kernels in pyx/optim.pyx, both dtypes, arithmetic in the parameter's
+dtype as torch's): an Adam step reads θ, g, m, v and writes θ, m, v once,
+the memory floor. The same
 update as NumPy ufuncs with out= makes about ten passes; see
 benchmarks/bench_optim.py for both against the floor and torch.optim.
 
