@@ -587,6 +587,12 @@ class InstanceNorm(Layer):
         self.add_param("beta", np.zeros(C, dtype))
 
     def forward(self, X):
+        C = self.params["gamma"].shape[0]
+        X = v.float_array("X", X, None, "(B, C, ...)", dtype=self.params["gamma"].dtype,
+                           dtype_of="the layer's dtype")
+        if X.ndim < 3 or X.shape[1] != C:
+            raise ValueError(f"X: expected shape (B, {C}, ...) (num_channels = {C}, at "
+                             f"least 3 axes), got {X.shape}")
         Z, self._cache = norms.instancenorm_forward(X, self.params["gamma"],
                                                     self.params["beta"], self.eps)
         return Z

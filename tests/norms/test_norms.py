@@ -280,3 +280,9 @@ def test_bad_input():
         nk.LayerNorm(4)(np.ones((3, 5)))
     with pytest.raises(RuntimeError):
         nk.InstanceNorm(3).backward(np.ones((2, 3, 4)))
+    with pytest.raises(TypeError, match="^X: expected dtype float64 .the layer's dtype"):
+        nk.InstanceNorm(3)(np.ones((2, 3, 4), np.float32))
+    with pytest.raises(TypeError, match="^X: expected dtype float32 .the layer's dtype"):
+        nk.LayerNorm(4, dtype=np.float32)(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="^X"):
+        nk.InstanceNorm(3)(np.ones((2, 4, 5)))
