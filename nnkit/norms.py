@@ -17,6 +17,7 @@ total derivatives dmean, dvar (m feeds v and x̂) and dXhat = γ ⊙ dZ.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -59,7 +60,7 @@ class RowNormGrads(NamedTuple):
 
 
 def _run_forward(X, gamma, beta, eps, C, stat_shape, out):
-    R = int(np.prod(stat_shape))
+    R = math.prod(stat_shape)
     X2 = X.reshape(R, -1)
     Z = v.out_array(out, X.shape, X.dtype)
     if out is not None:
