@@ -284,21 +284,20 @@ def summary(layers, input_shape, layout="NCHW", *, print_table=True) -> Summary:
     Conv2d, MaxPool2d, AvgPool2d, Flatten and Linear change the shape; any
     other layer (ReLU, BatchNorm, ...) keeps it and contributes its parameters.
     """
-    from .layers import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Sequential
+    # layers are read through their `geometry` and attributes (nnkit.layers.Layer),
+    # so this module does not import the layer classes (they import conv)
     layout = v.choice("layout", layout, LAYOUTS)
-    if isinstance(layers, Sequential):
-        layers = layers.layers
-    layers = list(layers)
+    layers = list(getattr(layers, "layers", layers))       # a Sequential or a list
     shape = v.conv_shape("input_shape", input_shape, layout)
     start = shape
     rf, jump = [1, 1], [1, 1]
     rows = []
     for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
+        if not hasattr(layer, "params") or not hasattr(layer, "geometry"):
             raise TypeError(f"layers[{i}]: expected an nnkit Layer, got {type(layer).__name__}")
         name, macs, params = type(layer).__name__, 0, sum(p.size for p in layer.params.values())
         try:
-            if isinstance(layer, Conv2d):
+            if layer.geometry == "conv2d":
                 C_out, C_in, kh, kw = layer.params["W"].shape
                 s = conv2d_output_shape(shape, C_out, _order((kh, kw), layout), _order(layer.stride, layout),
                                         _order(layer.padding, layout), _order(layer.dilation, layout),
@@ -309,8 +308,8 @@ def summary(layers, input_shape, layout="NCHW", *, print_table=True) -> Summary:
                 name = f"Conv2d({C_in}→{C_out}, k={kh}×{kw}, s={_t(layer.stride)}, p={_t(layer.padding)})"
                 macs, shape = c.macs, tuple(s)
                 _grow(rf, jump, s.axes)
-            elif isinstance(layer, (MaxPool2d, AvgPool2d)):
-                kind = "max" if isinstance(layer, MaxPool2d) else "avg"
+            elif layer.geometry == "pool2d":
+                kind = layer.kind
                 s = pool2d_output_shape(shape, _order(layer.kernel_size, layout),
                                         _order(layer.stride, layout), _order(layer.padding, layout),
                                         layout, kind)
@@ -320,9 +319,9 @@ def summary(layers, input_shape, layout="NCHW", *, print_table=True) -> Summary:
                 name = f"{type(layer).__name__}(k={_t(layer.kernel_size)}, s={_t(layer.stride)})"
                 shape = tuple(s)
                 _grow(rf, jump, s.axes)
-            elif isinstance(layer, Flatten):
+            elif layer.geometry == "flatten":
                 shape = (shape[0], math.prod(shape[1:]))
-            elif isinstance(layer, Linear):
+            elif layer.geometry == "linear":
                 M, N = (layer.params["W"] if "W" in layer.params else layer.params["u"]).shape
                 if shape[-1] != N:
                     raise ValueError(f"layers[{i}]: Linear expects {N} input features, the "

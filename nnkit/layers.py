@@ -39,7 +39,12 @@ class Layer:
     A subclass registers parameters with `add_param`, implements forward
     (storing what backward needs in `self._cache`) and backward (reading it
     through `self.cache()`, filling `self.grads` with `set_grads`).
+
+    `geometry` names how a layer changes a tensor's shape, for
+    nnkit.conv.summary: None (shape kept), "linear", "conv2d", "pool2d",
+    "flatten"; the summary reads the layer's own attributes from there.
     """
+    geometry: str | None = None
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
@@ -127,6 +132,7 @@ class Linear(Layer):
     parameters are u (M, N) and gamma (M,) in place of W, and W = γ u/‖u‖ per
     row (P8; nnkit.weightnorm), starting from γ = ‖u‖ (the same initial W).
     """
+    geometry = "linear"
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
                  dtype=np.float64, seed: int | None = None,
@@ -612,6 +618,7 @@ class Conv2d(Layer):
     fan_in = C_in·kh·kw, from the library generator unless seed/rng is given.
     Pairs are (H-axis, W-axis); padding may be "valid" or "same".
     """
+    geometry = "conv2d"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1,
                  padding=0, dilation=1, *, bias: bool = True, dtype=np.float64,
@@ -640,6 +647,7 @@ class Conv2d(Layer):
 
 class _Pool2d(Layer):
     """Max or average pooling over (B, C, H, W); stride defaults to kernel_size."""
+    geometry = "pool2d"
     kind = ""
 
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -669,6 +677,7 @@ class AvgPool2d(_Pool2d):
 
 class Flatten(Layer):
     """(B, d1, d2, ...) -> (B, d1·d2·...), a view; backward reshapes back."""
+    geometry = "flatten"
 
     def forward(self, X):
         X = np.asarray(X)
