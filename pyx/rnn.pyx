@@ -40,94 +40,110 @@ cdef enum:
 
 
 # ------------------------------------------------------- vectorizable exp
-# glibc's tanh/tanhf/exp are scalar calls: ~25 ns per tanhf here, which made
-# the elementwise pass 3x the cost of the recurrence GEMMs at M = 256 (NumPy's
-# SIMD tanh does the same 819k values in 0.45 ms). The functions below are
-# branch-free double arithmetic that gcc vectorizes; float32 is computed in
-# double and rounded once (0 ulp from the rounded float64 value on the test
-# sample). exp(r) − 1 on |r| <= ln2/2: Taylor to r^13 (remainder < 5e-18
-# relative), after Cody–Waite reduction x = n ln2 + r (fdlibm's split of ln2:
-# n*LN2_HI is exact for |n| < 2^20). float64: within 4 ulp of NumPy's
-# tanh/exp (tests/rnn/test_activations.py checks it; 3 ulp seen for tanh).
-# (The constants are C macros and 2^n is built with memcpy, plain C that
-# gcc vectorizes.)
+# glibc's tanh/tanhf/exp are scalar calls (~25 ns per tanhf here). The
+# functions below are branch-free double arithmetic that gcc vectorizes;
+# float32 is computed in double and rounded once (0 ulp from the rounded
+# float64 value on the test sample). exp(r) − 1 on |r| <= ln2/2: Taylor to
+# r^13 (remainder < 5e-18 relative), after Cody–Waite reduction x = n ln2 + r
+# (fdlibm's split of ln2: n*LN2_HI is exact for |n| < 2^20). float64: within
+# 4 ulp of NumPy's tanh/exp (tests/rnn/test_rnn_activations.py checks it).
+#
+# They are C, not Cython, for one flag: the selects (|a|, the cap, the sign)
+# are ordered comparisons, which under gcc's default -ftrapping-math may
+# raise FP exceptions, so gcc will not if-convert them and leaves the whole
+# loop scalar ("control flow in loop"). These functions carry
+# optimize("no-trapping-math") (nnkit never reads FP exception flags); the
+# attribute must sit on every function of the loop, or inlining stops it.
+# Measured at (T, B, M) = (1000, 8, 64): tanh over 512 values per step went
+# from ~8 µs to under 1 µs. The loops over n values are nnkit_tanh_f/_d,
+# nnkit_sigmoid_f/_d, in place.
 cdef extern from *:
     """
     #include <string.h>
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define NNKIT_NO_TRAP __attribute__((optimize("no-trapping-math")))
+    #else
+    #define NNKIT_NO_TRAP
+    #endif
     #define NNKIT_LN2_HI 6.93147180369123816490e-01
     #define NNKIT_LN2_LO 1.90821492927058770002e-10
     #define NNKIT_INV_LN2 1.44269504088896338700e+00
     /* (y + 1.5*2^52) - 1.5*2^52 rounds y to the nearest integer (|y| < 2^51,
-       round-to-nearest mode, no -ffast-math): floor() kept gcc 12 from
-       vectorizing the loop */
+       round-to-nearest mode, no -ffast-math); floor() does not vectorize */
     #define NNKIT_ROUNDER 6755399441055744.0
     /* 2^n for -1022 <= n <= 1023, from its bits */
-    static inline double nnkit_pow2i(int n) {
+    NNKIT_NO_TRAP static inline double nnkit_pow2i(int n) {
         long long i = ((long long)(n + 1023)) << 52;
         double d;
         memcpy(&d, &i, sizeof d);
         return d;
     }
+    /* exp(r) - 1 for |r| <= ln2/2 (Horner, no cancellation) */
+    NNKIT_NO_TRAP static inline double nnkit_expm1_red(double r) {
+        double p = 1.0 / 6227020800.0;          /* 1/13! */
+        p = 1.0 / 479001600.0 + r * p;          /* 1/12! */
+        p = 1.0 / 39916800.0 + r * p;
+        p = 1.0 / 3628800.0 + r * p;
+        p = 1.0 / 362880.0 + r * p;
+        p = 1.0 / 40320.0 + r * p;
+        p = 1.0 / 5040.0 + r * p;
+        p = 1.0 / 720.0 + r * p;
+        p = 1.0 / 120.0 + r * p;
+        p = 1.0 / 24.0 + r * p;
+        p = 1.0 / 6.0 + r * p;
+        p = 0.5 + r * p;
+        p = 1.0 + r * p;
+        return r * p;
+    }
+    /* tanh(a) = -em/(2 + em), em = expm1(-2|a|) in (-1, 0], with a's sign.
+       |a| is capped at 25 (tanh = 1 in double from 19.1 on); NaN propagates
+       (x > 25 is false for NaN). */
+    NNKIT_NO_TRAP static inline double nnkit_tanh(double a) {
+        double x = a >= 0 ? a : -a, nf, r, p, s, em;
+        int n;
+        x = x > 25.0 ? 25.0 : x;
+        x = -2.0 * x;
+        nf = (x * NNKIT_INV_LN2 + NNKIT_ROUNDER) - NNKIT_ROUNDER;
+        n = (int)nf;
+        r = (x - nf * NNKIT_LN2_HI) - nf * NNKIT_LN2_LO;
+        p = nnkit_expm1_red(r);
+        s = nnkit_pow2i(n);
+        em = s * p + (s - 1.0);          /* 2^n e^r - 1; n <= 0, no cancellation */
+        x = -em / (2.0 + em);
+        return a >= 0 ? x : -x;
+    }
+    /* 1/(1 + e^-a) for a >= 0, z/(1 + z) with z = e^a for a < 0 (no overflow,
+       full relative accuracy in the tail). z = e^-|a| built as 2^n1 2^n2 e^r
+       so subnormal results are reached (|a| capped at 746: e^-746 is 0). */
+    NNKIT_NO_TRAP static inline double nnkit_sigmoid(double a) {
+        double x = a >= 0 ? a : -a, nf, r, z;
+        int n, n1;
+        x = x > 746.0 ? 746.0 : x;
+        x = -x;
+        nf = (x * NNKIT_INV_LN2 + NNKIT_ROUNDER) - NNKIT_ROUNDER;
+        n = (int)nf;
+        n1 = n / 2;
+        r = (x - nf * NNKIT_LN2_HI) - nf * NNKIT_LN2_LO;
+        z = ((1.0 + nnkit_expm1_red(r)) * nnkit_pow2i(n1)) * nnkit_pow2i(n - n1);
+        return a >= 0 ? 1.0 / (1.0 + z) : z / (1.0 + z);
+    }
+    NNKIT_NO_TRAP static void nnkit_tanh_f(float *h, Py_ssize_t n) {
+        for (Py_ssize_t k = 0; k < n; k++) h[k] = (float)nnkit_tanh(h[k]);
+    }
+    NNKIT_NO_TRAP static void nnkit_tanh_d(double *h, Py_ssize_t n) {
+        for (Py_ssize_t k = 0; k < n; k++) h[k] = nnkit_tanh(h[k]);
+    }
+    NNKIT_NO_TRAP static void nnkit_sigmoid_f(float *h, Py_ssize_t n) {
+        for (Py_ssize_t k = 0; k < n; k++) h[k] = (float)nnkit_sigmoid(h[k]);
+    }
+    NNKIT_NO_TRAP static void nnkit_sigmoid_d(double *h, Py_ssize_t n) {
+        for (Py_ssize_t k = 0; k < n; k++) h[k] = nnkit_sigmoid(h[k]);
+    }
     """
-    double LN2_HI "NNKIT_LN2_HI"
-    double LN2_LO "NNKIT_LN2_LO"
-    double INV_LN2 "NNKIT_INV_LN2"
-    double ROUNDER "NNKIT_ROUNDER"
-    double _pow2 "nnkit_pow2i"(int n) noexcept nogil
-
-
-cdef inline double _expm1_red(double r) noexcept nogil:
-    """exp(r) − 1 for |r| <= ln2/2 (Horner, no cancellation)."""
-    cdef double p = 1.0 / 6227020800.0          # 1/13!
-    p = 1.0 / 479001600 + r * p                 # 1/12!
-    p = 1.0 / 39916800 + r * p
-    p = 1.0 / 3628800 + r * p
-    p = 1.0 / 362880 + r * p
-    p = 1.0 / 40320 + r * p
-    p = 1.0 / 5040 + r * p
-    p = 1.0 / 720 + r * p
-    p = 1.0 / 120 + r * p
-    p = 1.0 / 24 + r * p
-    p = 1.0 / 6 + r * p
-    p = 0.5 + r * p
-    p = 1.0 + r * p
-    return r * p
-
-
-cdef inline double _tanh(double a) noexcept nogil:
-    """tanh(a) = −em/(2 + em) with em = expm1(−2|a|) ∈ (−1, 0], sign of a.
-    |a| is capped at 25 (tanh = 1 in double from 19.1 on); NaN propagates."""
-    cdef double x = a if a >= 0 else -a
-    cdef double nf, r, p, s, em
-    cdef int n
-    x = 25.0 if x > 25.0 else x
-    x = -2.0 * x
-    nf = (x * INV_LN2 + ROUNDER) - ROUNDER     # round to nearest
-    n = <int>nf
-    r = (x - nf * LN2_HI) - nf * LN2_LO
-    p = _expm1_red(r)
-    s = _pow2(n)
-    em = s * p + (s - 1.0)     # 2^n e^r − 1; n <= 0 and no cancellation
-    x = -em / (2.0 + em)
-    return x if a >= 0 else -x
-
-
-cdef inline double _sigmoid(double a) noexcept nogil:
-    """1/(1 + e^−a) for a >= 0, z/(1 + z) with z = e^a for a < 0 (no
-    overflow, full relative accuracy in the tail). z = e^{−|a|} built as
-    2^n1 · 2^n2 · e^r so subnormal results are reached (|a| capped at 746,
-    where e^{−|a|} is 0 in double)."""
-    cdef double x = a if a >= 0 else -a
-    cdef double nf, r, z
-    cdef int n, n1
-    x = 746.0 if x > 746.0 else x
-    x = -x
-    nf = (x * INV_LN2 + ROUNDER) - ROUNDER     # round to nearest
-    n = <int>nf
-    n1 = n // 2
-    r = (x - nf * LN2_HI) - nf * LN2_LO
-    z = ((1.0 + _expm1_red(r)) * _pow2(n1)) * _pow2(n - n1)
-    return 1.0 / (1.0 + z) if a >= 0 else z / (1.0 + z)
+    void nnkit_tanh_f(float* h, Py_ssize_t n) noexcept nogil
+    void nnkit_tanh_d(double* h, Py_ssize_t n) noexcept nogil
+    void nnkit_sigmoid_f(float* h, Py_ssize_t n) noexcept nogil
+    void nnkit_sigmoid_d(double* h, Py_ssize_t n) noexcept nogil
 
 
 cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
@@ -159,20 +175,23 @@ cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
                       V, <int>M, W, <int>M, beta, out, <int>M)
 
 
-cdef inline void _activate(const floating* a, floating* h, Py_ssize_t n,
-                           int act) noexcept nogil:
-    """h = act(a) over n contiguous values (h may be a: in place). One loop
-    per activation, so each vectorizes. relu keeps NaN (_common.relu_value)."""
+cdef inline void _activate(floating* h, Py_ssize_t n, int act) noexcept nogil:
+    """h = act(h) in place over n contiguous values (tanh and sigmoid: the
+    vectorized C loops above; relu: _common.relu_value, NaN kept)."""
     cdef Py_ssize_t k
     if act == ACT_TANH:
-        for k in range(n):
-            h[k] = <floating>_tanh(a[k])
+        if floating is float:
+            nnkit_tanh_f(h, n)
+        else:
+            nnkit_tanh_d(h, n)
     elif act == ACT_SIGMOID:
-        for k in range(n):
-            h[k] = <floating>_sigmoid(a[k])
+        if floating is float:
+            nnkit_sigmoid_f(h, n)
+        else:
+            nnkit_sigmoid_d(h, n)
     else:
         for k in range(n):
-            h[k] = relu_value(a[k])
+            h[k] = relu_value(h[k])
 
 
 cdef inline void _times_derivative(floating* d, const floating* g, Py_ssize_t n,
@@ -237,8 +256,8 @@ def project(const floating[:, ::1] X,        # IN  (T*B, N)
 #   standard:      H_t += h_prev Wh^T;  H_t = act(H_t)
 #   preactivation: G_t = act(h_prev);   H_t += G_t Wh^T
 # Per step: one (B, M) x (M, M) GEMM, 2*B*M^2 flops (a GEMV when B = 1), and
-# one elementwise pass over B*M values (in place; into G for the
-# preactivation form, whose G_t is what step t read through act: BPTT reads
+# one elementwise pass over B*M values (in place; a copy into G and the pass
+# there for the preactivation form, whose G_t is what step t read through act: BPTT reads
 # act' from it and dWh = Σ_t dh_t^T G_t is then one GEMM).
 def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first step
           const floating[:, ::1] Wh,         # IN  (M, M)
@@ -259,11 +278,12 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
             h_t = &H[t * B, 0]
             if preact:
                 g_t = &G[t * B, 0]
-                _activate(prev, g_t, B * M, act)
+                memcpy(g_t, prev, B * M * sizeof(floating))
+                _activate(g_t, B * M, act)
                 _step_product(False, B, M, g_t, &Wh[0, 0], <floating>1.0, h_t)
             else:
                 _step_product(False, B, M, prev, &Wh[0, 0], <floating>1.0, h_t)
-                _activate(h_t, h_t, B * M, act)
+                _activate(h_t, B * M, act)
     return None
 
 
