@@ -137,9 +137,16 @@ class TensorCheck:
     def total(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
+    # kinks spelled out in a table's notes; the rest are counted (all of them
+    # are in to_dict()/--json): a ReLU-then-pool graph has dozens
+    NOTES_KINKS = 2
+
     def notes(self) -> str:
         """Kinks and vacuity in words (empty when there is nothing to say)."""
-        out = [str(k) for k in self.kinks]
+        out = [str(k) for k in self.kinks[:self.NOTES_KINKS]]
+        if len(self.kinks) > self.NOTES_KINKS:
+            out.append(f"+{len(self.kinks) - self.NOTES_KINKS} more kinks, each a valid "
+                       f"subgradient (all in --json)")
         if self.vacuous:
             out.append(f"VACUOUS: max |gradient| ≤ {VACUOUS_RTOL:g} × {self.scale:.2e} "
                        f"(||∂out/∂x_k||·rms G): G is blind to this tensor"

@@ -1,15 +1,17 @@
-"""P3 + P10 end to end: conv → ReLU → max-pool → affine → softmax cross-entropy.
+"""P3 + P10 end to end: conv → ReLU → pool → affine → softmax cross-entropy.
 
 Graph (NCHW, PyTorch's layout):
     X (B,C,H,W), K (F,C,k,k), b (F,)  →  Y = K ⋆ X + b   (stride 1, padding p)
-    A = max(Y, 0)  →  P = 2×2 max-pool of A  (each window's largest value)
+    A = max(Y, 0)  →  P = 2×2 pool of A: max (the largest value), avg (the
+                      mean) or lp (the 2-norm of each window), by `pool`
     V (classes, F·H'·W'), c  →  Z = flatten(P) Vᵀ + c
     y (labels, constant)     →  L = −(1/B) Σ_i log softmax(Z_i)[y_i]
 The node functions are plain NumPy (a sliding-window einsum for the conv, a
 reshape-max for the pool), independent of the kernels; the analytic gradients
 come from the kernels the layers run (Conv2d, ReLU, MaxPool2d, Flatten,
 Linear, SoftmaxCrossEntropy). ∂L/∂A is non-zero only at each window's
-arg-max: max-pooling routes the gradient (P10).
+arg-max: max-pooling routes the gradient (P10); average pooling spreads it
+evenly; Lp pooling weighs it by |a|^(p−1)/P^(p−1).
 """
 from __future__ import annotations
 
@@ -30,15 +32,32 @@ def _conv(X, K, b, p):
     return np.einsum("ncijuv,fcuv->nfij", win, K) + b[None, :, None, None]
 
 
-def _maxpool2(A):
+def _windows(A):
     B, F, H, W = A.shape
-    return A.reshape(B, F, H // 2, 2, W // 2, 2).max(axis=(3, 5))
+    return A.reshape(B, F, H // 2, 2, W // 2, 2)
+
+
+# 2×2 pools as plain NumPy (the kernels' independent reference), and the
+# kernel pair each one checks
+POOLS = {
+    "max": (lambda A: _windows(A).max(axis=(3, 5)), "each 2×2 window's largest value"),
+    "avg": (lambda A: _windows(A).mean(axis=(3, 5)), "each 2×2 window's mean"),
+    "lp": (lambda A: np.sqrt((_windows(A) ** 2).sum(axis=(3, 5))), "each 2×2 window's 2-norm"),
+}
+
+
+def _pool_pair(kind):
+    """(forward(A) over 2×2 windows, backward) of the nnkit kernels."""
+    if kind == "lp":
+        return (lambda A: nk.lppool2d_forward(A, 2, 2)), nk.lppool2d_backward
+    forward = getattr(nk, f"{kind}pool2d_forward")
+    return (lambda A: forward(A, 2)), getattr(nk, f"{kind}pool2d_backward")
 
 
 @register
 class ConvNet(Walkthrough):
     name = "conv"
-    title = "Conv → ReLU → max-pool → affine → softmax cross-entropy"
+    title = "Conv → ReLU → pool → affine → softmax cross-entropy"
     problem = "P3, P10"
     description = ("A small convolutional net: the conv's output shape (P3), max-pooling's "
                    "gradient routed to the arg-max (P10), softmax cross-entropy (P4).")
@@ -51,6 +70,7 @@ class ConvNet(Walkthrough):
         Param("k", 3, "kernel size k×k", minimum=1, maximum=7),
         Param("padding", 1, "zero padding on every side", minimum=0, maximum=3),
         Param("classes", 4, "classes", minimum=2, maximum=32),
+        Param("pool", "max", "2×2 pooling", choices=tuple(POOLS)),
         *common_params(),
     )
 
@@ -80,9 +100,12 @@ class ConvNet(Walkthrough):
                  lambda X, K, b: _conv(X, K, b, p),
                  note="P3: " + "; ".join(shape.lines)),
             Node("A", "A = max(Y, 0)", ("Y",), lambda Y: np.maximum(Y, 0)),
-            Node("P", "P = maxpool₂ₓ₂(A): each 2×2 window's largest value", ("A",), _maxpool2,
-                 note=f"P10: ({Ho}, {Wo}) → ({Ho // 2}, {Wo // 2}); ∂L/∂A goes to each "
-                      f"window's arg-max only."),
+            Node("P", f"P = {cfg['pool']}pool₂ₓ₂(A): {POOLS[cfg['pool']][1]}", ("A",),
+                 POOLS[cfg["pool"]][0],
+                 note=f"P10: ({Ho}, {Wo}) → ({Ho // 2}, {Wo // 2}); " + {
+                     "max": "∂L/∂A goes to each window's arg-max only.",
+                     "avg": "∂L/∂A is ∂L/∂P/4 at every element of its window.",
+                     "lp": "∂L/∂A = ∂L/∂P · A/P per window (0 where P = 0)."}[cfg["pool"]]),
             Node("V", "V ∈ ℝ^{classes×F·H'·W'}", role="param"),
             Node("c", "c ∈ ℝ^classes", role="param"),
             Node("Z", "Z = flatten(P) Vᵀ + c  (logits)", ("P", "V", "c"),
@@ -108,13 +131,14 @@ class ConvNet(Walkthrough):
     def analytic(self, values, cfg):
         Y, cc = nk.conv2d_forward(values["X"], values["K"], values["b"], 1, cfg["padding"])
         A, cr = nk.relu_forward(Y)
-        P, cp = nk.maxpool2d_forward(A, 2)
+        pool_forward, pool_backward = _pool_pair(cfg["pool"])
+        P, cp = pool_forward(A)
         Z, ca = nk.affine_forward(P.reshape(P.shape[0], -1), values["V"], values["c"])
         _, cl = nk.softmax_cross_entropy(Z, values["y"])
         dZ = nk.softmax_cross_entropy_backward(cl)
         ga = nk.affine_backward(dZ, ca)
         dP = ga.dX.reshape(P.shape)
-        dA = nk.maxpool2d_backward(dP, cp)
+        dA = pool_backward(dP, cp)
         dY = nk.relu_backward(dA, cr)
         g = nk.conv2d_backward(dY, cc)
         return dict(L=np.float64(1.0), Z=dZ, c=ga.db, V=ga.dW, P=dP, A=dA, Y=dY, b=g.db,
@@ -124,4 +148,6 @@ class ConvNet(Walkthrough):
         return [dict(), dict(B=1, C=1, H=2, W=2, F=1, k=1, padding=0, classes=2),
                 dict(B=3, C=3, H=8, W=6, F=4, k=3, padding=1, seed=1),
                 dict(B=2, C=1, H=7, W=9, F=2, k=2, padding=0, classes=3, seed=2),
-                dict(B=4, C=2, H=6, W=6, F=3, k=5, padding=2, classes=5, seed=3)]
+                dict(B=4, C=2, H=6, W=6, F=3, k=5, padding=2, classes=5, seed=3),
+                dict(pool="avg"), dict(B=3, C=2, H=8, W=6, F=4, pool="avg", seed=4),
+                dict(pool="lp"), dict(B=3, C=2, H=8, W=6, F=4, pool="lp", seed=5)]
