@@ -33,6 +33,10 @@ MAIN_BINDINGS = [
             tooltip="ε = 0 on a batch with a constant feature, and back (P2.1)"),
     Binding("e", "export", "Export", show=False,
             tooltip="export arrays (.npz) and the check report (.json)"),
+    Binding("plus,equals_sign", "scale_recurrent(1.25)", "Scale W up", show=False,
+            tooltip="rnn/birnn: recurrent weights' spectral norm ×1.25 (watch ‖∂L/∂h_t‖ grow)"),
+    Binding("minus", "scale_recurrent(0.8)", "Scale W down", show=False,
+            tooltip="rnn/birnn: recurrent weights' spectral norm ×0.8 (watch it vanish)"),
     # the detail pane cannot take focus (←/→ step), so it scrolls by keys too
     Binding("shift+right,]", "scroll_tensors(1)", "Scroll →", show=False, priority=True,
             tooltip="scroll wide tensors right"),

@@ -30,6 +30,7 @@ from ..controller import CHECKS, NODE_CHECK, Controller
 from ..messages import (CheckProgress, ChecksFinished, Exported, NodeChecked, StepData,
                         StepLoaded, TraceBuilt, WorkerFailed)
 from ..widgets.detail import DetailPane
+from ..widgets.grad_norms import GradNorms, scaled_config
 from ..widgets.steps import BACKWARD, FORWARD, Step, StepList, build_steps, step_index
 from ..widgets.tensor import TensorData
 from ..widgets.topbar import TopBar
@@ -80,6 +81,7 @@ class WalkthroughScreen(WalkthroughActions, Screen):
         with Horizontal(id="body"):
             yield StepList(id="steps")
             yield DetailPane(id="detail")
+            yield GradNorms(id="grad-norms")
         with Horizontal(id="checkbar"):
             yield Static(id="check-label")
             yield ProgressBar(id="check-progress", show_eta=False)
@@ -102,6 +104,7 @@ class WalkthroughScreen(WalkthroughActions, Screen):
         self.loaded, self.checks, self.report = {}, {}, None
         self.steps = build_steps(trace)
         self.query_one(StepList).set_steps(self.steps, {})
+        self.query_one(GradNorms).show(trace)
 
     def watch_index(self, index: int) -> None:
         self.step = self.steps[index]
@@ -128,6 +131,11 @@ class WalkthroughScreen(WalkthroughActions, Screen):
         self.playing = False
         here = (self.step.phase, self.step.node.key) if keep and self.step else None
         self.controller.build(name, cfg, here, jump_nonfinite)
+
+    def action_scale_recurrent(self, factor: float) -> None:
+        """P9.2–P9.3: rescale the recurrent weights (w_scale) and rebuild."""
+        if "w_scale" in self.cfg:
+            self.build(self.walkthrough.name, scaled_config(self.cfg, factor), keep=True)
 
     def on_trace_built(self, msg: TraceBuilt) -> None:
         self.building = False
