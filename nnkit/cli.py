@@ -10,6 +10,8 @@
                                         P3's ResNet bottleneck width
     nnkit gradcheck [--walkthrough NAME ...] [--dtype float64|float32|both]
                     [--max-elements K] [--strict] [--json] [--verbose]
+    nnkit bench [FAMILY ...] [--runs N] [--json FILE] [--quick] [--no-torch]
+                                        timings against NumPy and PyTorch, with floors
 
 Exit status:
   0  every check passed (`nnkit list`: always)
@@ -396,9 +398,50 @@ def _run_bottleneck(args) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------- bench
+def _add_bench(sub) -> argparse.ArgumentParser:
+    from .bench import FAMILIES
+    p = sub.add_parser(
+        "bench", help="time nnkit against NumPy and PyTorch, beside each kernel's floor",
+        description="The side-by-side benchmarks (nnkit.bench): nnkit, NumPy and PyTorch "
+                    "(when importable) in one run, ratios other/nnkit, and each row's floor "
+                    "(bytes / measured bandwidth, or flops / measured GEMM rate) with the "
+                    "share of it reached. The machine's load moves every cell: use --runs.",
+        epilog="Exit status: 0 after the tables, 2 usage error.")
+    p.add_argument("families", nargs="*", metavar="FAMILY",
+                   help=f"one or more of {', '.join(FAMILIES)} (default: all)")
+    p.add_argument("--runs", type=int, default=1, metavar="N",
+                   help="run each family N times; every cell is the median (default 1)")
+    p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny shapes, two calls each: checks the tables, not the speed")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.set_defaults(run=_run_bench)
+    return p
+
+
+def _run_bench(args) -> int:
+    from . import bench
+    bad = [f for f in args.families if f not in bench.FAMILIES]
+    if bad:
+        args.parser.error(f"FAMILY: expected one of {list(bench.FAMILIES)}, got {bad[0]!r}")
+    if args.runs < 1:
+        args.parser.error(f"--runs: expected >= 1, got {args.runs}")
+    res = bench.run(args.families, quick=args.quick, torch=not args.no_torch, runs=args.runs,
+                    progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    text = [bench.header(res["machine"]) + (f"; median of {args.runs} runs"
+                                            if args.runs > 1 else "")]
+    text += ["\n" + t.text() for ts in res["families"].values() for t in ts]
+    _emit("\n".join(text))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(bench.to_dict(res), runs=args.runs), f, indent=2)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ main
 COMMANDS = (_add_list, _add_gradcheck, _add_lessons, _add_train, _add_conv,
-            _add_bottleneck)
+            _add_bottleneck, _add_bench)
 
 
 def _parser() -> argparse.ArgumentParser:

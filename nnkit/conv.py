@@ -21,7 +21,7 @@ single-threaded (SciPy's OpenBLAS is set to 1 thread for the call and
 restored after). Measured on 2 cores: per-sample threads with 1-thread BLAS
 beat samples in order with BLAS's own 2 threads at every benchmark shape,
 by up to 20x when the other core is busy (OpenBLAS's threads wait on each
-other at every GEMM; see benchmarks/bench_conv.py).
+other at every GEMM; see `nnkit bench conv`).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ Each step is one fused pass over the parameter, its gradient and its state
 dtype as torch's): an Adam step reads θ, g, m, v and writes θ, m, v once,
 the memory floor. The same
 update as NumPy ufuncs with out= makes about ten passes; see
-benchmarks/bench_optim.py for both against the floor and torch.optim.
+`nnkit bench optim` for both against the floor and torch.optim.
 
 The updates (g' = g + weight_decay·θ, PyTorch's L2 form, where weight_decay
 is offered; it is *not* AdamW's decoupled decay θ −= lr·λ·θ):
