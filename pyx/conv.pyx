@@ -376,6 +376,9 @@ cdef void _max2x2_plane(const floating* x, Py_ssize_t W, Py_ssize_t Ho, Py_ssize
             arg[oh * Wo + ow] = idx
 
 
+# Pooling forward, one plane per thread. Passes: read X once, write Y (and the
+# int32 arg-max for max pooling): n + n/(kh kw) values (+ n/(kh kw) ints).
+# Flops: kh kw compares (max) or adds (avg; Lp adds a pow) per output.
 def pool2d_forward(const floating[:, :, ::1] X,     # IN  (planes, H, W)
                    int mode, double p, int kh, int kw, int sh, int sw, int ph, int pw,
                    floating[:, :, ::1] Y,           # OUT (planes, H', W')
@@ -399,6 +402,8 @@ def pool2d_forward(const floating[:, :, ::1] X,     # IN  (planes, H, W)
 # input when they overlap). When the windows tile the plane exactly (s = k,
 # no padding, H = H'k, W = W'k) every input is written once, dy at the arg-max
 # and 0 elsewhere: one write of dx, no zero pass.
+# Passes: read dY and the arg-max (n/(kh kw) each), write dX (n); untiled, a
+# zero pass over dX first. Flops: none but compares (tiled) or n/(kh kw) adds.
 def maxpool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
                        const int[:, :, ::1] argmax,    # IN  (planes, H', W')
                        int kh, int kw, int sh, int sw, int ph, int pw,
@@ -435,6 +440,9 @@ def maxpool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
 
 # Avg backward: dx = 0, then every window adds dy/(kh*kw) to its inputs.
 # Lp backward: dx_i += dy * |x_i|^(p-1) sign(x_i) / y^(p-1)  (0 where y = 0).
+# Passes: zero dX, read dY (and X, Y for Lp), then kh kw read-modify-writes of
+# dX per output (from cache when the windows are small). Flops: kh kw per
+# output (avg), ~10 kh kw with the pow (Lp).
 def pool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
                     const floating[:, :, ::1] X,    # IN  (planes, H, W) (Lp only)
                     const floating[:, :, ::1] Y,    # IN  (planes, H', W') (Lp only)
