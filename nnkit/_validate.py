@@ -26,8 +26,7 @@ _nan_policy = "propagate"
 def set_nan_policy(policy: str) -> str:
     """Set how non-finite inputs are treated; returns the previous policy."""
     global _nan_policy
-    if policy not in NAN_POLICIES:
-        raise ValueError(f"policy: expected one of {list(NAN_POLICIES)}, got {policy!r}")
+    choice("policy", policy, NAN_POLICIES)   # a str first: an array has no truth value
     previous, _nan_policy = _nan_policy, policy
     return previous
 
@@ -120,6 +119,13 @@ def out_array(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
     return out
 
 
+def array_or_empty(x) -> np.ndarray:
+    """x itself if it is an array, else an empty one: for a layer's buffer-overlap
+    test before the argument is checked (a ragged list must reach the check,
+    not fail in np.asarray)."""
+    return x if isinstance(x, np.ndarray) else np.empty(0)
+
+
 def no_overlap(out: np.ndarray, name: str, **inputs: np.ndarray) -> None:
     """Inputs are never modified: an output must not share memory with one."""
     for other, arr in inputs.items():
@@ -142,7 +148,43 @@ def positive_int(name: str, value) -> int:
                         f"{type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if value > _MAX_DIM:
+        raise ValueError(f"{name}: expected at most {_MAX_DIM} (32-bit BLAS dimensions), "
+                         f"got {value!r}")
     return int(value)
+
+
+def running_stat(name: str, a, M: int) -> np.ndarray:
+    """A running statistic updated in place: a writeable float32/float64 array (M,)."""
+    if not isinstance(a, np.ndarray) or a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32/float64 numpy array (M,) = ({M},) "
+                        f"(it is updated in place), got {type(a).__name__} "
+                        f"{getattr(a, 'dtype', '')}".rstrip())
+    if a.shape != (M,):
+        raise ValueError(f"{name}: expected shape ({M},) (M, the batch's features), "
+                         f"got {a.shape}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable array (it is updated in place)")
+    return a
+
+
+def perturbable(name: str, x) -> np.ndarray:
+    """An array finite differences perturb in place: a writeable float64 numpy array."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
+        raise TypeError(f"{name}: expected float64 numpy array (perturbed in place, "
+                        f"finite differences run in double), got {type(x).__name__} "
+                        f"{getattr(x, 'dtype', '')}".rstrip())
+    if not x.flags.writeable or not x.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a writeable C-contiguous array (perturbed in "
+                         f"place through its flat view), got strides {x.strides}")
+    return x
+
+
+def differentiable(name: str, x) -> None:
+    """An input a gradient check differentiates: a float numpy array."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float numpy array to differentiate, got "
+                        f"{type(x).__name__} {getattr(x, 'dtype', '')}".rstrip())
 
 
 def momentum_value(momentum) -> float:
@@ -451,6 +493,9 @@ def int_pair(name: str, value) -> tuple[int, int]:
         if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
             raise TypeError(f"{name}: expected an int or a pair of ints, got "
                             f"{type(x).__name__} {x!r}")
+        if abs(int(x)) > _MAX_DIM:
+            raise ValueError(f"{name}: expected sizes of at most {_MAX_DIM} in magnitude "
+                             f"(32-bit BLAS dimensions), got {x!r}")
         return int(x)
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -578,7 +623,11 @@ def class_labels(labels, logits: np.ndarray):
     """Softmax-CE labels: integer class indices (B,) in [0, K), or float targets
     (B, K) of the logits' dtype. Returns (indices as int64, None) or (None, targets)."""
     B, K = logits.shape
-    lab = np.asarray(labels)
+    try:
+        lab = np.asarray(labels)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"labels: expected class indices (B,) or float targets (B, K), "
+                        f"got {type(labels).__name__} ({exc})") from None
     want = f"class indices (B,) = ({B},) or float targets (B, K) = {logits.shape}"
     if lab.ndim not in (1, 2):
         raise ValueError(f"labels: expected {want}, got shape {lab.shape}")

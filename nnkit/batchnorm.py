@@ -152,6 +152,10 @@ def batchnorm_eval_forward(Y, gamma, beta, running_mean, running_var, eps=1e-5, 
 def update_running_stats(running_mean, running_var, cache: BatchNormCache,
                          momentum: float) -> None:
     """In place: running ← (1−momentum)·running + momentum·batch (unbiased variance)."""
+    v.cache_of(cache, BatchNormCache, "batchnorm_forward / bn_relu_forward")
+    momentum = v.momentum_value(momentum)
+    v.running_stat("running_mean", running_mean, cache.mean.shape[0])
+    v.running_stat("running_var", running_var, cache.mean.shape[0])
     B = cache.Y.shape[0]
     running_mean *= 1.0 - momentum
     running_mean += momentum * cache.mean

@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from . import _validate as v
 from ._table import format_table
 
 # Tolerances by the dtype of the *analytic* gradient. float64 analytic against
@@ -301,6 +302,8 @@ def numeric_gradient(f: Callable[[], float], x: np.ndarray, h: float = DEFAULT_S
     x must be a float64 array that f reads; it is restored after each element.
     Entries not in `indices` are NaN. `cancelled()` is polled between elements.
     """
+    x = v.perturbable("x", x)
+    h = v.real_number("h", h, 0.0, low_open=True)
     return _Differences(f, x, h, indices, cancelled).grad
 
 
@@ -426,6 +429,8 @@ def gradcheck(forward: Callable, backward: Callable, inputs: Mapping[str, np.nda
     for w in wrt:
         if w not in inputs:
             raise ValueError(f"wrt: {w!r} is not one of the inputs {names}")
+        v.differentiable(f"inputs[{w!r}]", inputs[w])
+    h = v.real_number("h", h, 0.0, low_open=True)
     res = forward(**inputs, **kwargs)
     out, cache = res if isinstance(res, tuple) else (res, None)
     out = np.asarray(out)
@@ -444,7 +449,7 @@ def gradcheck(forward: Callable, backward: Callable, inputs: Mapping[str, np.nda
     if rtol is not None:
         tol["rtol"] = rtol
 
-    x64 = {k: np.array(val, dtype=np.float64) if _is_float(val) else val
+    x64 = {k: np.array(val, dtype=np.float64, order="C") if _is_float(val) else val
            for k, val in inputs.items()}
 
     def loss():
@@ -487,7 +492,7 @@ def jacobian_check(forward: Callable, backward: Callable, inputs: Mapping[str, n
         e[k] = 1
         J_a[k] = np.asarray(_pick(backward(e.reshape(out.shape), cache), wrt, names),
                             dtype=np.float64).reshape(-1)
-    x64 = {k: np.array(val, dtype=np.float64) if _is_float(val) else val
+    x64 = {k: np.array(val, dtype=np.float64, order="C") if _is_float(val) else val
            for k, val in inputs.items()}
     flat = x64[wrt].reshape(-1)
     J_n = np.empty_like(J_a)

@@ -167,6 +167,7 @@ class Linear(Layer):
             raise ValueError(f"X: expected shape (..., {W.shape[1]}) (the last axis is "
                              f"in_features), got {X.shape}")
         X2 = X.reshape(-1, W.shape[1])                     # (B·..., N), a view
+        self._shape_in = X.shape
         Y, self._cache = dense.affine_forward(
             X2, W, self.params["b"], out=self.out("Y", (X2.shape[0], W.shape[0]), X.dtype, X))
         return Y if X.ndim == 2 else Y.reshape(X.shape[:-1] + (W.shape[0],))
@@ -175,9 +176,9 @@ class Linear(Layer):
         c = self.cache()
         lead = c.X.shape[0]
         dY = v.float_array("dY", dY, None, "(..., out_features)", dtype=c.X.dtype)
-        if dY.size != lead * c.W.shape[0] or dY.shape[-1:] != (c.W.shape[0],):
-            raise ValueError(f"dY: expected the forward output's shape (..., "
-                             f"{c.W.shape[0]}) with {lead} rows, got {dY.shape}")
+        if dY.shape != self._shape_in[:-1] + (c.W.shape[0],):
+            raise ValueError(f"dY: expected the forward output's shape "
+                             f"{self._shape_in[:-1] + (c.W.shape[0],)}, got {dY.shape}")
         g = dense.affine_backward(dY.reshape(lead, -1), c,
                                   out=self.out("dX", c.X.shape, c.X.dtype, dY))
         if self.weight_norm:
@@ -186,14 +187,14 @@ class Linear(Layer):
         else:
             self.set_grads(W=g.dW)
         self.set_grads(b=g.db if self.bias else 0)
-        return g.dX if dY.ndim == 2 else g.dX.reshape(dY.shape[:-1] + (c.X.shape[1],))
+        return g.dX if dY.ndim == 2 else g.dX.reshape(self._shape_in)
 
 
 class ReLU(Layer):
     """H = max(Y, 0) elementwise, any shape."""
 
     def forward(self, Y):
-        Y = np.asarray(Y)
+        Y = v.float_array("Y", Y, None, "(any shape)")
         H, self._cache = dense.relu_forward(Y, out=self.out("H", Y.shape, Y.dtype, Y)
                                             if Y.dtype in v.FLOAT_DTYPES else None)
         return H
@@ -201,7 +202,7 @@ class ReLU(Layer):
     def backward(self, dH):
         H = self.cache().H
         return dense.relu_backward(dH, self._cache,
-                                   out=self.out("dY", H.shape, H.dtype, np.asarray(dH)))
+                                   out=self.out("dY", H.shape, H.dtype, v.array_or_empty(dH)))
 
 
 class SoftmaxCrossEntropy(Layer):
@@ -252,7 +253,7 @@ class _FeatureNorm(Layer):
         c = self.cache("needs a training-mode forward first (eval mode treats the "
                        "statistics as constants)")
         g = self._backward_pair()(dout, c, full=False,
-                                  out=self.out("dY", c.Y.shape, c.Y.dtype, np.asarray(dout)))
+                                  out=self.out("dY", c.Y.shape, c.Y.dtype, v.array_or_empty(dout)))
         self.set_grads(gamma=g.dgamma, beta=g.dbeta)
         return g.dY
 
@@ -388,6 +389,7 @@ class RNN(Layer):
         p = self.params
         X = v.float_array("X", X, 3, "(T, B, N), time-major", dtype=p["Wx"].dtype,
                            dtype_of="the layer's dtype")
+        v.same_dim("X", X.shape[2], p["Wx"].shape[1], "X.shape[2] (input_size)")
         H, self._cache = rnn.rnn_forward(
             X, h0, p["Wx"], p["Wh"], p.get("b"), self.activation, form=self.form,
             out=self.out("H", X.shape[:2] + (p["Wx"].shape[0],), X.dtype, X))
@@ -396,7 +398,7 @@ class RNN(Layer):
     def backward(self, dH):
         c = self.cache()
         g = rnn.rnn_backward(dH, c, truncate=self.truncate, full=False,
-                             out=self.out("dX", c.X.shape, c.X.dtype, np.asarray(dH)))
+                             out=self.out("dX", c.X.shape, c.X.dtype, v.array_or_empty(dH)))
         self.set_grads(**{name: getattr(g, "d" + name) for name in self.params})
         self.dh0, self.grad_norms = g.dh0, g.grad_norms
         return g.dX
@@ -434,6 +436,7 @@ class BiRNN(Layer):
         p = self.params
         X = v.float_array("X", X, 3, "(T, B, N), time-major", dtype=p["Wy"].dtype,
                            dtype_of="the layer's dtype")
+        v.same_dim("X", X.shape[2], p["Wxf"].shape[1], "X.shape[2] (input_size)")
         Y, self._cache = rnn.birnn_forward(
             X, hf0, hb0, p["Wxf"], p["Whf"], p["Wxb"], p["Whb"], p["Wy"], p["by"],
             self.activation, bf=p.get("bf"), bb=p.get("bb"),
@@ -443,7 +446,7 @@ class BiRNN(Layer):
     def backward(self, dY):
         c = self.cache()
         g = rnn.birnn_backward(dY, c, full=False,
-                               out=self.out("dX", c.X.shape, c.X.dtype, np.asarray(dY)))
+                               out=self.out("dX", c.X.shape, c.X.dtype, v.array_or_empty(dY)))
         self.set_grads(**{name: getattr(g, "d" + name) for name in self.params})
         self.dhf0, self.dhb0, self.grad_norms = g.dhf0, g.dhb0, g.grad_norms
         return g.dX
@@ -625,7 +628,7 @@ class Conv2d(Layer):
                  seed: int | None = None, rng: np.random.Generator | None = None):
         super().__init__()
         C_in, C_out = v.positive_int("in_channels", in_channels), v.positive_int("out_channels", out_channels)
-        kh, kw = v.int_pair("kernel_size", kernel_size)
+        kh, kw = (v.positive_int("kernel_size", k) for k in v.int_pair("kernel_size", kernel_size))
         self.stride, self.dilation = v.int_pair("stride", stride), v.int_pair("dilation", dilation)
         self.padding = conv._layer_padding(padding, (kh, kw), self.stride, self.dilation)
         rng, bound, dtype = generator(seed, rng), 1.0 / np.sqrt(C_in * kh * kw), v.float_dtype(dtype)
@@ -635,7 +638,11 @@ class Conv2d(Layer):
             self.add_param("b", _uniform(rng, (C_out,), bound, dtype))
 
     def forward(self, X):
-        Y, self._cache = conv.conv2d_forward(X, self.params["W"], self.params.get("b"),
+        W = self.params["W"]
+        X = v.float_array("X", X, 4, "(B, in_channels, H, W)", dtype=W.dtype,
+                           dtype_of="the layer's dtype")
+        v.same_dim("X", X.shape[1], W.shape[1], "X.shape[1] (in_channels)")
+        Y, self._cache = conv.conv2d_forward(X, W, self.params.get("b"),
                                              self.stride, self.padding, self.dilation)
         return Y
 
@@ -680,15 +687,15 @@ class Flatten(Layer):
     geometry = "flatten"
 
     def forward(self, X):
-        X = np.asarray(X)
+        X = v.float_array("X", X, None, "(B, ...)")
         if X.ndim < 1:
             raise ValueError(f"X: expected at least 1 dimension (the batch), got shape {X.shape}")
         self._cache = X.shape
-        return X.reshape(X.shape[0], -1)
+        return X.reshape(X.shape[0], int(np.prod(X.shape[1:])))   # no -1: B may be 0
 
     def backward(self, dY):
         shape = self.cache()
-        dY = np.asarray(dY)
+        dY = v.float_array("dY", dY, None, "(B, features)")
         if dY.size != int(np.prod(shape)) or dY.ndim != 2 or dY.shape[0] != shape[0]:
             raise ValueError(f"dY: expected shape {(shape[0], int(np.prod(shape[1:])))} "
                              f"(the forward output), got {dY.shape}")

@@ -61,7 +61,7 @@ def test_layer_bad_arguments():
         nk.Conv2d(1, 4, 3, stride=2, padding="same")
     with pytest.raises(TypeError, match="stride"):
         nk.MaxPool2d(2, stride="2")
-    with pytest.raises(ValueError, match="W: expected W.shape\\[1\\]"):
+    with pytest.raises(ValueError, match=r"X: expected X.shape\[1\] \(in_channels\)"):
         nk.Conv2d(3, 4, 3)(np.zeros((1, 2, 5, 5)))
 
 
