@@ -213,7 +213,7 @@ def test_cache_kinds_are_not_interchangeable(rng):
 
 # ----------------------------------------------------------------- eval mode
 @pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("B,M", [(1, 1), (1, 17), (5, 33), (300, 257)])
+@pytest.mark.parametrize("B,M", [(1, 1), (1, 17), (5, 33), (300, 257), (301, 257)])
 def test_batchnorm_eval_forward(ref, rng, dtype, relu, B, M):
     Y, gamma, beta, _ = _bn_inputs(rng, B, M, dtype)
     rm = rng.standard_normal(M).astype(dtype)

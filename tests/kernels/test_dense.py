@@ -5,9 +5,9 @@ import pytest
 import nnkit as nk
 
 # (B, N, M): B = 2, N = 1, M = 1, non-multiples of the BLAS/vector widths,
-# and one with B*M > 65536 (the OpenMP threshold for the elementwise kernels)
+# and B*M > 65536 (the OpenMP threshold for the elementwise kernels), even and odd B
 AFFINE_SHAPES = [(2, 1, 1), (2, 3, 4), (1, 5, 3), (7, 1, 9), (5, 6, 1),
-                 (33, 17, 40), (64, 100, 33), (300, 20, 257)]
+                 (33, 17, 40), (64, 100, 33), (300, 20, 257), (301, 20, 257)]
 
 
 def _draw(rng, shape, dtype, loc=0.0, scale=1.0):

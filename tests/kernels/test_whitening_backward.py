@@ -110,3 +110,30 @@ def test_property_forward_and_backward_match_reference(B, M, g, seed):
     np.testing.assert_allclose(r.dY, dY, rtol=0, atol=1e-8 * scale)
     np.testing.assert_allclose(r.dcov, dcov, rtol=0, atol=1e-8 * max(1.0, np.abs(dcov).max()))
     np.testing.assert_allclose(r.dgamma, dgamma, atol=1e-9 * max(1.0, np.abs(dgamma).max()))
+
+
+# ------------------------------------------- issue 8: Z exactly 0 at the ReLU
+@pytest.mark.parametrize("method,g,const", [("cholesky", None, 0), ("zca", 2, 4),
+                                            ("newton", 2, 4)])
+def test_fused_relu_equals_composition_with_a_dead_unit(method, g, const):
+    """A constant feature with β = 0 gives Z = 0 exactly (Cholesky's first
+    feature, or a group of one feature): the fused mask [Z > 0] must be 0
+    there, as relu_backward's is; a mask [Z >= 0] passes dH and makes dβ of
+    that feature Σ dH instead of 0."""
+    Y, gm, bt, G = data(24, 5, seed=15)
+    Y[:, const] = 1.75
+    bt[const] = 0.0
+    H, fc = nk.whitening_relu_forward(Y, gm, bt, 1e-3, method, g)
+    Z, bc = nk.whitening_forward(Y, gm, bt, 1e-3, method, g)
+    np.testing.assert_array_equal(Z[:, const], 0)          # the case under test
+    H2, rc = nk.relu_forward(Z)
+    np.testing.assert_array_equal(H, H2)
+    dZ = nk.relu_backward(G, rc)
+    gf = nk.whitening_relu_backward(G, fc)
+    gu = nk.whitening_backward(dZ, bc)
+    np.testing.assert_array_equal(gf.dZ, dZ)
+    assert gf.dbeta[const] == 0 and gf.dgamma[const] == 0
+    for name in ("dY", "dgamma", "dbeta", "dmean", "dcov", "dYhat"):
+        a, u = getattr(gf, name), getattr(gu, name)
+        np.testing.assert_allclose(a, u, rtol=0, atol=1e-12 * max(1.0, np.abs(u).max()),
+                                   err_msg=name)
