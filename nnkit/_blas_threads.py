@@ -1,23 +1,27 @@
-"""OpenBLAS on one thread for the serial time loops of the RNN kernels.
+"""OpenBLAS on one thread while the RNN kernels run.
 
 An RNN step is one small product, (B, M) x (M, M), on the critical path of a
-loop of T steps. OpenBLAS splits a GEMM between its threads from about
-2.6e5 multiply-adds on (m·n·k > 65536·4): at (B, M) = (32, 128) every step
-then wakes the pool and waits for it. Measured on the project's 2-core
-machine, forward + BPTT per step with OpenBLAS at 1 thread against 2, while
-other processes were using the cores: (T, B, N, M) = (100, 32, 64, 128)
-279 µs against 3712 µs; (1000, 8, 32, 64), whose steps are never split,
-41 against 108 µs (the pool, woken by the input GEMM before the loop,
-spins on the core the loop needs). Products at least SERIAL_MAX_MNK
-multiply-adds (B·M² ≥ 2²¹, (64, 512, 512) and up) keep every thread: there
-the split pays for itself on an idle machine.
+loop of T steps, with O(B·M) passes between the products. OpenBLAS splits a
+GEMM between its threads from about 2.6e5 multiply-adds on, and its idle
+workers spin-wait between calls. On the project's 2-core machine, shared with
+other processes, that costs far more than it gains: a split step waits for a
+worker the OS has descheduled, and a spinning worker takes the core the
+serial loop needs. Measured forward + BPTT per step, float32, OpenBLAS at one
+thread for the whole call against its default two (other processes busy):
+    (T, B, N, M) = (1000, 8, 32, 64)      20 µs against 62 µs
+                   (100, 32, 64, 128)    158 µs against 659 µs
+                   (50, 64, 256, 512)   3160 µs against 14524 µs
+(the last also against 7391 µs with only the time loop on one thread and the
+large GEMMs on two). On an idle machine two threads would speed up the
+large GEMMs of the biggest shapes (dX, dWx, dWh over all T·B rows) by up to
+~2×; the loss under load is larger, so one thread is the default.
 
-`serial_blas(mnk)` is a context manager: it sets SciPy's OpenBLAS (the one
-`scipy.linalg.cython_blas`, hence every nnkit kernel, calls) to one thread
-and restores the previous count. NumPy's own OpenBLAS is a different library
-and is not touched. The setting is process-wide: a BLAS call in another
-Python thread during the loop also runs on one thread. Where the library or
-its symbols are not found this is a no-op.
+`serial_blas()` is a context manager: it sets SciPy's OpenBLAS (the one
+`scipy.linalg.cython_blas`, hence every nnkit kernel, calls) to one thread and
+restores the previous count. NumPy's own OpenBLAS is a different library and
+is not touched. The setting is process-wide: a BLAS call from another Python
+thread meanwhile also runs on one thread. Where the library or its symbols
+are not found this is a no-op.
 """
 from __future__ import annotations
 
@@ -25,8 +29,6 @@ import ctypes
 import glob
 import os
 from contextlib import contextmanager
-
-SERIAL_MAX_MNK = 1 << 21
 
 
 def _load():
@@ -60,13 +62,9 @@ def available() -> bool:
 
 
 @contextmanager
-def serial_blas(mnk: int):
-    """OpenBLAS on one thread inside the block when a step's product has
-    fewer than SERIAL_MAX_MNK multiply-adds (else unchanged)."""
-    if _set is None or mnk >= SERIAL_MAX_MNK:
-        yield
-        return
-    before = _get()
+def serial_blas():
+    """OpenBLAS (SciPy's) on one thread inside the block, restored after."""
+    before = _get() if _set is not None else 1
     if before <= 1:
         yield
         return

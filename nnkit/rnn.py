@@ -54,21 +54,19 @@ def _rows(a: np.ndarray | None) -> np.ndarray | None:
 
 
 def _chain_forward(X, h0, Wx, Wh, b, code, reverse, preact, H, G):
-    """One chain's forward: the input projection on every BLAS thread, the
-    serial time loop with OpenBLAS on one (nnkit/_blas_threads.py)."""
-    T, B, _ = X.shape
-    M = Wx.shape[0]
+    """One chain's forward: the input projection of all T steps (one GEMM),
+    then the serial time loop. The caller holds serial_blas()."""
+    T = X.shape[0]
     _k.project(_rows(X), Wx, b, _rows(H))
-    with serial_blas(B * M * M):
-        _k.recur(h0, Wh, code, reverse, preact, T, _rows(H), _rows(G))
+    _k.recur(h0, Wh, code, reverse, preact, T, _rows(H), _rows(G))
 
 
 def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
                     accumulate_dX, dA, dh, dX, dh0, dWx, dWh, db, norms):
+    """One chain's BPTT loop, then its weight gradients (one GEMM each)."""
     T, B, M = H.shape
-    with serial_blas(B * M * M):
-        _k.bptt(_rows(dH), _rows(H), _rows(G), Wh, code, reverse, preact, T, truncate,
-                _rows(dA), _rows(dh), norms, dh0)
+    _k.bptt(_rows(dH), _rows(H), _rows(G), Wh, code, reverse, preact, T, truncate,
+            _rows(dA), _rows(dh), norms, dh0)
     _k.weight_grads(_rows(dA), _rows(X), _rows(H), _rows(G), h0, Wx, reverse, preact, T,
                     accumulate_dX, _rows(dX), dWx, dWh, db, np.empty(M))
 
@@ -117,7 +115,8 @@ def rnn_forward(X, h0, Wx, Wh, b, activation="tanh", *, form="standard", out=Non
         v.no_overlap(H, "out", X=X, h0=h0, Wx=Wx, Wh=Wh, b=b)
     preact = form == "preactivation"
     G = np.empty((T, B, M), X.dtype) if preact else None
-    _chain_forward(X, h0, Wx, Wh, b, ACTIVATIONS[act], False, preact, H, G)
+    with serial_blas():
+        _chain_forward(X, h0, Wx, Wh, b, ACTIVATIONS[act], False, preact, H, G)
     return H, RNNCache(X, h0, Wx, Wh, b, act, H, form, G)
 
 
@@ -147,9 +146,10 @@ def rnn_backward(dH, cache: RNNCache, *, truncate=None, full=True, out=None) -> 
     dWh = np.empty_like(cache.Wh)
     db = np.empty(M, X.dtype)
     norms = np.empty(T)
-    _chain_backward(dH, X, H, cache.G, cache.h0, cache.Wx, cache.Wh,
-                    ACTIVATIONS[cache.activation], False, preact, k, False,
-                    dA, dh, dX, dh0, dWx, dWh, db, norms)
+    with serial_blas():
+        _chain_backward(dH, X, H, cache.G, cache.h0, cache.Wx, cache.Wh,
+                        ACTIVATIONS[cache.activation], False, preact, k, False,
+                        dA, dh, dX, dh0, dWx, dWh, db, norms)
     if preact and full:
         dh = dA          # the state is the pre-activation: ∂L/∂h_t is what the affine map gets
     return RNNGrads(dX, dh0, dWx, dWh, db, dA, dh, norms)
@@ -220,9 +220,10 @@ def birnn_forward(X, hf0, hb0, Wxf, Whf, Wxb, Whb, Wy, by, activation="sigmoid",
     Hf = np.empty((T, B, M), X.dtype)
     Hb = np.empty((T, B, M), X.dtype)
     code = ACTIVATIONS[act]
-    _chain_forward(X, hf0, Wxf, Whf, bf, code, False, False, Hf, None)
-    _chain_forward(X, hb0, Wxb, Whb, bb, code, True, False, Hb, None)
-    _k.output_forward(_rows(Hf), _rows(Hb), Wy, by, _rows(Y))
+    with serial_blas():
+        _chain_forward(X, hf0, Wxf, Whf, bf, code, False, False, Hf, None)
+        _chain_forward(X, hb0, Wxb, Whb, bb, code, True, False, Hb, None)
+        _k.output_forward(_rows(Hf), _rows(Hb), Wy, by, _rows(Y))
     return Y, BiRNNCache(X, hf0, hb0, Wxf, Whf, bf, Wxb, Whb, bb, Wy, by, act, Hf, Hb, Y)
 
 
@@ -242,8 +243,9 @@ def birnn_backward(dY, cache: BiRNNCache, *, full=True, out=None) -> BiRNNGrads:
     dHb_direct = np.empty_like(Hb)
     dWy = np.empty_like(cache.Wy)
     dby = np.empty(cache.Wy.shape[0], X.dtype)
-    _k.output_backward(_rows(dY), _rows(Hf), _rows(Hb), cache.Wy, _rows(dHf_direct),
-                       _rows(dHb_direct), dWy, dby, np.empty(cache.Wy.shape[0]))
+    with serial_blas():
+        _k.output_backward(_rows(dY), _rows(Hf), _rows(Hb), cache.Wy, _rows(dHf_direct),
+                           _rows(dHb_direct), dWy, dby, np.empty(cache.Wy.shape[0]))
     dAf, dAb = np.empty_like(Hf), np.empty_like(Hb)
     dhf = np.empty_like(Hf) if full else None
     dhb = np.empty_like(Hb) if full else None
@@ -253,9 +255,10 @@ def birnn_backward(dY, cache: BiRNNCache, *, full=True, out=None) -> BiRNNGrads:
     dbf, dbb = np.empty((2, M), X.dtype)
     code = ACTIVATIONS[cache.activation]
     norms = np.empty((2, T))
-    _chain_backward(dHf_direct, X, Hf, None, cache.hf0, cache.Wxf, cache.Whf, code, False,
-                    False, 0, False, dAf, dhf, dX, dhf0, dWxf, dWhf, dbf, norms[0])
-    _chain_backward(dHb_direct, X, Hb, None, cache.hb0, cache.Wxb, cache.Whb, code, True,
-                    False, 0, True, dAb, dhb, dX, dhb0, dWxb, dWhb, dbb, norms[1])
+    with serial_blas():
+        _chain_backward(dHf_direct, X, Hf, None, cache.hf0, cache.Wxf, cache.Whf, code,
+                        False, False, 0, False, dAf, dhf, dX, dhf0, dWxf, dWhf, dbf, norms[0])
+        _chain_backward(dHb_direct, X, Hb, None, cache.hb0, cache.Wxb, cache.Whb, code,
+                        True, False, 0, True, dAb, dhb, dX, dhb0, dWxb, dWhb, dbb, norms[1])
     return BiRNNGrads(dX, dhf0, dhb0, dWxf, dWhf, dbf, dWxb, dWhb, dbb, dWy, dby,
                       dhf, dhb, dAf, dAb, norms)

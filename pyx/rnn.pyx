@@ -10,11 +10,11 @@
 # (h0 after t = T-1) with reverse=True (the backward chain of a BiRNN), so one
 # kernel serves both chains and nothing is copied to reverse a sequence.
 #
-# The work is split by what can run in parallel: `project` and `weight_grads`
-# are a few large GEMMs over all T*B rows at once; `recur` and `bptt` are the
-# serial time loops, one small GEMM (a GEMV when B = 1) and one elementwise
-# pass per step. Python runs the loops with OpenBLAS on one thread
-# (nnkit/_blas_threads.py says why) and the large GEMMs with all of them.
+# The work is split by its shape: `project` and `weight_grads` are a few
+# large GEMMs over all T*B rows at once; `recur` and `bptt` are the serial
+# time loops, one small GEMM (a GEMV when B = 1) and a few elementwise passes
+# per step. Python runs them with OpenBLAS on one thread
+# (nnkit/_blas_threads.py says why, with measurements).
 #
 # Called only from nnkit.rnn (shapes, dtypes, T, B, N, M >= 1 checked; outputs
 # allocated, C-contiguous). Nothing here raises on bad input.

@@ -278,8 +278,10 @@ def test_serial_blas_restores_the_thread_count():
     if not bt.available():
         pytest.skip("SciPy's OpenBLAS thread symbols not found")
     before = bt._get()
-    with bt.serial_blas(10):
+    with bt.serial_blas():
         assert bt._get() == 1
     assert bt._get() == before
-    with bt.serial_blas(bt.SERIAL_MAX_MNK):
-        assert bt._get() == before
+    with pytest.raises(RuntimeError):
+        with bt.serial_blas():
+            raise RuntimeError("restored on the way out")
+    assert bt._get() == before
