@@ -21,6 +21,25 @@ import nnkit as nk
 
 from ._timing import SETTINGS, Table, gemm_rate, median_time, ratio, share, torch_module
 
+def _serial_gemm_rate(dt, rows: int, M: int) -> float:
+    """flop/s of the same (rows, M) x (M, M) SciPy GEMM with OpenBLAS on one
+    thread, as the RNN kernels run (nnkit/_blas_threads.py): the floor takes
+    the better of this and the all-threads rate, the strictest this run
+    supports (on a loaded machine one thread is often the faster)."""
+    from scipy.linalg import blas
+
+    from .._blas_threads import serial_blas
+    rng = np.random.default_rng(0)
+    A = np.asfortranarray(rng.standard_normal((rows, M)).astype(dt))
+    W = np.asfortranarray(rng.standard_normal((M, M)).astype(dt))
+    C = np.empty((rows, M), dt, order="F")
+    f = blas.sgemm if np.dtype(dt) == np.float32 else blas.dgemm
+    with serial_blas():
+        t = median_time(lambda: f(1.0, A, W, c=C, overwrite_c=True), repeats=7,
+                        min_seconds=0.5)
+    return 2.0 * rows * M * M / t
+
+
 # (T, B, N, M) and the target: ("torch", x) = at least x times faster than
 # PyTorch; ("floor", x) = within a factor x of the GEMM-bound time
 SHAPES = [((1000, 8, 32, 64), ("torch", 10.0)), ((100, 1, 32, 32), ("torch", 10.0)),
@@ -83,7 +102,7 @@ def run() -> list[Table]:
             ours()
             diff_np = float(np.max(np.abs(numpy_rnn(X, h0, Wx, Wh, b, dH)[0] - H)))
             flops = T * (6.0 * B * M * N + 6.0 * B * M * M)
-            floor = flops / gemm_rate(dt, T * B, M, M)
+            floor = flops / max(gemm_rate(dt, T * B, M, M), _serial_gemm_rate(dt, T * B, M))
             t_th = diff_th = None
             if torch is not None:
                 rnn = torch.nn.RNN(N, M, nonlinearity="tanh")
