@@ -49,3 +49,16 @@ def test_unknown_policy_refused():
     with pytest.raises(ValueError, match=r"^policy: expected one of \['propagate', 'raise'\], got 'ignore'"):
         nk.set_nan_policy("ignore")
     assert nk.get_nan_policy() == "propagate"
+
+
+def test_network_with_one_nan_input_has_nan_loss():
+    """Linear -> BatchNorm(relu=True) -> Linear -> softmax-CE: one NaN input
+    element gave the finite loss ln 10 (the fused ReLU turned NaN into 0)."""
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((16, 5))
+    X[3, 2] = np.nan
+    y = rng.integers(0, 10, 16)
+    model = nk.Sequential(nk.Linear(5, 8, seed=1), nk.BatchNorm(8, relu=True),
+                          nk.Linear(8, 10, seed=2))
+    loss, _ = nk.softmax_cross_entropy(model(X), y)
+    assert np.isnan(loss)
