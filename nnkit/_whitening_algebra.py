@@ -19,8 +19,10 @@ Its backward runs exactly back through the T steps.
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg.blas as _blas_mod
 import scipy.linalg.lapack as _lapack_mod
 
+from ._blas_threads import serial_blas
 from ._kernels import whitening as _k
 
 METHODS = ("zca", "pca", "cholesky", "newton")
@@ -93,16 +95,55 @@ def _lapack(name: str, dtype):
 
 
 def _eigh(S: np.ndarray):
-    """Eigenvalues (ascending) and eigenvectors of each block, LAPACK syevd (SciPy's)."""
+    """Eigenvalues (ascending) and eigenvectors of each block, LAPACK syevd (SciPy's),
+    in the input's precision (float32 Σ -> ssyevd), on ONE OpenBLAS thread.
+
+    One thread: syevd's tridiagonal reduction is BLAS-2 (memory-bound) and its
+    small BLAS-3 pieces do not pay for waking the pool; measured side by side
+    on the project's 2-core machine (loaded, median of 11, ms; 2 threads / 1):
+        M = 64   f64 14.5 / 0.51   f32 14.6 / 0.46
+        M = 256  f64 135  / 44.5   f32 1373 / 19.0
+        M = 512  f64 1167 / 223    f32  977 / 141
+    With 2 threads one descheduled thread stalls the other at every
+    synchronisation; one thread cannot be stalled that way. (syevr: within
+    ±40 % of syevd either way on one thread, no consistent winner, not used.)
+    float32 input keeps a float32 eigendecomposition: its eigenvalues carry
+    ~1e-7 λ_max absolute error, so Σ + εI with cond up to ~1e5 (ε = 1e-5 on
+    unit-scale features) is still resolved; float64 input for worse-
+    conditioned batches (B ≤ M with a tiny ε) -- `cache.cond` reports it.
+    """
     syevd = _lapack("syevd", S.dtype)
     lam = np.empty(S.shape[:-1], S.dtype)
     D = np.empty_like(S)
-    for k in range(S.shape[0]):
-        w, vec, info = syevd(S[k], compute_v=1, lower=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"syevd failed (info = {info}) on group {k}")
-        lam[k], D[k] = w, vec
+    with serial_blas():
+        for k in range(S.shape[0]):
+            w, vec, info = syevd(S[k], compute_v=1, lower=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"syevd failed (info = {info}) on group {k}")
+            lam[k], D[k] = w, vec
     return lam, D
+
+
+# groups at least this wide form W = D Λ^(−½) Dᵀ with one syrk per group
+# (half the flops of the gemm; a Python call each); narrower ones with one
+# gemm_stack call for the whole stack
+SYRK_MIN_GROUP = 32
+
+
+def _zca_matrix(D: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """W = D Λ^(−½) Dᵀ = Q Qᵀ with Q = D Λ^(−¼) (s = √λ): symmetric positive
+    definite, so one syrk (g³ flops) instead of a gemm (2 g³)."""
+    if D.shape[-1] < SYRK_MIN_GROUP:
+        return _mm(D / s[..., None, :], D, tb=True)
+    syrk = getattr(_blas_mod, ("s" if D.dtype == np.float32 else "d") + "syrk")
+    Q = D / np.sqrt(s)[..., None, :]
+    W = np.empty_like(D)
+    for k in range(D.shape[0]):
+        # row-major Q is the Fortran Qᵀ: trans=1 gives (Qᵀ)ᵀ Qᵀ = Q Qᵀ, upper triangle
+        C = syrk(1.0, Q[k].T, trans=1, lower=0)
+        U = np.triu(C)
+        W[k] = U + np.triu(C, 1).T
+    return W
 
 
 def _cholesky_inverse(S: np.ndarray):
@@ -138,8 +179,7 @@ def forward_algebra(S: np.ndarray, method: str, iterations: int) -> tuple:
         if method == "pca":
             D = _fix_signs(D)
         s = np.sqrt(lam)
-        Ds = D / s[..., None, :]                  # D Λ^(−½)
-        W = Ds if method == "pca" else _mm(Ds, D, tb=True)
+        W = D / s[..., None, :] if method == "pca" else _zca_matrix(D, s)   # D Λ^(−½) [Dᵀ]
         return np.ascontiguousarray(W), dict(lam=lam, D=D)
     if method == "cholesky":
         L, Linv = _cholesky_inverse(S)

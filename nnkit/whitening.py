@@ -63,11 +63,32 @@ from typing import NamedTuple
 
 import numpy as np
 
+import contextlib
+
 from . import _validate as v
+from ._blas_threads import serial_blas
 from ._kernels import whitening as _k
 from ._threads import kernel_threads
 from ._whitening_algebra import (METHODS, backward_algebra, block_diag, blocks_of,
                                  forward_algebra, kernel_args, stacks, transpose)
+
+# Below this many multiply-adds per group product (B·g²) a step runs with
+# SciPy's OpenBLAS on one thread: the products are too small for a second
+# thread to pay for its wake-up, and on the shared 2-core machine a 2-thread
+# pool next to other processes stalls at every synchronisation. Measured
+# under load (median of 9, forward + backward, ms, 2 threads / 1): (256, 64)
+# 89 / 2.7 float64, 94 / 1.5 float32. Larger steps keep every thread (on an
+# idle machine their GEMMs scale; under load 1 thread was still 1.7-2.6x
+# faster at (1024, 256) and (4096, 512): NNKIT_SERIAL_BLAS=1 forces it).
+SERIAL_BLAS_MAX = 1 << 21
+
+
+def _blas_threads(B: int, g: int):
+    import os
+    if B * g * g < SERIAL_BLAS_MAX or os.environ.get("NNKIT_SERIAL_BLAS", "") not in ("", "0"):
+        return serial_blas()
+    return contextlib.nullcontext()
+
 
 EPS_WHY = ("whitening needs Σ + εI positive definite: Σ is singular whenever "
            "B ≤ M or a feature is constant")
@@ -156,7 +177,12 @@ def _forward(Y, gamma, beta, eps, method, group_size, iterations, relu, out):
     Z = v.out_array(out, (B, M), Y.dtype)
     v.no_overlap(Z, "out", Y=Y, gamma=gamma, beta=beta)
     nt = kernel_threads(beside_blas=True)
+    with _blas_threads(B, g):
+        return _forward_kernels(Y, gamma, beta, eps, method, g, iterations, relu, Z, nt)
 
+
+def _forward_kernels(Y, gamma, beta, eps, method, g, iterations, relu, Z, nt):
+    B, M = Y.shape
     mean = np.empty(M, Y.dtype)
     colsum = np.empty(M, np.float64)
     Yc = np.empty_like(Y)
@@ -201,6 +227,14 @@ def _backward(dout, cache: WhiteningCache, full, out, name):
     dY = v.out_array(out, Y.shape, Y.dtype)
     v.no_overlap(dY, "out", **{name: dout, "Y": Y})
     nt = kernel_threads(beside_blas=True)
+    with _blas_threads(B, g):
+        return _backward_kernels(dout, cache, full, dY, nt)
+
+
+def _backward_kernels(dout, cache, full, dY, nt):
+    Y = cache.Y
+    B, M = Y.shape
+    g = cache.group_size
     dZ = np.empty_like(Y) if (full and cache.relu) else None
     dYhat = np.empty_like(Y) if full else None
     dZc = np.empty_like(Y)

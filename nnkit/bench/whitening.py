@@ -189,7 +189,9 @@ def stage_times(Y, dZ, g, b) -> dict:
         "bwd algebra": lambda: alg.backward_algebra(dW, S, W, "zca", aux),
         "bwd expand": lambda: k.backward_expand(dZc, Yc, M, A, None, X, None, dY),
     }
-    out = {name: median_time(fns[name], repeats=9, min_seconds=0.3) for name in STAGES}
+    from ..whitening import _blas_threads
+    with _blas_threads(B, M):          # the thread policy nnkit.whitening applies
+        out = {name: median_time(fns[name], repeats=9, min_seconds=0.3) for name in STAGES}
     out["W"] = max(0.0, out["W"] - out["eigh"])     # forward_algebra includes the eigh
     return out
 
