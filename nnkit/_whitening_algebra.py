@@ -117,6 +117,12 @@ def _eigh(S: np.ndarray):
     D = np.empty_like(S)
     with serial_blas():
         for k in range(S.shape[0]):
+            if not np.isfinite(S[k]).all():
+                # a NaN/inf input (nan_policy "propagate"): LAPACK would fail
+                # with an opaque info code; NaN flows on to Ŷ and Z instead,
+                # as in the other methods and in batch norm
+                lam[k], D[k] = np.nan, np.nan
+                continue
             w, vec, info = syevd(S[k], compute_v=1, lower=1)
             if info != 0:
                 raise np.linalg.LinAlgError(f"syevd failed (info = {info}) on group {k}")

@@ -96,3 +96,16 @@ def test_float32_sums_at_scale():
     # Ŷ itself carries float32 rounding of Y − m and of W
     scale = np.abs(up(G) * c64.yhat).sum(axis=0).max()
     assert np.abs(up(r32.dgamma) - r64.dgamma).max() < 10 * EPS32 * scale
+
+
+@pytest.mark.parametrize("method", ["zca", "pca", "cholesky", "newton"])
+def test_nan_input_propagates_in_every_method(method):
+    """nan_policy 'propagate': a NaN in Y makes the whitened output NaN (every
+    feature of its group mixes it in); zca/pca used to raise LAPACK's
+    'syevd failed (info = 3)'."""
+    Y = np.random.default_rng(0).standard_normal((16, 4))
+    Y[3, 1] = np.nan
+    Z, cache = nk.whitening_forward(Y, np.ones(4), np.zeros(4), method=method)
+    assert np.isnan(Z).all()
+    g = nk.whitening_backward(np.ones_like(Z), cache)
+    assert np.isnan(g.dY).all()
