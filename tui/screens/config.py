@@ -117,6 +117,8 @@ class ConfigScreen(ModalScreen[dict | None]):
             self.action_cancel()
 
     def action_apply(self) -> None:
+        if not self.is_current:   # a second Enter queued before the first dismiss landed
+            return
         cfg = self.validate()
         if cfg is not None:
             self.dismiss(cfg)

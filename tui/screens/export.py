@@ -58,6 +58,8 @@ class ExportScreen(ModalScreen[Path | None]):
         self.query_one(Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if not self.is_current:   # a second Enter queued before the first dismiss landed
+            return
         value = event.value.strip()
         if not value:
             self.notify("export: the directory is empty", severity="error")

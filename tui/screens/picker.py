@@ -41,6 +41,8 @@ class PickerScreen(ModalScreen[str | None]):
         lst.focus()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if not self.is_current:   # a second Enter queued before the first dismiss landed
+            return
         self.dismiss(event.option.id[3:])
 
     def action_cancel(self) -> None:
