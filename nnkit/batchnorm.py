@@ -93,6 +93,7 @@ def bn_relu_forward(Y, gamma, beta, eps=1e-5, *, out=None):
 
 def _backward_train(dout, cache: BatchNormCache, full, out, name):
     v.cache_of(cache, BatchNormCache, "batchnorm_forward / bn_relu_forward")
+    full = v.flag("full", full)
     Y = cache.Y
     dout = v.upstream(name, dout, Y.shape, Y.dtype)
     M = Y.shape[1]

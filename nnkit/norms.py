@@ -101,6 +101,7 @@ def instancenorm_forward(X, gamma, beta, eps=1e-5, *, out=None):
 
 def _row_backward(dZ, cache, full, out, producer):
     v.cache_of(cache, RowNormCache, producer)
+    full = v.flag("full", full)
     X = cache.X
     dZ = v.upstream("dZ", dZ, X.shape, X.dtype)
     R = cache.mean.size

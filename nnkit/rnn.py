@@ -131,6 +131,7 @@ def rnn_backward(dH, cache: RNNCache, *, truncate=None, full=True, out=None) -> 
     `out` receives dX.
     """
     v.cache_of(cache, RNNCache, "rnn_forward")
+    full = v.flag("full", full)
     X, H = cache.X, cache.H
     k = v.truncate_steps(truncate)
     dH = v.upstream("dH", dH, H.shape, X.dtype)
@@ -233,6 +234,7 @@ def birnn_backward(dY, cache: BiRNNCache, *, full=True, out=None) -> BiRNNGrads:
     full=False skips the total state gradients dhf, dhb; `out` receives dX.
     """
     v.cache_of(cache, BiRNNCache, "birnn_forward")
+    full = v.flag("full", full)
     X, Hf, Hb = cache.X, cache.Hf, cache.Hb
     dY = v.upstream("dY", dY, cache.Y.shape, X.dtype)
     T, B, M = Hf.shape

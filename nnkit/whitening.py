@@ -220,6 +220,7 @@ def whitening_relu_forward(Y, gamma, beta, eps=1e-5, method="zca", group_size=No
 
 # ----------------------------------------------------------------- backward
 def _backward(dout, cache: WhiteningCache, full, out, name):
+    full = v.flag("full", full)
     Y = cache.Y
     dout = v.upstream(name, dout, Y.shape, Y.dtype)
     B, M = Y.shape

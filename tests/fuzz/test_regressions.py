@@ -184,3 +184,24 @@ def test_recurrent_layers_name_their_input():
 def test_flatten_of_an_empty_batch():
     # was: numpy's "cannot reshape array of size 0 into shape (0,newaxis)"
     assert nk.Flatten()(np.zeros((0, 2, 3))).shape == (0, 6)
+
+
+@pytest.mark.parametrize("full", [np.array([2, 2]), 1, "yes", None])
+def test_backward_full_flag_is_checked(full):
+    # was: numpy's "truth value of an array ... is ambiguous" (rnn.py), or any
+    # truthy object taken as True
+    rng = np.random.default_rng(3)
+    _, c = nk.rnn_forward(rng.standard_normal((2, 3, 4)), None, rng.standard_normal((5, 4)),
+                          rng.standard_normal((5, 5)), None)
+    with pytest.raises(TypeError, match=r"^full: "):
+        nk.rnn_backward(np.ones((2, 3, 5)), c, full=full)
+    Y = rng.standard_normal((4, 3))
+    _, c = nk.batchnorm_forward(Y, np.ones(3), np.zeros(3))
+    with pytest.raises(TypeError, match=r"^full: "):
+        nk.batchnorm_backward(np.ones((4, 3)), c, full=full)
+    _, c = nk.whitening_forward(Y, np.ones(3), np.zeros(3))
+    with pytest.raises(TypeError, match=r"^full: "):
+        nk.whitening_backward(np.ones((4, 3)), c, full=full)
+    _, c = nk.layernorm_forward(Y, np.ones(3), np.zeros(3))
+    with pytest.raises(TypeError, match=r"^full: "):
+        nk.layernorm_backward(np.ones((4, 3)), c, full=full)
