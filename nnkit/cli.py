@@ -1,4 +1,4 @@
-"""`nnkit` command line: finite-difference checks of every registered walkthrough.
+"""`nnkit` command line: gradient checks, verified derivations, conv shapes, training, benchmarks.
 
     nnkit list                          the walkthroughs
     nnkit lessons [NAME ...] [--seed N] [--list] [--json]   the verified derivations

@@ -258,6 +258,18 @@ async def test_help_screen_opens_and_closes(started_app):
         assert app.screen is app.main
 
 
+async def test_help_lists_the_app_keys_too(started_app):
+    """l, k and t open app-level screens: the help must list them beside the
+    walkthrough keys (it read only the screen's bindings before)."""
+    async with started_app() as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        help_screen = pilot.app.screen
+        assert isinstance(help_screen, HelpScreen)
+        actions = {b.action for b in help_screen.bindings}
+        assert {"lessons", "conv_calc", "training", "check_all", "quit"} <= actions
+
+
 async def test_small_terminals_do_not_crash(started_app):
     for size in ((80, 24), (60, 20)):
         async with started_app(size=size) as pilot:

@@ -118,7 +118,8 @@ class WalkthroughActions:
         self.app.push_screen(ExportScreen(suggested), done)
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(MAIN_BINDINGS))
+        # the screen's keys, then the app's (lessons, conv calculator, training)
+        self.app.push_screen(HelpScreen(list(MAIN_BINDINGS) + list(self.app.BINDINGS)))
 
     def action_quit(self) -> None:
         self.app.exit()

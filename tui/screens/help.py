@@ -1,4 +1,4 @@
-"""Help: the keys (read from the main screen's bindings, so it cannot drift)
+"""Help: the keys (read from the main screen's and the app's bindings, so it cannot drift)
 and what the panels show."""
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def key_table(bindings: list[Binding], extra: list[tuple[str, str]]) -> Table:
 
 
 _NAMES = {"right": "→", "left": "←", "question_mark": "?", "escape": "esc",
-          "space": "space", "home": "home", "end": "end", "up": "↑", "down": "↓"}
+          "space": "space", "home": "home", "end": "end", "up": "↑", "down": "↓",
+          "plus": "+", "equals_sign": "=", "minus": "−", "pagedown": "pgdn",
+          "pageup": "pgup"}
 
 
 def _key_name(key: str) -> str:
