@@ -30,11 +30,13 @@ FAMILY_MODULES = {"batchnorm", "conv", "conv_shapes", "dense", "dropout", "layer
 def public_callables():
     for name in dir(nk):
         obj = getattr(nk, name)
-        if name.startswith("_") or inspect.ismodule(obj) and name in FAMILY_MODULES:
+        # submodules are not entry points (and become attributes of nnkit as soon as
+        # anything imports them): init and optim are checked name by name below
+        if name.startswith("_") or inspect.ismodule(obj):
             continue
         if inspect.isclass(obj) and not issubclass(obj, nk.Layer):
             continue          # caches, named gradients, reports: results, not entry points
-        if callable(obj) or inspect.ismodule(obj):
+        if callable(obj):
             yield name
 
 
