@@ -68,6 +68,20 @@ cpdef int geometry_status(long long n, long long k, long long s, long long p,
 
 
 # ------------------------------------------------------------- im2col
+# The output columns [lo, hi) whose input column ow*sw + off lies inside the
+# row (0 <= ow*sw + off <= W-1); the rest read padding. Empty: lo == hi.
+cdef inline void _inside(Py_ssize_t off, int sw, Py_ssize_t W, Py_ssize_t Wo,
+                         Py_ssize_t* lo_out, Py_ssize_t* hi_out) noexcept nogil:
+    cdef Py_ssize_t lo = 0 if off >= 0 else (-off + sw - 1) // sw
+    cdef Py_ssize_t hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
+    if hi > Wo:
+        hi = Wo
+    if lo > hi:
+        lo = hi
+    lo_out[0] = lo
+    hi_out[0] = hi
+
+
 # col (K, H'W') for one sample: row r = (c, i, j) holds, for every output
 # position (oh, ow), x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 in the
 # padding). One read of the input per kernel tap, one write of col
@@ -82,13 +96,7 @@ cdef void _im2col(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
         for i in range(kh):
             for j in range(kw):
                 off = j * dw - pw
-                # ow with 0 <= ow*sw + off <= W-1
-                lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-                if hi > Wo:
-                    hi = Wo
-                if lo > hi:
-                    lo = hi
+                _inside(off, sw, W, Wo, &lo, &hi)
                 for oh in range(Ho):
                     dst = col + ((c * kh + i) * kw + j) * L + oh * Wo
                     ih = oh * sh - ph + i * dh
@@ -121,12 +129,7 @@ cdef void _col2im(const floating* dcol, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
         for i in range(kh):
             for j in range(kw):
                 off = j * dw - pw
-                lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                hi = (W - 1 - off) // sw + 1 if W - 1 - off >= 0 else 0
-                if hi > Wo:
-                    hi = Wo
-                if lo > hi:
-                    lo = hi
+                _inside(off, sw, W, Wo, &lo, &hi)
                 for oh in range(Ho):
                     ih = oh * sh - ph + i * dh
                     if ih < 0 or ih >= H:

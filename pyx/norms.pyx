@@ -43,16 +43,12 @@
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
-from _common cimport floating, team_size
+from _common cimport floating, row_start, team_size
 
 cdef enum:
     LANES = 64            # independent partial sums (4 AVX-512 registers of float32)
     CHUNK = 2048          # elements per float-type chunk: 32 terms per lane
     MAX_CHUNK_ROWS = 64   # rows per float-type column partial (layer norm backward)
-
-
-cdef inline Py_ssize_t _row_start(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t R) noexcept nogil:
-    return (R * t) // nt
 
 
 # ------------------------------------------------------------- statistics
@@ -160,13 +156,32 @@ def forward(const floating[:, ::1] X,        # IN  (R, D) rows to normalize
         nt = <int>R
     with nogil:
         for t in prange(nt, schedule="static", num_threads=nt):
-            _forward_rows(&X[0, 0], _row_start(t, nt, R), _row_start(t + 1, nt, R), D,
+            _forward_rows(&X[0, 0], row_start(t, nt, R), row_start(t + 1, nt, R), D,
                           &gamma[0], &beta[0], C, eps, &out[0, 0], &mean[0], &var[0],
                           &rstd[0])
     return None
 
 
 # --------------------------------------------------------------- backward
+# The backward sweeps keep three row sums in LANES independent float-type
+# partials each (a chunk of at most CHUNK elements), added into double per chunk.
+cdef inline void _lanes_zero(floating* la, floating* lb, floating* lx) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(LANES):
+        la[k] = 0
+        lb[k] = 0
+        lx[k] = 0
+
+
+cdef inline void _lanes_add(const floating* la, const floating* lb, const floating* lx,
+                            double* a, double* b, double* c) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(LANES):
+        a[0] += la[k]
+        b[0] += lb[k]
+        c[0] += lx[k]
+
+
 # Layer norm, rows [r0, r1): dX (and dXhat), per-row dmean/dvar, and the
 # column sums sg = sum dy*xhat, sb = sum dy into double (D each), with
 # float-type partials pg, pb (D each) flushed every MAX_CHUNK_ROWS rows.
@@ -202,10 +217,7 @@ cdef void _ln_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
         c0 = 0
         while c0 < D:                    # sweep 1: row sums and column partials
             e = min(c0 + CHUNK, D)
-            for k in range(LANES):
-                la[k] = 0
-                lb[k] = 0
-                lx[k] = 0
+            _lanes_zero(la, lb, lx)
             j = c0
             while j + LANES <= e:
                 for k in range(LANES):
@@ -226,10 +238,7 @@ cdef void _ln_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
                 pg[j] += dy[j] * xh
                 pb[j] += dy[j]
                 j += 1
-            for k in range(LANES):
-                a += la[k]
-                b += lb[k]
-                sx += lx[k]
+            _lanes_add(la, lb, lx, &a, &b, &sx)
             c0 = e
         inv = <double>sf
         dv = -0.5 * inv * inv * b
@@ -286,10 +295,7 @@ cdef void _in_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
         c0 = 0
         while c0 < D:
             e = min(c0 + CHUNK, D)
-            for k in range(LANES):
-                la[k] = 0
-                lb[k] = 0
-                lx[k] = 0
+            _lanes_zero(la, lb, lx)
             j = c0
             while j + LANES <= e:
                 for k in range(LANES):
@@ -304,10 +310,7 @@ cdef void _in_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
                 lb[0] += dy[j] * xh
                 lx[0] += xh
                 j += 1
-            for k in range(LANES):
-                sdy += la[k]
-                sdyx += lb[k]
-                sx += lx[k]
+            _lanes_add(la, lb, lx, &sdy, &sdyx, &sx)
             c0 = e
         rb[r] = sdy
         rg[r] = sdyx
@@ -364,8 +367,8 @@ def backward(const floating[:, ::1] dY,       # IN  (R, D) upstream gradient
         if C == 0:
             fl = <floating*>(ws + 2 * nt * D)
             for t in prange(nt, schedule="static", num_threads=nt):
-                _ln_backward_rows(&dY[0, 0], &X[0, 0], _row_start(t, nt, R),
-                                  _row_start(t + 1, nt, R), D, &mean[0], &rstd[0],
+                _ln_backward_rows(&dY[0, 0], &X[0, 0], row_start(t, nt, R),
+                                  row_start(t + 1, nt, R), D, &mean[0], &rstd[0],
                                   &gamma[0], &dX[0, 0], dxh, &dmean[0], &dvar[0],
                                   ws + 2 * t * D, ws + (2 * t + 1) * D,
                                   fl + 2 * t * D, fl + (2 * t + 1) * D)
@@ -380,8 +383,8 @@ def backward(const floating[:, ::1] dY,       # IN  (R, D) upstream gradient
                 dbeta[j] = <floating>acc
         else:
             for t in prange(nt, schedule="static", num_threads=nt):
-                _in_backward_rows(&dY[0, 0], &X[0, 0], _row_start(t, nt, R),
-                                  _row_start(t + 1, nt, R), D, &mean[0], &rstd[0],
+                _in_backward_rows(&dY[0, 0], &X[0, 0], row_start(t, nt, R),
+                                  row_start(t + 1, nt, R), D, &mean[0], &rstd[0],
                                   &gamma[0], C, &dX[0, 0], dxh, &dmean[0], &dvar[0],
                                   ws, ws + R)
             for j in range(P):           # channel j: rows j, j + C, j + 2C, ...

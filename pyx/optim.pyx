@@ -32,6 +32,7 @@ cdef extern from *:
     """
     #include <stddef.h>
     #define NK_OPT static inline
+    enum { NK_SGD, NK_MOMENTUM, NK_ADAM, NK_ADAGRAD };
     #define NK_DEFINE_OPTIM(T, S, SQRT)                                                      \
     NK_OPT void nk_sgd_##S(T* restrict p, const T* restrict g, ptrdiff_t n,           \
                                   double lr_, double wd_) {                                  \
@@ -86,24 +87,29 @@ cdef extern from *:
             S_[i] = si;                                                                      \
             p[i] = p[i] - clr * gi / (SQRT(si) + eps);                                       \
         }                                                                                    \
+    }                                                                                        \
+    NK_OPT void nk_step_##S(int rule, T* p, const T* g, T* s1, T* s2, ptrdiff_t n,           \
+                            const double* h) {                                               \
+        switch (rule) {                                                                      \
+        case NK_SGD: nk_sgd_##S(p, g, n, h[0], h[1]); break;                                 \
+        case NK_MOMENTUM: nk_momentum_##S(p, g, s1, n, h[0], h[1], h[2], h[3], (int)h[4]);   \
+            break;                                                                           \
+        case NK_ADAM: nk_adam_##S(p, g, s1, s2, n, h[0], h[1], h[2], h[3], h[4], h[5]);      \
+            break;                                                                           \
+        default: nk_adagrad_##S(p, g, s1, n, h[0], h[1], h[2]);                              \
+        }                                                                                    \
     }
     NK_DEFINE_OPTIM(float, f, __builtin_sqrtf)
     NK_DEFINE_OPTIM(double, d, __builtin_sqrt)
     """
-    void nk_sgd_f(float*, const float*, Py_ssize_t, double, double) noexcept nogil
-    void nk_sgd_d(double*, const double*, Py_ssize_t, double, double) noexcept nogil
-    void nk_momentum_f(float*, const float*, float*, Py_ssize_t, double, double, double,
-                       double, int) noexcept nogil
-    void nk_momentum_d(double*, const double*, double*, Py_ssize_t, double, double, double,
-                       double, int) noexcept nogil
-    void nk_adam_f(float*, const float*, float*, float*, Py_ssize_t, double, double, double,
-                   double, double, double) noexcept nogil
-    void nk_adam_d(double*, const double*, double*, double*, Py_ssize_t, double, double,
-                   double, double, double, double) noexcept nogil
-    void nk_adagrad_f(float*, const float*, float*, Py_ssize_t, double, double,
-                      double) noexcept nogil
-    void nk_adagrad_d(double*, const double*, double*, Py_ssize_t, double, double,
-                      double) noexcept nogil
+    enum:
+        NK_SGD, NK_MOMENTUM, NK_ADAM, NK_ADAGRAD
+    # one slice of rule `rule` (s1, s2: its state arrays, unused ones any valid
+    # pointer); h: the rule's hyperparameters in its C function's order
+    void nk_step_f(int rule, float* p, const float* g, float* s1, float* s2, Py_ssize_t n,
+                   const double* h) noexcept nogil
+    void nk_step_d(int rule, double* p, const double* g, double* s1, double* s2,
+                   Py_ssize_t n, const double* h) noexcept nogil
 
 # Elements per slice a thread takes at a time (static schedule: contiguous runs).
 DEF CHUNK = 16384
@@ -113,21 +119,30 @@ cdef inline Py_ssize_t _chunks(Py_ssize_t n) noexcept nogil:
     return (n + CHUNK - 1) // CHUNK
 
 
-# SGD: θ ← θ − lr·g'.   Reads θ, g; writes θ (3 arrays of traffic).
-def sgd_step(floating[::1] p,           # IN/OUT θ
-             const floating[::1] g,     # IN gradient
-             double lr, double wd, int nthreads):
+# Every rule's step: threads take whole CHUNK-sized slices of θ, g and the
+# state (static schedule: contiguous runs); each slice is one C loop.
+cdef void _steps(int rule, floating[::1] p, const floating[::1] g, floating[::1] s1,
+                 floating[::1] s2, const double* h, int nthreads) noexcept:
     cdef Py_ssize_t n = p.shape[0], c, lo, k
     if n == 0:
-        return None
+        return
     for c in prange(_chunks(n), nogil=True, schedule="static",
                     num_threads=team_size(n, nthreads)):
         lo = c * CHUNK
         k = min(CHUNK, n - lo)
         if floating is float:
-            nk_sgd_f(&p[lo], &g[lo], k, lr, wd)
+            nk_step_f(rule, &p[lo], &g[lo], &s1[lo], &s2[lo], k, h)
         else:
-            nk_sgd_d(&p[lo], &g[lo], k, lr, wd)
+            nk_step_d(rule, &p[lo], &g[lo], &s1[lo], &s2[lo], k, h)
+
+
+# SGD: θ ← θ − lr·g'.   Reads θ, g; writes θ (3 arrays of traffic).
+def sgd_step(floating[::1] p,           # IN/OUT θ
+             const floating[::1] g,     # IN gradient
+             double lr, double wd, int nthreads):
+    cdef double h[2]
+    h[:] = [lr, wd]
+    _steps(NK_SGD, p, g, p, p, h, nthreads)
     return None
 
 
@@ -143,17 +158,9 @@ def momentum_step(floating[::1] p,       # IN/OUT θ
                   floating[::1] buf,      # IN/OUT velocity
                   double mu, double c, double s, double wd, bint nesterov,
                   int nthreads):
-    cdef Py_ssize_t n = p.shape[0], ch, lo, k
-    if n == 0:
-        return None
-    for ch in prange(_chunks(n), nogil=True, schedule="static",
-                     num_threads=team_size(n, nthreads)):
-        lo = ch * CHUNK
-        k = min(CHUNK, n - lo)
-        if floating is float:
-            nk_momentum_f(&p[lo], &g[lo], &buf[lo], k, mu, c, s, wd, nesterov)
-        else:
-            nk_momentum_d(&p[lo], &g[lo], &buf[lo], k, mu, c, s, wd, nesterov)
+    cdef double h[5]
+    h[:] = [mu, c, s, wd, nesterov]
+    _steps(NK_MOMENTUM, p, g, buf, buf, h, nthreads)
     return None
 
 
@@ -171,19 +178,9 @@ def adam_step(floating[::1] p,           # IN/OUT θ
               floating[::1] v,           # IN/OUT second moment
               double beta1, double beta2, double step_size, double inv_bc2_sqrt,
               double eps, double wd, int nthreads):
-    cdef Py_ssize_t n = p.shape[0], c, lo, k
-    if n == 0:
-        return None
-    for c in prange(_chunks(n), nogil=True, schedule="static",
-                    num_threads=team_size(n, nthreads)):
-        lo = c * CHUNK
-        k = min(CHUNK, n - lo)
-        if floating is float:
-            nk_adam_f(&p[lo], &g[lo], &m[lo], &v[lo], k, beta1, beta2, step_size,
-                      inv_bc2_sqrt, eps, wd)
-        else:
-            nk_adam_d(&p[lo], &g[lo], &m[lo], &v[lo], k, beta1, beta2, step_size,
-                      inv_bc2_sqrt, eps, wd)
+    cdef double h[6]
+    h[:] = [beta1, beta2, step_size, inv_bc2_sqrt, eps, wd]
+    _steps(NK_ADAM, p, g, m, v, h, nthreads)
     return None
 
 
@@ -195,15 +192,7 @@ def adagrad_step(floating[::1] p,         # IN/OUT θ
                  const floating[::1] g,   # IN gradient
                  floating[::1] S,         # IN/OUT sum of squared gradients
                  double clr, double eps, double wd, int nthreads):
-    cdef Py_ssize_t n = p.shape[0], c, lo, k
-    if n == 0:
-        return None
-    for c in prange(_chunks(n), nogil=True, schedule="static",
-                    num_threads=team_size(n, nthreads)):
-        lo = c * CHUNK
-        k = min(CHUNK, n - lo)
-        if floating is float:
-            nk_adagrad_f(&p[lo], &g[lo], &S[lo], k, clr, eps, wd)
-        else:
-            nk_adagrad_d(&p[lo], &g[lo], &S[lo], k, clr, eps, wd)
+    cdef double h[3]
+    h[:] = [clr, eps, wd]
+    _steps(NK_ADAGRAD, p, g, S, S, h, nthreads)
     return None
