@@ -5,8 +5,11 @@ pasting it would run it; a block whose first line is `# continues the
 previous block` runs in the namespace of the one before. ```py blocks are
 sketches (the "Adding a family" template) and are not run.
 """
+import importlib.util
 import re
 from pathlib import Path
+
+import pytest
 
 import numpy as np
 
@@ -26,6 +29,10 @@ def test_readme_python_blocks_run_on_their_own(capsys):
     for i, block in enumerate(blocks):
         if not block.startswith(CONTINUES):
             ns = {}
+        # a block for an optional extra (pip install -e ".[examples]") runs where it is installed
+        if "sklearn" in block and importlib.util.find_spec("sklearn") is None:
+            namespaces.append({})
+            continue
         exec(compile(block, f"{README}:block{i + 1}", "exec"), ns)
         namespaces.append(ns)
     # the examples' own claims: the user's tanh layer passes its check, and
