@@ -124,4 +124,6 @@ class ConfigScreen(ModalScreen[dict | None]):
             self.dismiss(cfg)
 
     def action_cancel(self) -> None:
+        if not self.is_current:   # a second Enter queued before the first dismiss landed
+            return
         self.dismiss(None)

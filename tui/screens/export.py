@@ -67,4 +67,6 @@ class ExportScreen(ModalScreen[Path | None]):
         self.dismiss(Path(value).expanduser())
 
     def action_cancel(self) -> None:
+        if not self.is_current:   # a second Enter queued before the first dismiss landed
+            return
         self.dismiss(None)

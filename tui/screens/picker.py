@@ -46,4 +46,6 @@ class PickerScreen(ModalScreen[str | None]):
         self.dismiss(event.option.id[3:])
 
     def action_cancel(self) -> None:
+        if not self.is_current:   # a second Enter queued before the first dismiss landed
+            return
         self.dismiss(None)
