@@ -34,5 +34,7 @@ def generator(seed: int | None = None, rng: np.random.Generator | None = None
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed: expected an int or None, got {type(seed).__name__} {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed: expected an int >= 0 or None, got {seed}")
         return np.random.default_rng(seed)
     return _generator

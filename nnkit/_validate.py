@@ -119,6 +119,15 @@ def out_array(out, shape: tuple, dtype, name: str = "out") -> np.ndarray:
     return out
 
 
+def ndim_of(x) -> int:
+    """np.ndim(x), or -1 where NumPy cannot make an array of x (a ragged list):
+    for dispatching on the number of axes before the argument is checked."""
+    try:
+        return np.ndim(x)
+    except Exception:
+        return -1
+
+
 def array_or_empty(x) -> np.ndarray:
     """x itself if it is an array, else an empty one: for a layer's buffer-overlap
     test before the argument is checked (a ragged list must reach the check,
@@ -470,7 +479,11 @@ def labelled_data(X, y, name_X: str = "X", name_y: str = "y"):
     if X.ndim < 1:
         raise ValueError(f"{name_X}: expected at least 1 axis (samples first), got a scalar")
     nonempty(name_X, X, "(n, features...)")
-    y = np.asarray(y)
+    try:
+        y = np.asarray(y)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name_y}: expected integer labels or float targets, got "
+                        f"{type(y).__name__} ({exc})") from None
     if y.ndim < 1 or y.shape[0] != X.shape[0]:
         raise ValueError(f"{name_y}: expected {X.shape[0]} labels or targets (one per row "
                          f"of {name_X}), got shape {y.shape}")
@@ -553,7 +566,7 @@ def conv_axis(axis: str, n: int, k: int, s: int, p: int, d: int, formula: str,
                          f"(along {axis}): {formula}")
     eff = d * (k - 1) + 1
     eff_text = f"{k}" if d == 1 else f"{k}, dilated to {d}·({k} − 1) + 1 = {eff}"
-    raise ValueError(f"{kernel_text}_size: the {kernel_text} ({eff_text}) is larger than the "
+    raise ValueError(f"kernel_size: the {kernel_text} ({eff_text}) is larger than the "
                      f"padded input ({n} + 2·{p} = {n + 2 * p}) along {axis}, so the "
                      f"output is empty: {formula}")
 
@@ -616,7 +629,7 @@ def truncate_steps(truncate) -> int:
     if truncate < 1:
         raise ValueError(f"truncate: expected a positive integer or None (full BPTT), "
                          f"got {truncate!r}")
-    return int(truncate)
+    return int(min(truncate, _MAX_DIM))    # a window >= T is full BPTT
 
 
 def class_labels(labels, logits: np.ndarray):

@@ -146,7 +146,7 @@ def batchnorm_eval_forward(Y, gamma, beta, running_mean, running_var, eps=1e-5, 
     v.no_overlap(Z, "out", Y=Y)
     with np.errstate(divide="ignore"):
         inv_std = (1.0 / np.sqrt(rv.astype(np.float64) + eps)).astype(Y.dtype)
-    _k.forward_eval(Y, rm, inv_std, gamma, beta, bool(relu), Z, kernel_threads())
+    _k.forward_eval(Y, rm, inv_std, gamma, beta, v.flag("relu", relu), Z, kernel_threads())
     return Z
 
 

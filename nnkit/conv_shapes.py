@@ -421,6 +421,7 @@ def solve_bottleneck(channels: int = 64, reduction=(0.5, 0.6), kernel_size: int 
     solve_bottleneck(bias=True) gives [50.46, 57.18] (one published solution
     prints [50.43, 57.17], an arithmetic slip), the same widths.
     """
+    bias = v.flag("bias", bias)
     C = v.positive_int("channels", channels)
     k = v.positive_int("kernel_size", kernel_size)
     lo, hi = v.reduction_range(reduction)

@@ -74,7 +74,7 @@ class Layer:
 
     def reuse(self, flag: bool = True) -> "Layer":
         """Opt in (or out) of reusing output buffers across calls (see the module doc)."""
-        self.reuse_buffers = bool(flag)
+        self.reuse_buffers = v.flag("flag", flag)
         if not flag:
             self._buffers.clear()
         return self
@@ -150,7 +150,7 @@ class Linear(Layer):
         else:
             self.add_param("W", W.astype(dtype))
         self.add_param("b", np.zeros(M, dtype))
-        self.bias = bool(bias)
+        self.bias = v.flag("bias", bias)
 
     def _weight(self) -> np.ndarray:
         """W, or γ u/‖u‖ with weight_norm (its cache kept for backward)."""
@@ -233,7 +233,7 @@ class _FeatureNorm(Layer):
         super().__init__()
         M = v.positive_int("num_features", num_features)
         self.momentum = v.momentum_value(momentum)
-        self.relu = bool(relu)
+        self.relu = v.flag("relu", relu)
         dtype = v.float_dtype(dtype)
         self.add_param("gamma", np.ones(M, dtype))
         self.add_param("beta", np.zeros(M, dtype))
@@ -275,7 +275,7 @@ class BatchNorm(_FeatureNorm):
         self._shape3 = None
 
     def forward(self, Y):
-        if np.ndim(Y) == 3:         # (B, C, F): per channel over batch and features
+        if v.ndim_of(Y) == 3:       # (B, C, F): per channel over batch and features
             Y = v.norm_input("Y", Y, 3, "(B, C, F)")
             Z = self.forward(norms._to_rows(Y))
             self._shape3 = Y.shape
@@ -380,7 +380,7 @@ class RNN(Layer):
         rng, k = generator(seed, rng), 1.0 / np.sqrt(M)
         self.add_param("Wx", _uniform(rng, (M, N), k, dtype))
         self.add_param("Wh", _uniform(rng, (M, M), k, dtype))
-        self.bias = bool(bias)
+        self.bias = v.flag("bias", bias)
         if self.bias:
             self.add_param("b", _uniform(rng, (M,), k, dtype))
         self.dh0 = self.grad_norms = None
@@ -421,7 +421,7 @@ class BiRNN(Layer):
         self.activation = v.choice("activation", activation, rnn.ACTIVATIONS)
         dtype = v.float_dtype(dtype)
         rng, k = generator(seed, rng), 1.0 / np.sqrt(M)
-        self.bias = bool(bias)
+        self.bias = v.flag("bias", bias)
         for c in ("f", "b"):
             self.add_param("Wx" + c, _uniform(rng, (M, N), k, dtype))
             self.add_param("Wh" + c, _uniform(rng, (M, M), k, dtype))
@@ -493,7 +493,7 @@ class Sequential(Layer):
             for name, p, g in layer.named_parameters():
                 self.params[f"{i}.{name}"] = p
                 self.grads[f"{i}.{name}"] = g
-        self.reuse(reuse_buffers)
+        self.reuse(v.flag("reuse_buffers", reuse_buffers))
 
     def train(self, mode: bool = True) -> "Sequential":
         super().train(mode)
@@ -633,7 +633,7 @@ class Conv2d(Layer):
         self.padding = conv._layer_padding(padding, (kh, kw), self.stride, self.dilation)
         rng, bound, dtype = generator(seed, rng), 1.0 / np.sqrt(C_in * kh * kw), v.float_dtype(dtype)
         self.add_param("W", _uniform(rng, (C_out, C_in, kh, kw), bound, dtype))
-        self.bias = bool(bias)
+        self.bias = v.flag("bias", bias)
         if self.bias:
             self.add_param("b", _uniform(rng, (C_out,), bound, dtype))
 

@@ -318,6 +318,6 @@ def whitening_eval_stacks(Y, gamma, beta, rm, Wstacks, g, relu, out=None):
     v.no_overlap(Z, "out", Y=Y)
     Yc = Y - rm
     yhat = np.empty_like(Y)
-    _k.apply(Yc, g, *kernel_args(Wstacks), gamma, beta, bool(relu), yhat, Z,
+    _k.apply(Yc, g, *kernel_args(Wstacks), gamma, beta, v.flag("relu", relu), yhat, Z,
              kernel_threads(beside_blas=True))
     return Z

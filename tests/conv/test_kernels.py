@@ -286,7 +286,7 @@ W4 = np.zeros((4, 3, 3, 3))
     (lambda: nk.conv2d_backward(np.zeros((2, 4, 6, 6), np.float32), nk.conv2d_forward(X4, W4)[1]),
      TypeError, "dY: expected dtype float64"),
     (lambda: nk.maxpool2d_forward(X4, 3, padding=2), ValueError, "padding: expected p1 <= k1/2"),
-    (lambda: nk.maxpool2d_forward(X4, 9), ValueError, "window_size: the window (9)"),
+    (lambda: nk.maxpool2d_forward(X4, 9), ValueError, "kernel_size: the window (9)"),
     (lambda: nk.maxpool2d_forward(X4.astype(np.int32), 2), TypeError, "X: expected dtype"),
     (lambda: nk.avgpool2d_forward(X4[0], 2), ValueError, "X: expected a 4-D array"),
     (lambda: nk.avgpool2d_forward(X4, (2, 2, 2)), ValueError, "kernel_size"),

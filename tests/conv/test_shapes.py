@@ -129,7 +129,7 @@ def test_impossible_geometry_messages(kwargs, msg):
 def test_pool_messages():
     with pytest.raises(ValueError, match=r"padding: expected p1 <= k1/2 = 3/2 for pooling"):
         nk.pool2d_output_shape((1, 8, 8, 1), 3, padding=2)
-    with pytest.raises(ValueError, match=r"window_size: the window \(5\) is larger than the "
+    with pytest.raises(ValueError, match=r"kernel_size: the window \(5\) is larger than the "
                        r"padded input \(4 \+ 2·0 = 4\) along W.*W' = ⌊\(4 \+ 2·0 − 5\)/5⌋ \+ 1"):
         nk.pool2d_output_shape((1, 4, 8, 1), 5)
     with pytest.raises(ValueError, match="Lp pooling takes no padding"):

@@ -176,7 +176,8 @@ def layernorm(X, gamma, beta, eps):
 
 
 def _cshape(X):
-    return (1, X.shape[1]) + (1,) * (np.ndim(X) - 2)
+    X = np.asarray(X)
+    return (1, X.shape[1]) + (1,) * (X.ndim - 2)
 
 
 def instancenorm(X, gamma, beta, eps):

@@ -205,3 +205,57 @@ def test_backward_full_flag_is_checked(full):
     _, c = nk.layernorm_forward(Y, np.ones(3), np.zeros(3))
     with pytest.raises(TypeError, match=r"^full: "):
         nk.layernorm_backward(np.ones((4, 3)), c, full=full)
+
+
+# ------------------------------------------------- from the 100,000-case run
+def test_flags_are_checked():
+    # was: numpy's "truth value of an array ... is ambiguous" at the first `if`
+    rng = np.random.default_rng(4)
+    Y = rng.standard_normal((3, 2))
+    with pytest.raises(TypeError, match=r"^relu: "):
+        nk.batchnorm_eval_forward(Y, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2),
+                                  relu=np.array([2, 2]))
+    with pytest.raises(TypeError, match=r"^relu: "):
+        nk.whitening_eval_forward(Y, np.ones(2), np.zeros(2), np.zeros(2), np.eye(2),
+                                  relu=np.array([2, 2]))
+    with pytest.raises(TypeError, match=r"^bias: "):
+        nk.Linear(2, 3, bias=np.array([2, 2]))
+    with pytest.raises(TypeError, match=r"^reuse_buffers: "):
+        nk.Sequential(nk.ReLU(), reuse_buffers=np.array([2, 2]))
+    with pytest.raises(TypeError, match=r"^bias: "):
+        nk.solve_bottleneck(bias=np.array([2, 2]))
+
+
+def test_negative_layer_seed():
+    # was: numpy's "expected non-negative integer" from default_rng(-1)
+    with pytest.raises(ValueError, match=r"^seed: "):
+        nk.Linear(2, 3, seed=-1)
+    with pytest.raises(ValueError, match=r"^seed: "):
+        nk.Dropout(0.5, seed=-1)
+
+
+def test_huge_truncate_is_full_bptt():
+    # was: OverflowError "Python int too large to convert to C ssize_t" in rnn.pyx
+    rng = np.random.default_rng(5)
+    _, c = nk.rnn_forward(rng.standard_normal((3, 2, 4)), None, rng.standard_normal((5, 4)),
+                          rng.standard_normal((5, 5)) * 0.3, None)
+    dH = rng.standard_normal((3, 2, 5))
+    full, huge = nk.rnn_backward(dH, c), nk.rnn_backward(dH, c, truncate=2**63)
+    np.testing.assert_array_equal(full.dWh, huge.dWh)
+
+
+def test_pooling_window_message_names_kernel_size():
+    # was: "window_size: ...", a name no pooling function takes
+    with pytest.raises(ValueError, match=r"^kernel_size: the window \(3\)"):
+        nk.maxpool2d_forward(np.zeros((1, 1, 2, 2)), 3)
+
+
+def test_ragged_inputs_of_fit_and_batchnorm():
+    # was: numpy's inhomogeneous-shape ValueError naming nothing
+    ragged = [[1.0, 2.0], [3.0]]
+    model = nk.Sequential(nk.Linear(3, 2, seed=0))
+    with pytest.raises(TypeError, match=r"^y: "):
+        nk.train.fit(model, nk.SoftmaxCrossEntropy(), nk.optim.SGD(model, lr=0.1),
+                     np.zeros((2, 3)), ragged, 1, 2, progress=False)
+    with pytest.raises(TypeError, match=r"^Y: "):
+        nk.BatchNorm(2)(ragged)
