@@ -506,7 +506,7 @@ if hasattr(nk, "conv2d_forward"):
          # KNOWN (issue 12 report): a kernel that, dilated, outgrows the input is
          # reported as "kernel_size: ..." (conv2d_output_shape's argument), while
          # conv2d_forward's arguments are W and dilation
-         known=(r"not naming an argument: 'kernel_size: the kernel",))
+         known=(r"not naming an argument: .kernel_size: the kernel",))
 
     def b_conv_bwd(d):
         a = b_conv(d)
@@ -724,7 +724,8 @@ def make_opt(kind):
 def opt_ref(kind):
     def ref(a):
         kw = {k: v for k, v in a.items() if k not in ("params", "grads")}
-        if abs(float(kw.get("lr", 0.0))) > 1e30:   # θ overflows to ±inf (IEEE, right)
+        if max(abs(float(kw.get("lr", 0.0))),
+               abs(float(kw.get("weight_decay", 0.0)))) > 1e30:   # θ overflows (IEEE, right)
             return None
         return [R.optim_first_step(kind, a["params"], a["grads"], kw)]
     return ref
