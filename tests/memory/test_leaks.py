@@ -1,21 +1,31 @@
-"""No growth of resident memory over 10,000 forward+backward calls of each layer.
+"""No memory growth over 10,000 forward+backward calls of each layer.
 
 Each layer runs 1,000 warm-up calls (allocator pools, thread-local conv
 workspaces, BLAS buffers reach their steady state), then 10,000 calls on the
-same small input; the test prints the growth of RSS (/proc/self/statm) in
-bytes per call and asserts it stays below LEAK_BOUND_BYTES_PER_CALL.
+same small input. Two counts are taken before and after, and printed per call:
 
-What the bound stands for: the smallest array a leaking call could keep
-alive here is one (8, 16) float64 output or cache, 1,024 data bytes plus a
-~100-byte header: 10,000 calls of it grow RSS by ≥ 11 MB. 100 bytes per call
-(1 MB over the run) is ten times below that and above what glibc's arena
-and Python's small-object pools move by without any leak (measured: 0–20
-bytes per call). NNKIT_LEAK_CALLS changes the number of calls.
+- the bytes malloc has handed out and not had back (glibc's mallinfo2:
+  uordblks + hblkhd). Every NumPy array body and every buffer a kernel
+  allocates comes from malloc. Resident memory (RSS) is the wrong measure
+  here: after the tests before this one the heap holds freed pages, a leak
+  refills them and RSS does not move (a planted leak measured 0 bytes per
+  call in CI). Without mallinfo2 (not glibc) RSS is the fallback.
+- Python's allocated blocks (sys.getallocatedblocks): a leaked Python object
+  (an array header, a cache, a dict) is at least one block.
+
+The bounds: the smallest array a leaking call could keep alive here is one
+(8, 16) float64 output or cache, 1,024 data bytes plus its header block.
+100 bytes and 0.1 blocks per call are ten times below one leaked array;
+without a leak both stay near 0 (measured: the table the test prints with
+`pytest -s tests/memory/test_leaks.py`). NNKIT_LEAK_CALLS changes the number
+of calls.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -25,6 +35,25 @@ from .layer_cases import LAYERS, labels_for, step
 CALLS = int(os.environ.get("NNKIT_LEAK_CALLS", "10000"))
 WARMUP = 1000
 LEAK_BOUND_BYTES_PER_CALL = 100
+LEAK_BOUND_BLOCKS_PER_CALL = 0.1
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+        "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo2():
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+_MALLINFO2 = _mallinfo2()
 
 
 def rss_bytes() -> int:
@@ -32,9 +61,33 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
+def heap_bytes() -> int:
+    """Bytes in use from malloc (RSS where glibc's mallinfo2 is missing)."""
+    if _MALLINFO2 is None:
+        return rss_bytes()
+    info = _MALLINFO2()
+    return info.uordblks + info.hblkhd
+
+
+def growth_per_call(run, calls: int) -> tuple[float, float]:
+    """(bytes, Python blocks) gained per call over `calls` calls of run()."""
+    gc.collect()
+    bytes0, blocks0 = heap_bytes(), sys.getallocatedblocks()
+    for _ in range(calls):
+        run()
+    gc.collect()
+    return ((heap_bytes() - bytes0) / calls,
+            (sys.getallocatedblocks() - blocks0) / calls)
+
+
+measurable = pytest.mark.skipif(
+    _MALLINFO2 is None and not os.path.exists("/proc/self/statm"),
+    reason="needs glibc's mallinfo2 or /proc (Linux)")
+
+
+@measurable
 @pytest.mark.parametrize("name", list(LAYERS))
-def test_no_rss_growth(name):
+def test_no_memory_growth(name):
     make, data = LAYERS[name]
     rng = np.random.default_rng(0)
     layer = make(np.float64)
@@ -42,19 +95,19 @@ def test_no_rss_growth(name):
     labels = labels_for(rng, X) if dY is None else None
     for _ in range(WARMUP):
         step(layer, X, dY, labels)
-    gc.collect()
-    before = rss_bytes()
-    for _ in range(CALLS):
-        step(layer, X, dY, labels)
-    gc.collect()
-    per_call = (rss_bytes() - before) / CALLS
-    print(f"\n{name}: {per_call:+.1f} bytes per forward+backward over {CALLS} calls")
+    per_call, blocks = growth_per_call(lambda: step(layer, X, dY, labels), CALLS)
+    print(f"\n{name}: {per_call:+.1f} bytes, {blocks:+.4f} Python blocks "
+          f"per forward+backward over {CALLS} calls")
     assert per_call < LEAK_BOUND_BYTES_PER_CALL, \
-        f"{name}: RSS grew {per_call:.0f} bytes per call over {CALLS} calls"
+        f"{name}: malloc'd memory grew {per_call:.0f} bytes per call over {CALLS} calls"
+    assert blocks < LEAK_BOUND_BLOCKS_PER_CALL, \
+        f"{name}: {blocks:.3f} Python blocks per call left allocated over {CALLS} calls"
 
 
+@measurable
 def test_the_measure_sees_a_leak():
-    """The measure can fail: a layer that keeps each (8, 16) output it makes."""
+    """The measure can fail: a layer that keeps each (8, 16) output it makes,
+    run after a large array was freed (the heap has room: RSS would not move)."""
     kept = []
 
     class Leaky:
@@ -66,10 +119,9 @@ def test_the_measure_sees_a_leak():
             return dY
         grads = {}
 
+    room = np.ones(4_000_000)       # 32 MB the heap keeps after it is freed
+    del room
     X = np.ones((8, 16))
-    gc.collect()
-    before = rss_bytes()
-    for _ in range(2000):
-        step(Leaky(), X, X)
-    per_call = (rss_bytes() - before) / 2000
+    per_call, blocks = growth_per_call(lambda: step(Leaky(), X, X), 2000)
     assert per_call > LEAK_BOUND_BYTES_PER_CALL, per_call
+    assert blocks > LEAK_BOUND_BLOCKS_PER_CALL, blocks

@@ -27,6 +27,10 @@ async def test_number_table_height_is_known_as_soon_as_rows_are_added(started_ap
         assert table.row_count == 7
         # no await between the draw and this: exactly what a racing layout pass sees
         assert table.get_content_height(Size(80, 24), Size(80, 24), 80) == 1 + 7
+        # the row numbers are a column of their own, with its width given
+        # (a DataTable row label is measured at idle too: a frame without them)
+        assert [str(table.get_row_at(i)[0]) for i in range(7)] == [str(i) for i in range(7)]
+        assert table.ordered_columns[0].width == 1 and table.fixed_columns == 1
         await pilot.pause()
         assert table.size.height == 1 + 7
 

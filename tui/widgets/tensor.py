@@ -153,7 +153,7 @@ class TensorView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(classes="tv-title")
         yield Static(classes="tv-stats")
-        table = NumberTable(show_cursor=False, classes="tv-table")
+        table = NumberTable(show_cursor=False, fixed_columns=1, classes="tv-table")
         table.can_focus = False     # arrows belong to the step navigation
         yield table
         with ScrollableContainer(classes="tv-heat-scroll"):
@@ -230,9 +230,13 @@ class TensorView(Vertical):
         r, c = d.table.shape
         cells = [[cell(d.table[i, j], unsampled=d.nan_means_unsampled,
                        marked=d.mark == (i, j)) for j in range(c)] for i in range(r)]
-        # explicit widths: a refilled table otherwise keeps its first columns' widths
+        # The row index is a fixed first column, not a DataTable row label:
+        # DataTable measures its label column only when it next goes idle, and
+        # a frame drawn before that had no row numbers (a flaky snapshot).
+        # Explicit widths: a refilled table otherwise keeps its first widths.
+        table.add_column("", width=len(str(max(r - 1, 0))))
         for j in range(c):
             width = max([len(str(j))] + [row[j].cell_len for row in cells])
             table.add_column(str(j), width=width)
         for i, row in enumerate(cells):
-            table.add_row(*row, label=str(i))
+            table.add_row(Text(str(i), style="bold", justify="right"), *row)
