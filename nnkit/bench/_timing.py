@@ -48,6 +48,26 @@ def torch_module():
     return torch
 
 
+def torch_train_time(torch, forward, inputs, upstream, **timing) -> float | None:
+    """Median time of PyTorch's training forward + backward, timed the same
+    way in every bench: `forward(*tensors)` over `inputs` (NumPy arrays shared
+    with torch, a gradient wanted for each), the gradients cleared as a
+    training loop clears them, then backward from `upstream`. `timing` goes
+    to median_time. None when `torch` is None (absent or not wanted)."""
+    if torch is None:
+        return None
+    tensors = [torch.from_numpy(a).requires_grad_(True) for a in inputs]
+    dout = torch.from_numpy(upstream)
+
+    def step():
+        out = forward(*tensors)
+        for t in tensors:
+            t.grad = None
+        out.backward(dout)
+
+    return median_time(step, **timing)
+
+
 # --------------------------------------------------------------- timing
 def median_time(fn, *, repeats: int = 15, min_seconds: float = 1.0, warmup: int = 2,
                 cooldown: float = 0.3) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 import nnkit as nk
 
 from ._timing import (SETTINGS, Table, bandwidth, gemm_rate, median_time, ratio, share,
-                      torch_module)
+                      torch_module, torch_train_time)
 
 BN_SHAPES = [(64, 256), (256, 1024), (4096, 1024), (16384, 512)]
 RELU_SHAPES = [(4096, 1024)]
@@ -24,6 +24,19 @@ AFFINE_SHAPES = [(64, 784, 256), (256, 1024, 1024), (1024, 4096, 4096)]
 QUICK_BN, QUICK_RELU, QUICK_AFFINE = [(8, 16)], [(8, 16)], [(4, 8, 6)]
 DTYPES = (np.float32, np.float64)
 EPS = 1e-5
+# the BN+ReLU and ReLU tables: both memory-bound over B x M, one layout
+MEMORY_COLUMNS = [("B x M", "text"), ("dtype", "text"), ("nnkit ms", "ms"), ("numpy ms", "ms"),
+                  ("torch ms", "ms"), ("np/nk", "ratio"), ("torch/nk", "ratio"),
+                  ("floor ms", "ms"), ("nk@floor", "share"), ("torch@floor", "share")]
+
+
+def _add_memory_row(t: Table, Y, passes: int, bw: float, t_nk, t_np, t_th) -> None:
+    """A row of a MEMORY_COLUMNS table: the floor is `passes` passes over Y's
+    bytes at the measured bandwidth (the kernel's docstring counts them)."""
+    B, M = Y.shape
+    floor = passes * B * M * Y.itemsize / bw
+    t.add(f"{B}x{M}", Y.dtype.name, t_nk, t_np, t_th, ratio(t_np, t_nk), ratio(t_th, t_nk),
+          floor, share(floor, t_nk), share(floor, t_th))
 
 
 def numpy_bn_relu(Y, g, b, dH):
@@ -47,10 +60,7 @@ def bench_bn(shapes, repeats) -> Table:
     torch = torch_module()
     bw = bandwidth()
     t = Table("bn_relu", f"BN+ReLU training forward+backward (ratio = other/nnkit; floor = "
-              f"7 passes / {bw / 1e9:.1f} GB/s measured)",
-              [("B x M", "text"), ("dtype", "text"), ("nnkit ms", "ms"), ("numpy ms", "ms"),
-               ("torch ms", "ms"), ("np/nk", "ratio"), ("torch/nk", "ratio"),
-               ("floor ms", "ms"), ("nk@floor", "share"), ("torch@floor", "share")])
+              f"7 passes / {bw / 1e9:.1f} GB/s measured)", list(MEMORY_COLUMNS))
     for dt in DTYPES:
         for B, M in shapes:
             rng = np.random.default_rng(0)
@@ -67,23 +77,11 @@ def bench_bn(shapes, repeats) -> Table:
 
             t_nk = median_time(ours, repeats=repeats)
             t_np = median_time(lambda: numpy_bn_relu(Y, g, b, dH), repeats=repeats)
-            t_th = None
-            if torch is not None:
-                tY = torch.from_numpy(Y).requires_grad_(True)
-                tg = torch.from_numpy(g).requires_grad_(True)
-                tb = torch.from_numpy(b).requires_grad_(True)
-                tdH = torch.from_numpy(dH)
-
-                def theirs():
-                    out = torch.relu(torch.nn.functional.batch_norm(
-                        tY, None, None, tg, tb, training=True, eps=EPS))
-                    tY.grad = tg.grad = tb.grad = None
-                    out.backward(tdH)
-
-                t_th = median_time(theirs, repeats=repeats)
-            floor = 7 * B * M * Y.itemsize / bw
-            t.add(f"{B}x{M}", np.dtype(dt).name, t_nk, t_np, t_th, ratio(t_np, t_nk),
-                  ratio(t_th, t_nk), floor, share(floor, t_nk), share(floor, t_th))
+            t_th = torch_train_time(
+                torch, lambda tY, tg, tb: torch.relu(torch.nn.functional.batch_norm(
+                    tY, None, None, tg, tb, training=True, eps=EPS)),
+                (Y, g, b), dH, repeats=repeats)
+            _add_memory_row(t, Y, 7, bw, t_nk, t_np, t_th)
     return t
 
 
@@ -91,9 +89,7 @@ def bench_relu(shapes, repeats) -> Table:
     torch = torch_module()
     bw = bandwidth()
     t = Table("relu", f"ReLU forward+backward (floor = 5 passes / {bw / 1e9:.1f} GB/s)",
-              [("B x M", "text"), ("dtype", "text"), ("nnkit ms", "ms"), ("numpy ms", "ms"),
-               ("torch ms", "ms"), ("np/nk", "ratio"), ("torch/nk", "ratio"),
-               ("floor ms", "ms"), ("nk@floor", "share"), ("torch@floor", "share")])
+              list(MEMORY_COLUMNS))
     for dt in DTYPES:
         for B, M in shapes:
             rng = np.random.default_rng(0)
@@ -110,20 +106,9 @@ def bench_relu(shapes, repeats) -> Table:
 
             t_nk = median_time(ours, repeats=repeats)
             t_np = median_time(numpy_relu, repeats=repeats)
-            t_th = None
-            if torch is not None:
-                tY = torch.from_numpy(Y).requires_grad_(True)
-                tdH = torch.from_numpy(dH)
-
-                def theirs():
-                    out = torch.relu(tY)
-                    tY.grad = None
-                    out.backward(tdH)
-
-                t_th = median_time(theirs, repeats=repeats)
-            floor = 5 * B * M * Y.itemsize / bw
-            t.add(f"{B}x{M}", np.dtype(dt).name, t_nk, t_np, t_th, ratio(t_np, t_nk),
-                  ratio(t_th, t_nk), floor, share(floor, t_nk), share(floor, t_th))
+            t_th = torch_train_time(torch, lambda tY: torch.relu(tY), (Y,), dH,
+                                    repeats=repeats)
+            _add_memory_row(t, Y, 5, bw, t_nk, t_np, t_th)
     return t
 
 
@@ -166,19 +151,9 @@ def bench_affine(shapes, repeats) -> Table:
             t_nk = median_time(ours, repeats=rep)
             t_np = median_time(numpy_full, repeats=rep)
             t_3 = median_time(three_gemms, repeats=rep)
-            t_th = None
-            if torch is not None:
-                tX = torch.from_numpy(X).requires_grad_(True)
-                tW = torch.from_numpy(W).requires_grad_(True)
-                tb = torch.from_numpy(b).requires_grad_(True)
-                tdY = torch.from_numpy(dY)
-
-                def theirs():
-                    out = torch.nn.functional.linear(tX, tW, tb)
-                    tX.grad = tW.grad = tb.grad = None
-                    out.backward(tdY)
-
-                t_th = median_time(theirs, repeats=rep)
+            t_th = torch_train_time(
+                torch, lambda tX, tW, tb: torch.nn.functional.linear(tX, tW, tb), (X, W, b),
+                dY, repeats=rep)
             floor = 6.0 * B * N * M / rate
             t.add(f"{B}x{N}x{M}", np.dtype(dt).name, t_nk, t_np, t_3, t_th,
                   ratio(t_np, t_nk), ratio(t_3, t_nk), ratio(t_th, t_nk), floor,

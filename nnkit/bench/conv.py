@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 import nnkit as nk
 
 from ._timing import (SETTINGS, Table, bandwidth, gemm_rate, median_time, ratio, share,
-                      torch_module)
+                      torch_module, torch_train_time)
 
 CONV_SHAPES = [(32, 3, 32, 32, 16, 3), (16, 64, 56, 56, 64, 3), (64, 32, 16, 16, 64, 3)]
 POOL_SHAPE = (32, 64, 56, 56)
@@ -73,19 +73,9 @@ def bench_conv(shapes, repeats) -> Table:
             t_nk = median_time(ours, repeats=rep, min_seconds=0.5)
             t_np = median_time(lambda: numpy_conv(X, Wt, b, dY, 1), repeats=max(3, rep // 2),
                                min_seconds=0.5)
-            t_th = None
-            if torch is not None:
-                tX = torch.from_numpy(X).requires_grad_(True)
-                tW = torch.from_numpy(Wt).requires_grad_(True)
-                tb = torch.from_numpy(b).requires_grad_(True)
-                tdY = torch.from_numpy(dY)
-
-                def theirs():
-                    out = torch.nn.functional.conv2d(tX, tW, tb, padding=1)
-                    tX.grad = tW.grad = tb.grad = None
-                    out.backward(tdY)
-
-                t_th = median_time(theirs, repeats=rep, min_seconds=0.5)
+            t_th = torch_train_time(
+                torch, lambda tX, tW, tb: torch.nn.functional.conv2d(tX, tW, tb, padding=1),
+                (X, Wt, b), dY, repeats=rep, min_seconds=0.5)
             floor = 3 * 2 * B * Co * C * k * k * H * W / rate
             t.add(f"{B}x{C}x{H}x{W}->{Co} k{k}", np.dtype(dt).name, t_nk, t_np, t_th,
                   ratio(t_np, t_nk), ratio(t_th, t_nk), floor, share(floor, t_nk),
@@ -111,17 +101,8 @@ def bench_pool(shape, repeats) -> Table:
             nk.maxpool2d_backward(dY, cache)
 
         t_nk = median_time(ours, repeats=repeats, min_seconds=0.5)
-        t_th = None
-        if torch is not None:
-            tX = torch.from_numpy(X).requires_grad_(True)
-            tdY = torch.from_numpy(dY)
-
-            def theirs():
-                out = torch.nn.functional.max_pool2d(tX, 2)
-                tX.grad = None
-                out.backward(tdY)
-
-            t_th = median_time(theirs, repeats=repeats, min_seconds=0.5)
+        t_th = torch_train_time(torch, lambda tX: torch.nn.functional.max_pool2d(tX, 2), (X,),
+                                dY, repeats=repeats, min_seconds=0.5)
         n, it = X.size, X.itemsize
         moved = n * it + n // 4 * (it + 4) + n // 4 * (it + 4) + n * it
         floor = moved / bw

@@ -14,7 +14,8 @@ import numpy as np
 
 import nnkit as nk
 
-from ._timing import SETTINGS, Table, bandwidth, median_time, ratio, share, torch_module
+from ._timing import (SETTINGS, Table, bandwidth, median_time, ratio, share, torch_module,
+                      torch_train_time)
 
 SHAPES = [(64, 768), (4096, 1024), (16384, 512)]
 QUICK_SHAPES = [(4, 8)]
@@ -55,19 +56,9 @@ def run() -> list[Table]:
 
         t_nk = median_time(ours, repeats=repeats)
         t_np = median_time(lambda: numpy_layernorm(X, g, b, dY), repeats=repeats)
-        t_th = None
-        if torch is not None:
-            tX = torch.from_numpy(X).requires_grad_(True)
-            tg = torch.from_numpy(g).requires_grad_(True)
-            tb = torch.from_numpy(b).requires_grad_(True)
-            tdY = torch.from_numpy(dY)
-
-            def theirs():
-                out = torch.nn.functional.layer_norm(tX, (D,), tg, tb, EPS)
-                tX.grad = tg.grad = tb.grad = None
-                out.backward(tdY)
-
-            t_th = median_time(theirs, repeats=repeats)
+        t_th = torch_train_time(
+            torch, lambda tX, tg, tb: torch.nn.functional.layer_norm(tX, (D,), tg, tb, EPS),
+            (X, g, b), dY, repeats=repeats)
         floor = 5 * B * D * 4 / bw
         t.add(f"{B}x{D}", t_nk, t_np, t_th, ratio(t_np, t_nk), ratio(t_th, t_nk), floor,
               share(floor, t_nk), share(floor, t_th))
