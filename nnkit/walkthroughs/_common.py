@@ -1,11 +1,12 @@
 """What every walkthrough shares: the seed and dtype parameters, the loss
-L = Σ G ⊙ H against a fixed upstream gradient, and the covariance helpers the
-whitening walkthroughs and nnkit.lessons show. One definition each."""
+L = Σ G ⊙ H against a fixed upstream gradient, the affine head and the
+scale-shift-ReLU tail of the graphs that have them, and the covariance
+helpers the whitening walkthroughs and nnkit.lessons show. One definition each."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..trace import Param
+from ..trace import Node, Param
 
 SEED = Param("seed", 0, "random seed", minimum=0)
 DTYPE = Param("dtype", "float64", "precision", choices=("float64", "float32"))
@@ -23,6 +24,33 @@ def common_params() -> tuple[Param, ...]:
 def dot_loss(G, H) -> np.float64:
     """L = Σ_ij G_ij H_ij in float64: ∂L/∂H = G."""
     return np.sum(np.asarray(G, np.float64) * H)
+
+
+def affine_nodes(b_formula: str = "b ∈ ℝ^M (broadcast over rows)",
+                 y_note: str = "") -> list[Node]:
+    """X, W, b → Y = X Wᵀ + b: the affine layer that opens the bn-relu,
+    whitening and dropout graphs (the same nodes and NumPy function in each;
+    only the text shown for b and Y's note vary)."""
+    return [
+        Node("X", "X ∈ ℝ^{B×N}: one sample per row", role="input"),
+        Node("W", "W ∈ ℝ^{M×N}", role="param"),
+        Node("b", b_formula, role="param"),
+        Node("Y", "Y = X Wᵀ + b", ("X", "W", "b"), lambda X, W, b: X @ W.T + b, note=y_note),
+    ]
+
+
+def scale_shift_relu_nodes() -> list[Node]:
+    """γ, β → Z = γ ⊙ Ŷ + β → H = max(Z, 0) → L = Σ G ⊙ H: what follows the
+    normalization Ŷ in the bn-relu and whitening graphs (the same nodes in both)."""
+    return [
+        Node("gamma", "γ ∈ ℝ^M (learnable scale)", role="param", label="γ"),
+        Node("beta", "β ∈ ℝ^M (learnable shift)", role="param", label="β"),
+        Node("Z", "Z = γ ⊙ Ŷ + β", ("gamma", "Yhat", "beta"),
+             lambda g, Yh, bt: g * Yh + bt),
+        Node("H", "H = max(Z, 0)", ("Z",), lambda Z: np.maximum(Z, 0)),
+        Node("G", "G = ∂L/∂H: a fixed random upstream gradient", role="constant"),
+        Node("L", "L = Σ_ij G_ij H_ij", ("G", "H"), dot_loss, role="loss"),
+    ]
 
 
 def cov(A) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 import nnkit as nk
 
 from ..trace import Node, Param, Trace, Walkthrough, register
-from ._common import FUSED, cast, common_params, dot_loss
+from ._common import FUSED, affine_nodes, cast, common_params, scale_shift_relu_nodes
 
 
 def _mean(Y):
@@ -53,12 +53,7 @@ class BatchNormReLU(Walkthrough):
     def graph(self, cfg):
         eps = cfg["eps"]
         return [
-            Node("X", "X ∈ ℝ^{B×N}: one sample per row", role="input"),
-            Node("W", "W ∈ ℝ^{M×N}", role="param"),
-            Node("b", "b ∈ ℝ^M (broadcast over rows)", role="param"),
-            Node("Y", "Y = X Wᵀ + b", ("X", "W", "b"),
-                 lambda X, W, b: X @ W.T + b,
-                 note="P1: the bias is broadcast over the B rows, never copied."),
+            *affine_nodes(y_note="P1: the bias is broadcast over the B rows, never copied."),
             Node("m", "m_j = (1/B) Σ_i Y_ij", ("Y",), _mean, label="m",
                  note="m feeds both v and Ŷ: dm is a total derivative."),
             Node("v", "v_j = (1/B) Σ_i (Y_ij − m_j)²", ("Y", "m"), _var,
@@ -66,13 +61,7 @@ class BatchNormReLU(Walkthrough):
             Node("Yhat", f"Ŷ = (Y − m) / √(v + ε),  ε = {eps:g}", ("Y", "m", "v"),
                  lambda Y, m, v: (Y - m) / np.sqrt(v + eps), label="Ŷ",
                  note="Each column has mean 0 and variance v/(v+ε)."),
-            Node("gamma", "γ ∈ ℝ^M (learnable scale)", role="param", label="γ"),
-            Node("beta", "β ∈ ℝ^M (learnable shift)", role="param", label="β"),
-            Node("Z", "Z = γ ⊙ Ŷ + β", ("gamma", "Yhat", "beta"),
-                 lambda g, Yh, bt: g * Yh + bt),
-            Node("H", "H = max(Z, 0)", ("Z",), lambda Z: np.maximum(Z, 0)),
-            Node("G", "G = ∂L/∂H: a fixed random upstream gradient", role="constant"),
-            Node("L", "L = Σ_ij G_ij H_ij", ("G", "H"), dot_loss, role="loss"),
+            *scale_shift_relu_nodes(),
         ]
 
     def leaves(self, cfg, rng):

@@ -16,7 +16,7 @@ import numpy as np
 import nnkit as nk
 
 from ..trace import Node, Param, Trace, Walkthrough, register
-from ._common import cast, common_params, dot_loss
+from ._common import affine_nodes, cast, common_params, dot_loss
 
 _MASK_SALT = 7919    # the mask's generator: seed + salt (not the leaves' generator)
 
@@ -44,10 +44,7 @@ class DropoutWalkthrough(Walkthrough):
     def graph(self, cfg):
         p = cfg["keep"]
         return [
-            Node("X", "X ∈ ℝ^{B×N}: one sample per row", role="input"),
-            Node("W", "W ∈ ℝ^{M×N}", role="param"),
-            Node("b", "b ∈ ℝ^M", role="param"),
-            Node("Y", "Y = X Wᵀ + b", ("X", "W", "b"), lambda X, W, b: X @ W.T + b),
+            *affine_nodes(b_formula="b ∈ ℝ^M"),
             Node("H", "H = max(Y, 0)", ("Y",), lambda Y: np.maximum(Y, 0)),
             Node("R", f"R_ij ~ Bernoulli(p = {p:g}): the mask (1 keeps, 0 drops)",
                  role="constant",

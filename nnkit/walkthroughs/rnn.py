@@ -67,6 +67,22 @@ def _activation_configs(default: str) -> list[dict]:
     return [dict(activation=a, seed=7) for a in ACTIVATIONS if a != default]
 
 
+def _stacked(values: dict, name: str, T: int) -> np.ndarray:
+    """The per-step nodes name[1] … name[T] as one (T, B, ·) array: the
+    time-major layout the kernels take (both walkthroughs feed them this way)."""
+    return np.stack([values[f"{name}[{t}]"] for t in range(1, T + 1)])
+
+
+def _draw_steps(vals: dict, rng, T: int, B: int, N: int, const: str, width: int) -> dict:
+    """Add the per-step leaves of both walkthroughs to vals: the input x[t]
+    (B, N) and the constant const[t] (B, width) (targets z or upstream G),
+    drawn step by step in that order (the order fixes each seed's values)."""
+    for t in range(1, T + 1):
+        vals[f"x[{t}]"] = rng.standard_normal((B, N))
+        vals[f"{const}[{t}]"] = rng.standard_normal((B, width))
+    return vals
+
+
 def _loss(*ys_and_zs):
     T = len(ys_and_zs) // 2
     return 0.5 * sum(np.sum((np.asarray(y, np.float64) - np.asarray(z, np.float64)) ** 2)
@@ -148,15 +164,11 @@ class BiRNNWalkthrough(Walkthrough):
             "hf[0]": 0.5 * rng.standard_normal((B, M)),
             f"hb[{T + 1}]": 0.5 * rng.standard_normal((B, M)),
         }
-        for t in range(1, T + 1):
-            vals[f"x[{t}]"] = rng.standard_normal((B, N))
-            vals[f"z[{t}]"] = rng.standard_normal((B, K))
-        return cast(vals, cfg["dtype"])
+        return cast(_draw_steps(vals, rng, T, B, N, "z", K), cfg["dtype"])
 
     def _run(self, values, cfg):
         T = cfg["T"]
-        X = np.stack([values[f"x[{t}]"] for t in range(1, T + 1)])
-        Z = np.stack([values[f"z[{t}]"] for t in range(1, T + 1)])
+        X, Z = _stacked(values, "x", T), _stacked(values, "z", T)
         Y, cache = nk.birnn_forward(X, values["hf[0]"], values[f"hb[{T + 1}]"],
                                      values["Uf"], values["Wf"], values["Ub"], values["Wb"],
                                      values["Wy"], values["by"], cfg["activation"])
@@ -297,15 +309,11 @@ class RNNWalkthrough(Walkthrough):
         vals = {"Wx": rng.standard_normal((M, N)) / np.sqrt(N),
                 "Wh": cfg["w_scale"] * rng.standard_normal((M, M)) / np.sqrt(M),
                 "b": 0.5 * rng.standard_normal(M), "h[0]": 0.5 * rng.standard_normal((B, M))}
-        for t in range(1, T + 1):
-            vals[f"x[{t}]"] = rng.standard_normal((B, N))
-            vals[f"G[{t}]"] = rng.standard_normal((B, M))
-        return cast(vals, cfg["dtype"])
+        return cast(_draw_steps(vals, rng, T, B, N, "G", M), cfg["dtype"])
 
     def analytic(self, values, cfg):
         T = cfg["T"]
-        X = np.stack([values[f"x[{t}]"] for t in range(1, T + 1)])
-        G = np.stack([values[f"G[{t}]"] for t in range(1, T + 1)])
+        X, G = _stacked(values, "x", T), _stacked(values, "G", T)
         _, cache = nk.rnn_forward(X, values["h[0]"], values["Wx"], values["Wh"],
                                    values["b"], cfg["activation"])
         g = nk.rnn_backward(G, cache)

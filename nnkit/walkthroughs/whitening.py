@@ -30,7 +30,8 @@ import nnkit as nk
 
 from ..trace import Node, Param, Trace, Walkthrough, register
 from ..whitening import METHODS
-from ._common import FUSED, cast, common_params, cov, dot_loss, offdiag
+from ._common import (FUSED, affine_nodes, cast, common_params, cov, offdiag,
+                      scale_shift_relu_nodes)
 
 
 # ------------------------------------------------ independent NumPy reference
@@ -130,11 +131,7 @@ class _WhiteningBase(Walkthrough):
 
         grp = "" if not g or g >= M else f", groups of {g}"
         return [
-            Node("X", "X ∈ ℝ^{B×N}: one sample per row", role="input"),
-            Node("W", "W ∈ ℝ^{M×N}", role="param"),
-            Node("b", "b ∈ ℝ^M (broadcast over rows)", role="param"),
-            Node("Y", "Y = X Wᵀ + b", ("X", "W", "b"),
-                 lambda X, W, b: X @ W.T + b),
+            *affine_nodes(),
             Node("m", "m_j = (1/B) Σ_i Y_ij", ("Y",), lambda Y: Y.mean(axis=0),
                  note="m feeds both Σ and Ŷ: dm is a total derivative."),
             Node("Sigma", f"Σ = (Y − m)ᵀ(Y − m)/B + εI,  ε = {eps:g}{grp}", ("Y", "m"),
@@ -142,13 +139,7 @@ class _WhiteningBase(Walkthrough):
                  note="A matrix node; its gradient is the symmetric dcov."),
             Node("Yhat", f"Ŷ = (Y − m) W,  W = {wname}", ("Y", "m", "Sigma"), yhat,
                  label="Ŷ", note="ZCA: Cov(Ŷ) = Σ_Y (Σ_Y + εI)⁻¹ → I."),
-            Node("gamma", "γ ∈ ℝ^M (learnable scale)", role="param", label="γ"),
-            Node("beta", "β ∈ ℝ^M (learnable shift)", role="param", label="β"),
-            Node("Z", "Z = γ ⊙ Ŷ + β", ("gamma", "Yhat", "beta"),
-                 lambda gm, Yh, bt: gm * Yh + bt),
-            Node("H", "H = max(Z, 0)", ("Z",), lambda Z: np.maximum(Z, 0)),
-            Node("G", "G = ∂L/∂H: a fixed random upstream gradient", role="constant"),
-            Node("L", "L = Σ_ij G_ij H_ij", ("G", "H"), dot_loss, role="loss"),
+            *scale_shift_relu_nodes(),
         ]
 
     def leaves(self, cfg, rng):
