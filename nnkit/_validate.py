@@ -80,13 +80,21 @@ def same_dim(name: str, actual: int, expected: int, what: str) -> None:
         raise ValueError(f"{name}: expected {what} = {expected}, got {actual}")
 
 
-def eps_value(eps) -> float:
-    if isinstance(eps, (bool, np.bool_)):
-        raise TypeError(f"eps: expected a finite number >= 0, got {eps!r}")
+def _float_scalar(name: str, value, expected: str) -> float:
+    """float(value) for the scalar checks below (eps, momentum, keep), whose
+    range the caller checks: a bool, or anything float() refuses, is a
+    TypeError "{name}: expected {expected}, got {value!r}". One conversion,
+    so the four checks refuse the same inputs with the same message form."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}")
     try:
-        value = float(eps)
+        return float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"eps: expected a finite number >= 0, got {eps!r}") from None
+        raise TypeError(f"{name}: expected {expected}, got {value!r}") from None
+
+
+def eps_value(eps) -> float:
+    value = _float_scalar("eps", eps, "a finite number >= 0")
     if not math.isfinite(value):
         raise ValueError(f"eps: expected a finite number >= 0, got {value}")
     if value < 0:
@@ -198,12 +206,7 @@ def differentiable(name: str, x) -> None:
 
 def momentum_value(momentum) -> float:
     """Running-statistics momentum in [0, 1]."""
-    if isinstance(momentum, (bool, np.bool_)):
-        raise TypeError(f"momentum: expected a value in [0, 1], got {momentum!r}")
-    try:
-        m = float(momentum)
-    except (TypeError, ValueError):
-        raise TypeError(f"momentum: expected a value in [0, 1], got {momentum!r}") from None
+    m = _float_scalar("momentum", momentum, "a value in [0, 1]")
     if not 0.0 <= m <= 1.0:
         raise ValueError(f"momentum: expected a value in [0, 1], got {momentum!r}")
     return m
@@ -222,12 +225,7 @@ def float_dtype(dtype, name: str = "dtype") -> np.dtype:
 
 def eps_positive(eps, why: str) -> float:
     """ε > 0 (where ε = 0 leaves a matrix singular); `why` ends the message."""
-    if isinstance(eps, (bool, np.bool_)):
-        raise TypeError(f"eps: expected a finite number > 0, got {eps!r}")
-    try:
-        value = float(eps)
-    except (TypeError, ValueError):
-        raise TypeError(f"eps: expected a finite number > 0, got {eps!r}") from None
+    value = _float_scalar("eps", eps, "a finite number > 0")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"eps: expected a finite number > 0, got {value} ({why})")
     return value
@@ -319,12 +317,7 @@ def initial_state(name: str, h, B: int, M: int, dtype) -> np.ndarray:
 # ------------------------------------------------- P6, P8: dropout and norms
 def keep_prob(keep) -> float:
     """Dropout's keep probability p in (0, 1] (PyTorch's p is the drop probability 1 − keep)."""
-    if isinstance(keep, (bool, np.bool_)):
-        raise TypeError(f"keep: expected a probability in (0, 1], got {keep!r}")
-    try:
-        value = float(keep)
-    except (TypeError, ValueError):
-        raise TypeError(f"keep: expected a probability in (0, 1], got {keep!r}") from None
+    value = _float_scalar("keep", keep, "a probability in (0, 1]")
     if not 0.0 < value <= 1.0:   # also NaN
         raise ValueError(f"keep: expected a probability in (0, 1] (the keep probability, "
                          f"PyTorch's 1 − p; 0 would divide by zero in 1/keep), got {keep!r}")
