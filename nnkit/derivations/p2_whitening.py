@@ -11,17 +11,9 @@ import numpy as np
 from .. import batchnorm as bn
 from .. import lessons as _lessons
 from .. import whitening as wh
+from ..walkthroughs._common import cov as _cov
+from ..walkthroughs._common import offdiag as _offdiag
 from . import Result, lesson
-
-
-def _cov(A):
-    A = np.asarray(A, np.float64)
-    Ac = A - A.mean(axis=0)
-    return Ac.T @ Ac / A.shape[0]
-
-
-def _offdiag(C):
-    return float(np.max(np.abs(C - np.diag(np.diag(C)))))
 
 
 @lesson("p2-whitening-decorrelation", "P2", "Whitening makes Cov(Ŷ) = Σ(Σ+εI)⁻¹ ≈ I; "
