@@ -83,6 +83,16 @@ def _draw_steps(vals: dict, rng, T: int, B: int, N: int, const: str, width: int)
     return vals
 
 
+def _chain_state(c: str, t: int, prev: int, symbol: str, act, note: str) -> Node:
+    """h^c_t = σ(h^c_prev W^cᵀ + x_t U^cᵀ): the state node of the BiRNN's
+    forward (c = "f", prev = t − 1) or backward (c = "b", prev = t + 1) chain;
+    the two chains differ only in which neighbour they read."""
+    return Node(f"h{c}[{t}]", f"h^{c}_{t} = {symbol}(h^{c}_{prev} W^{c}ᵀ + x_{t} U^{c}ᵀ)",
+                (f"h{c}[{prev}]", f"W{c}", f"x[{t}]", f"U{c}"),
+                lambda h, W, x, U: act(h @ W.T + x @ U.T), label=f"h^{c}_{t}", time=t,
+                chain="forward" if c == "f" else "backward", note=note)
+
+
 def _loss(*ys_and_zs):
     T = len(ys_and_zs) // 2
     return 0.5 * sum(np.sum((np.asarray(y, np.float64) - np.asarray(z, np.float64)) ** 2)
@@ -121,20 +131,14 @@ class BiRNNWalkthrough(Walkthrough):
         nodes.append(Node(f"hb[{T + 1}]", f"h^b_{T + 1}: initial state of the backward chain",
                           role="input", label=f"h^b_{T + 1}", time=T + 1, chain="backward"))
         for t in range(1, T + 1):
-            nodes.append(Node(
-                f"hf[{t}]", f"h^f_{t} = {s}(h^f_{t - 1} W^fᵀ + x_{t} U^fᵀ)",
-                (f"hf[{t - 1}]", "Wf", f"x[{t}]", "Uf"),
-                lambda h, W, x, U: f(h @ W.T + x @ U.T), label=f"h^f_{t}", time=t,
-                chain="forward",
+            nodes.append(_chain_state(
+                "f", t, t - 1, s, f,
                 note=(f"∂L/∂h^f_{t} = y_{t}'s part + W^fᵀ-carried ∂L/∂a^f_{t + 1} "
                       "(accumulates right to left)") if t < T else
                      f"Last forward state: only y_{t} reads it."))
         for t in range(T, 0, -1):
-            nodes.append(Node(
-                f"hb[{t}]", f"h^b_{t} = {s}(h^b_{t + 1} W^bᵀ + x_{t} U^bᵀ)",
-                (f"hb[{t + 1}]", "Wb", f"x[{t}]", "Ub"),
-                lambda h, W, x, U: f(h @ W.T + x @ U.T), label=f"h^b_{t}", time=t,
-                chain="backward",
+            nodes.append(_chain_state(
+                "b", t, t + 1, s, f,
                 note=(f"∂L/∂h^b_{t} = y_{t}'s part + W^bᵀ-carried ∂L/∂a^b_{t - 1} "
                       "(accumulates left to right)") if t > 1 else
                      f"Last backward state: only y_{t} reads it."))
