@@ -294,59 +294,56 @@ cdef enum:
 cdef void _pool_plane(const floating* x, Py_ssize_t H, Py_ssize_t W, int kh, int kw,
                       int sh, int sw, int ph, int pw, Py_ssize_t Ho, Py_ssize_t Wo,
                       int mode, double p, floating* y, int* arg) noexcept nogil:
-    cdef Py_ssize_t oh, ow, i, j, ih, iw, h0, w0, best_i
+    # The window of output (oh, ow) is rows h0+i, columns w0+j; [i0, i1) x
+    # [j0, j1) is its part inside the plane (padding is never read). Pooling
+    # pads at most half a window (checked in Python), so it is never empty.
+    cdef Py_ssize_t oh, ow, i, j, h0, w0, i0, i1, j0, j1, k, best_i
     cdef floating best, v
     cdef double acc, a
     cdef double inv = 1.0 / (kh * kw)
     for oh in range(Ho):
         h0 = oh * sh - ph
+        i0 = max(0, -h0)
+        i1 = min(kh, H - h0)
         for ow in range(Wo):
             w0 = ow * sw - pw
+            j0 = max(0, -w0)
+            j1 = min(kw, W - w0)
             if mode == POOL_MAX:
                 best_i = -1
                 best = 0
-                for i in range(kh):
-                    ih = h0 + i
-                    if ih < 0 or ih >= H:
-                        continue
-                    for j in range(kw):
-                        iw = w0 + j
-                        if iw < 0 or iw >= W:
-                            continue
-                        v = x[ih * W + iw]
+                for i in range(i0, i1):
+                    k = (h0 + i) * W + w0
+                    for j in range(j0, j1):
+                        v = x[k + j]
                         if best_i < 0 or v > best or v != v:
                             best = v
-                            best_i = ih * W + iw
+                            best_i = k + j
                 y[oh * Wo + ow] = best
                 arg[oh * Wo + ow] = <int>best_i
-            else:
-                acc = 0.0
-                for i in range(kh):
-                    ih = h0 + i
-                    if ih < 0 or ih >= H:
-                        continue
-                    for j in range(kw):
-                        iw = w0 + j
-                        if iw < 0 or iw >= W:
-                            continue
-                        if mode == POOL_AVG:
-                            acc = acc + x[ih * W + iw]
+                continue
+            acc = 0.0
+            for i in range(i0, i1):
+                k = (h0 + i) * W + w0
+                for j in range(j0, j1):
+                    if mode == POOL_AVG:
+                        acc = acc + x[k + j]
+                    else:
+                        a = fabs(x[k + j])
+                        if p == 2.0:
+                            acc = acc + a * a
+                        elif p == 1.0:
+                            acc = acc + a
                         else:
-                            a = fabs(x[ih * W + iw])
-                            if p == 2.0:
-                                acc = acc + a * a
-                            elif p == 1.0:
-                                acc = acc + a
-                            else:
-                                acc = acc + pow(a, p)
-                if mode == POOL_AVG:
-                    y[oh * Wo + ow] = <floating>(acc * inv)
-                elif p == 2.0:
-                    y[oh * Wo + ow] = <floating>sqrt(acc)
-                elif p == 1.0:
-                    y[oh * Wo + ow] = <floating>acc
-                else:
-                    y[oh * Wo + ow] = <floating>pow(acc, 1.0 / p)
+                            acc = acc + pow(a, p)
+            if mode == POOL_AVG:
+                y[oh * Wo + ow] = <floating>(acc * inv)
+            elif p == 2.0:
+                y[oh * Wo + ow] = <floating>sqrt(acc)
+            elif p == 1.0:
+                y[oh * Wo + ow] = <floating>acc
+            else:
+                y[oh * Wo + ow] = <floating>pow(acc, 1.0 / p)
 
 
 # 2x2 stride-2 unpadded max pooling of a plane with even H, W: the windows
