@@ -178,6 +178,48 @@ def get(name: str) -> Walkthrough:
     return reg[name]
 
 
+def grouped_by_time(nodes: list[Node]) -> list[Node]:
+    """An unrolled recurrence's nodes in an order that reads by time step: the
+    weights (leaves without a time) first, then t = 0, 1, 2, ... (each step's
+    input, pre-activation, state and constant together), the loss last.
+
+    A topological sort (every node after its parents, so evaluation stays
+    valid): among the nodes ready it takes one of the same time as the node
+    just taken, else the earliest time, ties in the graph's order. A BiRNN's
+    backward chain becomes ready only after the forward sweep; it then runs
+    t = T .. 1, each state with the output it completes. Graphs without
+    times are returned as they are. O(n²) in the nodes: walkthroughs are small."""
+    if all(n.time is None for n in nodes):
+        return nodes
+
+    def rank(i: int) -> float:
+        n = nodes[i]
+        if n.time is not None:
+            return n.time
+        return -1 if n.is_leaf else float("inf")
+
+    index = {n.key: i for i, n in enumerate(nodes)}
+    waiting = [len(set(n.parents)) for n in nodes]
+    children: list[list[int]] = [[] for _ in nodes]
+    for i, n in enumerate(nodes):
+        for p in set(n.parents):
+            children[index[p]].append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    order: list[Node] = []
+    current = None
+    while ready:
+        same = [i for i in ready if rank(i) == current]
+        i = min(same) if same else min(ready, key=lambda j: (rank(j), j))
+        ready.remove(i)
+        order.append(nodes[i])
+        current = rank(i)
+        for c in children[i]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                ready.append(c)
+    return order
+
+
 class Trace:
     """One evaluated configuration of a walkthrough."""
 
@@ -187,6 +229,7 @@ class Trace:
         self.nodes: list[Node] = self.walkthrough.graph(self.cfg)
         self.by_key = {n.key: n for n in self.nodes}
         self._check_graph()
+        self.nodes = grouped_by_time(self.nodes)
         self.loss_key = self.nodes[-1].key
         self._children = {n.key: [] for n in self.nodes}
         for n in self.nodes:

@@ -108,3 +108,45 @@ def test_a_wrong_bptt_is_caught():
     assert not report.passed
     assert not report["f[1]"].passed
     assert report["f[2]"].passed          # the rest of the chain is untouched
+
+
+# -- the order a recurrence is presented in (weights, t = 0, 1, ..., loss)
+@pytest.mark.parametrize("name", ["rnn", "birnn"])
+def test_recurrence_nodes_come_in_runs_of_one_time_step(name):
+    from nnkit.trace import get
+    walk = get(name)
+    graph = walk.graph(walk.config())            # the walkthrough's own order
+    order = Trace(name).forward_steps()
+    assert sorted(n.key for n in order) == sorted(n.key for n in graph)
+    seen = set()
+    for n in order:                              # still an evaluation order
+        assert set(n.parents) <= seen, n.key
+        seen.add(n.key)
+    timed = [n for n in order if n.time is not None]
+    assert all(n.time is None and n.is_leaf for n in order[:order.index(timed[0])])
+    assert order[-1].role == "loss"
+    # each time step is one run or (BiRNN) one run per sweep: times change
+    # between runs, never inside one, and no run splits a step's nodes apart
+    runs = [timed[0].time]
+    for n in timed[1:]:
+        if n.time != runs[-1]:
+            runs.append(n.time)
+    T = walk.config()["T"]
+    if name == "rnn":
+        assert runs == list(range(0, T + 1))     # t = 0, 1, ..., T once each
+    else:
+        fwd, bwd = runs[:T + 1], runs[T + 1:]    # forward sweep, then backward sweep
+        assert fwd == list(range(0, T + 1)) and bwd == list(range(T + 1, 0, -1))
+
+
+def test_the_rnn_step_holds_its_input_preactivation_state_and_target():
+    order = [n.key for n in Trace("rnn").forward_steps()]
+    i = order.index("a[2]")
+    assert order[i - 1:i + 3] == ["x[2]", "a[2]", "h[2]", "G[2]"]
+
+
+def test_graphs_without_times_keep_their_order():
+    from nnkit.trace import get
+    walk = get("bn-relu")
+    assert [n.key for n in Trace("bn-relu").forward_steps()] == \
+        [n.key for n in walk.graph(walk.config())]

@@ -83,3 +83,32 @@ async def test_hidden_for_other_walkthroughs_and_keys_do_nothing(started_app):
         await pilot.press("plus")
         await settle(pilot)
         assert screen.trace.cfg == cfg
+
+
+async def test_step_list_is_grouped_by_time(started_app):
+    from nnkit.tui.widgets.steps import StepList
+    async with started_app("rnn", {"T": 3}) as pilot:
+        steps = pilot.app.main.query_one(StepList)
+        lines = [str(steps.get_option_at_index(i).prompt).strip()
+                 for i in range(steps.option_count)]
+        fwd = lines[:lines.index("← backward")]
+        assert fwd == ["→ forward", "weights", "Wx  param", "Wh  param", "b  param",
+                       "t = 0", "h_0  input", "t = 1", "x_1  input", "a_1", "h_1",
+                       "G_1  constant", "t = 2", "x_2  input", "a_2", "h_2", "G_2  constant",
+                       "t = 3", "x_3  input", "a_3", "h_3", "G_3  constant", "loss", "L"]
+        bwd = lines[lines.index("← backward"):]
+        assert bwd[:6] == ["← backward", "loss", "∂L/∂L", "t = 3", "∂L/∂h_3", "∂L/∂a_3"]
+        # subheaders are disabled options: never highlighted, never a step
+        assert all(steps.get_option_at_index(i).disabled
+                   for i, line in enumerate(lines) if line.startswith("t = "))
+
+
+async def test_birnn_step_list_marks_each_sweeps_direction(started_app):
+    from nnkit.tui.widgets.steps import StepList
+    async with started_app("birnn", {"T": 2}) as pilot:
+        steps = pilot.app.main.query_one(StepList)
+        heads = [str(steps.get_option_at_index(i).prompt).strip()
+                 for i in range(steps.option_count) if steps.get_option_at_index(i).disabled]
+        fwd = heads[:heads.index("← backward")]
+        assert fwd == ["→ forward", "weights", "t = 0 →", "t = 1 →", "t = 2 →",
+                       "t = 3 ←", "t = 2 ←", "t = 1 ←", "loss"]

@@ -1,6 +1,7 @@
 """The step list: every forward node in evaluation order, then every checked
-node from the loss back to the leaves. Headers are disabled options, so option
-indices are not step indices; steps are found by option id."""
+node from the loss back to the leaves; a recurrence's nodes in runs of one
+time step, each under a 't = k' subheader. Headers are disabled options, so
+option indices are not step indices; steps are found by option id."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,17 +43,49 @@ def step_index(option_id: str | None) -> int | None:
     return None
 
 
+def _group(node: Node) -> int | str:
+    """The run a node belongs to in a recurrence's step list: its time step,
+    or the weights (leaves without a time) or the loss."""
+    if node.time is not None:
+        return node.time
+    return "weights" if node.is_leaf else "loss"
+
+
+def _group_title(steps: list[Step], i: int) -> str:
+    """'t = 3', with the chain's direction when there are two (a BiRNN's
+    forward sweep →, its backward sweep ←): the first chained node of the run."""
+    g = _group(steps[i].node)
+    if not isinstance(g, int):
+        return g
+    chains = {s.node.chain for s in steps if s.node.chain}
+    title = f"t = {g}"
+    if len(chains) > 1:
+        for s in steps[i:]:
+            if _group(s.node) != g or s.phase != steps[i].phase:
+                break
+            if s.node.chain:
+                return f"{title} {'→' if s.node.chain == 'forward' else '←'}"
+    return title
+
+
 class StepList(OptionList):
     """Highlight = current step; ✓/✗ marks once a node's gradient is checked."""
 
     def set_steps(self, steps: list[Step], marks: dict[str, bool]) -> None:
         self._steps = steps
+        timed = any(s.node.time is not None for s in steps)
         options: list[Option] = []
         for i, s in enumerate(steps):
             if i == 0 or steps[i - 1].phase != s.phase:
                 arrow = "→" if s.phase == FORWARD else "←"
                 options.append(Option(Text(f"{arrow} {s.phase}", style="bold"),
                                       id=f"hdr-{s.phase}", disabled=True))
+            # an unrolled recurrence (the trace orders it by time step): a
+            # subheader opens each run of one time step
+            if timed and (options[-1].id == f"hdr-{s.phase}"
+                          or _group(steps[i - 1].node) != _group(s.node)):
+                options.append(Option(Text(" " + _group_title(steps, i), style="dim italic"),
+                                      id=f"grp-{i}", disabled=True))
             options.append(Option(self._prompt(s, marks), id=step_id(i)))
         self.set_options(options)
 
