@@ -123,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="nnkit-tui", description="Step through a walkthrough's forward and backward "
         "passes, with every gradient checked against finite differences.",
         epilog="\n".join(lines), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", metavar="WALKTHROUGH", default=None,
+                   help="the walkthrough to open (as --walkthrough): nnkit-tui rnn")
     p.add_argument("--walkthrough", "-w", metavar="NAME", default=None,
                    help=f"one of {', '.join(reg)} (default {default_walkthrough()})")
     for flags, dest, help_text in NAMED_FLAGS:
@@ -139,9 +141,13 @@ def parse_args(argv: list[str] | None) -> tuple[str, dict, Path | None]:
     """(walkthrough, validated config, export dir); ValueError on bad values."""
     args = _parser().parse_args(argv)
     reg = registry()
-    name = args.walkthrough or default_walkthrough()
+    if args.name and args.walkthrough and args.name != args.walkthrough:
+        raise ValueError(f"--walkthrough: expected the same name as the positional "
+                         f"WALKTHROUGH {args.name!r}, got {args.walkthrough!r}")
+    name = args.name or args.walkthrough or default_walkthrough()
     if name not in reg:
-        raise ValueError(f"--walkthrough: expected one of {sorted(reg)}, got {name!r}")
+        given = "WALKTHROUGH" if args.name else "--walkthrough"
+        raise ValueError(f"{given}: expected one of {sorted(reg)}, got {name!r}")
     overrides = {dest: getattr(args, dest) for _, dest, _ in NAMED_FLAGS
                  if getattr(args, dest) is not None}
     for item in args.set:

@@ -12,6 +12,12 @@ def test_defaults():
     assert name == "bn-relu" and cfg["B"] == 4 and export_dir is None
 
 
+def test_the_walkthrough_may_be_named_without_the_flag():
+    assert parse_args(["rnn"])[0] == "rnn"
+    assert parse_args(["birnn", "--set", "T=2"])[1]["T"] == 2
+    assert parse_args(["rnn", "-w", "rnn"])[0] == "rnn"
+
+
 def test_named_flags_and_set():
     name, cfg, _ = parse_args(["--walkthrough", "bn-relu", "-B", "8", "--N", "2", "--M", "7",
                                "--eps", "0", "--seed", "3", "--dtype", "float32",
@@ -27,6 +33,9 @@ def test_named_flags_and_set():
     (["--set", "nokey"], "--set: expected KEY=VALUE"),
     (["--set", "bogus=1"], "bogus: not a parameter"),
     (["--walkthrough", "nope"], "--walkthrough: expected one of"),
+    (["nope"], "WALKTHROUGH: expected one of ["),
+    (["rnn", "-w", "birnn"], "--walkthrough: expected the same name as the positional "
+                             "WALKTHROUGH 'rnn', got 'birnn'"),
 ])
 def test_bad_values_exit_2_with_a_message(argv, message, capsys):
     assert main(argv) == 2
