@@ -29,9 +29,9 @@ from nnkit.tui.app import NnkitApp
 
 from tui_helpers import settle
 
-# 2,500 keys still visit every walkthrough (one segment of >= 200 keys each) at
-# ~0.1 s a key; the long runs take NNKIT_MONKEY_KEYS
-KEYS = int(os.environ.get("NNKIT_MONKEY_KEYS", "2500"))
+# issue 12 asks for at least 5,000 keys in CI (~0.1 s a key: five minutes on a
+# 2-core machine); the long runs take NNKIT_MONKEY_KEYS
+KEYS = int(os.environ.get("NNKIT_MONKEY_KEYS", "5000"))
 SEED = int(os.environ.get("NNKIT_MONKEY_SEED", "0"))
 SIZES = [(40, 12), (50, 16), (80, 24), (100, 32), (132, 43), (60, 40), (200, 50)]
 TYPING = (list("abcdefghijklmnopqrstuvwxyz0123456789.-_=+") +
