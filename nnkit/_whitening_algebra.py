@@ -72,7 +72,9 @@ def blocks_of(A: np.ndarray, M: int, g: int) -> list[np.ndarray]:
     out = [np.ascontiguousarray(full)]
     if M % g:
         r = M % g
-        out.append(np.ascontiguousarray(A[M - r:, M - r:])[None])
+        # a copy, not ascontiguousarray: a 1×1 (or otherwise contiguous) slice
+        # would stay a view of A, read-only when A is
+        out.append(A[M - r:, M - r:].copy()[None])
     return out
 
 

@@ -102,6 +102,7 @@ class Spec:
     nan_policy: bool = True     # nan_policy="raise" applies to the array arguments
     known: tuple = ()           # regexes of findings reported and not yet fixed: "known"
     random: bool = False        # draws depend on the dtype: no clean call across dtypes
+    any_variant: bool = False   # takes every variant of its cache class (bn and bn_relu)
 
     def allowed_names(self, args) -> set:
         import inspect

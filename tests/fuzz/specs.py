@@ -201,9 +201,10 @@ def running_ref(a):
             (1 - m) * R.f64(a["running_var"]) + m * B / (B - 1) * R.f64(c.var)]
 
 
+# batchnorm_forward's and bn_relu_forward's caches both hold the batch statistics
 spec("update_running_stats", update_running_stats, b_running, cache_arg="cache",
      inplace=("running_mean", "running_var"), scalars={"momentum": [0.0, 1.0, 1.5, -0.1]},
-     ref=running_ref)
+     ref=running_ref, any_variant=True)
 
 
 # ================================================================= whitening
@@ -855,7 +856,9 @@ def b_linear(d):
 
 
 def linear_ref(a):
-    if a.get("weight_norm") or not isinstance(a["dY"], np.ndarray):
+    # seed=None draws from the library generator: a second layer made here
+    # would get the next draw, not the weights the call used
+    if a.get("weight_norm") or not isinstance(a["dY"], np.ndarray) or a.get("seed") is None:
         return None
     lay = nk.Linear(a["in_features"], a["out_features"], seed=a["seed"], dtype=a["dtype"])
     W = lay.params["W"]
@@ -1103,6 +1106,7 @@ def foreign_cache(spec: Spec, rng):
     caches = _cache_pool()
     own = dict(caches).get(spec.name)
     pool = [(n, c) for n, c in caches if n != spec.name
-            and (own is None or type(c) is not type(own) or _variant(c, own))]
+            and (own is None or type(c) is not type(own)
+                 or (_variant(c, own) and not spec.any_variant))]
     name, c = pool[int(rng.integers(len(pool)))]
     return c, f"cache of {name}"

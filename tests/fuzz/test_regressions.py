@@ -259,3 +259,21 @@ def test_ragged_inputs_of_fit_and_batchnorm():
                      np.zeros((2, 3)), ragged, 1, 2, progress=False)
     with pytest.raises(TypeError, match=r"^Y: "):
         nk.BatchNorm(2)(ragged)
+
+
+# ------------------------------------------------- from the 20,000-case run (seed 11)
+@pytest.mark.parametrize("M, g", [(5, 2), (7, 3), (4, 4)])
+def test_whitening_eval_takes_a_read_only_running_whitening(M, g):
+    """A group remainder of one feature (M % g == 1) made its 1×1 block a view of
+    running_whitening: read-only in, 'buffer source array is read-only' out."""
+    rng = np.random.default_rng(0)
+    Y = rng.standard_normal((3, M))
+    W = rng.standard_normal((M, M))
+    mean = rng.standard_normal(M)
+    W.flags.writeable = mean.flags.writeable = Y.flags.writeable = False
+    Z = nk.whitening_eval_forward(Y, np.ones(M), np.zeros(M), mean, W, group_size=g)
+    # reference: the block-diagonal part of W, groups of g from the left
+    B = np.zeros((M, M))
+    for c in range(0, M, g):
+        B[c:c + g, c:c + g] = W[c:c + g, c:c + g]
+    np.testing.assert_allclose(Z, (Y - mean) @ B, rtol=1e-12, atol=1e-12)
