@@ -238,3 +238,35 @@ def test_linear_accepts_leading_dimensions(rng):
     np.testing.assert_allclose(dX, G @ W, rtol=1e-12)
     np.testing.assert_allclose(lin.grads["W"], np.einsum("tbm,tbn->mn", G, X), rtol=1e-12)
     np.testing.assert_allclose(lin.grads["b"], G.sum(axis=(0, 1)), rtol=1e-12)
+
+
+def test_sequential_reuse_buffers_trains_the_same_and_reuses_its_outputs():
+    """Sequential(..., reuse_buffers=True) is a working opt-in: the same losses
+    and parameters as fresh outputs over SGD steps, and a second same-shape call
+    writes into the first call's output (which the docs say it overwrites)."""
+    def model(reuse):
+        return nk.Sequential(nk.Linear(6, 8, seed=1), nk.BatchNorm(8, relu=True),
+                             nk.Linear(8, 3, seed=2), reuse_buffers=reuse)
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16, 6))
+    y = rng.integers(0, 3, 16)
+    runs = {}
+    for reuse in (False, True):
+        m, crit = model(reuse), nk.SoftmaxCrossEntropy()
+        losses = []
+        for _ in range(3):
+            losses.append(float(crit(m(X), y)))
+            m.backward(crit.backward())
+            for _, p, g in m.named_parameters():
+                p -= 0.1 * g
+        runs[reuse] = (losses, {k: p.copy() for k, p, _ in m.named_parameters()})
+    assert runs[True][0] == runs[False][0]
+    for k, p in runs[False][1].items():
+        np.testing.assert_array_equal(runs[True][1][k], p)
+    m = model(True)
+    a = m(X)
+    b = m(2 * X)
+    assert np.shares_memory(a, b)                  # reused: a now holds the second result
+    fresh = model(False)
+    assert not np.shares_memory(fresh(X), fresh(2 * X))
