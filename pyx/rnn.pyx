@@ -30,6 +30,7 @@
 
 from scipy.linalg.cython_blas cimport sgemv, dgemv
 from libc.math cimport sqrt
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from _common cimport column_sums, floating, gemm_rowmajor, relu_grad, relu_value
 
@@ -139,7 +140,46 @@ cdef extern from *:
     NNKIT_NO_TRAP static void nnkit_sigmoid_d(double *h, Py_ssize_t n) {
         for (Py_ssize_t k = 0; k < n; k++) h[k] = nnkit_sigmoid(h[k]);
     }
+    /* out (B, M) = V (B, K) Wt (K, M)  (+ out when accumulate), row-major:
+       the per-step product of a small recurrence, where one OpenBLAS call
+       costs several times its flops (8x64x64: ~4 us a call against ~1 us
+       here). k is taken four at a time so each out row is loaded and stored
+       once per four k; the j loop runs over contiguous rows of Wt and out and
+       vectorizes (restrict: no alias checks). Sums in the input type, as
+       BLAS's. */
+    #define NNKIT_SMALL_GEMM(NAME, T)                                          \
+    static inline void NAME(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,          \
+                            const T* restrict V, const T* restrict Wt,         \
+                            int accumulate, T* restrict out) {                 \
+        for (Py_ssize_t i = 0; i < B; i++) {                                   \
+            const T* restrict v = V + i * K;                                   \
+            T* restrict o = out + i * M;                                       \
+            if (!accumulate) for (Py_ssize_t j = 0; j < M; j++) o[j] = 0;     \
+            Py_ssize_t k = 0;                                                  \
+            for (; k + 4 <= K; k += 4) {                                       \
+                const T v0 = v[k], v1 = v[k + 1], v2 = v[k + 2], v3 = v[k + 3];\
+                const T* restrict w0 = Wt + k * M;                             \
+                const T* restrict w1 = w0 + M;                                 \
+                const T* restrict w2 = w1 + M;                                 \
+                const T* restrict w3 = w2 + M;                                 \
+                for (Py_ssize_t j = 0; j < M; j++)                             \
+                    o[j] = o[j] + v0 * w0[j] + v1 * w1[j] + v2 * w2[j]         \
+                           + v3 * w3[j];                                       \
+            }                                                                  \
+            for (; k < K; k++) {                                               \
+                const T vk = v[k];                                             \
+                const T* restrict w = Wt + k * M;                              \
+                for (Py_ssize_t j = 0; j < M; j++) o[j] = o[j] + vk * w[j];   \
+            }                                                                  \
+        }                                                                      \
+    }
+    NNKIT_SMALL_GEMM(nnkit_small_gemm_f, float)
+    NNKIT_SMALL_GEMM(nnkit_small_gemm_d, double)
     """
+    void nnkit_small_gemm_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, const float* V,
+                            const float* Wt, int accumulate, float* out) noexcept nogil
+    void nnkit_small_gemm_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, const double* V,
+                            const double* Wt, int accumulate, double* out) noexcept nogil
     void nnkit_tanh_f(float* h, Py_ssize_t n) noexcept nogil
     void nnkit_tanh_d(double* h, Py_ssize_t n) noexcept nogil
     void nnkit_sigmoid_f(float* h, Py_ssize_t n) noexcept nogil
@@ -162,13 +202,35 @@ cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
         dgemv(&t, &n, &m, &alpha, <double*>A, &lda, <double*>x, &one, &beta, y, &one)
 
 
-cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
-                               const floating* V, const floating* W, floating beta,
-                               floating* out) noexcept nogil:
-    """out (B, M) = V (B, M) op(W) + beta * out with op(W) = W^T (forward:
-    rows times Wh^T) or W (trans_w; backward: rows times Wh). B = 1 is a
-    GEMV: half the call overhead of a 1-row GEMM."""
+# Which per-step products run in the small loop above instead of BLAS: the
+# region where it won in a side-by-side timing of recur + bptt on this
+# machine (one BLAS thread, median of 7; blas/small time per step):
+#   B = 1 (GEMV): M <= 64 only (1.2-1.5x; from M = 128 the GEMV is faster)
+#   B = 2..8: float32 1.3-5.6x up to M = 256; float64 1.0-3.1x up to M = 128
+#     (float64 at M = 256 and B >= 4: BLAS, 0.67-0.97x)
+#   B >= 16: BLAS (0.45-1.26x, mostly below 1)
+cdef inline bint _small_step(Py_ssize_t B, Py_ssize_t M, bint single) noexcept nogil:
     if B == 1:
+        return M <= 64
+    return B <= 8 and M <= (256 if single else 128)
+
+
+cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
+                               const floating* V, const floating* W,
+                               const floating* W_kj, floating beta,
+                               floating* out) noexcept nogil:
+    """out (B, M) = V (B, M) op(W) + beta * out (beta 0 or 1) with op(W) =
+    W^T (forward: rows times Wh^T) or W (trans_w; backward: rows times Wh).
+    W_kj, when not NULL, is op(W) itself laid out (k, j) row-major (Wh^T
+    copied once for the forward, Wh for the backward): the small loop runs.
+    Otherwise B = 1 is a GEMV (half the call overhead of a 1-row GEMM), and
+    the rest a GEMM."""
+    if W_kj != NULL:
+        if floating is float:
+            nnkit_small_gemm_f(B, M, M, V, W_kj, beta != 0, out)
+        else:
+            nnkit_small_gemm_d(B, M, M, V, W_kj, beta != 0, out)
+    elif B == 1:
         gemv_rowmajor(trans_w, <int>M, <int>M, <floating>1.0, W, <int>M, V, beta, out)
     else:
         gemm_rowmajor(False, not trans_w, <int>B, <int>M, <int>M, <floating>1.0,
@@ -264,11 +326,20 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
           int act, bint reverse, bint preact, Py_ssize_t T,   # IN
           floating[:, ::1] H,                # IN/OUT (T*B, M) projections -> states
           floating[:, ::1] G):               # OUT (T*B, M) preactivation form, else None
-    cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], s, t
+    cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], s, t, j, k
     cdef const floating* prev
     cdef floating* h_t
     cdef floating* g_t
+    cdef floating* WhT = NULL         # (M, M) Wh^T for the small loop, else NULL
+    if _small_step(B, M, floating is float):
+        WhT = <floating*>malloc(M * M * sizeof(floating))
+        if WhT == NULL:
+            raise MemoryError("rnn recur: no memory for Wh^T")
     with nogil:
+        if WhT != NULL:
+            for k in range(M):
+                for j in range(M):
+                    WhT[k * M + j] = Wh[j, k]
         for s in range(T):
             t = T - 1 - s if reverse else s
             if s == 0:
@@ -280,10 +351,11 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
                 g_t = &G[t * B, 0]
                 memcpy(g_t, prev, B * M * sizeof(floating))
                 _activate(g_t, B * M, act)
-                _step_product(False, B, M, g_t, &Wh[0, 0], <floating>1.0, h_t)
+                _step_product(False, B, M, g_t, &Wh[0, 0], WhT, <floating>1.0, h_t)
             else:
-                _step_product(False, B, M, prev, &Wh[0, 0], <floating>1.0, h_t)
+                _step_product(False, B, M, prev, &Wh[0, 0], WhT, <floating>1.0, h_t)
                 _activate(h_t, B * M, act)
+    free(WhT)
     return None
 
 
@@ -312,6 +384,8 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
     cdef bint want_dh = dh is not None, cut
     cdef floating* d_t
     cdef const floating* dH_t
+    # the backward product is D_next Wh: Wh is already laid out (k, j)
+    cdef const floating* W_kj = &Wh[0, 0] if _small_step(B, M, floating is float) else NULL
     n = B * M
     with nogil:
         for s in range(T):
@@ -324,7 +398,8 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
             if cut:
                 memcpy(d_t, dH_t, n * sizeof(floating))
             else:
-                _step_product(True, B, M, &D[nxt * B, 0], &Wh[0, 0], <floating>0.0, d_t)
+                _step_product(True, B, M, &D[nxt * B, 0], &Wh[0, 0], W_kj, <floating>0.0,
+                              d_t)
                 if preact:
                     _times_derivative(d_t, &G[nxt * B, 0], n, act)
                 for k in range(n):
@@ -335,7 +410,8 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
             if not preact:
                 _times_derivative(d_t, &H[t * B, 0], n, act)
         first = T - 1 if reverse else 0
-        _step_product(True, B, M, &D[first * B, 0], &Wh[0, 0], <floating>0.0, &dh0[0, 0])
+        _step_product(True, B, M, &D[first * B, 0], &Wh[0, 0], W_kj, <floating>0.0,
+                      &dh0[0, 0])
         if preact:
             _times_derivative(&dh0[0, 0], &G[first * B, 0], n, act)
     return None

@@ -76,6 +76,27 @@ def test_median_tables():
     assert m.rows == [["4x4", 2.0, None]]
 
 
+def test_rnn_verdict_follows_the_median_ratio_not_the_last_run():
+    """Found in a --runs 3 table: torch/nk 11.59x (median) printed beside
+    met = NO (the last run's 9.x): the verdict is derived after the median."""
+    from nnkit.bench._timing import Table, median_tables
+    from nnkit.bench.rnn import _verdict
+    runs = []
+    for r in (12.0, 11.5, 9.0):          # median 11.5 >= 10; the last run alone < 10
+        t = Table("rnn", "T", [("c%d" % i, "num") for i in range(7)] + [
+            ("torch/nk", "ratio"), ("floor ms", "ms"), ("nk@floor", "share"),
+            ("torch@floor", "share"), ("target", "text"), ("met", "text")], derive=_verdict)
+        t.add(*[1.0] * 7, r, 1.0, 0.5, 0.1, "torch/nk >= 10", None)
+        t.rows[-1] = _verdict(t.rows[-1])
+        runs.append([t])
+    assert runs[-1][0].rows[0][-1] == "NO"
+    (m,) = median_tables(runs)
+    assert m.rows[0][7] == 11.5 and m.rows[0][-1] == "yes"
+    # the floor goal: nk/floor <= 1.25 is a share of at least 80 %
+    assert _verdict([None] * 9 + [0.81, None, "nk/floor <= 1.25", None])[-1] == "yes"
+    assert _verdict([None] * 9 + [0.79, None, "nk/floor <= 1.25", None])[-1] == "NO"
+
+
 def test_bench_usage_errors(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["bench", "nosuch", "--quick"])

@@ -179,6 +179,9 @@ class Table:
     columns: list              # [(name, kind)]
     rows: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    # row -> row: cells computed from other cells (a verdict from a ratio),
+    # recomputed after median_tables so they agree with the medians printed
+    derive: object = None
 
     def add(self, *values) -> None:
         if len(values) != len(self.columns):
@@ -222,8 +225,9 @@ def median_tables(runs: list[list[Table]]) -> list[Table]:
                     new.append(vals[-1] if kind == "text" else None)
                 else:
                     new.append(float(np.median(vals)))
-            rows.append(new)
-        out.append(Table(first.name, first.title, first.columns, rows, tables[-1].notes))
+            rows.append(first.derive(new) if first.derive else new)
+        out.append(Table(first.name, first.title, first.columns, rows, tables[-1].notes,
+                         first.derive))
     return out
 
 

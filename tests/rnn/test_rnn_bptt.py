@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import nnkit as nk
 from rnn_reference import (ACTS, BIRNN_GRADS, RNN_GRADS, birnn_ref, grad_norms_ref,
                            make_birnn, make_rnn, rnn_bptt_ref, rnn_ref,
-                           truncated_bptt_ref)
+                           preact_bptt_ref, truncated_bptt_ref)
 
 
 # ----------------------------------------------------- against the reference
@@ -29,6 +29,30 @@ def test_rnn_matches_numpy_bptt(shape, act, dtype, rng, ref):
         got = getattr(g, name)
         assert got.dtype == dtype, name
         ref.assert_rel(got, r[name], tol, name)
+
+
+# The per-step product runs in a small C loop for small (B, M) and in BLAS
+# otherwise (pyx/rnn.pyx, _small_step): B = 1 up to M = 64, B = 2..8 up to
+# M = 128 (float64) / 256 (float32). Shapes on both sides of each boundary,
+# and M not a multiple of the loop's 4-way unroll.
+@pytest.mark.parametrize("B, M", [(1, 64), (1, 65), (2, 7), (8, 128), (8, 129),
+                                  (8, 257), (9, 16), (4, 256)])
+def test_rnn_step_product_on_both_sides_of_the_small_loop(B, M, dtype, rng, ref):
+    T, N = 3, 5
+    p = make_rnn(rng, T, B, N, M, dtype, scale=0.5 / np.sqrt(M))
+    for form in ("standard", "preactivation"):
+        H, cache = nk.rnn_forward(p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], "tanh",
+                                  form=form)
+        dH = rng.standard_normal(H.shape).astype(dtype)
+        g = nk.rnn_backward(dH, cache)
+        if form == "standard":
+            r = rnn_bptt_ref(dH, p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], "tanh")
+        else:
+            r = preact_bptt_ref(dH, p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], "tanh")
+        tol = ref.RTOL[dtype] * (1 if dtype == np.float64 else 10)
+        ref.assert_rel(H, r["H"], tol, f"{form} H")
+        for name in ("dX", "dWx", "dWh", "dh0"):
+            ref.assert_rel(getattr(g, name), r[name], tol, f"{form} {name}")
 
 
 @pytest.mark.parametrize("act", ACTS)
