@@ -178,6 +178,14 @@ def get(name: str) -> Walkthrough:
     return reg[name]
 
 
+def time_group(node: Node) -> int | str:
+    """The run a node belongs to in an unrolled recurrence: its time step, else
+    "weights" (a leaf without a time) or "loss" (what the steps feed)."""
+    if node.time is not None:
+        return node.time
+    return "weights" if node.is_leaf else "loss"
+
+
 def grouped_by_time(nodes: list[Node]) -> list[Node]:
     """An unrolled recurrence's nodes in an order that reads by time step: the
     weights (leaves without a time) first, then t = 0, 1, 2, ... (each step's
@@ -193,10 +201,8 @@ def grouped_by_time(nodes: list[Node]) -> list[Node]:
         return nodes
 
     def rank(i: int) -> float:
-        n = nodes[i]
-        if n.time is not None:
-            return n.time
-        return -1 if n.is_leaf else float("inf")
+        g = time_group(nodes[i])
+        return {"weights": -1, "loss": float("inf")}.get(g, g)
 
     index = {n.key: i for i, n in enumerate(nodes)}
     waiting = [len(set(n.parents)) for n in nodes]

@@ -179,14 +179,15 @@ class Table:
     columns: list              # [(name, kind)]
     rows: list = field(default_factory=list)
     notes: list = field(default_factory=list)
-    # row -> row: cells computed from other cells (a verdict from a ratio),
-    # recomputed after median_tables so they agree with the medians printed
+    # row -> row: cells computed from other cells (a verdict from a ratio), set
+    # by add() and again by median_tables, so they agree with the medians printed
     derive: object = None
 
     def add(self, *values) -> None:
         if len(values) != len(self.columns):
             raise ValueError(f"row: expected {len(self.columns)} values, got {len(values)}")
-        self.rows.append(list(values))
+        row = list(values)
+        self.rows.append(self.derive(row) if self.derive else row)
 
     def text(self) -> str:
         cells = [[("n/a" if v is None else KINDS[kind](v))

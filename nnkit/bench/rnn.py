@@ -70,16 +70,24 @@ def numpy_rnn(X, h0, Wx, Wh, b, dH):
     return H, dX, carry, dWx, dWh, db
 
 
+COLUMNS = [("T x B x N x M", "text"), ("dtype", "text"), ("nnkit ms", "ms"),
+           ("us/step", "us"), ("numpy ms", "ms"), ("torch ms", "ms"), ("np/nk", "ratio"),
+           ("torch/nk", "ratio"), ("floor ms", "ms"), ("nk@floor", "share"),
+           ("torch@floor", "share"), ("target", "text"), ("met", "text")]
+_COL = {name: i for i, (name, _) in enumerate(COLUMNS)}
+
+
 def _verdict(row: list) -> list:
     """The `met` cell from the row's own torch/nk ratio or nk@floor share (after
     --runs N, from the medians the table prints, not from the last run)."""
-    goal = row[11]
+    goal = row[_COL["target"]]
     target = float(goal.split()[-1])
     if goal.startswith("torch/nk"):
-        met = "n/a" if row[7] is None else ("yes" if row[7] >= target else "NO")
+        r = row[_COL["torch/nk"]]
+        met = "n/a" if r is None else ("yes" if r >= target else "NO")
     else:                                  # nk/floor <= target: share >= 1/target
-        met = "yes" if row[9] >= 1 / target else "NO"
-    return row[:12] + [met]
+        met = "yes" if row[_COL["nk@floor"]] >= 1 / target else "NO"
+    return row[:_COL["met"]] + [met]
 
 
 def run() -> list[Table]:
@@ -88,11 +96,7 @@ def run() -> list[Table]:
     repeats = 15
     t = Table("rnn", "tanh RNN forward+backward, T x B x N x M (ratio = other/nnkit; floor = "
               "flops / GEMM rate of the sequence's product, measured in this run)",
-              [("T x B x N x M", "text"), ("dtype", "text"), ("nnkit ms", "ms"),
-               ("us/step", "us"), ("numpy ms", "ms"), ("torch ms", "ms"), ("np/nk", "ratio"),
-               ("torch/nk", "ratio"), ("floor ms", "ms"), ("nk@floor", "share"),
-               ("torch@floor", "share"), ("target", "text"), ("met", "text")])
-    t.derive = _verdict
+              list(COLUMNS), derive=_verdict)
     for dt in DTYPES:
         for (T, B, N, M), (kind, target) in shapes:
             rng = np.random.default_rng(0)
@@ -142,8 +146,7 @@ def run() -> list[Table]:
                     else f"nk/floor <= {target:g}")
             t.add(f"{T}x{B}x{N}x{M}", np.dtype(dt).name, t_nk, t_nk / T, t_np, t_th,
                   ratio(t_np, t_nk), ratio(t_th, t_nk), floor, share(floor, t_nk),
-                  share(floor, t_th), goal, None)
-            t.rows[-1] = _verdict(t.rows[-1])
+                  share(floor, t_th), goal, None)      # met: _verdict
             t.notes.append(f"{T}x{B}x{N}x{M} {np.dtype(dt).name}: max |H - H_numpy| = "
                            f"{diff_np:.1e}, max |H - H_torch| = "
                            + ("n/a" if diff_th is None else f"{diff_th:.1e}")

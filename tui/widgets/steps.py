@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from nnkit.trace import Node, Trace
+from nnkit.trace import Node, Trace, time_group
 
 FORWARD, BACKWARD = "forward", "backward"
 
@@ -43,25 +43,16 @@ def step_index(option_id: str | None) -> int | None:
     return None
 
 
-def _group(node: Node) -> int | str:
-    """The run a node belongs to in a recurrence's step list: its time step,
-    or the weights (leaves without a time) or the loss."""
-    if node.time is not None:
-        return node.time
-    return "weights" if node.is_leaf else "loss"
-
-
-def _group_title(steps: list[Step], i: int) -> str:
+def _group_title(steps: list[Step], i: int, two_chains: bool) -> str:
     """'t = 3', with the chain's direction when there are two (a BiRNN's
     forward sweep →, its backward sweep ←): the first chained node of the run."""
-    g = _group(steps[i].node)
+    g = time_group(steps[i].node)
     if not isinstance(g, int):
         return g
-    chains = {s.node.chain for s in steps if s.node.chain}
     title = f"t = {g}"
-    if len(chains) > 1:
+    if two_chains:
         for s in steps[i:]:
-            if _group(s.node) != g or s.phase != steps[i].phase:
+            if time_group(s.node) != g or s.phase != steps[i].phase:
                 break
             if s.node.chain:
                 return f"{title} {'→' if s.node.chain == 'forward' else '←'}"
@@ -74,6 +65,7 @@ class StepList(OptionList):
     def set_steps(self, steps: list[Step], marks: dict[str, bool]) -> None:
         self._steps = steps
         timed = any(s.node.time is not None for s in steps)
+        two_chains = len({s.node.chain for s in steps if s.node.chain}) > 1
         options: list[Option] = []
         for i, s in enumerate(steps):
             if i == 0 or steps[i - 1].phase != s.phase:
@@ -83,8 +75,9 @@ class StepList(OptionList):
             # an unrolled recurrence (the trace orders it by time step): a
             # subheader opens each run of one time step
             if timed and (options[-1].id == f"hdr-{s.phase}"
-                          or _group(steps[i - 1].node) != _group(s.node)):
-                options.append(Option(Text(" " + _group_title(steps, i), style="dim italic"),
+                          or time_group(steps[i - 1].node) != time_group(s.node)):
+                options.append(Option(Text(" " + _group_title(steps, i, two_chains),
+                                           style="dim italic"),
                                       id=f"grp-{i}", disabled=True))
             options.append(Option(self._prompt(s, marks), id=step_id(i)))
         self.set_options(options)
