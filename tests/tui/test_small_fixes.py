@@ -68,3 +68,19 @@ async def test_command_palette_lists_each_command_once(started_app):
         titles = Counter(c.title for c in app.get_system_commands(app.main))
         assert titles["Keys"] == 1
         assert [t for t, n in titles.items() if n > 1] == []
+
+
+def test_number_table_lines_carry_no_empty_segments(monkeypatch):
+    """A CI snapshot differed from the stored one by five zero-width rects only:
+    DataTable's crop at the right edge left an empty styled segment in some
+    frames (by when its width was measured). NumberTable drops them."""
+    from rich.segment import Segment
+    from rich.style import Style
+    from textual.strip import Strip
+    from textual.widgets import DataTable
+
+    from nnkit.tui.widgets.tensor import NumberTable
+    line = Strip([Segment("  0.5", Style()), Segment("", Style(bgcolor="red"))])
+    monkeypatch.setattr(DataTable, "render_line", lambda self, y: line)
+    got = NumberTable().render_line(0)
+    assert [s.text for s in got] == ["  0.5"] and got.cell_length == line.cell_length
