@@ -19,7 +19,6 @@ Its backward runs exactly back through the T steps.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg.blas as _blas_mod
 import scipy.linalg.lapack as _lapack_mod
 
 from ._blas_threads import serial_blas
@@ -143,14 +142,9 @@ def _zca_matrix(D: np.ndarray, s: np.ndarray) -> np.ndarray:
     definite, so one syrk (g³ flops) instead of a gemm (2 g³)."""
     if D.shape[-1] < SYRK_MIN_GROUP:
         return _mm(D / s[..., None, :], D, tb=True)
-    syrk = getattr(_blas_mod, ("s" if D.dtype == np.float32 else "d") + "syrk")
     Q = D / np.sqrt(s)[..., None, :]
     W = np.empty_like(D)
-    for k in range(D.shape[0]):
-        # row-major Q is the Fortran Qᵀ: trans=1 gives (Qᵀ)ᵀ Qᵀ = Q Qᵀ, upper triangle
-        C = syrk(1.0, Q[k].T, trans=1, lower=0)
-        U = np.triu(C)
-        W[k] = U + np.triu(C, 1).T
+    _k.gram_stack(Q, 1.0, W)          # syrk + a tiled mirror in the kernel
     return W
 
 

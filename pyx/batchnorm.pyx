@@ -28,8 +28,9 @@
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
-from _common cimport (CHUNK_ROWS, clear_sums, floating, flush_partials, relu_grad,
-                      relu_value, row_start, row_team, team_size)
+from _common cimport (CHUNK_ROWS, STREAM_BUFFER, clear_sums, floating, flush_partials,
+                      relu_grad, relu_value, row_start, row_team, stream_copy, stream_fence,
+                      streams, team_size)
 
 # rows per chunk of the statistics pass: about CHUNK_BYTES of Y (looked at a
 # second time from L2), at most CHUNK_ROWS
@@ -118,6 +119,35 @@ cdef void _stats_rows(const floating* Y, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_
         c = e
 
 
+# The output pass of the training forward, rows [r0, r1): Z (or H) =
+# (Y - m) * scale + shift, by pieces of at most STREAM_BUFFER elements; buf is
+# NULL (ordinary stores) or a piece's scratch when `out` is streamed.
+cdef void _output_rows(const floating* Y, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t M,
+                       const floating* mean, const floating* scale, const floating* shift,
+                       bint relu, floating* out, floating* buf) noexcept nogil:
+    cdef Py_ssize_t i, j, c0, n
+    cdef const floating* y
+    cdef floating* dst
+    for i in range(r0, r1):
+        y = Y + i * M
+        c0 = 0
+        while c0 < M:
+            n = min(STREAM_BUFFER, M - c0)
+            dst = buf if buf != NULL else out + i * M + c0
+            if relu:
+                for j in range(n):
+                    dst[j] = relu_value((y[c0 + j] - mean[c0 + j]) * scale[c0 + j]
+                                        + shift[c0 + j])
+            else:
+                for j in range(n):
+                    dst[j] = (y[c0 + j] - mean[c0 + j]) * scale[c0 + j] + shift[c0 + j]
+            if buf != NULL:
+                stream_copy(out + i * M + c0, buf, n)
+            c0 += n
+    if buf != NULL:
+        stream_fence()
+
+
 # Training forward. Passes over (B, M): statistics (read Y, a second look
 # from L2), output (read Y, write Z or H): 3. Flops: ~9 B M (statistics) +
 # 3 B M (output), plus a compare per element with the ReLU.
@@ -142,9 +172,13 @@ def forward_train(const floating[:, ::1] Y,        # IN (B, M)
     cdef double* m2_t
     cdef floating* scale       # gamma * inv_std, rounded to the input type
     cdef floating* shift       # beta
-    if sums == NULL or scratch == NULL:
+    cdef floating* buf = NULL  # streaming-store buffers, STREAM_BUFFER per thread
+    if streams(B * M, sizeof(floating)):
+        buf = <floating*>malloc(nt * STREAM_BUFFER * sizeof(floating))
+    if sums == NULL or scratch == NULL or (buf == NULL and streams(B * M, sizeof(floating))):
         free(sums)
         free(scratch)
+        free(buf)
         raise MemoryError("batchnorm forward: no memory for the workspace")
     scale = scratch + STATS_SCRATCH * nt * M
     shift = scale + M
@@ -172,15 +206,13 @@ def forward_train(const floating[:, ::1] Y,        # IN (B, M)
             # this scale from the stored (rounded) inv_std, so round it first
             scale[j] = <floating>(<double>gamma[j] * inv_std[j])
             shift[j] = beta[j]
-        for i in prange(B, schedule="static", num_threads=nt):
-            if relu:
-                for j in range(M):
-                    out[i, j] = relu_value((Y[i, j] - mean[j]) * scale[j] + shift[j])
-            else:
-                for j in range(M):
-                    out[i, j] = (Y[i, j] - mean[j]) * scale[j] + shift[j]
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _output_rows(&Y[0, 0], row_start(t, nt, B), row_start(t + 1, nt, B), M, mean,
+                         scale, shift, relu, &out[0, 0],
+                         NULL if buf == NULL else buf + t * STREAM_BUFFER)
     free(sums)
     free(scratch)
+    free(buf)
     return None
 
 
@@ -291,8 +323,43 @@ cdef void _reduce_rows(const floating* dH, const floating* Y, Py_ssize_t r0,
         c = e
 
 
+# dY of rows [r0, r1) (the last pass of the training backward), by pieces of
+# at most STREAM_BUFFER elements, streamed out through buf when it is not NULL.
+cdef void _dy_rows(const floating* dout, const floating* Y, Py_ssize_t r0, Py_ssize_t r1,
+                   Py_ssize_t M, const floating* mean, const floating* inv_std,
+                   const floating* direct, const floating* beta,
+                   const floating* mean_term, const floating* var_term, bint relu,
+                   floating* dY, floating* buf) noexcept nogil:
+    cdef Py_ssize_t i, j, c0, n, k
+    cdef floating xh, dz
+    cdef floating* dst
+    for i in range(r0, r1):
+        c0 = 0
+        while c0 < M:
+            n = min(STREAM_BUFFER, M - c0)
+            dst = buf if buf != NULL else dY + i * M + c0
+            k = i * M + c0                   # the piece's first element
+            if relu:
+                for j in range(n):
+                    xh = (Y[k + j] - mean[c0 + j]) * inv_std[c0 + j]
+                    dz = relu_grad(dout[k + j], (Y[k + j] - mean[c0 + j]) * direct[c0 + j]
+                                   + beta[c0 + j])
+                    dst[j] = direct[c0 + j] * dz - mean_term[c0 + j] - var_term[c0 + j] * xh
+            else:
+                for j in range(n):
+                    xh = (Y[k + j] - mean[c0 + j]) * inv_std[c0 + j]
+                    dst[j] = (direct[c0 + j] * dout[k + j] - mean_term[c0 + j]
+                              - var_term[c0 + j] * xh)
+            if buf != NULL:
+                stream_copy(dY + k, buf, n)
+            c0 += n
+    if buf != NULL:
+        stream_fence()
+
+
 # Training backward. Passes over (B, M): sums (read dH, Y), dY (read dH, Y,
-# write dY): 5, plus one write each of dZ and dYhat when asked.
+# write dY): 5 (dY streamed out when large, pyx/_common.pxd); when dZ or dYhat
+# is asked, one more pass reads dH, Y again and writes them.
 # Flops: ~8 B M (sums) + 6 B M (dY), plus the ReLU mask twice.
 def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the ReLU
                    const floating[:, ::1] Y,      # IN (B, M)
@@ -311,7 +378,7 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
     cdef Py_ssize_t t, i, j
     cdef bint want_dz = dZ_out is not None, want_dyh = dYhat_out is not None
     cdef double gi, dv
-    cdef floating xh, dz
+    cdef floating dz
     cdef floating* dgamma = &dvecs[0, 0]
     cdef floating* dbeta = &dvecs[1, 0]
     cdef floating* dmean = &dvecs[2, 0]
@@ -324,9 +391,13 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
     cdef floating* direct
     cdef floating* mean_term
     cdef floating* var_term
-    if sums == NULL or scratch == NULL:
+    cdef floating* buf = NULL  # streaming-store buffers, STREAM_BUFFER per thread
+    if streams(B * M, sizeof(floating)):
+        buf = <floating*>malloc(nt * STREAM_BUFFER * sizeof(floating))
+    if sums == NULL or scratch == NULL or (buf == NULL and streams(B * M, sizeof(floating))):
         free(sums)
         free(scratch)
+        free(buf)
         raise MemoryError("batchnorm backward: no memory for the workspace")
     sum_dz = sums
     sum_dz_yhat = sums + M
@@ -355,18 +426,13 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
             dmean[j] = <floating>(-gi * sum_dz[j] + dv * (-2.0 / B) * sum_yc[j])
             mean_term[j] = <floating>(gi * sum_dz[j] / B)
             var_term[j] = <floating>(gi * sum_dz_yhat[j] / B)
-        for i in prange(B, schedule="static", num_threads=nt):
-            if relu:
-                for j in range(M):
-                    xh = (Y[i, j] - mean[j]) * inv_std[j]
-                    dz = relu_grad(dout[i, j], (Y[i, j] - mean[j]) * direct[j] + beta[j])
-                    dY[i, j] = direct[j] * dz - mean_term[j] - var_term[j] * xh
-            else:
-                for j in range(M):
-                    xh = (Y[i, j] - mean[j]) * inv_std[j]
-                    dY[i, j] = direct[j] * dout[i, j] - mean_term[j] - var_term[j] * xh
-            # the (B, M) intermediates only when asked (one write each)
-            if want_dz or want_dyh:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            _dy_rows(&dout[0, 0], &Y[0, 0], row_start(t, nt, B), row_start(t + 1, nt, B), M,
+                     &mean[0], &inv_std[0], direct, &beta[0], mean_term, var_term, relu,
+                     &dY[0, 0], NULL if buf == NULL else buf + t * STREAM_BUFFER)
+        # the (B, M) intermediates only when asked (one write each)
+        if want_dz or want_dyh:
+            for i in prange(B, schedule="static", num_threads=nt):
                 for j in range(M):
                     dz = dout[i, j]
                     if relu:
@@ -377,4 +443,5 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
                         dYhat_out[i, j] = dz * gamma[j]
     free(sums)
     free(scratch)
+    free(buf)
     return None

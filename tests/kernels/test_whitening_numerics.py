@@ -109,3 +109,18 @@ def test_nan_input_propagates_in_every_method(method):
     assert np.isnan(Z).all()
     g = nk.whitening_backward(np.ones_like(Z), cache)
     assert np.isnan(g.dY).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("g", [1, 31, 32, 33, 100])
+def test_gram_stack_is_the_full_symmetric_product(dtype, g):
+    """ZCA's W = Q Qᵀ from the kernel's syrk + tiled mirror, against NumPy's
+    product: every entry (both triangles, tile edges at 32), a stack of 3."""
+    from nnkit._kernels import whitening as k
+    Q = np.random.default_rng(g).standard_normal((3, g, g)).astype(dtype)
+    C = np.full_like(Q, np.nan)
+    k.gram_stack(Q, 0.5, C)
+    want = 0.5 * np.matmul(Q.astype(np.float64), np.swapaxes(Q, 1, 2).astype(np.float64))
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(C, want, rtol=tol, atol=tol * g)
+    np.testing.assert_array_equal(C, np.swapaxes(C, 1, 2))
