@@ -14,7 +14,8 @@
 from cython.parallel cimport prange, threadid
 from libc.math cimport fabs, pow, sqrt
 from libc.string cimport memcpy, memset
-from _common cimport floating, gemm_rowmajor, team_size
+from libc.stdlib cimport free, malloc
+from _common cimport floating, gemm_rowmajor, stream_copy, stream_fence, streams, team_size
 
 # ----------------------------------------------------------- shape logic
 # Geometry status codes (nnkit.conv_shapes turns them into messages that
@@ -398,6 +399,33 @@ def pool2d_forward(const floating[:, :, ::1] X,     # IN  (planes, H, W)
                         &Y[q, 0, 0], a0 + q * Ho * Wo if a0 != NULL else NULL)
 
 
+# 2x2 stride-2 max backward of a plane with even H, W: the input rows 2oh and
+# 2oh + 1 (2W contiguous values) of output row oh are written together, dy
+# where the arg-max points and 0 elsewhere, into `rows` (2W values of
+# scratch) when dX is streamed out, else in place.
+cdef void _max2x2_backward_plane(const floating* dy, const int* arg, Py_ssize_t W,
+                                 Py_ssize_t Ho, Py_ssize_t Wo, floating* dx,
+                                 floating* rows) noexcept nogil:
+    cdef Py_ssize_t oh, ow, k0, a
+    cdef floating g
+    cdef floating zero = 0
+    cdef floating* t
+    for oh in range(Ho):
+        k0 = 2 * oh * W
+        t = rows if rows != NULL else dx + k0
+        for ow in range(Wo):
+            g = dy[oh * Wo + ow]
+            a = arg[oh * Wo + ow] - k0       # its offset in the two rows
+            t[2 * ow] = g if a == 2 * ow else zero
+            t[2 * ow + 1] = g if a == 2 * ow + 1 else zero
+            t[W + 2 * ow] = g if a == W + 2 * ow else zero
+            t[W + 2 * ow + 1] = g if a == W + 2 * ow + 1 else zero
+        if rows != NULL:
+            stream_copy(dx + k0, rows, 2 * W)
+    if rows != NULL:
+        stream_fence()                   # this thread's streamed plane is visible
+
+
 # Max backward: dx = 0, dx[argmax] += dy (several windows may pick the same
 # input when they overlap). When the windows tile the plane exactly (s = k,
 # no padding, H = H'k, W = W'k) every input is written once, dy at the arg-max
@@ -413,16 +441,25 @@ def maxpool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
     cdef Py_ssize_t Ho = dY.shape[1], Wo = dY.shape[2], q, oh, ow, i, j, base, am
     cdef bint tiled = (sh == kh and sw == kw and ph == 0 and pw == 0
                        and H == Ho * kh and W == Wo * kw)
+    cdef bint two = tiled and kh == 2 and kw == 2
+    cdef int nt = team_size(P * H * W, nthreads)
     cdef floating g
     cdef floating* dx
     cdef const floating* dy
     cdef const int* arg
-    for q in prange(P, nogil=True, schedule="static",
-                    num_threads=team_size(P * H * W, nthreads)):
+    cdef floating* rows = NULL      # 2W values per thread: the streamed pair of rows
+    if two and streams(P * H * W, sizeof(floating)):
+        rows = <floating*>malloc(nt * 2 * W * sizeof(floating))
+        if rows == NULL:
+            raise MemoryError("maxpool2d backward: no memory for the row buffers")
+    for q in prange(P, nogil=True, schedule="static", num_threads=nt):
         dx = &dX[q, 0, 0]
         dy = &dY[q, 0, 0]
         arg = &argmax[q, 0, 0]
-        if tiled:
+        if two:
+            _max2x2_backward_plane(dy, arg, W, Ho, Wo, dx,
+                                   NULL if rows == NULL else rows + threadid() * 2 * W)
+        elif tiled:
             for oh in range(Ho):
                 for ow in range(Wo):
                     g = dy[oh * Wo + ow]
@@ -436,6 +473,7 @@ def maxpool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
             for oh in range(Ho * Wo):
                 if arg[oh] >= 0:
                     dx[arg[oh]] += dy[oh]
+    free(rows)
 
 
 # Avg backward: dx = 0, then every window adds dy/(kh*kw) to its inputs.

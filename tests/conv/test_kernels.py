@@ -227,6 +227,23 @@ def test_max_ties_go_to_the_first_in_row_major_order():
             np.testing.assert_array_equal(cache.argmax[0, 0], [[1, 1], [8, 9]])
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (2, 4, 514, 520)], ids=str)
+def test_max2x2_backward_against_numpy_windows(shape, rng, dtype):
+    """The 2x2 stride-2 backward (its own kernel; at (2, 4, 514, 520), over
+    8 MB, dX is written with streaming stores): dy at each window's arg-max,
+    0 elsewhere, built here from NumPy's argmax over the reshaped windows."""
+    B, C, H, W = shape
+    X = rng.standard_normal(shape).astype(dtype)
+    Y, cache = nk.maxpool2d_forward(X, 2)
+    G = rng.standard_normal(Y.shape).astype(dtype)
+    dX = nk.maxpool2d_backward(G, cache)
+    win = X.reshape(B, C, H // 2, 2, W // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+    hot = np.arange(4) == win.reshape(B, C, H // 2, W // 2, 4).argmax(-1)[..., None]
+    want = (hot * G[..., None]).reshape(B, C, H // 2, W // 2, 2, 2)
+    want = want.transpose(0, 1, 2, 4, 3, 5).reshape(shape)
+    np.testing.assert_array_equal(dX, want)
+
+
 def test_max_routes_and_avg_spreads(rng):
     X = rng.standard_normal((1, 1, 4, 4))
     Y, c = nk.maxpool2d_forward(X, 2)
