@@ -40,6 +40,7 @@ import numpy as np
 from . import _validate as v
 from ._blas_threads import serial_blas
 from ._kernels import rnn as _k
+from ._threads import free_core_threads, kernel_threads
 
 # activation name -> the kernels' code
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2}
@@ -48,6 +49,26 @@ FORMS = ("standard", "preactivation")
 
 
 # ------------------------------------------------------------------ helpers
+STEP_SPLIT_MIN = 1 << 18
+
+
+def _step_threads(B: int, M: int) -> int:
+    """Threads for each step's (B, M) x (M, M) product: one below
+    STEP_SPLIT_MIN multiply-adds (a team woken every step costs more than it
+    saves), else the cores free right now (free_core_threads: a split step
+    waits for a descheduled thread at every step), each on its block of the
+    output's columns."""
+    return free_core_threads() if B * M * M >= STEP_SPLIT_MIN else 1
+
+
+def _gemm_threads() -> int:
+    """Threads for the large GEMMs over all T·B rows (projection, weight
+    gradients): every core, each thread one single-threaded BLAS call on its
+    block of rows (gemm_team in pyx/_common.pxd); BLAS itself stays at one
+    thread (serial_blas). Measured side by side on 2 cores: see README."""
+    return kernel_threads()
+
+
 def _rows(a: np.ndarray | None) -> np.ndarray | None:
     """(T, B, C) as its (T·B, C) row view (no copy: a is C-contiguous)."""
     return None if a is None else a.reshape(a.shape[0] * a.shape[1], a.shape[2])
@@ -57,8 +78,9 @@ def _chain_forward(X, h0, Wx, Wh, b, code, reverse, preact, H, G):
     """One chain's forward: the input projection of all T steps (one GEMM),
     then the serial time loop. The caller holds serial_blas()."""
     T = X.shape[0]
-    _k.project(_rows(X), Wx, b, _rows(H))
-    _k.recur(h0, Wh, code, reverse, preact, T, _rows(H), _rows(G))
+    _k.project(_rows(X), Wx, b, _rows(H), _gemm_threads())
+    _k.recur(h0, Wh, code, reverse, preact, T, _rows(H), _rows(G),
+             _step_threads(X.shape[1], Wh.shape[0]))
 
 
 def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
@@ -66,9 +88,9 @@ def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
     """One chain's BPTT loop, then its weight gradients (one GEMM each)."""
     T, B, M = H.shape
     _k.bptt(_rows(dH), _rows(H), _rows(G), Wh, code, reverse, preact, T, truncate,
-            _rows(dA), _rows(dh), norms, dh0)
+            _rows(dA), _rows(dh), norms, dh0, _step_threads(B, M))
     _k.weight_grads(_rows(dA), _rows(X), _rows(H), _rows(G), h0, Wx, reverse, preact, T,
-                    accumulate_dX, _rows(dX), dWx, dWh, db, np.empty(M))
+                    accumulate_dX, _rows(dX), dWx, dWh, db, np.empty(M), _gemm_threads())
 
 
 # --------------------------------------------------------------------- RNN

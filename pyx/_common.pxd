@@ -7,6 +7,7 @@
 # row-major is C^T = op(B)^T op(A)^T in column-major: swap the operands and
 # the m/n dimensions, keep the transpose flags.
 
+from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport dgemm, dsyrk, sgemm, ssyrk
 
 ctypedef fused floating:
@@ -63,6 +64,28 @@ cdef inline void syrk_rowmajor(int n, int k, floating alpha, const floating* A,
         ssyrk(&uplo, &trans, &n, &k, &alpha, <float*>A, &lda, &zero, C, &ldc)
     else:
         dsyrk(&uplo, &trans, &n, &k, &alpha, <double*>A, &lda, &zero, C, &ldc)
+
+
+cdef inline void gemm_team(int nt, bint trans_a, bint trans_b, int m, int n, int k,
+                           floating alpha, const floating* A, int lda,
+                           const floating* B, int ldb, floating beta,
+                           floating* C, int ldc) noexcept nogil:
+    """gemm_rowmajor split over nt OpenMP threads by blocks of C's rows, each
+    block one BLAS call on the calling thread. For callers that hold BLAS at
+    one thread (nnkit/_blas_threads.py: OpenBLAS's own pool spin-waits and
+    stalls the serial RNN loop): the large products still get every core,
+    from a team that sleeps after its short spin (nnkit/_threads.py)."""
+    cdef int t, m0, m1
+    if nt <= 1 or m < 2 * nt:
+        gemm_rowmajor(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return
+    for t in prange(nt, schedule="static", num_threads=nt):
+        m0 = <int>((<Py_ssize_t>m * t) // nt)
+        m1 = <int>((<Py_ssize_t>m * (t + 1)) // nt)
+        # rows m0..m1 of op(A): columns of the stored A when transposed
+        gemm_rowmajor(trans_a, trans_b, m1 - m0, n, k, alpha,
+                      A + (m0 if trans_a else <Py_ssize_t>m0 * lda), lda, B, ldb, beta,
+                      C + <Py_ssize_t>m0 * ldc, ldc)
 
 
 # --------------------------------------------------------------- threads

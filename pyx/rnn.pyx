@@ -28,11 +28,12 @@
 # a B x M x M GEMM (2M flops per value); an OpenMP team woken 2T times per
 # call costs more than the pass (see nnkit/_threads.py).
 
+from cython.parallel cimport prange
 from scipy.linalg.cython_blas cimport sgemv, dgemv
 from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
-from _common cimport column_sums, floating, gemm_rowmajor, relu_grad, relu_value
+from _common cimport column_sums, floating, gemm_rowmajor, gemm_team, relu_grad, relu_value
 
 cdef enum:
     ACT_TANH = 0
@@ -218,13 +219,26 @@ cdef inline bint _small_step(Py_ssize_t B, Py_ssize_t M, bint single) noexcept n
 cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
                                const floating* V, const floating* W,
                                const floating* W_kj, floating beta,
-                               floating* out) noexcept nogil:
+                               floating* out, int nt) noexcept nogil:
     """out (B, M) = V (B, M) op(W) + beta * out (beta 0 or 1) with op(W) =
     W^T (forward: rows times Wh^T) or W (trans_w; backward: rows times Wh).
     W_kj, when not NULL, is op(W) itself laid out (k, j) row-major (Wh^T
     copied once for the forward, Wh for the backward): the small loop runs.
     Otherwise B = 1 is a GEMV (half the call overhead of a 1-row GEMM), and
-    the rest a GEMM."""
+    the rest a GEMM; with nt > 1 threads, one GEMM per block of out's
+    columns: each thread reads (and OpenBLAS packs) only its columns of
+    op(W), where a split by rows would pack all of W on every thread."""
+    cdef int t
+    cdef Py_ssize_t j0, j1
+    if nt > 1 and W_kj == NULL and B > 1:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            j0 = (M * t) // nt
+            j1 = (M * (t + 1)) // nt
+            # columns j0..j1 of op(W): rows of W when op(W) = W^T
+            gemm_rowmajor(False, not trans_w, <int>B, <int>(j1 - j0), <int>M,
+                          <floating>1.0, V, <int>M, W + (j0 if trans_w else j0 * M),
+                          <int>M, beta, out + j0, <int>M)
+        return
     if W_kj != NULL:
         if floating is float:
             nnkit_small_gemm_f(B, M, M, V, W_kj, beta != 0, out)
@@ -301,14 +315,15 @@ cdef inline double _sum_squares(const floating* v, Py_ssize_t n) noexcept nogil:
 def project(const floating[:, ::1] X,        # IN  (T*B, N)
             const floating[:, ::1] Wx,       # IN  (M, N)
             const floating[::1] b,           # IN  (M,) or None
-            floating[:, ::1] H):             # OUT (T*B, M)
+            floating[:, ::1] H,              # OUT (T*B, M)
+            int nthreads):                   # IN  threads for the GEMM (gemm_team)
     cdef Py_ssize_t R = X.shape[0], N = X.shape[1], M = Wx.shape[0], i
     cdef bint has_bias = b is not None
     with nogil:
         if has_bias:
             for i in range(R):
                 memcpy(&H[i, 0], &b[0], M * sizeof(floating))
-        gemm_rowmajor(False, True, <int>R, <int>M, <int>N, <floating>1.0,
+        gemm_team(nthreads, False, True, <int>R, <int>M, <int>N, <floating>1.0,
                       &X[0, 0], <int>N, &Wx[0, 0], <int>N,
                       <floating>(1.0 if has_bias else 0.0), &H[0, 0], <int>M)
     return None
@@ -325,7 +340,8 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
           const floating[:, ::1] Wh,         # IN  (M, M)
           int act, bint reverse, bint preact, Py_ssize_t T,   # IN
           floating[:, ::1] H,                # IN/OUT (T*B, M) projections -> states
-          floating[:, ::1] G):               # OUT (T*B, M) preactivation form, else None
+          floating[:, ::1] G,                # OUT (T*B, M) preactivation form, else None
+          int nthreads):                     # IN  threads per step product (> 1: split)
     cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], s, t, j, k
     cdef const floating* prev
     cdef floating* h_t
@@ -351,9 +367,9 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
                 g_t = &G[t * B, 0]
                 memcpy(g_t, prev, B * M * sizeof(floating))
                 _activate(g_t, B * M, act)
-                _step_product(False, B, M, g_t, &Wh[0, 0], WhT, <floating>1.0, h_t)
+                _step_product(False, B, M, g_t, &Wh[0, 0], WhT, <floating>1.0, h_t, nthreads)
             else:
-                _step_product(False, B, M, prev, &Wh[0, 0], WhT, <floating>1.0, h_t)
+                _step_product(False, B, M, prev, &Wh[0, 0], WhT, <floating>1.0, h_t, nthreads)
                 _activate(h_t, B * M, act)
     free(WhT)
     return None
@@ -379,7 +395,8 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
          floating[:, ::1] D,                 # OUT (T*B, M) ∂L/∂a_t
          floating[:, ::1] dh,                # OUT (T*B, M) total ∂L/∂h_t, or None
          double[::1] norms,                  # OUT (T,) ||dh_t||_F
-         floating[:, ::1] dh0):              # OUT (B, M)
+         floating[:, ::1] dh0,               # OUT (B, M)
+         int nthreads):                      # IN  threads per step product (> 1: split)
     cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], n, s, t, nxt, k, chain_t, first
     cdef bint want_dh = dh is not None, cut
     cdef floating* d_t
@@ -399,7 +416,7 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
                 memcpy(d_t, dH_t, n * sizeof(floating))
             else:
                 _step_product(True, B, M, &D[nxt * B, 0], &Wh[0, 0], W_kj, <floating>0.0,
-                              d_t)
+                              d_t, nthreads)
                 if preact:
                     _times_derivative(d_t, &G[nxt * B, 0], n, act)
                 for k in range(n):
@@ -411,7 +428,7 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
                 _times_derivative(d_t, &H[t * B, 0], n, act)
         first = T - 1 if reverse else 0
         _step_product(True, B, M, &D[first * B, 0], &Wh[0, 0], W_kj, <floating>0.0,
-                      &dh0[0, 0])
+                      &dh0[0, 0], nthreads)
         if preact:
             _times_derivative(&dh0[0, 0], &G[first * B, 0], n, act)
     return None
@@ -436,20 +453,21 @@ def weight_grads(const floating[:, ::1] D,   # IN  (T*B, M)
                  floating[:, ::1] dWx,       # OUT (M, N)
                  floating[:, ::1] dWh,       # OUT (M, M)
                  floating[::1] db,           # OUT (M,)
-                 double[::1] acc):           # workspace (M,) bias accumulators
+                 double[::1] acc,            # workspace (M,) bias accumulators
+                 int nthreads):              # IN  threads for the GEMMs (gemm_team)
     cdef Py_ssize_t R = X.shape[0], N = X.shape[1], M = Wx.shape[0]
     cdef Py_ssize_t B = R // T, first
     with nogil:
-        gemm_rowmajor(False, False, <int>R, <int>N, <int>M, <floating>1.0,
-                      &D[0, 0], <int>M, &Wx[0, 0], <int>N,
-                      <floating>(1.0 if accumulate_dX else 0.0), &dX[0, 0], <int>N)
-        gemm_rowmajor(True, False, <int>M, <int>N, <int>R, <floating>1.0,
-                      &D[0, 0], <int>M, &X[0, 0], <int>N, <floating>0.0,
-                      &dWx[0, 0], <int>N)
+        gemm_team(nthreads, False, False, <int>R, <int>N, <int>M, <floating>1.0,
+                  &D[0, 0], <int>M, &Wx[0, 0], <int>N,
+                  <floating>(1.0 if accumulate_dX else 0.0), &dX[0, 0], <int>N)
+        gemm_team(nthreads, True, False, <int>M, <int>N, <int>R, <floating>1.0,
+                  &D[0, 0], <int>M, &X[0, 0], <int>N, <floating>0.0,
+                  &dWx[0, 0], <int>N)
         if preact:
-            gemm_rowmajor(True, False, <int>M, <int>M, <int>R, <floating>1.0,
-                          &D[0, 0], <int>M, &G[0, 0], <int>M, <floating>0.0,
-                          &dWh[0, 0], <int>M)
+            gemm_team(nthreads, True, False, <int>M, <int>M, <int>R, <floating>1.0,
+                      &D[0, 0], <int>M, &G[0, 0], <int>M, <floating>0.0,
+                      &dWh[0, 0], <int>M)
         else:
             first = T - 1 if reverse else 0
             gemm_rowmajor(True, False, <int>M, <int>M, <int>B, <floating>1.0,
@@ -458,7 +476,7 @@ def weight_grads(const floating[:, ::1] D,   # IN  (T*B, M)
             if T > 1:
                 # forward: steps 1..T-1 read h_0..h_{T-2}; reverse: steps
                 # 0..T-2 read h_1..h_{T-1}
-                gemm_rowmajor(True, False, <int>M, <int>M, <int>((T - 1) * B),
+                gemm_team(nthreads, True, False, <int>M, <int>M, <int>((T - 1) * B),
                               <floating>1.0, &D[0 if reverse else B, 0], <int>M,
                               &H[B if reverse else 0, 0], <int>M, <floating>1.0,
                               &dWh[0, 0], <int>M)

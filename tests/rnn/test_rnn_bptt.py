@@ -55,6 +55,36 @@ def test_rnn_step_product_on_both_sides_of_the_small_loop(B, M, dtype, rng, ref)
             ref.assert_rel(getattr(g, name), r[name], tol, f"{form} {name}")
 
 
+# From B·M² = 2^18 multiply-adds the per-step product is split over the
+# threads by blocks of output columns (nnkit/rnn.py _step_threads), and the
+# large GEMMs over all T·B rows by blocks of rows (gemm_team): both forms,
+# both directions, one and three threads (uneven column blocks of M = 97).
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatch):
+    monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
+    T, B, N, M = 4, 29, 6, 97
+    assert B * M * M >= nk.rnn.STEP_SPLIT_MIN
+    p = make_rnn(rng, T, B, N, M, dtype, scale=0.5 / np.sqrt(M))
+    tol = ref.RTOL[dtype] * (1 if dtype == np.float64 else 10)
+    for form, bptt_ref in (("standard", rnn_bptt_ref), ("preactivation", preact_bptt_ref)):
+        H, cache = nk.rnn_forward(p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], "tanh",
+                                  form=form)
+        dH = rng.standard_normal(H.shape).astype(dtype)
+        g = nk.rnn_backward(dH, cache)
+        r = bptt_ref(dH, p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], "tanh")
+        ref.assert_rel(H, r["H"], tol, f"{form} H")
+        for name in ("dX", "dWx", "dWh", "db", "dh0"):
+            ref.assert_rel(getattr(g, name), r[name], tol, f"{form} {name}")
+    q = make_birnn(rng, T, B, N, M, 3, dtype, bias=True)
+    Y, cache = nk.birnn_forward(**q, activation="tanh")
+    dY = rng.standard_normal(Y.shape).astype(dtype)
+    g = nk.birnn_backward(dY, cache)
+    r = birnn_ref(dY, **q, act="tanh")
+    ref.assert_rel(Y, r["Y"], tol, "birnn Y")
+    for name in BIRNN_GRADS:
+        ref.assert_rel(getattr(g, name), r[name], tol, f"birnn {name}")
+
+
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("bias", [False, True])
 def test_birnn_matches_numpy_bptt(act, bias, dtype, rng, ref):
