@@ -14,7 +14,10 @@
 # large GEMMs over all T*B rows at once; `recur` and `bptt` are the serial
 # time loops, one small GEMM (a GEMV when B = 1) and a few elementwise passes
 # per step. Python runs them with OpenBLAS on one thread
-# (nnkit/_blas_threads.py says why, with measurements).
+# (nnkit/_blas_threads.py says why, with measurements); the cores are used
+# by splitting the products ourselves: the large GEMMs by row blocks
+# (gemm_team), each step's product by column blocks when it is large and the
+# cores are free (_step_product; nnkit/rnn.py decides the thread counts).
 #
 # Called only from nnkit.rnn (shapes, dtypes, T, B, N, M >= 1 checked; outputs
 # allocated, C-contiguous). Nothing here raises on bad input.
@@ -435,7 +438,8 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
 
 
 # The weight gradients, each one GEMM over the stacked T*B rows (they sit
-# off the serial loop, so BLAS runs them near peak on all its threads):
+# off the serial loop; gemm_team splits each over nthreads, one
+# single-threaded BLAS call per block of output rows):
 #   dX  = D Wx (+= for the BiRNN's second chain)      2*T*B*M*N flops
 #   dWx = D^T X                                       2*T*B*M*N
 #   dWh = Σ_t D_t^T (what step t read):               2*T*B*M^2
