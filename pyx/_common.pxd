@@ -23,6 +23,9 @@ cdef enum:
     # runs 8 float32 lanes per AVX2 op with no float->double conversion; a
     # float32 sum over a whole batch of 16384 rows is off by ~1e-6 or worse.
     CHUNK_ROWS = 64
+    # gemm_team splits a product over the threads from this many multiply-adds
+    GEMM_TEAM_MIN_F32 = 1 << 24
+    GEMM_TEAM_MIN_F64 = 1 << 22
 
 
 # ------------------------------------------------------------------ BLAS
@@ -74,9 +77,16 @@ cdef inline void gemm_team(int nt, bint trans_a, bint trans_b, int m, int n, int
     block one BLAS call on the calling thread. For callers that hold BLAS at
     one thread (nnkit/_blas_threads.py: OpenBLAS's own pool spin-waits and
     stalls the serial RNN loop): the large products still get every core,
-    from a team that sleeps after its short spin (nnkit/_threads.py)."""
+    from a team that sleeps after its short spin (nnkit/_threads.py).
+    Products under GEMM_TEAM_MIN multiply-adds stay on the calling thread:
+    waking the team cost more than it saved there (measured on 2 cores, the
+    RNN's weight gradients, 1 thread / 2: float32 0.79-0.84x at 2-13 M per
+    product, 1.29-1.50x from 16 M; float64 1.40x already at 1.6 M)."""
     cdef int t, m0, m1
-    if nt <= 1 or m < 2 * nt:
+    cdef double least = GEMM_TEAM_MIN_F64
+    if floating is float:
+        least = GEMM_TEAM_MIN_F32
+    if nt <= 1 or m < 2 * nt or <double>m * n * k < least:
         gemm_rowmajor(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return
     for t in prange(nt, schedule="static", num_threads=nt):

@@ -57,13 +57,14 @@ def test_rnn_step_product_on_both_sides_of_the_small_loop(B, M, dtype, rng, ref)
 
 # From B·M² = 2^18 multiply-adds the per-step product is split over the
 # threads by blocks of output columns (nnkit/rnn.py _step_threads), and the
-# large GEMMs over all T·B rows by blocks of rows (gemm_team): both forms,
-# both directions, one and three threads (uneven column blocks of M = 97).
+# GEMMs over all T·B rows from 2^24 (float32) / 2^22 (float64) by blocks of
+# rows (gemm_team in pyx/_common.pxd): T·B·N·M = 2000·97·97 = 18.8 M is over
+# both. Both forms, both directions, one and three threads (uneven blocks).
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatch):
     monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
-    T, B, N, M = 4, 29, 6, 97
-    assert B * M * M >= nk.rnn.STEP_SPLIT_MIN
+    T, B, N, M = 40, 50, 97, 97
+    assert B * M * M >= nk.rnn.STEP_SPLIT_MIN and T * B * N * M >= 1 << 24
     p = make_rnn(rng, T, B, N, M, dtype, scale=0.5 / np.sqrt(M))
     tol = ref.RTOL[dtype] * (1 if dtype == np.float64 else 10)
     for form, bptt_ref in (("standard", rnn_bptt_ref), ("preactivation", preact_bptt_ref)):
@@ -76,6 +77,8 @@ def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatc
         for name in ("dX", "dWx", "dWh", "db", "dh0"):
             ref.assert_rel(getattr(g, name), r[name], tol, f"{form} {name}")
     q = make_birnn(rng, T, B, N, M, 3, dtype, bias=True)
+    for key in ("Wxf", "Whf", "Wxb", "Whb"):       # contracting, as make_rnn's scale above
+        q[key] = (q[key] / np.sqrt(M)).astype(dtype)
     Y, cache = nk.birnn_forward(**q, activation="tanh")
     dY = rng.standard_normal(Y.shape).astype(dtype)
     g = nk.birnn_backward(dY, cache)
