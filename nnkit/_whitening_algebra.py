@@ -132,8 +132,8 @@ def _eigh(S: np.ndarray):
 
 
 # groups at least this wide form W = D Λ^(−½) Dᵀ with one syrk per group
-# (half the flops of the gemm; a Python call each); narrower ones with one
-# gemm_stack call for the whole stack
+# (half the flops of the gemm; gram_stack, one kernel call for the stack);
+# narrower ones with one gemm_stack call for the whole stack
 SYRK_MIN_GROUP = 32
 
 

@@ -25,6 +25,8 @@
 #             dy and dy*xhat into per-thread column partials); sweep 2 re-reads
 #             them from cache and writes dx.    memory: read dY, X; write dX
 #             (+ write dXhat when asked)
+# Y and dX of 8 MB and more go out through a CHUNK-element L1 buffer with
+# streaming stores (stream_copy, pyx/_common.pxd): no read before the write.
 # flops: forward ~7 per element, backward ~12 per element.
 #
 # Accuracy, as batch norm: sums run in the input type inside a chunk (LANES
@@ -57,7 +59,7 @@ cdef enum:
 
 
 # ------------------------------------------------------------- statistics
-# The LANES partial sums of a chunk, totalled: folded pairwise 64 -> 8 in the
+# The LANES (= 64) partial sums of a chunk, totalled: folded pairwise 64 -> 8 in the
 # input type (7 vector adds; each lane then holds at most 8 more roundings),
 # then 8 values in double as a tree. A running double total over the 64 lanes
 # (the first version) is a 64-long dependent chain of scalar adds: ~250
