@@ -245,31 +245,27 @@ cdef extern from *:
     #include <emmintrin.h>
     #define NNKIT_STREAM_ALIGN 16
     #endif
-    /* head: ordinary stores up to the first aligned address (a misaligned
-       array never reaches one and is copied whole with ordinary stores) */
-    static inline void nnkit_stream_f32(float* dst, const float* src, Py_ssize_t n) {
-        Py_ssize_t i = 0;
+    /* dst[0:n] = src[0:n], n bytes: memcpy up to dst's first vector-aligned
+       address, aligned streaming stores, memcpy for the tail. One function
+       for both dtypes: a streamed vector is the same bytes whatever it holds. */
+    static inline void nnkit_stream_bytes(char* dst, const char* src, size_t n) {
+        size_t i = 0;
     #ifdef NNKIT_STREAM_ALIGN
-        while (i < n && ((uintptr_t)(dst + i) % NNKIT_STREAM_ALIGN) != 0) { dst[i] = src[i]; i++; }
+        size_t head = (NNKIT_STREAM_ALIGN - (uintptr_t)dst % NNKIT_STREAM_ALIGN)
+                      % NNKIT_STREAM_ALIGN;
+        if (head <= n) {
+            memcpy(dst, src, head);
+            i = head;
     #if defined(__AVX__)
-        for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+            for (; i + 32 <= n; i += 32)
+                _mm256_stream_si256((__m256i*)(dst + i), _mm256_loadu_si256((const __m256i*)(src + i)));
     #else
-        for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+            for (; i + 16 <= n; i += 16)
+                _mm_stream_si128((__m128i*)(dst + i), _mm_loadu_si128((const __m128i*)(src + i)));
     #endif
+        }
     #endif
-        if (i < n) memcpy(dst + i, src + i, (size_t)(n - i) * sizeof(float));
-    }
-    static inline void nnkit_stream_f64(double* dst, const double* src, Py_ssize_t n) {
-        Py_ssize_t i = 0;
-    #ifdef NNKIT_STREAM_ALIGN
-        while (i < n && ((uintptr_t)(dst + i) % NNKIT_STREAM_ALIGN) != 0) { dst[i] = src[i]; i++; }
-    #if defined(__AVX__)
-        for (; i + 4 <= n; i += 4) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
-    #else
-        for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
-    #endif
-    #endif
-        if (i < n) memcpy(dst + i, src + i, (size_t)(n - i) * sizeof(double));
+        if (i < n) memcpy(dst + i, src + i, n - i);
     }
     /* streaming stores are weakly ordered: fence before other threads read */
     static inline void nnkit_stream_fence(void) {
@@ -278,8 +274,7 @@ cdef extern from *:
     #endif
     }
     """
-    void nnkit_stream_f32(float* dst, const float* src, Py_ssize_t n) nogil
-    void nnkit_stream_f64(double* dst, const double* src, Py_ssize_t n) nogil
+    void nnkit_stream_bytes(char* dst, const char* src, size_t n) nogil
     void nnkit_stream_fence() nogil
 
 cdef enum:
@@ -293,10 +288,7 @@ cdef inline bint streams(Py_ssize_t elements, Py_ssize_t itemsize) noexcept nogi
 
 
 cdef inline void stream_copy(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        nnkit_stream_f32(dst, src, n)
-    else:
-        nnkit_stream_f64(dst, src, n)
+    nnkit_stream_bytes(<char*>dst, <const char*>src, <size_t>n * sizeof(floating))
 
 
 cdef inline void stream_fence() noexcept nogil:

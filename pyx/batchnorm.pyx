@@ -172,10 +172,11 @@ def forward_train(const floating[:, ::1] Y,        # IN (B, M)
     cdef double* m2_t
     cdef floating* scale       # gamma * inv_std, rounded to the input type
     cdef floating* shift       # beta
+    cdef bint stream = streams(B * M, sizeof(floating))
     cdef floating* buf = NULL  # streaming-store buffers, STREAM_BUFFER per thread
-    if streams(B * M, sizeof(floating)):
+    if stream:
         buf = <floating*>malloc(nt * STREAM_BUFFER * sizeof(floating))
-    if sums == NULL or scratch == NULL or (buf == NULL and streams(B * M, sizeof(floating))):
+    if sums == NULL or scratch == NULL or (stream and buf == NULL):
         free(sums)
         free(scratch)
         free(buf)
@@ -391,10 +392,11 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
     cdef floating* direct
     cdef floating* mean_term
     cdef floating* var_term
+    cdef bint stream = streams(B * M, sizeof(floating))
     cdef floating* buf = NULL  # streaming-store buffers, STREAM_BUFFER per thread
-    if streams(B * M, sizeof(floating)):
+    if stream:
         buf = <floating*>malloc(nt * STREAM_BUFFER * sizeof(floating))
-    if sums == NULL or scratch == NULL or (buf == NULL and streams(B * M, sizeof(floating))):
+    if sums == NULL or scratch == NULL or (stream and buf == NULL):
         free(sums)
         free(scratch)
         free(buf)
