@@ -49,16 +49,29 @@ FORMS = ("standard", "preactivation")
 
 
 # ------------------------------------------------------------------ helpers
-STEP_SPLIT_MIN = 1 << 18
+# Each step's (B, M) x (M, M) product (pyx/rnn.pyx, _step_product) runs in
+# nnkit's tile kernel, with Wh packed once per sequence, below TILE_MAX_MACS
+# multiply-adds per step, and in OpenBLAS from there; it is split over the
+# free cores by blocks of output columns from STEP_SPLIT_MIN. Both from a
+# side-by-side timing of recur + bptt per step over B = 1..64, M = 32..512,
+# one and two threads (README, "Recurrent networks"): the tile kernel was
+# faster than OpenBLAS on one thread everywhere in float32 up to B M^2 = 2^23
+# and in float64 below 2^21; a split paid from about 20 us of product per
+# step (a team woken twice per step costs a few us).
+TILE_MAX_MACS = {np.dtype(np.float32): 1 << 24, np.dtype(np.float64): 1 << 21}
+STEP_SPLIT_MIN = {np.dtype(np.float32): 1 << 20, np.dtype(np.float64): 1 << 19}
 
 
-def _step_threads(B: int, M: int) -> int:
-    """Threads for each step's (B, M) x (M, M) product: one below
-    STEP_SPLIT_MIN multiply-adds (a team woken every step costs more than it
-    saves), else the cores free right now (free_core_threads: a split step
-    waits for a descheduled thread at every step), each on its block of the
-    output's columns."""
-    return free_core_threads() if B * M * M >= STEP_SPLIT_MIN else 1
+def _step_plan(B: int, M: int, dtype) -> tuple[bool, int]:
+    """(tile, threads) for each step's product: the tile kernel or BLAS (see
+    TILE_MAX_MACS), and one thread below STEP_SPLIT_MIN multiply-adds, else
+    the cores free right now (free_core_threads: a split step waits for a
+    descheduled thread at every step), each on its block of the output's
+    columns."""
+    dt = np.dtype(dtype)
+    macs = B * M * M
+    threads = free_core_threads() if macs >= STEP_SPLIT_MIN[dt] else 1
+    return macs < TILE_MAX_MACS[dt], threads
 
 
 def _gemm_threads() -> int:
@@ -80,7 +93,7 @@ def _chain_forward(X, h0, Wx, Wh, b, code, reverse, preact, H, G):
     T = X.shape[0]
     _k.project(_rows(X), Wx, b, _rows(H), _gemm_threads())
     _k.recur(h0, Wh, code, reverse, preact, T, _rows(H), _rows(G),
-             _step_threads(X.shape[1], Wh.shape[0]))
+             *_step_plan(X.shape[1], Wh.shape[0], X.dtype))
 
 
 def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
@@ -88,7 +101,7 @@ def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
     """One chain's BPTT loop, then its weight gradients (one GEMM each)."""
     T, B, M = H.shape
     _k.bptt(_rows(dH), _rows(H), _rows(G), Wh, code, reverse, preact, T, truncate,
-            _rows(dA), _rows(dh), norms, dh0, _step_threads(B, M))
+            _rows(dA), _rows(dh), norms, dh0, *_step_plan(B, M, H.dtype))
     _k.weight_grads(_rows(dA), _rows(X), _rows(H), _rows(G), h0, Wx, reverse, preact, T,
                     accumulate_dX, _rows(dX), dWx, dWh, db, np.empty(M), _gemm_threads())
 

@@ -12,12 +12,14 @@
 #
 # The work is split by its shape: `project` and `weight_grads` are a few
 # large GEMMs over all T*B rows at once; `recur` and `bptt` are the serial
-# time loops, one small GEMM (a GEMV when B = 1) and a few elementwise passes
+# time loops, one (B, M) x (M, M) product (nnkit's tile kernel with Wh packed
+# once per sequence, or BLAS for large steps) and a few elementwise passes
 # per step. Python runs them with OpenBLAS on one thread
 # (nnkit/_blas_threads.py says why, with measurements); the cores are used
 # by splitting the products ourselves: the large GEMMs by row blocks
 # (gemm_team), each step's product by column blocks when it is large and the
-# cores are free (_step_product; nnkit/rnn.py decides the thread counts).
+# cores are free (_step_product; nnkit/rnn.py _step_plan decides which kernel
+# and how many threads).
 #
 # Called only from nnkit.rnn (shapes, dtypes, T, B, N, M >= 1 checked; outputs
 # allocated, C-contiguous). Nothing here raises on bad input.
@@ -47,9 +49,9 @@ cdef enum:
 # ------------------------------------------------------- vectorizable exp
 # glibc's tanh/tanhf/exp are scalar calls (~25 ns per tanhf here). The
 # functions below are branch-free double arithmetic that gcc vectorizes;
-# float32 is computed in double and rounded once (0 ulp from the rounded
-# float64 value on the test sample). exp(r) − 1 on |r| <= ln2/2: Taylor to
-# r^13 (remainder < 5e-18 relative), after Cody–Waite reduction x = n ln2 + r
+# float32 is computed in double and rounded once (within 1 ulp of the rounded
+# float64 value). exp(r) − 1 on |r| <= ln2/2: Taylor to r^13 (remainder
+# < 5e-18 relative; r^9 for a float32 result), after Cody–Waite reduction x = n ln2 + r
 # (fdlibm's split of ln2: n*LN2_HI is exact for |n| < 2^20). float64: within
 # 4 ulp of NumPy's tanh/exp (tests/rnn/test_rnn_activations.py checks it).
 #
@@ -60,13 +62,17 @@ cdef enum:
 # optimize("no-trapping-math") (nnkit never reads FP exception flags); the
 # attribute must sit on every function of the loop, or inlining stops it.
 # Measured at (T, B, M) = (1000, 8, 64): tanh over 512 values per step went
-# from ~8 µs to under 1 µs. The loops over n values are nnkit_tanh_f/_d,
-# nnkit_sigmoid_f/_d, in place.
+# from ~8 µs to under 1 µs. The same attribute turns FMA contraction back on
+# here (setup.py builds with -ffp-contract=off for batch norm's sake; nothing
+# recomputes these values): the Horner steps become one FMA each, 3.6 → 1.9
+# ns per value in float32 and 3.4 → 1.9 in float64 (4096 values, min of
+# 2000; with the r^9 polynomial for float32). The loops over n values are
+# nnkit_tanh_f/_d, nnkit_sigmoid_f/_d, in place.
 cdef extern from *:
     """
     #include <string.h>
     #if defined(__GNUC__) && !defined(__clang__)
-    #define NNKIT_NO_TRAP __attribute__((optimize("no-trapping-math")))
+    #define NNKIT_NO_TRAP __attribute__((optimize("no-trapping-math", "fp-contract=fast")))
     #else
     #define NNKIT_NO_TRAP
     #endif
@@ -83,13 +89,20 @@ cdef extern from *:
         memcpy(&d, &i, sizeof d);
         return d;
     }
-    /* exp(r) - 1 for |r| <= ln2/2 (Horner, no cancellation) */
-    NNKIT_NO_TRAP static inline double nnkit_expm1_red(double r) {
-        double p = 1.0 / 6227020800.0;          /* 1/13! */
-        p = 1.0 / 479001600.0 + r * p;          /* 1/12! */
-        p = 1.0 / 39916800.0 + r * p;
-        p = 1.0 / 3628800.0 + r * p;
-        p = 1.0 / 362880.0 + r * p;
+    /* exp(r) - 1 for |r| <= ln2/2 (Horner, no cancellation). single: for a
+       float32 result, Taylor to r^9 (remainder < 3e-11 relative, far below
+       float's half ulp of 3e-8), else to r^13. */
+    NNKIT_NO_TRAP static inline double nnkit_expm1_red(double r, int single) {
+        double p;
+        if (single) {
+            p = 1.0 / 362880.0;                 /* 1/9! */
+        } else {
+            p = 1.0 / 6227020800.0;             /* 1/13! */
+            p = 1.0 / 479001600.0 + r * p;      /* 1/12! */
+            p = 1.0 / 39916800.0 + r * p;
+            p = 1.0 / 3628800.0 + r * p;
+            p = 1.0 / 362880.0 + r * p;
+        }
         p = 1.0 / 40320.0 + r * p;
         p = 1.0 / 5040.0 + r * p;
         p = 1.0 / 720.0 + r * p;
@@ -103,7 +116,7 @@ cdef extern from *:
     /* tanh(a) = -em/(2 + em), em = expm1(-2|a|) in (-1, 0], with a's sign.
        |a| is capped at 25 (tanh = 1 in double from 19.1 on); NaN propagates
        (x > 25 is false for NaN). */
-    NNKIT_NO_TRAP static inline double nnkit_tanh(double a) {
+    NNKIT_NO_TRAP static inline double nnkit_tanh(double a, int single) {
         double x = a >= 0 ? a : -a, nf, r, p, s, em;
         int n;
         x = x > 25.0 ? 25.0 : x;
@@ -111,7 +124,7 @@ cdef extern from *:
         nf = (x * NNKIT_INV_LN2 + NNKIT_ROUNDER) - NNKIT_ROUNDER;
         n = (int)nf;
         r = (x - nf * NNKIT_LN2_HI) - nf * NNKIT_LN2_LO;
-        p = nnkit_expm1_red(r);
+        p = nnkit_expm1_red(r, single);
         s = nnkit_pow2i(n);
         em = s * p + (s - 1.0);          /* 2^n e^r - 1; n <= 0, no cancellation */
         x = -em / (2.0 + em);
@@ -120,7 +133,7 @@ cdef extern from *:
     /* 1/(1 + e^-a) for a >= 0, z/(1 + z) with z = e^a for a < 0 (no overflow,
        full relative accuracy in the tail). z = e^-|a| built as 2^n1 2^n2 e^r
        so subnormal results are reached (|a| capped at 746: e^-746 is 0). */
-    NNKIT_NO_TRAP static inline double nnkit_sigmoid(double a) {
+    NNKIT_NO_TRAP static inline double nnkit_sigmoid(double a, int single) {
         double x = a >= 0 ? a : -a, nf, r, z;
         int n, n1;
         x = x > 746.0 ? 746.0 : x;
@@ -129,65 +142,190 @@ cdef extern from *:
         n = (int)nf;
         n1 = n / 2;
         r = (x - nf * NNKIT_LN2_HI) - nf * NNKIT_LN2_LO;
-        z = ((1.0 + nnkit_expm1_red(r)) * nnkit_pow2i(n1)) * nnkit_pow2i(n - n1);
+        z = ((1.0 + nnkit_expm1_red(r, single)) * nnkit_pow2i(n1)) * nnkit_pow2i(n - n1);
         return a >= 0 ? 1.0 / (1.0 + z) : z / (1.0 + z);
     }
     NNKIT_NO_TRAP static void nnkit_tanh_f(float *h, Py_ssize_t n) {
-        for (Py_ssize_t k = 0; k < n; k++) h[k] = (float)nnkit_tanh(h[k]);
+        for (Py_ssize_t k = 0; k < n; k++) h[k] = (float)nnkit_tanh(h[k], 1);
     }
     NNKIT_NO_TRAP static void nnkit_tanh_d(double *h, Py_ssize_t n) {
-        for (Py_ssize_t k = 0; k < n; k++) h[k] = nnkit_tanh(h[k]);
+        for (Py_ssize_t k = 0; k < n; k++) h[k] = nnkit_tanh(h[k], 0);
     }
     NNKIT_NO_TRAP static void nnkit_sigmoid_f(float *h, Py_ssize_t n) {
-        for (Py_ssize_t k = 0; k < n; k++) h[k] = (float)nnkit_sigmoid(h[k]);
+        for (Py_ssize_t k = 0; k < n; k++) h[k] = (float)nnkit_sigmoid(h[k], 1);
     }
     NNKIT_NO_TRAP static void nnkit_sigmoid_d(double *h, Py_ssize_t n) {
-        for (Py_ssize_t k = 0; k < n; k++) h[k] = nnkit_sigmoid(h[k]);
+        for (Py_ssize_t k = 0; k < n; k++) h[k] = nnkit_sigmoid(h[k], 0);
     }
-    /* out (B, M) = V (B, K) Wt (K, M)  (+ out when accumulate), row-major:
-       the per-step product of a small recurrence, where one OpenBLAS call
-       costs several times its flops (8x64x64: ~4 us a call against ~1 us
-       here). k is taken four at a time so each out row is loaded and stored
-       once per four k; the j loop runs over contiguous rows of Wt and out and
-       vectorizes (restrict: no alias checks). Sums in the input type, as
-       BLAS's. */
-    #define NNKIT_SMALL_GEMM(NAME, T)                                          \
+    /* The per-step product of a recurrence, out (B, M) = V (B, K) op(W)
+       (+ out when accumulate), row-major, with op(W) (K, M) packed once per
+       sequence (_pack, below) and reused at every step. One OpenBLAS call
+       costs several times its flops at small B because it packs V and op(W)
+       again on every call (8x64x64: ~4 us a call); here op(W) is packed T
+       times less often and V is read in place.
+
+       Packed layout: op(W)'s columns in panels of NNKIT_PANEL(T) (two
+       vectors), panel p holding columns p*PW .. p*PW+PW-1 as a contiguous
+       (K, PW) block; the columns left over (M mod PW) follow as a (K, rest)
+       row-major block. Contiguous panels keep one panel in L1 while every
+       row block passes over it; read in place from op(W), a panel's rows sit
+       M elements apart, and from a 2 KB stride they fall into a few L1 sets
+       and evict each other (measured: B = 1, M = 512 float64 7x slower
+       unpacked).
+
+       The tile kernel (AVX2 + FMA): 4 rows x 2 vectors of out (8
+       accumulators) held in registers over the whole k loop; per k, 2 vector
+       loads of the panel, 4 broadcasts of V, 8 fused multiply-adds, so it is
+       bound by the FMA units rather than by loads and stores of out. Rows
+       left over (B mod 4) run one at a time (two k-phases, 4 accumulators);
+       the leftover columns in the plain loop. Sums in the input type, as
+       BLAS's, in another order (rounding level). Without AVX2+FMA at compile
+       time (NNKIT_PORTABLE=1) NNKIT_PANEL is 0 and the plain loop does all. */
+    #if defined(__AVX2__) && defined(__FMA__)
+    #include <immintrin.h>
+    #define NNKIT_PANEL_F 16
+    #define NNKIT_PANEL_D 8
+    #else
+    #define NNKIT_PANEL_F 0
+    #define NNKIT_PANEL_D 0
+    #endif
+
+    /* plain loop: out[:, j0:M] (+)= V (B, K) R, R the (K, M - j0) row-major
+       leftover block; k four at a time so each out row is loaded and stored
+       once per four k */
+    #define NNKIT_PLAIN_GEMM(NAME, T)                                          \
     static inline void NAME(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,          \
-                            const T* restrict V, const T* restrict Wt,         \
-                            int accumulate, T* restrict out) {                 \
+                            Py_ssize_t j0, const T* restrict V,                \
+                            const T* restrict R, int accumulate,               \
+                            T* restrict out) {                                 \
+        const Py_ssize_t n = M - j0;                                           \
         for (Py_ssize_t i = 0; i < B; i++) {                                   \
             const T* restrict v = V + i * K;                                   \
-            T* restrict o = out + i * M;                                       \
-            if (!accumulate) for (Py_ssize_t j = 0; j < M; j++) o[j] = 0;     \
+            T* restrict o = out + i * M + j0;                                  \
+            if (!accumulate) for (Py_ssize_t j = 0; j < n; j++) o[j] = 0;     \
             Py_ssize_t k = 0;                                                  \
             for (; k + 4 <= K; k += 4) {                                       \
                 const T v0 = v[k], v1 = v[k + 1], v2 = v[k + 2], v3 = v[k + 3];\
-                const T* restrict w0 = Wt + k * M;                             \
-                const T* restrict w1 = w0 + M;                                 \
-                const T* restrict w2 = w1 + M;                                 \
-                const T* restrict w3 = w2 + M;                                 \
-                for (Py_ssize_t j = 0; j < M; j++)                             \
+                const T* restrict w0 = R + k * n;                              \
+                const T* restrict w1 = w0 + n;                                 \
+                const T* restrict w2 = w1 + n;                                 \
+                const T* restrict w3 = w2 + n;                                 \
+                for (Py_ssize_t j = 0; j < n; j++)                             \
                     o[j] = o[j] + v0 * w0[j] + v1 * w1[j] + v2 * w2[j]         \
                            + v3 * w3[j];                                       \
             }                                                                  \
             for (; k < K; k++) {                                               \
                 const T vk = v[k];                                             \
-                const T* restrict w = Wt + k * M;                              \
-                for (Py_ssize_t j = 0; j < M; j++) o[j] = o[j] + vk * w[j];   \
+                const T* restrict w = R + k * n;                               \
+                for (Py_ssize_t j = 0; j < n; j++) o[j] = o[j] + vk * w[j];   \
             }                                                                  \
         }                                                                      \
     }
-    NNKIT_SMALL_GEMM(nnkit_small_gemm_f, float)
-    NNKIT_SMALL_GEMM(nnkit_small_gemm_d, double)
+    NNKIT_PLAIN_GEMM(nnkit_plain_gemm_f, float)
+    NNKIT_PLAIN_GEMM(nnkit_plain_gemm_d, double)
+
+    #if NNKIT_PANEL_F
+    /* gcc folds the panel loads into the FMAs as memory operands, once per
+       row: 8 loads per k instead of 2, and the loads (two 256-bit per cycle)
+       then bound the loop, not the FMAs. An empty asm that "modifies" the
+       vector makes it live in a register, so it is loaded once per k. */
+    #define NNKIT_IN_REGISTER(x) __asm__("" : "+x"(x))
+    /* VEC: the vector type, L: its lanes, LD/ST/BC/FMA/ADD/ZERO: intrinsics;
+       PW = 2 L */
+    #define NNKIT_TILE_GEMM(NAME, T, PLAIN, VEC, L, LD, ST, BC, FMA, ADD, ZERO)\
+    static void NAME(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,                 \
+                     Py_ssize_t ja, Py_ssize_t jb,                             \
+                     const T* restrict V, const T* restrict P,                 \
+                     int accumulate, T* restrict out) {                        \
+        const Py_ssize_t M2 = M - M % (2 * L), B4 = B - B % 4;                 \
+        const Py_ssize_t je = jb < M2 ? jb : M2;                               \
+        for (Py_ssize_t j = ja; j < je; j += 2 * L) {                          \
+            const T* restrict w = P + j * K;       /* panel j / (2L) */        \
+            Py_ssize_t i = 0;                                                  \
+            for (; i < B4; i += 4) {                                           \
+                const T* restrict v = V + i * K;                               \
+                VEC a00 = ZERO(), a01 = ZERO(), a10 = ZERO(), a11 = ZERO();    \
+                VEC a20 = ZERO(), a21 = ZERO(), a30 = ZERO(), a31 = ZERO();    \
+                for (Py_ssize_t k = 0; k < K; k++) {                           \
+                    VEC w0 = LD(w + 2 * L * k), w1 = LD(w + 2 * L * k + L);  \
+                    NNKIT_IN_REGISTER(w0); NNKIT_IN_REGISTER(w1);              \
+                    VEC b = BC(v + k);                                         \
+                    a00 = FMA(b, w0, a00); a01 = FMA(b, w1, a01);              \
+                    b = BC(v + K + k);                                         \
+                    a10 = FMA(b, w0, a10); a11 = FMA(b, w1, a11);              \
+                    b = BC(v + 2 * K + k);                                     \
+                    a20 = FMA(b, w0, a20); a21 = FMA(b, w1, a21);              \
+                    b = BC(v + 3 * K + k);                                     \
+                    a30 = FMA(b, w0, a30); a31 = FMA(b, w1, a31);              \
+                }                                                              \
+                T* restrict o = out + i * M + j;                               \
+                if (accumulate) {                                              \
+                    a00 = ADD(a00, LD(o)); a01 = ADD(a01, LD(o + L));          \
+                    a10 = ADD(a10, LD(o + M)); a11 = ADD(a11, LD(o + M + L));  \
+                    a20 = ADD(a20, LD(o + 2 * M));                             \
+                    a21 = ADD(a21, LD(o + 2 * M + L));                         \
+                    a30 = ADD(a30, LD(o + 3 * M));                             \
+                    a31 = ADD(a31, LD(o + 3 * M + L));                         \
+                }                                                              \
+                ST(o, a00); ST(o + L, a01); ST(o + M, a10); ST(o + M + L, a11);\
+                ST(o + 2 * M, a20); ST(o + 2 * M + L, a21);                    \
+                ST(o + 3 * M, a30); ST(o + 3 * M + L, a31);                    \
+            }                                                                  \
+            for (; i < B; i++) {                                               \
+                const T* restrict v = V + i * K;                               \
+                VEC a0 = ZERO(), a1 = ZERO(), c0 = ZERO(), c1 = ZERO();        \
+                Py_ssize_t k = 0;                                              \
+                for (; k + 2 <= K; k += 2) {                                   \
+                    VEC b = BC(v + k);                                         \
+                    a0 = FMA(b, LD(w + 2 * L * k), a0);                        \
+                    a1 = FMA(b, LD(w + 2 * L * k + L), a1);                    \
+                    b = BC(v + k + 1);                                         \
+                    c0 = FMA(b, LD(w + 2 * L * (k + 1)), c0);                  \
+                    c1 = FMA(b, LD(w + 2 * L * (k + 1) + L), c1);              \
+                }                                                              \
+                if (k < K) {                                                   \
+                    VEC b = BC(v + k);                                         \
+                    a0 = FMA(b, LD(w + 2 * L * k), a0);                        \
+                    a1 = FMA(b, LD(w + 2 * L * k + L), a1);                    \
+                }                                                              \
+                a0 = ADD(a0, c0); a1 = ADD(a1, c1);                            \
+                T* restrict o = out + i * M + j;                               \
+                if (accumulate) { a0 = ADD(a0, LD(o)); a1 = ADD(a1, LD(o + L)); }\
+                ST(o, a0); ST(o + L, a1);                                      \
+            }                                                                  \
+        }                                                                      \
+        if (M2 < M && jb == M) PLAIN(B, K, M, M2, V, P + M2 * K, accumulate, out);\
+    }
+    NNKIT_TILE_GEMM(nnkit_small_gemm_f, float, nnkit_plain_gemm_f, __m256, 8,
+                    _mm256_loadu_ps, _mm256_storeu_ps, _mm256_broadcast_ss,
+                    _mm256_fmadd_ps, _mm256_add_ps, _mm256_setzero_ps)
+    NNKIT_TILE_GEMM(nnkit_small_gemm_d, double, nnkit_plain_gemm_d, __m256d, 4,
+                    _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd,
+                    _mm256_fmadd_pd, _mm256_add_pd, _mm256_setzero_pd)
+    #else
+    /* no panels: one thread's range is all of op(W) (ja = 0, jb = M) */
+    static inline void nnkit_small_gemm_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,
+            Py_ssize_t ja, Py_ssize_t jb, const float* restrict V,
+            const float* restrict P, int accumulate, float* restrict out) {
+        if (ja == 0 && jb == M) nnkit_plain_gemm_f(B, K, M, 0, V, P, accumulate, out); }
+    static inline void nnkit_small_gemm_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,
+            Py_ssize_t ja, Py_ssize_t jb, const double* restrict V,
+            const double* restrict P, int accumulate, double* restrict out) {
+        if (ja == 0 && jb == M) nnkit_plain_gemm_d(B, K, M, 0, V, P, accumulate, out); }
+    #endif
     """
-    void nnkit_small_gemm_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, const float* V,
+    void nnkit_small_gemm_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t ja,
+                            Py_ssize_t jb, const float* V,
                             const float* Wt, int accumulate, float* out) noexcept nogil
-    void nnkit_small_gemm_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, const double* V,
+    void nnkit_small_gemm_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t ja,
+                            Py_ssize_t jb, const double* V,
                             const double* Wt, int accumulate, double* out) noexcept nogil
     void nnkit_tanh_f(float* h, Py_ssize_t n) noexcept nogil
     void nnkit_tanh_d(double* h, Py_ssize_t n) noexcept nogil
     void nnkit_sigmoid_f(float* h, Py_ssize_t n) noexcept nogil
     void nnkit_sigmoid_d(double* h, Py_ssize_t n) noexcept nogil
+    int NNKIT_PANEL_F
+    int NNKIT_PANEL_D
 
 
 cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
@@ -206,17 +344,25 @@ cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
         dgemv(&t, &n, &m, &alpha, <double*>A, &lda, <double*>x, &one, &beta, y, &one)
 
 
-# Which per-step products run in the small loop above instead of BLAS: the
-# region where it won in a side-by-side timing of recur + bptt on this
-# machine (one BLAS thread, median of 7; blas/small time per step):
-#   B = 1 (GEMV): M <= 64 only (1.2-1.5x; from M = 128 the GEMV is faster)
-#   B = 2..8: float32 1.3-5.6x up to M = 256; float64 1.0-3.1x up to M = 128
-#     (float64 at M = 256 and B >= 4: BLAS, 0.67-0.97x)
-#   B >= 16: BLAS (0.45-1.26x, mostly below 1)
-cdef inline bint _small_step(Py_ssize_t B, Py_ssize_t M, bint single) noexcept nogil:
-    if B == 1:
-        return M <= 64
-    return B <= 8 and M <= (256 if single else 128)
+cdef floating* _pack(const floating* W, Py_ssize_t M, bint transpose) noexcept nogil:
+    """op(W) (M, M) in the tile kernel's packed layout (see NNKIT_PANEL
+    above), op(W)[k, j] = W[j, k] (transpose; the forward's Wh^T) or W[k, j]
+    (the backward's Wh): panels of PW columns as contiguous (M, PW) blocks,
+    then the leftover columns as an (M, rest) block. malloc'd; NULL when out
+    of memory. Done once per sequence, O(M^2)."""
+    cdef Py_ssize_t pw = NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D
+    cdef Py_ssize_t M2 = M - M % pw if pw > 0 else 0, rest = M - M2, j, k, c
+    cdef floating* P = <floating*>malloc(M * M * sizeof(floating))
+    if P == NULL:
+        return NULL
+    for k in range(M):
+        for j in range(M):
+            c = j * M + k if transpose else k * M + j
+            if j < M2:
+                P[(j - j % pw) * M + k * pw + j % pw] = W[c]
+            else:
+                P[M2 * M + k * rest + (j - M2)] = W[c]
+    return P
 
 
 cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
@@ -225,15 +371,29 @@ cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
                                floating* out, int nt) noexcept nogil:
     """out (B, M) = V (B, M) op(W) + beta * out (beta 0 or 1) with op(W) =
     W^T (forward: rows times Wh^T) or W (trans_w; backward: rows times Wh).
-    W_kj, when not NULL, is op(W) itself laid out (k, j) row-major (Wh^T
-    copied once for the forward, Wh for the backward): the small loop runs.
+    W_kj, when not NULL, is op(W) packed by _pack (once per sequence): the
+    tile kernel runs, split over nt threads by blocks of panels.
     Otherwise B = 1 is a GEMV (half the call overhead of a 1-row GEMM), and
     the rest a GEMM; with nt > 1 threads, one GEMM per block of out's
     columns: each thread reads (and OpenBLAS packs) only its columns of
     op(W), where a split by rows would pack all of W on every thread."""
     cdef int t
-    cdef Py_ssize_t j0, j1
-    if nt > 1 and W_kj == NULL and B > 1:
+    cdef Py_ssize_t j0, j1, pw, npan
+    if W_kj != NULL:
+        # panels of pw columns (the leftover block counts as one more):
+        # thread t takes panels npan*t/nt .. npan*(t+1)/nt
+        pw = NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D
+        npan = (M + pw - 1) // pw if pw > 0 else 1
+        if nt > npan:
+            nt = <int>npan
+        if nt > 1:
+            for t in prange(nt, schedule="static", num_threads=nt):
+                j0 = _panel_start(npan * t // nt, pw, M)
+                j1 = _panel_start(npan * (t + 1) // nt, pw, M)
+                _small_product(B, M, j0, j1, V, W_kj, beta, out)
+        else:
+            _small_product(B, M, 0, M, V, W_kj, beta, out)
+    elif nt > 1 and B > 1:
         for t in prange(nt, schedule="static", num_threads=nt):
             j0 = (M * t) // nt
             j1 = (M * (t + 1)) // nt
@@ -241,17 +401,28 @@ cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
             gemm_rowmajor(False, not trans_w, <int>B, <int>(j1 - j0), <int>M,
                           <floating>1.0, V, <int>M, W + (j0 if trans_w else j0 * M),
                           <int>M, beta, out + j0, <int>M)
-        return
-    if W_kj != NULL:
-        if floating is float:
-            nnkit_small_gemm_f(B, M, M, V, W_kj, beta != 0, out)
-        else:
-            nnkit_small_gemm_d(B, M, M, V, W_kj, beta != 0, out)
     elif B == 1:
         gemv_rowmajor(trans_w, <int>M, <int>M, <floating>1.0, W, <int>M, V, beta, out)
     else:
         gemm_rowmajor(False, not trans_w, <int>B, <int>M, <int>M, <floating>1.0,
                       V, <int>M, W, <int>M, beta, out, <int>M)
+
+
+cdef inline Py_ssize_t _panel_start(Py_ssize_t p, Py_ssize_t pw, Py_ssize_t M) noexcept nogil:
+    """First column of packed panel p (M past the last one)."""
+    if pw == 0:
+        return 0 if p == 0 else M
+    return p * pw if p * pw < M else M
+
+
+cdef inline void _small_product(Py_ssize_t B, Py_ssize_t M, Py_ssize_t j0, Py_ssize_t j1,
+                                const floating* V, const floating* P, floating beta,
+                                floating* out) noexcept nogil:
+    """out[:, j0:j1] (+)= V (B, M) op(W)[:, j0:j1], op(W) packed in P."""
+    if floating is float:
+        nnkit_small_gemm_f(B, M, M, j0, j1, V, P, beta != 0, out)
+    else:
+        nnkit_small_gemm_d(B, M, M, j0, j1, V, P, beta != 0, out)
 
 
 cdef inline void _activate(floating* h, Py_ssize_t n, int act) noexcept nogil:
@@ -344,21 +515,18 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
           int act, bint reverse, bint preact, Py_ssize_t T,   # IN
           floating[:, ::1] H,                # IN/OUT (T*B, M) projections -> states
           floating[:, ::1] G,                # OUT (T*B, M) preactivation form, else None
+          bint tile,                         # IN  per-step product: packed tile kernel, else BLAS
           int nthreads):                     # IN  threads per step product (> 1: split)
     cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], s, t, j, k
     cdef const floating* prev
     cdef floating* h_t
     cdef floating* g_t
-    cdef floating* WhT = NULL         # (M, M) Wh^T for the small loop, else NULL
-    if _small_step(B, M, floating is float):
-        WhT = <floating*>malloc(M * M * sizeof(floating))
+    cdef floating* WhT = NULL         # Wh^T packed for the tile kernel, else NULL
+    if tile:
+        WhT = _pack(&Wh[0, 0], M, True)
         if WhT == NULL:
             raise MemoryError("rnn recur: no memory for Wh^T")
     with nogil:
-        if WhT != NULL:
-            for k in range(M):
-                for j in range(M):
-                    WhT[k * M + j] = Wh[j, k]
         for s in range(T):
             t = T - 1 - s if reverse else s
             if s == 0:
@@ -399,13 +567,18 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
          floating[:, ::1] dh,                # OUT (T*B, M) total ∂L/∂h_t, or None
          double[::1] norms,                  # OUT (T,) ||dh_t||_F
          floating[:, ::1] dh0,               # OUT (B, M)
+         bint tile,                          # IN  per-step product: packed tile kernel, else BLAS
          int nthreads):                      # IN  threads per step product (> 1: split)
     cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], n, s, t, nxt, k, chain_t, first
     cdef bint want_dh = dh is not None, cut
     cdef floating* d_t
     cdef const floating* dH_t
-    # the backward product is D_next Wh: Wh is already laid out (k, j)
-    cdef const floating* W_kj = &Wh[0, 0] if _small_step(B, M, floating is float) else NULL
+    # the backward product is D_next Wh: Wh packed for the tile kernel
+    cdef floating* W_kj = NULL
+    if tile:
+        W_kj = _pack(&Wh[0, 0], M, False)
+        if W_kj == NULL:
+            raise MemoryError("rnn bptt: no memory for packed Wh")
     n = B * M
     with nogil:
         for s in range(T):
@@ -434,6 +607,7 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
                       &dh0[0, 0], nthreads)
         if preact:
             _times_derivative(&dh0[0, 0], &G[first * B, 0], n, act)
+    free(W_kj)
     return None
 
 
@@ -538,3 +712,4 @@ def output_backward(const floating[:, ::1] dY,  # IN  (R, K)
                       &dWy[0, M], <int>(2 * M))
         column_sums(&dY[0, 0], R, K, &acc[0], &dby[0])
     return None
+

@@ -31,40 +31,7 @@ def test_rnn_matches_numpy_bptt(shape, act, dtype, rng, ref):
         ref.assert_rel(got, r[name], tol, name)
 
 
-# The per-step product runs in a small C loop for small (B, M) and in BLAS
-# otherwise (pyx/rnn.pyx, _small_step): B = 1 up to M = 64, B = 2..8 up to
-# M = 128 (float64) / 256 (float32). Shapes on both sides of each boundary,
-# and M not a multiple of the loop's 4-way unroll.
-@pytest.mark.parametrize("B, M", [(1, 64), (1, 65), (2, 7), (8, 128), (8, 129),
-                                  (8, 257), (9, 16), (4, 256)])
-def test_rnn_step_product_on_both_sides_of_the_small_loop(B, M, dtype, rng, ref):
-    T, N = 3, 5
-    p = make_rnn(rng, T, B, N, M, dtype, scale=0.5 / np.sqrt(M))
-    for form in ("standard", "preactivation"):
-        H, cache = nk.rnn_forward(p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], "tanh",
-                                  form=form)
-        dH = rng.standard_normal(H.shape).astype(dtype)
-        g = nk.rnn_backward(dH, cache)
-        if form == "standard":
-            r = rnn_bptt_ref(dH, p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], "tanh")
-        else:
-            r = preact_bptt_ref(dH, p["X"], p["h0"], p["Wx"], p["Wh"], p["b"], "tanh")
-        tol = ref.RTOL[dtype] * (1 if dtype == np.float64 else 10)
-        ref.assert_rel(H, r["H"], tol, f"{form} H")
-        for name in ("dX", "dWx", "dWh", "dh0"):
-            ref.assert_rel(getattr(g, name), r[name], tol, f"{form} {name}")
-
-
-# From B·M² = 2^18 multiply-adds the per-step product is split over the
-# threads by blocks of output columns (nnkit/rnn.py _step_threads), and the
-# GEMMs over all T·B rows from 2^24 (float32) / 2^22 (float64) by blocks of
-# rows (gemm_team in pyx/_common.pxd): T·B·N·M = 2000·97·97 = 18.8 M is over
-# both. Both forms, both directions, one and three threads (uneven blocks).
-@pytest.mark.parametrize("threads", ["1", "3"])
-def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatch):
-    monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
-    T, B, N, M = 40, 50, 97, 97
-    assert B * M * M >= nk.rnn.STEP_SPLIT_MIN and T * B * N * M >= 1 << 24
+def _both_forms_match(rng, ref, T, B, N, M, dtype):
     p = make_rnn(rng, T, B, N, M, dtype, scale=0.5 / np.sqrt(M))
     tol = ref.RTOL[dtype] * (1 if dtype == np.float64 else 10)
     for form, bptt_ref in (("standard", rnn_bptt_ref), ("preactivation", preact_bptt_ref)):
@@ -76,6 +43,38 @@ def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatc
         ref.assert_rel(H, r["H"], tol, f"{form} H")
         for name in ("dX", "dWx", "dWh", "db", "dh0"):
             ref.assert_rel(getattr(g, name), r[name], tol, f"{form} {name}")
+    return tol
+
+
+# Each step's product runs in the packed tile kernel (pyx/rnn.pyx) or in BLAS,
+# on one thread or split by column blocks (nnkit/rnn.py _step_plan). The
+# policy's limits are patched so every path runs at small shapes: B around
+# the tile's 4 rows (leftover rows run one at a time), M around its panel
+# width (16 float32 / 8 float64 columns; leftover columns in the plain loop),
+# and split over 1, 2 and 3 threads (uneven blocks of panels).
+@pytest.mark.parametrize("path", ["tile", "blas"])
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+@pytest.mark.parametrize("B, M", [(1, 1), (1, 17), (3, 8), (4, 16), (5, 33), (8, 64),
+                                  (9, 7), (13, 40)])
+def test_step_product_paths(path, threads, B, M, dtype, rng, ref, monkeypatch):
+    monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
+    monkeypatch.setattr(nk.rnn, "TILE_MAX_MACS", {np.dtype(dtype): 1 << 62 if path == "tile" else 0})
+    monkeypatch.setattr(nk.rnn, "STEP_SPLIT_MIN", {np.dtype(dtype): 0 if threads != "1" else 1 << 62})
+    monkeypatch.setattr(nk.rnn, "free_core_threads", lambda: int(threads))
+    assert nk.rnn._step_plan(B, M, dtype) == (path == "tile", int(threads))
+    _both_forms_match(rng, ref, 3, B, 5, M, dtype)
+
+
+# The policy's real limits on both sides, unpatched (tile kernel below
+# TILE_MAX_MACS per step, BLAS above), and the GEMMs over all T·B rows split
+# from 2^24 (float32) / 2^22 (float64) multiply-adds by blocks of rows
+# (gemm_team in pyx/_common.pxd): T·B·N·M = 40·50·97·97 = 18.8 M is over both.
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatch):
+    monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
+    T, B, N, M = 40, 50, 97, 97
+    assert T * B * N * M >= 1 << 24
+    tol = _both_forms_match(rng, ref, T, B, N, M, dtype)
     q = make_birnn(rng, T, B, N, M, 3, dtype, bias=True)
     for key in ("Wxf", "Whf", "Wxb", "Whb"):       # contracting, as make_rnn's scale above
         q[key] = (q[key] / np.sqrt(M)).astype(dtype)
@@ -86,6 +85,16 @@ def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatc
     ref.assert_rel(Y, r["Y"], tol, "birnn Y")
     for name in BIRNN_GRADS:
         ref.assert_rel(getattr(g, name), r[name], tol, f"birnn {name}")
+
+
+def test_step_policy_limits():
+    """The tile kernel below TILE_MAX_MACS (B M^2 = 2^21 float64, 2^24
+    float32), BLAS from it; one thread below STEP_SPLIT_MIN."""
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    assert nk.rnn._step_plan(8, 64, f32)[0] and nk.rnn._step_plan(8, 64, f64)[0]
+    assert not nk.rnn._step_plan(32, 256, f64)[0] and nk.rnn._step_plan(32, 256, f32)[0]
+    assert not nk.rnn._step_plan(64, 512, f32)[0]
+    assert nk.rnn._step_plan(8, 64, f32)[1] == 1
 
 
 @pytest.mark.parametrize("act", ACTS)
