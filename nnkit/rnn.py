@@ -49,29 +49,36 @@ FORMS = ("standard", "preactivation")
 
 
 # ------------------------------------------------------------------ helpers
-# Each step's (B, M) x (M, M) product (pyx/rnn.pyx, _step_product) runs in
-# nnkit's tile kernel, with Wh packed once per sequence, below TILE_MAX_MACS
-# multiply-adds per step, and in OpenBLAS from there; it is split over the
-# free cores by blocks of output columns from STEP_SPLIT_MIN. Both from a
-# side-by-side timing of recur + bptt per step over B = 1..64, M = 32..512,
-# one and two threads (README, "Recurrent networks"): the tile kernel was
-# faster than OpenBLAS on one thread everywhere in float32 up to B M^2 = 2^23
-# and in float64 below 2^21; a split paid from about 20 us of product per
-# step (a team woken twice per step costs a few us).
-TILE_MAX_MACS = {np.dtype(np.float32): 1 << 24, np.dtype(np.float64): 1 << 21}
-STEP_SPLIT_MIN = {np.dtype(np.float32): 1 << 20, np.dtype(np.float64): 1 << 19}
+# Each step's (B, M) x (M, M) product (pyx/rnn.pyx) runs in nnkit's tile
+# kernel, with Wh packed once per sequence, below TILE_MAX_MACS multiply-adds
+# per step, and in OpenBLAS from there. From STEP_SPLIT_MIN the time loop
+# runs on a team of the free cores, each thread owning a block of the state's
+# columns, meeting at a barrier once per step (with BLAS: each step's
+# product split by column blocks). From a side-by-side timing of recur + bptt
+# per step over B = 1..256, M = 32..1024, tile and BLAS, one and two threads
+# (README, "Recurrent networks"): the tile kernel was faster than OpenBLAS up
+# to B M^2 = 2^24 (1.1-3x, float32 and float64) and at parity (within the
+# noise) from 2^25 to 2^28, where BLAS's blocking over k should start to
+# count, so BLAS takes over at 2^26; the team paid from about 2^17 (8 x 128 x
+# 128: 8.4 -> 7.7 us per step float32, 14.4 -> 11.0 float64). A build
+# without AVX2 + FMA (NNKIT_PORTABLE=1) has only the plain loop, kept to
+# steps under PLAIN_MAX_MACS as before the tile kernel.
+TILE_MAX_MACS = {np.dtype(np.float32): 1 << 26, np.dtype(np.float64): 1 << 26}
+PLAIN_MAX_MACS = 1 << 15
+STEP_SPLIT_MIN = {np.dtype(np.float32): 1 << 17, np.dtype(np.float64): 1 << 17}
 
 
 def _step_plan(B: int, M: int, dtype) -> tuple[bool, int]:
-    """(tile, threads) for each step's product: the tile kernel or BLAS (see
-    TILE_MAX_MACS), and one thread below STEP_SPLIT_MIN multiply-adds, else
-    the cores free right now (free_core_threads: a split step waits for a
-    descheduled thread at every step), each on its block of the output's
-    columns."""
+    """(tile, threads) for the time loops: the tile kernel or BLAS for each
+    step's product (see TILE_MAX_MACS), and one thread below STEP_SPLIT_MIN
+    multiply-adds per step, else the cores free right now
+    (free_core_threads: a team whose thread is descheduled waits for it at
+    every step)."""
     dt = np.dtype(dtype)
     macs = B * M * M
     threads = free_core_threads() if macs >= STEP_SPLIT_MIN[dt] else 1
-    return macs < TILE_MAX_MACS[dt], threads
+    limit = TILE_MAX_MACS[dt] if _k.VECTOR_TILES else PLAIN_MAX_MACS
+    return macs < limit, threads
 
 
 def _gemm_threads() -> int:

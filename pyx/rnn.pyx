@@ -33,10 +33,10 @@
 # a B x M x M GEMM (2M flops per value); an OpenMP team woken 2T times per
 # call costs more than the pass (see nnkit/_threads.py).
 
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from scipy.linalg.cython_blas cimport sgemv, dgemv
 from libc.math cimport sqrt
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 from _common cimport column_sums, floating, gemm_rowmajor, gemm_team, relu_grad, relu_value
 
@@ -294,7 +294,7 @@ cdef extern from *:
                 ST(o, a0); ST(o + L, a1);                                      \
             }                                                                  \
         }                                                                      \
-        if (M2 < M && jb == M) PLAIN(B, K, M, M2, V, P + M2 * K, accumulate, out);\
+        if (M2 < M && jb == M && ja < jb) PLAIN(B, K, M, M2, V, P + M2 * K, accumulate, out);\
     }
     NNKIT_TILE_GEMM(nnkit_small_gemm_f, float, nnkit_plain_gemm_f, __m256, 8,
                     _mm256_loadu_ps, _mm256_storeu_ps, _mm256_broadcast_ss,
@@ -328,6 +328,29 @@ cdef extern from *:
     int NNKIT_PANEL_D
 
 
+# A time loop shared by a team: each thread owns a block of the state's
+# columns for the whole sequence and the team meets at a barrier once per
+# step (the next step's product reads every column). One OpenMP region per
+# sequence instead of one per step: a region costs a wake of the sleeping
+# threads (several us), a barrier between spinning threads well under one.
+# The team size is read inside the region (OpenMP may grant fewer threads
+# than asked); without OpenMP the region is one thread and the barrier a
+# no-op.
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static inline int nnkit_team_size(void) { return omp_get_num_threads(); }
+    static inline void nnkit_barrier(void) { _Pragma("omp barrier") }
+    #else
+    static inline int nnkit_team_size(void) { return 1; }
+    static inline void nnkit_barrier(void) { }
+    #endif
+    """
+    int nnkit_team_size() noexcept nogil
+    void nnkit_barrier() noexcept nogil
+
+
 cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
                                const floating* A, int lda, const floating* x,
                                floating beta, floating* y) noexcept nogil:
@@ -344,24 +367,30 @@ cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
         dgemv(&t, &n, &m, &alpha, <double*>A, &lda, <double*>x, &one, &beta, y, &one)
 
 
-cdef floating* _pack(const floating* W, Py_ssize_t M, bint transpose) noexcept nogil:
-    """op(W) (M, M) in the tile kernel's packed layout (see NNKIT_PANEL
-    above), op(W)[k, j] = W[j, k] (transpose; the forward's Wh^T) or W[k, j]
-    (the backward's Wh): panels of PW columns as contiguous (M, PW) blocks,
-    then the leftover columns as an (M, rest) block. malloc'd; NULL when out
-    of memory. Done once per sequence, O(M^2)."""
+# Whether this build has the vectorized tile kernel (AVX2 + FMA); without it
+# only the plain loop, which nnkit/rnn.py keeps to small steps.
+VECTOR_TILES = NNKIT_PANEL_F > 0
+
+
+cdef floating* _pack(const floating* W, Py_ssize_t K, Py_ssize_t M, bint transpose) noexcept nogil:
+    """op(W) (K, M) in the tile kernel's packed layout (see NNKIT_PANEL
+    above), op(W)[k, j] = W[j, k] for W (M, K) (transpose; the forward's
+    Wh^T, the projection's Wx^T) or W[k, j] for W (K, M) (the backward's Wh):
+    panels of PW columns as contiguous (K, PW) blocks, then the leftover
+    columns as a (K, rest) block. malloc'd; NULL when out of memory. Done
+    once per call, O(K M)."""
     cdef Py_ssize_t pw = NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D
     cdef Py_ssize_t M2 = M - M % pw if pw > 0 else 0, rest = M - M2, j, k, c
-    cdef floating* P = <floating*>malloc(M * M * sizeof(floating))
+    cdef floating* P = <floating*>malloc(K * M * sizeof(floating))
     if P == NULL:
         return NULL
-    for k in range(M):
+    for k in range(K):
         for j in range(M):
-            c = j * M + k if transpose else k * M + j
+            c = j * K + k if transpose else k * M + j
             if j < M2:
-                P[(j - j % pw) * M + k * pw + j % pw] = W[c]
+                P[(j - j % pw) * K + k * pw + j % pw] = W[c]
             else:
-                P[M2 * M + k * rest + (j - M2)] = W[c]
+                P[M2 * K + k * rest + (j - M2)] = W[c]
     return P
 
 
@@ -484,6 +513,83 @@ cdef inline double _sum_squares(const floating* v, Py_ssize_t n) noexcept nogil:
     return s
 
 
+# ------------------------------------------ a thread's block of columns
+cdef inline void _share_columns(int tid, int nteam, Py_ssize_t M, Py_ssize_t pw,
+                                Py_ssize_t* j0, Py_ssize_t* j1) noexcept nogil:
+    """Columns j0..j1 of thread tid of nteam: whole packed panels of pw
+    columns (the leftover block counts as one), panels npan*tid/nteam ..
+    npan*(tid+1)/nteam; empty when the team has more threads than panels."""
+    cdef Py_ssize_t npan = (M + pw - 1) // pw if pw > 0 else 1
+    j0[0] = _panel_start(npan * tid // nteam, pw, M)
+    j1[0] = _panel_start(npan * (tid + 1) // nteam, pw, M)
+
+
+cdef inline void _share_product(bint trans_w, Py_ssize_t B, Py_ssize_t M, Py_ssize_t j0,
+                                Py_ssize_t j1, const floating* V, const floating* W,
+                                const floating* W_kj, floating beta, floating* out,
+                                int nt) noexcept nogil:
+    """Columns j0..j1 of the step's product: the tile kernel on packed W_kj,
+    or (W_kj NULL: one thread owns every column) _step_product's BLAS."""
+    if W_kj != NULL:
+        if j0 < j1:
+            _small_product(B, M, j0, j1, V, W_kj, beta, out)
+    else:
+        _step_product(trans_w, B, M, V, W, NULL, beta, out, nt)
+
+
+# Elementwise passes over the columns j0..j1 of a (B, M) block: one pass
+# over the contiguous block when they are all of them.
+cdef inline void _cols_copy(floating* dst, const floating* src, Py_ssize_t B, Py_ssize_t M,
+                            Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    cdef Py_ssize_t i
+    if j0 == 0 and j1 == M:
+        memcpy(dst, src, B * M * sizeof(floating))
+    elif j0 < j1:
+        for i in range(B):
+            memcpy(dst + i * M + j0, src + i * M + j0, (j1 - j0) * sizeof(floating))
+
+
+cdef inline void _cols_activate(floating* h, Py_ssize_t B, Py_ssize_t M, Py_ssize_t j0,
+                                Py_ssize_t j1, int act) noexcept nogil:
+    cdef Py_ssize_t i
+    if j0 == 0 and j1 == M:
+        _activate(h, B * M, act)
+    elif j0 < j1:
+        for i in range(B):
+            _activate(h + i * M + j0, j1 - j0, act)
+
+
+cdef inline void _cols_times_derivative(floating* d, const floating* g, Py_ssize_t B,
+                                        Py_ssize_t M, Py_ssize_t j0, Py_ssize_t j1,
+                                        int act) noexcept nogil:
+    cdef Py_ssize_t i
+    if j0 == 0 and j1 == M:
+        _times_derivative(d, g, B * M, act)
+    elif j0 < j1:
+        for i in range(B):
+            _times_derivative(d + i * M + j0, g + i * M + j0, j1 - j0, act)
+
+
+cdef inline void _cols_add(floating* d, const floating* src, Py_ssize_t B, Py_ssize_t M,
+                           Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(B):
+        for j in range(j0, j1):
+            d[i * M + j] = d[i * M + j] + src[i * M + j]
+
+
+cdef inline double _cols_sum_squares(const floating* d, Py_ssize_t B, Py_ssize_t M,
+                                     Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double acc = 0.0
+    if j0 == 0 and j1 == M:
+        return _sum_squares(d, B * M)
+    for i in range(B):
+        if j0 < j1:
+            acc = acc + _sum_squares(d + i * M + j0, j1 - j0)
+    return acc
+
+
 # H = X Wx^T + b over all T*B rows at once.
 # Passes: one write of H with b (skipped without a bias); one GEMM, 2*T*B*M*N flops.
 def project(const floating[:, ::1] X,        # IN  (T*B, N)
@@ -516,34 +622,58 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
           floating[:, ::1] H,                # IN/OUT (T*B, M) projections -> states
           floating[:, ::1] G,                # OUT (T*B, M) preactivation form, else None
           bint tile,                         # IN  per-step product: packed tile kernel, else BLAS
-          int nthreads):                     # IN  threads per step product (> 1: split)
-    cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], s, t, j, k
-    cdef const floating* prev
-    cdef floating* h_t
-    cdef floating* g_t
+          int nthreads):                     # IN  threads (> 1: tile: a team over columns;
+                                             #     BLAS: each step's product split)
+    cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1]
+    cdef floating* Gp = &G[0, 0] if G is not None else NULL
     cdef floating* WhT = NULL         # Wh^T packed for the tile kernel, else NULL
     if tile:
-        WhT = _pack(&Wh[0, 0], M, True)
+        WhT = _pack(&Wh[0, 0], M, M, True)
         if WhT == NULL:
             raise MemoryError("rnn recur: no memory for Wh^T")
     with nogil:
-        for s in range(T):
-            t = T - 1 - s if reverse else s
-            if s == 0:
-                prev = &h0[0, 0]
-            else:
-                prev = &H[(t + 1 if reverse else t - 1) * B, 0]
-            h_t = &H[t * B, 0]
-            if preact:
-                g_t = &G[t * B, 0]
-                memcpy(g_t, prev, B * M * sizeof(floating))
-                _activate(g_t, B * M, act)
-                _step_product(False, B, M, g_t, &Wh[0, 0], WhT, <floating>1.0, h_t, nthreads)
-            else:
-                _step_product(False, B, M, prev, &Wh[0, 0], WhT, <floating>1.0, h_t, nthreads)
-                _activate(h_t, B * M, act)
+        if tile and nthreads > 1:
+            with parallel(num_threads=nthreads):
+                _recur_share(threadid(), nnkit_team_size(), &h0[0, 0], &Wh[0, 0], WhT, act,
+                             reverse, preact, T, B, M, &H[0, 0], Gp, 1)
+        else:
+            _recur_share(0, 1, &h0[0, 0], &Wh[0, 0], WhT, act, reverse, preact, T, B, M,
+                         &H[0, 0], Gp, nthreads)
     free(WhT)
     return None
+
+
+cdef void _recur_share(int tid, int nteam, const floating* h0, const floating* Wh,
+                       const floating* WhT, int act, bint reverse, bint preact,
+                       Py_ssize_t T, Py_ssize_t B, Py_ssize_t M, floating* H, floating* G,
+                       int nt) noexcept nogil:
+    """recur's time loop for thread tid of nteam: the columns j0..j1 of
+    every state (all of them when nteam = 1, where nt > 1 splits a BLAS
+    product per step instead). One barrier per step: after it h_t (or g_t)
+    is complete for every thread's next product; a thread's elementwise work
+    touches only its own columns."""
+    cdef Py_ssize_t s, t, j0, j1
+    cdef const floating* prev
+    cdef floating* h_t
+    cdef floating* g_t
+    _share_columns(tid, nteam, M, NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D,
+                   &j0, &j1)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        prev = h0 if s == 0 else H + (t + 1 if reverse else t - 1) * B * M
+        h_t = H + t * B * M
+        if preact:
+            g_t = G + t * B * M
+            _cols_copy(g_t, prev, B, M, j0, j1)
+            _cols_activate(g_t, B, M, j0, j1, act)
+            if nteam > 1:
+                nnkit_barrier()
+            _share_product(False, B, M, j0, j1, g_t, Wh, WhT, <floating>1.0, h_t, nt)
+        else:
+            _share_product(False, B, M, j0, j1, prev, Wh, WhT, <floating>1.0, h_t, nt)
+            _cols_activate(h_t, B, M, j0, j1, act)
+            if nteam > 1:
+                nnkit_barrier()
 
 
 # The time loop of BPTT, steps opposite to the forward. D_t is what flows
@@ -568,47 +698,81 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
          double[::1] norms,                  # OUT (T,) ||dh_t||_F
          floating[:, ::1] dh0,               # OUT (B, M)
          bint tile,                          # IN  per-step product: packed tile kernel, else BLAS
-         int nthreads):                      # IN  threads per step product (> 1: split)
-    cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], n, s, t, nxt, k, chain_t, first
-    cdef bint want_dh = dh is not None, cut
-    cdef floating* d_t
-    cdef const floating* dH_t
+         int nthreads):                      # IN  threads (> 1: as recur)
+    cdef Py_ssize_t B = H.shape[0] // T, M = H.shape[1], t, u
+    cdef const floating* Gp = &G[0, 0] if G is not None else NULL
+    cdef floating* dhp = &dh[0, 0] if dh is not None else NULL
+    cdef double acc
     # the backward product is D_next Wh: Wh packed for the tile kernel
     cdef floating* W_kj = NULL
+    # part[t * nthreads + tid]: each thread's Σ dh_t^2 over its columns
+    cdef double* part = <double*>calloc(T * nthreads, sizeof(double))
+    if part == NULL:
+        raise MemoryError("rnn bptt: no memory for the norm sums")
     if tile:
-        W_kj = _pack(&Wh[0, 0], M, False)
+        W_kj = _pack(&Wh[0, 0], M, M, False)
         if W_kj == NULL:
+            free(part)
             raise MemoryError("rnn bptt: no memory for packed Wh")
-    n = B * M
     with nogil:
-        for s in range(T):
-            t = s if reverse else T - 1 - s
-            nxt = t - 1 if reverse else t + 1
-            chain_t = T - t if reverse else t + 1        # 1-based time along the chain
-            cut = s == 0 or (truncate > 0 and chain_t % truncate == 0)
-            d_t = &D[t * B, 0]
-            dH_t = &dH[t * B, 0]
-            if cut:
-                memcpy(d_t, dH_t, n * sizeof(floating))
-            else:
-                _step_product(True, B, M, &D[nxt * B, 0], &Wh[0, 0], W_kj, <floating>0.0,
-                              d_t, nthreads)
-                if preact:
-                    _times_derivative(d_t, &G[nxt * B, 0], n, act)
-                for k in range(n):
-                    d_t[k] = d_t[k] + dH_t[k]
-            norms[t] = sqrt(_sum_squares(d_t, n))
-            if want_dh:
-                memcpy(&dh[t * B, 0], d_t, n * sizeof(floating))
-            if not preact:
-                _times_derivative(d_t, &H[t * B, 0], n, act)
-        first = T - 1 if reverse else 0
-        _step_product(True, B, M, &D[first * B, 0], &Wh[0, 0], W_kj, <floating>0.0,
-                      &dh0[0, 0], nthreads)
-        if preact:
-            _times_derivative(&dh0[0, 0], &G[first * B, 0], n, act)
+        if tile and nthreads > 1:
+            with parallel(num_threads=nthreads):
+                _bptt_share(threadid(), nnkit_team_size(), nthreads, &dH[0, 0], &H[0, 0], Gp,
+                            &Wh[0, 0], W_kj, act, reverse, preact, T, B, M, truncate,
+                            &D[0, 0], dhp, part, &dh0[0, 0], 1)
+        else:
+            _bptt_share(0, 1, nthreads, &dH[0, 0], &H[0, 0], Gp, &Wh[0, 0], W_kj, act,
+                        reverse, preact, T, B, M, truncate, &D[0, 0], dhp, part,
+                        &dh0[0, 0], nthreads)
+        for t in range(T):
+            acc = 0.0
+            for u in range(nthreads):
+                acc = acc + part[t * nthreads + u]
+            norms[t] = sqrt(acc)
     free(W_kj)
+    free(part)
     return None
+
+
+cdef void _bptt_share(int tid, int nteam, int stride, const floating* dH, const floating* H,
+                      const floating* G, const floating* Wh, const floating* W_kj, int act,
+                      bint reverse, bint preact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t M,
+                      Py_ssize_t truncate, floating* D, floating* dh, double* part,
+                      floating* dh0, int nt) noexcept nogil:
+    """bptt's time loop for thread tid of nteam on the columns j0..j1 (as
+    _recur_share); its Σ dh_t^2 goes to part[t * stride + tid]. One barrier
+    per step: D_t complete before the next step's product reads it."""
+    cdef Py_ssize_t s, t, nxt, chain_t, first, n = B * M, j0, j1
+    cdef bint cut
+    cdef floating* d_t
+    cdef const floating* dH_t
+    _share_columns(tid, nteam, M, NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D,
+                   &j0, &j1)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        nxt = t - 1 if reverse else t + 1
+        chain_t = T - t if reverse else t + 1        # 1-based time along the chain
+        cut = s == 0 or (truncate > 0 and chain_t % truncate == 0)
+        d_t = D + t * n
+        dH_t = dH + t * n
+        if cut:
+            _cols_copy(d_t, dH_t, B, M, j0, j1)
+        else:
+            _share_product(True, B, M, j0, j1, D + nxt * n, Wh, W_kj, <floating>0.0, d_t, nt)
+            if preact:
+                _cols_times_derivative(d_t, G + nxt * n, B, M, j0, j1, act)
+            _cols_add(d_t, dH_t, B, M, j0, j1)
+        part[t * stride + tid] = _cols_sum_squares(d_t, B, M, j0, j1)
+        if dh != NULL:
+            _cols_copy(dh + t * n, d_t, B, M, j0, j1)
+        if not preact:
+            _cols_times_derivative(d_t, H + t * n, B, M, j0, j1, act)
+        if nteam > 1:
+            nnkit_barrier()
+    first = T - 1 if reverse else 0
+    _share_product(True, B, M, j0, j1, D + first * n, Wh, W_kj, <floating>0.0, dh0, nt)
+    if preact:
+        _cols_times_derivative(dh0, G + first * n, B, M, j0, j1, act)
 
 
 # The weight gradients, each one GEMM over the stacked T*B rows (they sit
@@ -712,4 +876,5 @@ def output_backward(const floating[:, ::1] dY,  # IN  (R, K)
                       &dWy[0, M], <int>(2 * M))
         column_sums(&dY[0, 0], R, K, &acc[0], &dby[0])
     return None
+
 
