@@ -103,12 +103,28 @@ def _chain_forward(X, h0, Wx, Wh, b, code, reverse, preact, H, G):
              *_step_plan(X.shape[1], Wh.shape[0], X.dtype))
 
 
+# From OVERLAP_MIN multiply-adds in the weight gradients, a backward whose
+# time loop runs on one thread computes dWx and dWh on a second free core
+# while the loop runs (bptt_grads in pyx/rnn.pyx). A/B (1000, 8, 32, 64):
+# see README, "Recurrent networks".
+OVERLAP_MIN = 1 << 20
+
+
 def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
                     accumulate_dX, dA, dh, dX, dh0, dWx, dWh, db, norms):
-    """One chain's BPTT loop, then its weight gradients (one GEMM each)."""
+    """One chain's BPTT loop, then its weight gradients (one GEMM each); or
+    both at once on two threads when the loop itself runs on one."""
     T, B, M = H.shape
+    N = X.shape[2]
+    tile, threads = _step_plan(B, M, H.dtype)
+    if (tile and threads == 1 and T * B * M * (N + M) >= OVERLAP_MIN
+            and free_core_threads() >= 2):
+        _k.bptt_grads(_rows(dH), _rows(X), _rows(H), _rows(G), h0, Wx, Wh, code, reverse,
+                      preact, T, truncate, accumulate_dX, _rows(dA), _rows(dh), norms, dh0,
+                      _rows(dX), dWx, dWh, db, np.empty(M), 2)
+        return
     _k.bptt(_rows(dH), _rows(H), _rows(G), Wh, code, reverse, preact, T, truncate,
-            _rows(dA), _rows(dh), norms, dh0, *_step_plan(B, M, H.dtype))
+            _rows(dA), _rows(dh), norms, dh0, tile, threads)
     _k.weight_grads(_rows(dA), _rows(X), _rows(H), _rows(G), h0, Wx, reverse, preact, T,
                     accumulate_dX, _rows(dX), dWx, dWh, db, np.empty(M), _gemm_threads())
 

@@ -338,6 +338,16 @@ cdef extern from *:
 # no-op.
 cdef extern from *:
     """
+    /* a count one thread publishes and another waits for (acquire/release:
+       what was written before the publish is visible after the wait) */
+    static inline void nnkit_publish(long* p, long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline void nnkit_wait_for(long* p, long v) {
+        while (__atomic_load_n(p, __ATOMIC_ACQUIRE) < v) {
+    #if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+    #endif
+        }
+    }
     #ifdef _OPENMP
     #include <omp.h>
     static inline int nnkit_team_size(void) { return omp_get_num_threads(); }
@@ -349,6 +359,8 @@ cdef extern from *:
     """
     int nnkit_team_size() noexcept nogil
     void nnkit_barrier() noexcept nogil
+    void nnkit_publish(long* p, long v) noexcept nogil
+    void nnkit_wait_for(long* p, long v) noexcept nogil
 
 
 cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
@@ -719,11 +731,11 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
             with parallel(num_threads=nthreads):
                 _bptt_share(threadid(), nnkit_team_size(), nthreads, &dH[0, 0], &H[0, 0], Gp,
                             &Wh[0, 0], W_kj, act, reverse, preact, T, B, M, truncate,
-                            &D[0, 0], dhp, part, &dh0[0, 0], 1)
+                            &D[0, 0], dhp, part, &dh0[0, 0], 1, NULL)
         else:
             _bptt_share(0, 1, nthreads, &dH[0, 0], &H[0, 0], Gp, &Wh[0, 0], W_kj, act,
                         reverse, preact, T, B, M, truncate, &D[0, 0], dhp, part,
-                        &dh0[0, 0], nthreads)
+                        &dh0[0, 0], nthreads, NULL)
         for t in range(T):
             acc = 0.0
             for u in range(nthreads):
@@ -738,10 +750,12 @@ cdef void _bptt_share(int tid, int nteam, int stride, const floating* dH, const 
                       const floating* G, const floating* Wh, const floating* W_kj, int act,
                       bint reverse, bint preact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t M,
                       Py_ssize_t truncate, floating* D, floating* dh, double* part,
-                      floating* dh0, int nt) noexcept nogil:
+                      floating* dh0, int nt, long* progress) noexcept nogil:
     """bptt's time loop for thread tid of nteam on the columns j0..j1 (as
     _recur_share); its Σ dh_t^2 goes to part[t * stride + tid]. One barrier
-    per step: D_t complete before the next step's product reads it."""
+    per step: D_t complete before the next step's product reads it. With
+    progress (one thread only): the count of finished steps is published
+    there after each step, for bptt_grads' reducing thread."""
     cdef Py_ssize_t s, t, nxt, chain_t, first, n = B * M, j0, j1
     cdef bint cut
     cdef floating* d_t
@@ -769,6 +783,8 @@ cdef void _bptt_share(int tid, int nteam, int stride, const floating* dH, const 
             _cols_times_derivative(d_t, H + t * n, B, M, j0, j1, act)
         if nteam > 1:
             nnkit_barrier()
+        if progress != NULL:
+            nnkit_publish(progress, s + 1)
     first = T - 1 if reverse else 0
     _share_product(True, B, M, j0, j1, D + first * n, Wh, W_kj, <floating>0.0, dh0, nt)
     if preact:
@@ -824,6 +840,121 @@ def weight_grads(const floating[:, ::1] D,   # IN  (T*B, M)
                               &dWh[0, 0], <int>M)
         column_sums(&D[0, 0], R, M, &acc[0], &db[0])
     return None
+
+
+# BPTT and the weight gradients in one call, for a time loop that runs on
+# one thread (nnkit/rnn.py _chain_backward decides): thread 0 runs the loop
+# (as bptt) and then dX = D Wx; meanwhile thread 1 reduces dWx = D^T X and
+# dWh (as weight_grads) chunk by chunk, each chunk as soon as the loop has
+# finished its steps (it waits on the published step count). So the
+# reductions run on the core the serial loop leaves idle. The chunks are
+# always reduced in the same order by one thread, so the sums do not depend
+# on the timing, nor on whether OpenMP grants the second thread (alone,
+# thread 0 reduces them after dX). The same outputs as bptt then
+# weight_grads, to rounding (the reductions are summed by chunks).
+def bptt_grads(const floating[:, ::1] dH,    # IN  (T*B, M)
+               const floating[:, ::1] X,     # IN  (T*B, N)
+               const floating[:, ::1] H,     # IN  (T*B, M)
+               const floating[:, ::1] G,     # IN  (T*B, M) preactivation form, else None
+               const floating[:, ::1] h0,    # IN  (B, M)
+               const floating[:, ::1] Wx,    # IN  (M, N)
+               const floating[:, ::1] Wh,    # IN  (M, M)
+               int act, bint reverse, bint preact, Py_ssize_t T, Py_ssize_t truncate,
+               bint accumulate_dX,           # IN  as bptt and weight_grads
+               floating[:, ::1] D,           # OUT (T*B, M)
+               floating[:, ::1] dh,          # OUT (T*B, M) or None
+               double[::1] norms,            # OUT (T,)
+               floating[:, ::1] dh0,         # OUT (B, M)
+               floating[:, ::1] dX,          # OUT (T*B, N)
+               floating[:, ::1] dWx,         # OUT (M, N)
+               floating[:, ::1] dWh,         # OUT (M, M)
+               floating[::1] db,             # OUT (M,)
+               double[::1] acc,              # workspace (M,)
+               int nthreads):                # IN  2 (1: thread 0 does it all, in the same order)
+    cdef Py_ssize_t R = X.shape[0], N = X.shape[1], M = Wx.shape[0], B = R // T, t
+    cdef const floating* Gp = &G[0, 0] if G is not None else NULL
+    cdef floating* dhp = &dh[0, 0] if dh is not None else NULL
+    cdef int tid, nteam
+    cdef floating* W_kj = _pack(&Wh[0, 0], M, M, False)
+    cdef double* part = <double*>calloc(T, sizeof(double))
+    cdef long* progress = <long*>calloc(1, sizeof(long))
+    if W_kj == NULL or part == NULL or progress == NULL:
+        free(W_kj)
+        free(part)
+        free(progress)
+        raise MemoryError("rnn bptt_grads: no memory for packed Wh")
+    with nogil:
+        with parallel(num_threads=nthreads):
+            tid = threadid()
+            nteam = nnkit_team_size()
+            if tid == 0:
+                _bptt_share(0, 1, 1, &dH[0, 0], &H[0, 0], Gp, &Wh[0, 0], W_kj, act, reverse,
+                            preact, T, B, M, truncate, &D[0, 0], dhp, part, &dh0[0, 0], 1,
+                            progress)
+                gemm_rowmajor(False, False, <int>R, <int>N, <int>M, <floating>1.0,
+                              &D[0, 0], <int>M, &Wx[0, 0], <int>N,
+                              <floating>(1.0 if accumulate_dX else 0.0), &dX[0, 0], <int>N)
+            if tid == nteam - 1:
+                _reduce_chunks(T, B, M, N, reverse, preact, &D[0, 0], &X[0, 0], &H[0, 0],
+                               Gp, &h0[0, 0], &dWx[0, 0], &dWh[0, 0], progress)
+        for t in range(T):
+            norms[t] = sqrt(part[t])
+        column_sums(&D[0, 0], R, M, &acc[0], &db[0])
+    free(W_kj)
+    free(part)
+    free(progress)
+    return None
+
+
+cdef void _reduce_chunks(Py_ssize_t T, Py_ssize_t B, Py_ssize_t M, Py_ssize_t N,
+                         bint reverse, bint preact, const floating* D, const floating* X,
+                         const floating* H, const floating* G, const floating* h0,
+                         floating* dWx, floating* dWh, long* progress) noexcept nogil:
+    """dWx = D^T X and dWh = Σ_t D_t^T (what step t read), in chunks of about
+    512 rows in the loop's order, each after the loop has published its
+    steps. Step s of the loop is t = T-1-s (t = s when reverse); the first
+    step of the chain (t = 0, or T-1 when reverse) read h0."""
+    cdef Py_ssize_t cs = 512 // B if B < 512 else 1
+    cdef Py_ssize_t s0, s1, t0, t1, a0, a1, first = T - 1 if reverse else 0
+    cdef bint started_h = False
+    s0 = 0
+    while s0 < T:
+        s1 = s0 + cs if s0 + cs < T else T
+        nnkit_wait_for(progress, s1)
+        if reverse:
+            t0 = s0
+            t1 = s1
+        else:
+            t0 = T - s1
+            t1 = T - s0
+        gemm_rowmajor(True, False, <int>M, <int>N, <int>((t1 - t0) * B), <floating>1.0,
+                      D + t0 * B * M, <int>M, X + t0 * B * N, <int>N,
+                      <floating>(0.0 if s0 == 0 else 1.0), dWx, <int>N)
+        if preact:
+            gemm_rowmajor(True, False, <int>M, <int>M, <int>((t1 - t0) * B), <floating>1.0,
+                          D + t0 * B * M, <int>M, G + t0 * B * M, <int>M,
+                          <floating>(0.0 if s0 == 0 else 1.0), dWh, <int>M)
+            s0 = s1
+            continue
+        a0 = t0
+        a1 = t1
+        if t0 <= first < t1:
+            gemm_rowmajor(True, False, <int>M, <int>M, <int>B, <floating>1.0,
+                          D + first * B * M, <int>M, h0, <int>M,
+                          <floating>(1.0 if started_h else 0.0), dWh, <int>M)
+            started_h = True
+            if reverse:
+                a1 = t1 - 1
+            else:
+                a0 = t0 + 1
+        if a1 > a0:
+            # forward: step t read H_{t-1}; reverse: H_{t+1}
+            gemm_rowmajor(True, False, <int>M, <int>M, <int>((a1 - a0) * B), <floating>1.0,
+                          D + a0 * B * M, <int>M,
+                          H + ((a0 + 1) if reverse else (a0 - 1)) * B * M, <int>M,
+                          <floating>(1.0 if started_h else 0.0), dWh, <int>M)
+            started_h = True
+        s0 = s1
 
 
 # BiRNN output layer: Y = [Hf, Hb] Wy^T + by with Wy (K, 2M), never building

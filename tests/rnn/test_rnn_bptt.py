@@ -87,6 +87,66 @@ def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatc
         ref.assert_rel(getattr(g, name), r[name], tol, f"birnn {name}")
 
 
+# A backward whose time loop runs on one thread reduces dWx and dWh on a
+# second thread while the loop runs (bptt_grads, nnkit/rnn.py OVERLAP_MIN),
+# in chunks of 512 // B steps: patched on at small shapes, with T below,
+# at and above one chunk (B = 100: 5 steps a chunk), both forms, both
+# directions (the BiRNN), truncation, against the independent references.
+def _overlap_on(monkeypatch):
+    monkeypatch.setattr(nk.rnn, "OVERLAP_MIN", 0)
+    monkeypatch.setattr(nk.rnn, "free_core_threads", lambda: 2)
+    monkeypatch.setattr(nk.rnn, "STEP_SPLIT_MIN", {np.dtype(np.float32): 1 << 62,
+                                                   np.dtype(np.float64): 1 << 62})
+
+
+@pytest.mark.parametrize("T, B", [(1, 3), (4, 100), (5, 100), (11, 100), (30, 7)])
+def test_overlapped_weight_gradients(T, B, dtype, rng, ref, monkeypatch):
+    _overlap_on(monkeypatch)
+    tol = _both_forms_match(rng, ref, T, B, 6, 9, dtype)
+    q = make_birnn(rng, T, B, 6, 9, 3, dtype, bias=True)
+    Y, cache = nk.birnn_forward(**q, activation="tanh")
+    dY = rng.standard_normal(Y.shape).astype(dtype)
+    g = nk.birnn_backward(dY, cache)
+    r = birnn_ref(dY, **q, act="tanh")
+    for name in BIRNN_GRADS:
+        ref.assert_rel(getattr(g, name), r[name], tol, f"birnn {name}")
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_overlapped_truncated_bptt(k, rng, monkeypatch):
+    _overlap_on(monkeypatch)
+    T = 13
+    p = make_rnn(rng, T, 100, 3, 4)
+    H, cache = nk.rnn_forward(**p, activation="tanh")
+    dH = rng.standard_normal(H.shape)
+    g = nk.rnn_backward(dH, cache, truncate=k)
+    r = truncated_bptt_ref(dH, **p, act="tanh", k=k)
+    for name in RNN_GRADS:
+        np.testing.assert_allclose(getattr(g, name), r[name], rtol=1e-11, atol=1e-13,
+                                   err_msg=name)
+    np.testing.assert_allclose(g.grad_norms, grad_norms_ref(r["dh"]), rtol=1e-12)
+
+
+def test_overlapped_sums_do_not_depend_on_the_team(rng):
+    """One thread or two, the chunks are reduced in the same order: the same
+    bits."""
+    T, B, N, M = 40, 20, 5, 7
+    p = make_rnn(rng, T, B, N, M)
+    H, _ = nk.rnn_forward(**p, activation="tanh")
+    rows = lambda a: a.reshape(-1, a.shape[-1])
+    dH = rng.standard_normal(H.shape)
+    res = []
+    for nt in (1, 2):
+        out = [np.empty((T * B, M)), np.empty((T * B, M)), np.empty(T), np.empty((B, M)),
+               np.empty((T * B, N)), np.empty((M, N)), np.empty((M, M)), np.empty(M)]
+        nk._kernels.rnn.bptt_grads(rows(dH), rows(p["X"]), rows(H), None, p["h0"], p["Wx"],
+                                   p["Wh"], 0, False, False, T, 0, False, *out,
+                                   np.empty(M), nt)
+        res.append(out)
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_step_policy_limits():
     """The tile kernel below TILE_MAX_MACS multiply-adds per step (2^26), BLAS
     from it; one thread below STEP_SPLIT_MIN (2^17)."""
