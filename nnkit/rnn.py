@@ -96,18 +96,29 @@ def _rows(a: np.ndarray | None) -> np.ndarray | None:
 
 def _chain_forward(X, h0, Wx, Wh, b, code, reverse, preact, H, G):
     """One chain's forward: the input projection of all T steps (one GEMM),
-    then the serial time loop. The caller holds serial_blas()."""
-    T = X.shape[0]
+    then the serial time loop; or both at once on two threads when the loop
+    itself runs on one (project_recur). The caller holds serial_blas()."""
+    T, B, N = X.shape
+    M = Wh.shape[0]
+    tile, threads = _step_plan(B, M, X.dtype)
+    if _overlap(tile, threads, T * B * M * N):
+        _k.project_recur(_rows(X), Wx, b, h0, Wh, code, reverse, preact, T, _rows(H),
+                         _rows(G), 2)
+        return
     _k.project(_rows(X), Wx, b, _rows(H), _gemm_threads())
-    _k.recur(h0, Wh, code, reverse, preact, T, _rows(H), _rows(G),
-             *_step_plan(X.shape[1], Wh.shape[0], X.dtype))
+    _k.recur(h0, Wh, code, reverse, preact, T, _rows(H), _rows(G), tile, threads)
 
 
-# From OVERLAP_MIN multiply-adds in the weight gradients, a backward whose
-# time loop runs on one thread computes dWx and dWh on a second free core
-# while the loop runs (bptt_grads in pyx/rnn.pyx). A/B (1000, 8, 32, 64):
-# see README, "Recurrent networks".
+# From OVERLAP_MIN multiply-adds in the products beside the loop, a time
+# loop that runs on one thread gets them done on a second free core while it
+# runs: the projection (project_recur) and dWx, dWh (bptt_grads in
+# pyx/rnn.pyx). A/B at (1000, 8, 32, 64): see README, "Recurrent networks".
 OVERLAP_MIN = 1 << 20
+
+
+def _overlap(tile: bool, threads: int, macs: int) -> bool:
+    """Whether the products beside a one-thread time loop go to a second core."""
+    return tile and threads == 1 and macs >= OVERLAP_MIN and free_core_threads() >= 2
 
 
 def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
@@ -117,8 +128,7 @@ def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
     T, B, M = H.shape
     N = X.shape[2]
     tile, threads = _step_plan(B, M, H.dtype)
-    if (tile and threads == 1 and T * B * M * (N + M) >= OVERLAP_MIN
-            and free_core_threads() >= 2):
+    if _overlap(tile, threads, T * B * M * (N + M)):
         _k.bptt_grads(_rows(dH), _rows(X), _rows(H), _rows(G), h0, Wx, Wh, code, reverse,
                       preact, T, truncate, accumulate_dX, _rows(dA), _rows(dh), norms, dh0,
                       _rows(dX), dWx, dWh, db, np.empty(M), 2)

@@ -647,10 +647,10 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
         if tile and nthreads > 1:
             with parallel(num_threads=nthreads):
                 _recur_share(threadid(), nnkit_team_size(), &h0[0, 0], &Wh[0, 0], WhT, act,
-                             reverse, preact, T, B, M, &H[0, 0], Gp, 1)
+                             reverse, preact, T, B, M, &H[0, 0], Gp, 1, NULL)
         else:
             _recur_share(0, 1, &h0[0, 0], &Wh[0, 0], WhT, act, reverse, preact, T, B, M,
-                         &H[0, 0], Gp, nthreads)
+                         &H[0, 0], Gp, nthreads, NULL)
     free(WhT)
     return None
 
@@ -658,12 +658,13 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
 cdef void _recur_share(int tid, int nteam, const floating* h0, const floating* Wh,
                        const floating* WhT, int act, bint reverse, bint preact,
                        Py_ssize_t T, Py_ssize_t B, Py_ssize_t M, floating* H, floating* G,
-                       int nt) noexcept nogil:
+                       int nt, long* ready) noexcept nogil:
     """recur's time loop for thread tid of nteam: the columns j0..j1 of
     every state (all of them when nteam = 1, where nt > 1 splits a BLAS
     product per step instead). One barrier per step: after it h_t (or g_t)
     is complete for every thread's next product; a thread's elementwise work
-    touches only its own columns."""
+    touches only its own columns. With ready (one thread only): step s waits
+    until the count published there (steps projected) passes s."""
     cdef Py_ssize_t s, t, j0, j1
     cdef const floating* prev
     cdef floating* h_t
@@ -674,6 +675,8 @@ cdef void _recur_share(int tid, int nteam, const floating* h0, const floating* W
         t = T - 1 - s if reverse else s
         prev = h0 if s == 0 else H + (t + 1 if reverse else t - 1) * B * M
         h_t = H + t * B * M
+        if ready != NULL:
+            nnkit_wait_for(ready, s + 1)
         if preact:
             g_t = G + t * B * M
             _cols_copy(g_t, prev, B, M, j0, j1)
@@ -686,6 +689,72 @@ cdef void _recur_share(int tid, int nteam, const floating* h0, const floating* W
             _cols_activate(h_t, B, M, j0, j1, act)
             if nteam > 1:
                 nnkit_barrier()
+
+
+# The projection and the time loop in one call, for a loop that runs on one
+# thread (nnkit/rnn.py _chain_forward decides): thread 1 projects chunks of
+# about 512 rows in the loop's order, publishing how many steps are ready;
+# thread 0 runs the loop (as recur), each step waiting for its projection.
+# So the projection runs on the core the serial loop leaves idle. The chunks
+# do not depend on the team (alone, thread 0 projects them all first): the
+# same bits on one thread or two.
+def project_recur(const floating[:, ::1] X,   # IN  (T*B, N)
+                  const floating[:, ::1] Wx,  # IN  (M, N)
+                  const floating[::1] b,      # IN  (M,) or None
+                  const floating[:, ::1] h0,  # IN  (B, M)
+                  const floating[:, ::1] Wh,  # IN  (M, M)
+                  int act, bint reverse, bint preact, Py_ssize_t T,   # IN
+                  floating[:, ::1] H,         # OUT (T*B, M)
+                  floating[:, ::1] G,         # OUT (T*B, M) preactivation form, else None
+                  int nthreads):              # IN  2 (1: thread 0 does it all)
+    cdef Py_ssize_t R = X.shape[0], N = X.shape[1], M = Wx.shape[0], B = R // T
+    cdef floating* Gp = &G[0, 0] if G is not None else NULL
+    cdef const floating* bp = &b[0] if b is not None else NULL
+    cdef int tid, nteam
+    cdef floating* WhT = _pack(&Wh[0, 0], M, M, True)
+    cdef long* ready = <long*>calloc(1, sizeof(long))
+    if WhT == NULL or ready == NULL:
+        free(WhT)
+        free(ready)
+        raise MemoryError("rnn project_recur: no memory for Wh^T")
+    with nogil:
+        with parallel(num_threads=nthreads):
+            tid = threadid()
+            nteam = nnkit_team_size()
+            if tid == nteam - 1:
+                _project_chunks(T, B, N, M, reverse, &X[0, 0], &Wx[0, 0], bp, &H[0, 0], ready)
+            if tid == 0:
+                _recur_share(0, 1, &h0[0, 0], &Wh[0, 0], WhT, act, reverse, preact, T, B, M,
+                             &H[0, 0], Gp, 1, ready)
+    free(WhT)
+    free(ready)
+    return None
+
+
+cdef void _project_chunks(Py_ssize_t T, Py_ssize_t B, Py_ssize_t N, Py_ssize_t M,
+                          bint reverse, const floating* X, const floating* Wx,
+                          const floating* b, floating* H, long* ready) noexcept nogil:
+    """H_t = x_t Wx^T + b for every step, in chunks of about 512 rows in the
+    loop's order (step s is t = s, or T-1-s when reverse), publishing the
+    count of steps done after each chunk."""
+    cdef Py_ssize_t cs = 512 // B if B < 512 else 1
+    cdef Py_ssize_t s0 = 0, s1, t0, t1, i
+    while s0 < T:
+        s1 = s0 + cs if s0 + cs < T else T
+        if reverse:
+            t0 = T - s1
+            t1 = T - s0
+        else:
+            t0 = s0
+            t1 = s1
+        if b != NULL:
+            for i in range(t0 * B, t1 * B):
+                memcpy(H + i * M, b, M * sizeof(floating))
+        gemm_rowmajor(False, True, <int>((t1 - t0) * B), <int>M, <int>N, <floating>1.0,
+                      X + t0 * B * N, <int>N, Wx, <int>N,
+                      <floating>(1.0 if b != NULL else 0.0), H + t0 * B * M, <int>M)
+        nnkit_publish(ready, s1)
+        s0 = s1
 
 
 # The time loop of BPTT, steps opposite to the forward. D_t is what flows

@@ -147,6 +147,34 @@ def test_overlapped_sums_do_not_depend_on_the_team(rng):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("form", ["standard", "preactivation"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_overlapped_projection_is_project_then_recur(form, reverse, rng):
+    """project_recur on one thread or two: the same bits (the chunks do not
+    depend on the team), and project then recur to rounding."""
+    T, B, N, M = 45, 20, 5, 7          # 25 steps a chunk: two chunks
+    p = make_rnn(rng, T, B, N, M)
+    rows = lambda a: a.reshape(-1, a.shape[-1])
+    pre = form == "preactivation"
+    K = nk._kernels.rnn
+    res = []
+    for nt in (0, 1, 2):
+        H = np.empty((T * B, M))
+        G = np.empty((T * B, M)) if pre else None
+        if nt == 0:
+            K.project(rows(p["X"]), p["Wx"], p["b"], H, 1)
+            K.recur(p["h0"], p["Wh"], 0, reverse, pre, T, H, G, True, 1)
+        else:
+            K.project_recur(rows(p["X"]), p["Wx"], p["b"], p["h0"], p["Wh"], 0, reverse, pre,
+                            T, H, G, nt)
+        res.append((H, G))
+    np.testing.assert_array_equal(res[1][0], res[2][0])
+    np.testing.assert_allclose(res[1][0], res[0][0], rtol=1e-13, atol=1e-15)
+    if pre:
+        np.testing.assert_array_equal(res[1][1], res[2][1])
+        np.testing.assert_allclose(res[1][1], res[0][1], rtol=1e-13, atol=1e-15)
+
+
 def test_step_policy_limits():
     """The tile kernel below TILE_MAX_MACS multiply-adds per step (2^26), BLAS
     from it; one thread below STEP_SPLIT_MIN (2^17)."""
