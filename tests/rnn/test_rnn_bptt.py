@@ -65,11 +65,12 @@ def test_step_product_paths(path, threads, B, M, dtype, rng, ref, monkeypatch):
     _both_forms_match(rng, ref, 3, B, 5, M, dtype)
 
 
-# The policy's real limits on both sides, unpatched (tile kernel below
-# TILE_MAX_MACS per step, BLAS above), and the GEMMs over all T·B rows split
-# from 2^24 (float32) / 2^22 (float64) multiply-adds by blocks of rows
-# (gemm_team in pyx/_common.pxd): T·B·N·M = 40·50·97·97 = 18.8 M is over both.
-@pytest.mark.parametrize("threads", ["1", "3"])
+# The policy's real limits, unpatched, and the weight gradients' GEMMs over
+# all T·B rows: on 2 threads as two tasks (dWh | dX, dWx: weight_grads,
+# from 2^20 multiply-adds when N <= M <= 4N), else each split by blocks of
+# rows from 2^24 (float32) / 2^22 (float64) multiply-adds (gemm_team in
+# pyx/_common.pxd): T·B·N·M = 40·50·97·97 = 18.8 M is over all of them.
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
 def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatch):
     monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
     T, B, N, M = 40, 50, 97, 97
