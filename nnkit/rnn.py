@@ -64,7 +64,7 @@ FORMS = ("standard", "preactivation")
 # without AVX2 + FMA (NNKIT_PORTABLE=1) has only the plain loop, kept to
 # steps under PLAIN_MAX_MACS as before the tile kernel.
 TILE_MAX_MACS = {np.dtype(np.float32): 1 << 26, np.dtype(np.float64): 1 << 26}
-PLAIN_MAX_MACS = 1 << 15
+PLAIN_MAX_MACS = 1 << 16
 STEP_SPLIT_MIN = {np.dtype(np.float32): 1 << 17, np.dtype(np.float64): 1 << 17}
 
 
