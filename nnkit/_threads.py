@@ -55,7 +55,8 @@ def kernel_threads(beside_blas: bool = False) -> int:
 
 def free_core_threads() -> int:
     """Threads for a team that meets at a barrier many times per call (the
-    RNN's per-step product split, 2·T barriers): NNKIT_NUM_THREADS if set,
+    RNN's time-loop team, a barrier per step; its second core beside a
+    one-thread loop, which waits on the loop's progress): NNKIT_NUM_THREADS if set,
     else the cores not busy with other work right now, this thread's own
     included: cores − (runnable tasks − 1) from /proc/loadavg's 4th field
     (an instant count, not the 1-minute average), at least 1; 1 where that
