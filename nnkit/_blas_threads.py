@@ -15,9 +15,11 @@ thread for the whole call against its default two (other processes busy):
 large GEMMs on two). On an idle machine two threads would speed up the
 large GEMMs of the biggest shapes (dX, dWx, dWh over all T·B rows) by up to
 ~2×; the loss under load is larger, so one thread is the default. The
-kernels get the cores back by splitting products themselves (gemm_team in
-pyx/_common.pxd; the RNN's step split in pyx/rnn.pyx): an OpenMP team that
-sleeps after a short spin, one single-threaded BLAS call per thread.
+kernels get the cores back by splitting the work themselves (gemm_team in
+pyx/_common.pxd; in pyx/rnn.pyx the time loop's team over column blocks, the
+second core projecting and reducing beside a one-thread loop, and the weight
+gradients as two tasks): OpenMP threads that sleep after a short spin, each
+making single-threaded BLAS calls.
 
 `serial_blas()` is a context manager: it sets SciPy's OpenBLAS (the one
 `scipy.linalg.cython_blas`, hence every nnkit kernel, calls) to one thread and
