@@ -16,10 +16,11 @@
 # once per sequence, or BLAS for large steps) and a few elementwise passes
 # per step. Python runs them with OpenBLAS on one thread
 # (nnkit/_blas_threads.py says why, with measurements); the cores are used
-# by splitting the products ourselves: the large GEMMs by row blocks
-# (gemm_team), each step's product by column blocks when it is large and the
-# cores are free (_step_product; nnkit/rnn.py _step_plan decides which kernel
-# and how many threads).
+# by splitting the work ourselves: the weight gradients as two tasks or by
+# row blocks (gemm_team); a large step's time loop by column blocks on a team
+# that meets once per step (_recur_share, _bptt_share); beside a small one
+# the second core projects and reduces (project_recur, bptt_grads).
+# nnkit/rnn.py (_step_plan, _overlap) decides which, from the cores free.
 #
 # Called only from nnkit.rnn (shapes, dtypes, T, B, N, M >= 1 checked; outputs
 # allocated, C-contiguous). Nothing here raises on bad input.
@@ -406,35 +407,19 @@ cdef floating* _pack(const floating* W, Py_ssize_t K, Py_ssize_t M, bint transpo
     return P
 
 
-cdef inline void _step_product(bint trans_w, Py_ssize_t B, Py_ssize_t M,
-                               const floating* V, const floating* W,
-                               const floating* W_kj, floating beta,
-                               floating* out, int nt) noexcept nogil:
-    """out (B, M) = V (B, M) op(W) + beta * out (beta 0 or 1) with op(W) =
-    W^T (forward: rows times Wh^T) or W (trans_w; backward: rows times Wh).
-    W_kj, when not NULL, is op(W) packed by _pack (once per sequence): the
-    tile kernel runs, split over nt threads by blocks of panels.
-    Otherwise B = 1 is a GEMV (half the call overhead of a 1-row GEMM), and
-    the rest a GEMM; with nt > 1 threads, one GEMM per block of out's
-    columns: each thread reads (and OpenBLAS packs) only its columns of
-    op(W), where a split by rows would pack all of W on every thread."""
+cdef inline void _blas_step(bint trans_w, Py_ssize_t B, Py_ssize_t M,
+                            const floating* V, const floating* W, floating beta,
+                            floating* out, int nt) noexcept nogil:
+    """The step's product through BLAS (steps from TILE_MAX_MACS, see
+    nnkit/rnn.py): out (B, M) = V (B, M) op(W) + beta * out (beta 0 or 1)
+    with op(W) = W^T (forward: rows times Wh^T) or W (trans_w; backward: rows
+    times Wh). B = 1 is a GEMV (half the call overhead of a 1-row GEMM), the
+    rest a GEMM; with nt > 1 threads, one GEMM per block of out's columns:
+    each thread reads (and OpenBLAS packs) only its columns of op(W), where a
+    split by rows would pack all of W on every thread."""
     cdef int t
-    cdef Py_ssize_t j0, j1, pw, npan
-    if W_kj != NULL:
-        # panels of pw columns (the leftover block counts as one more):
-        # thread t takes panels npan*t/nt .. npan*(t+1)/nt
-        pw = NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D
-        npan = (M + pw - 1) // pw if pw > 0 else 1
-        if nt > npan:
-            nt = <int>npan
-        if nt > 1:
-            for t in prange(nt, schedule="static", num_threads=nt):
-                j0 = _panel_start(npan * t // nt, pw, M)
-                j1 = _panel_start(npan * (t + 1) // nt, pw, M)
-                _small_product(B, M, j0, j1, V, W_kj, beta, out)
-        else:
-            _small_product(B, M, 0, M, V, W_kj, beta, out)
-    elif nt > 1 and B > 1:
+    cdef Py_ssize_t j0, j1
+    if nt > 1 and B > 1:
         for t in prange(nt, schedule="static", num_threads=nt):
             j0 = (M * t) // nt
             j1 = (M * (t + 1)) // nt
@@ -541,12 +526,12 @@ cdef inline void _share_product(bint trans_w, Py_ssize_t B, Py_ssize_t M, Py_ssi
                                 const floating* W_kj, floating beta, floating* out,
                                 int nt) noexcept nogil:
     """Columns j0..j1 of the step's product: the tile kernel on packed W_kj,
-    or (W_kj NULL: one thread owns every column) _step_product's BLAS."""
+    or (W_kj NULL: one thread owns every column) BLAS."""
     if W_kj != NULL:
         if j0 < j1:
             _small_product(B, M, j0, j1, V, W_kj, beta, out)
     else:
-        _step_product(trans_w, B, M, V, W, NULL, beta, out, nt)
+        _blas_step(trans_w, B, M, V, W, beta, out, nt)
 
 
 # Elementwise passes over the columns j0..j1 of a (B, M) block: one pass
