@@ -884,8 +884,10 @@ cdef void _dWh(const floating[:, ::1] D, const floating[:, ::1] H,
 
 
 # The weight gradients, each one GEMM over the stacked T*B rows (they sit
-# off the serial loop; gemm_team splits each over nthreads, one
-# single-threaded BLAS call per block of output rows):
+# off the serial loop). On 2 threads, when the two tasks are balanced, dWh
+# on one and dX, dWx on the other; else gemm_team splits each product over
+# nthreads, one single-threaded BLAS call per block of output rows
+# (bptt_grads below does the same products beside a one-thread loop):
 #   dX  = D Wx (+= for the BiRNN's second chain)      2*T*B*M*N flops
 #   dWx = D^T X                                       2*T*B*M*N
 #   dWh = Σ_t D_t^T (what step t read):               2*T*B*M^2
