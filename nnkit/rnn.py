@@ -57,27 +57,26 @@ FORMS = ("standard", "preactivation")
 # product split by column blocks). From a side-by-side timing of recur + bptt
 # per step over B = 1..256, M = 32..1024, tile and BLAS, one and two threads
 # (README, "Recurrent networks"): the tile kernel was faster than OpenBLAS up
-# to B M^2 = 2^24 (1.1-3x, float32 and float64) and at parity (within the
+# to B M^2 = 2^24 (1.1-6x, float32 and float64) and at parity (within the
 # noise) from 2^25 to 2^28, where BLAS's blocking over k should start to
 # count, so BLAS takes over at 2^26; the team paid from about 2^17 (8 x 128 x
 # 128: 8.4 -> 7.7 us per step float32, 14.4 -> 11.0 float64). A build
 # without AVX2 + FMA (NNKIT_PORTABLE=1) has only the plain loop, kept to
 # steps under PLAIN_MAX_MACS as before the tile kernel.
-TILE_MAX_MACS = {np.dtype(np.float32): 1 << 26, np.dtype(np.float64): 1 << 26}
+TILE_MAX_MACS = 1 << 26          # both dtypes: the grid found the same limits
 PLAIN_MAX_MACS = 1 << 16
-STEP_SPLIT_MIN = {np.dtype(np.float32): 1 << 17, np.dtype(np.float64): 1 << 17}
+STEP_SPLIT_MIN = 1 << 17
 
 
-def _step_plan(B: int, M: int, dtype) -> tuple[bool, int]:
+def _step_plan(B: int, M: int) -> tuple[bool, int]:
     """(tile, threads) for the time loops: the tile kernel or BLAS for each
     step's product (see TILE_MAX_MACS), and one thread below STEP_SPLIT_MIN
     multiply-adds per step, else the cores free right now
     (free_core_threads: a team whose thread is descheduled waits for it at
     every step)."""
-    dt = np.dtype(dtype)
     macs = B * M * M
-    threads = free_core_threads() if macs >= STEP_SPLIT_MIN[dt] else 1
-    limit = TILE_MAX_MACS[dt] if _k.VECTOR_TILES else PLAIN_MAX_MACS
+    threads = free_core_threads() if macs >= STEP_SPLIT_MIN else 1
+    limit = TILE_MAX_MACS if _k.VECTOR_TILES else PLAIN_MAX_MACS
     return macs < limit, threads
 
 
@@ -100,7 +99,7 @@ def _chain_forward(X, h0, Wx, Wh, b, code, reverse, preact, H, G):
     itself runs on one (project_recur). The caller holds serial_blas()."""
     T, B, N = X.shape
     M = Wh.shape[0]
-    tile, threads = _step_plan(B, M, X.dtype)
+    tile, threads = _step_plan(B, M)
     if _overlap(tile, threads, T * B * M * N):
         _k.project_recur(_rows(X), Wx, b, h0, Wh, code, reverse, preact, T, _rows(H),
                          _rows(G), 2)
@@ -127,7 +126,7 @@ def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
     both at once on two threads when the loop itself runs on one."""
     T, B, M = H.shape
     N = X.shape[2]
-    tile, threads = _step_plan(B, M, H.dtype)
+    tile, threads = _step_plan(B, M)
     if _overlap(tile, threads, T * B * M * (N + M)):
         _k.bptt_grads(_rows(dH), _rows(X), _rows(H), _rows(G), h0, Wx, Wh, code, reverse,
                       preact, T, truncate, accumulate_dX, _rows(dA), _rows(dh), norms, dh0,

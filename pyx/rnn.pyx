@@ -581,8 +581,8 @@ cdef inline double _cols_sum_squares(const floating* d, Py_ssize_t B, Py_ssize_t
     cdef double acc = 0.0
     if j0 == 0 and j1 == M:
         return _sum_squares(d, B * M)
-    for i in range(B):
-        if j0 < j1:
+    if j0 < j1:
+        for i in range(B):
             acc = acc + _sum_squares(d + i * M + j0, j1 - j0)
     return acc
 
@@ -716,22 +716,34 @@ def project_recur(const floating[:, ::1] X,   # IN  (T*B, N)
     return None
 
 
+# The overlapped loops' chunks: about CHUNK_ROWS rows of whole steps, taken
+# in the time loop's order; step s of a loop that runs backwards in time is
+# t = T-1-s, else t = s.
+DEF CHUNK_ROWS = 512
+
+
+cdef inline void _chunk(Py_ssize_t s0, Py_ssize_t T, Py_ssize_t B, bint backwards,
+                        Py_ssize_t* s1, Py_ssize_t* t0, Py_ssize_t* t1) noexcept nogil:
+    """The chunk of loop steps s0..s1 and the times t0..t1 they cover."""
+    cdef Py_ssize_t cs = CHUNK_ROWS // B if B < CHUNK_ROWS else 1
+    s1[0] = s0 + cs if s0 + cs < T else T
+    if backwards:
+        t0[0] = T - s1[0]
+        t1[0] = T - s0
+    else:
+        t0[0] = s0
+        t1[0] = s1[0]
+
+
 cdef void _project_chunks(Py_ssize_t T, Py_ssize_t B, Py_ssize_t N, Py_ssize_t M,
                           bint reverse, const floating* X, const floating* Wx,
                           const floating* b, floating* H, long* ready) noexcept nogil:
-    """H_t = x_t Wx^T + b for every step, in chunks of about 512 rows in the
+    """H_t = x_t Wx^T + b for every step, in chunks (_chunk) in the
     loop's order (step s is t = s, or T-1-s when reverse), publishing the
     count of steps done after each chunk."""
-    cdef Py_ssize_t cs = 512 // B if B < 512 else 1
     cdef Py_ssize_t s0 = 0, s1, t0, t1, i
     while s0 < T:
-        s1 = s0 + cs if s0 + cs < T else T
-        if reverse:
-            t0 = T - s1
-            t1 = T - s0
-        else:
-            t0 = s0
-            t1 = s1
+        _chunk(s0, T, B, reverse, &s1, &t0, &t1)
         if b != NULL:
             for i in range(t0 * B, t1 * B):
                 memcpy(H + i * M, b, M * sizeof(floating))
@@ -999,23 +1011,16 @@ cdef void _reduce_chunks(Py_ssize_t T, Py_ssize_t B, Py_ssize_t M, Py_ssize_t N,
                          bint reverse, bint preact, const floating* D, const floating* X,
                          const floating* H, const floating* G, const floating* h0,
                          floating* dWx, floating* dWh, long* progress) noexcept nogil:
-    """dWx = D^T X and dWh = Σ_t D_t^T (what step t read), in chunks of about
-    512 rows in the loop's order, each after the loop has published its
+    """dWx = D^T X and dWh = Σ_t D_t^T (what step t read), in chunks (_chunk)
+    in the loop's order, each after the loop has published its
     steps. Step s of the loop is t = T-1-s (t = s when reverse); the first
     step of the chain (t = 0, or T-1 when reverse) read h0."""
-    cdef Py_ssize_t cs = 512 // B if B < 512 else 1
     cdef Py_ssize_t s0, s1, t0, t1, a0, a1, first = T - 1 if reverse else 0
     cdef bint started_h = False
     s0 = 0
     while s0 < T:
-        s1 = s0 + cs if s0 + cs < T else T
+        _chunk(s0, T, B, not reverse, &s1, &t0, &t1)
         nnkit_wait_for(progress, s1)
-        if reverse:
-            t0 = s0
-            t1 = s1
-        else:
-            t0 = T - s1
-            t1 = T - s0
         gemm_rowmajor(True, False, <int>M, <int>N, <int>((t1 - t0) * B), <floating>1.0,
                       D + t0 * B * M, <int>M, X + t0 * B * N, <int>N,
                       <floating>(0.0 if s0 == 0 else 1.0), dWx, <int>N)

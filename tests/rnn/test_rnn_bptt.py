@@ -59,11 +59,11 @@ def _both_forms_match(rng, ref, T, B, N, M, dtype):
 def test_step_product_paths(path, threads, B, M, dtype, rng, ref, monkeypatch):
     monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
     limit = 1 << 62 if path == "tile" else 0        # the tile kernel, or the plain loop
-    monkeypatch.setattr(nk.rnn, "TILE_MAX_MACS", {np.dtype(dtype): limit})
+    monkeypatch.setattr(nk.rnn, "TILE_MAX_MACS", limit)
     monkeypatch.setattr(nk.rnn, "PLAIN_MAX_MACS", limit)   # (builds without AVX2 + FMA)
-    monkeypatch.setattr(nk.rnn, "STEP_SPLIT_MIN", {np.dtype(dtype): 0 if threads != "1" else 1 << 62})
+    monkeypatch.setattr(nk.rnn, "STEP_SPLIT_MIN", 0 if threads != "1" else 1 << 62)
     monkeypatch.setattr(nk.rnn, "free_core_threads", lambda: int(threads))
-    assert nk.rnn._step_plan(B, M, dtype) == (path == "tile", int(threads))
+    assert nk.rnn._step_plan(B, M) == (path == "tile", int(threads))
     _both_forms_match(rng, ref, 3, B, 5, M, dtype)
 
 
@@ -98,11 +98,9 @@ def test_split_products_match_the_reference(threads, dtype, rng, ref, monkeypatc
 def _overlap_on(monkeypatch):
     monkeypatch.setattr(nk.rnn, "OVERLAP_MIN", 0)
     monkeypatch.setattr(nk.rnn, "free_core_threads", lambda: 2)
-    monkeypatch.setattr(nk.rnn, "STEP_SPLIT_MIN", {np.dtype(np.float32): 1 << 62,
-                                                   np.dtype(np.float64): 1 << 62})
+    monkeypatch.setattr(nk.rnn, "STEP_SPLIT_MIN", 1 << 62)
     monkeypatch.setattr(nk.rnn, "PLAIN_MAX_MACS", 1 << 62)    # the overlap needs the
-    monkeypatch.setattr(nk.rnn, "TILE_MAX_MACS", {np.dtype(np.float32): 1 << 62,
-                                                  np.dtype(np.float64): 1 << 62})  # tile path
+    monkeypatch.setattr(nk.rnn, "TILE_MAX_MACS", 1 << 62)     # tile path
 
 
 @pytest.mark.parametrize("T, B", [(1, 3), (4, 100), (5, 100), (11, 100), (30, 7)])
@@ -185,14 +183,12 @@ def test_step_policy_limits():
     """The tile kernel below TILE_MAX_MACS multiply-adds per step (2^26; in a
     build without AVX2 + FMA the plain loop below PLAIN_MAX_MACS, 2^16), BLAS
     from it; one thread below STEP_SPLIT_MIN (2^17)."""
-    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
-    assert nk.rnn._step_plan(8, 64, f32) == (True, 1)
-    assert nk.rnn._step_plan(8, 64, f64) == (True, 1)
+    assert nk.rnn._step_plan(8, 64) == (True, 1)
     if nk._kernels.rnn.VECTOR_TILES:
-        assert nk.rnn._step_plan(255, 512, f64)[0] and nk.rnn._step_plan(64, 512, f32)[0]
+        assert nk.rnn._step_plan(255, 512)[0] and nk.rnn._step_plan(64, 512)[0]
     else:
-        assert not nk.rnn._step_plan(4, 128, f64)[0]
-    assert not nk.rnn._step_plan(256, 512, f32)[0]
+        assert not nk.rnn._step_plan(4, 128)[0]
+    assert not nk.rnn._step_plan(256, 512)[0]
 
 
 @pytest.mark.parametrize("act", ACTS)
