@@ -31,9 +31,20 @@ os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 _CORES = os.cpu_count() or 1
 
 
+# NNKIT_NUM_THREADS is read on every kernel call (so it can change at run
+# time). os.environ.get costs ~1 us (it encodes the key on each call), as much
+# as a small kernel's loop; CPython's os.environ keeps its encoded mapping in
+# _data, updated by every os.environ[...] = ..., and a lookup there takes
+# ~25 ns. Where that attribute is missing, the public call.
+try:
+    _ENV, _KEY = os.environ._data, os.environ.encodekey("NNKIT_NUM_THREADS")
+except AttributeError:                 # pragma: no cover - another Python
+    _ENV, _KEY = os.environ, "NNKIT_NUM_THREADS"
+
+
 def _requested() -> int | None:
     """NNKIT_NUM_THREADS as a positive int, or None when unset or invalid."""
-    env = os.environ.get("NNKIT_NUM_THREADS")
+    env = _ENV.get(_KEY)               # str, or bytes on POSIX CPython: int() takes both
     try:
         n = int(env) if env else 0
     except ValueError:

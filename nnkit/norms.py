@@ -65,7 +65,9 @@ def _run_forward(X, gamma, beta, eps, C, stat_shape, out):
     Z = v.out_array(out, X.shape, X.dtype)
     if out is not None:
         v.no_overlap(Z, "out", X=X, gamma=gamma, beta=beta)
-    mean, var, rstd = np.empty((3,) + tuple(stat_shape), X.dtype)
+    # three np.empty: 0.6 us; one (3, R) block unpacked into rows: 1.3 us
+    mean, var, rstd = (np.empty(stat_shape, X.dtype), np.empty(stat_shape, X.dtype),
+                       np.empty(stat_shape, X.dtype))
     _k.forward(X2, gamma.reshape(-1), beta.reshape(-1), C, eps, Z.reshape(R, -1),
                mean.reshape(-1), var.reshape(-1), rstd.reshape(-1), kernel_threads())
     return Z, RowNormCache(X, gamma, beta, eps, mean, var, rstd, C)
@@ -109,8 +111,8 @@ def _row_backward(dZ, cache, full, out, producer):
     if out is not None:
         v.no_overlap(dX, "out", dZ=dZ, X=X)
     dXhat = np.empty_like(X) if full else None
-    dgamma, dbeta = np.empty((2,) + cache.gamma.shape, X.dtype)
-    dmean, dvar = np.empty((2,) + cache.mean.shape, X.dtype)
+    dgamma, dbeta = np.empty(cache.gamma.shape, X.dtype), np.empty(cache.gamma.shape, X.dtype)
+    dmean, dvar = np.empty(cache.mean.shape, X.dtype), np.empty(cache.mean.shape, X.dtype)
     _k.backward(dZ.reshape(R, -1), X.reshape(R, -1), cache.mean.reshape(-1),
                 cache.rstd.reshape(-1), cache.gamma.reshape(-1), cache.channels,
                 dX.reshape(R, -1), None if dXhat is None else dXhat.reshape(R, -1),

@@ -16,7 +16,7 @@
 #
 # Memory plan: each row is worked on while it sits in cache. Rows are split
 # between the threads in contiguous blocks (sequential streams).
-#   forward : a row is read in chunks of CHUNK elements (4 KB float32): sum
+#   forward : a row is read in chunks (4 KB, see "statistics" below): sum
 #             the chunk, then a second look from L1 for its centred sums
 #             (exact two-pass statistics, chunks merged by Chan's formula);
 #             then the output sweep re-reads the row (from L1/L2 for rows
@@ -29,13 +29,9 @@
 # streaming stores (stream_copy, pyx/_common.pxd): no read before the write.
 # flops: forward ~7 per element, backward ~12 per element.
 #
-# Accuracy, as batch norm: sums run in the input type inside a chunk (LANES
-# independent accumulators, so the loop vectorizes without -ffast-math: each
-# lane is a sum of at most CHUNK/LANES = 32 terms, ~1e-7 relative in float32),
-# and every chunk is added into double totals. (16 lanes, one register, was
-# tried first: gcc fully unrolls a 16-trip loop and then shuffles the lanes in
-# scalar code, 6x slower; at 64 it keeps a vectorized loop.) Rows shorter
-# than LANES, and ragged tails, are summed one element at a time.
+# Accuracy, as batch norm: sums run in the input type inside a chunk, in
+# independent vector lanes (each lane a sum of at most 32 terms, ~1e-7
+# relative in float32), and every chunk is added into double totals.
 # Column partials of layer norm's dgamma/dbeta go to double every
 # MAX_CHUNK_ROWS rows, as batch norm's do.
 #
@@ -53,69 +49,194 @@ from _common cimport floating, row_start, stream_copy, stream_fence, streams, te
 # float32, min of 7 x 2000 calls, 1 thread / 2 threads, fwd + bwd in us:
 # 64 x 768: 21 + 34 / 12 + 24;  32 x 768: 12 + 21 / 12 + 25 (stays at 1).
 cdef enum:
-    LANES = 64            # independent partial sums (4 AVX-512 registers of float32)
-    CHUNK = 2048          # elements per float-type chunk: 32 terms per lane
+    CHUNK = 2048          # elements per output sweep chunk (the stream buffer)
     MAX_CHUNK_ROWS = 64   # rows per float-type column partial (layer norm backward)
 
 
 # ------------------------------------------------------------- statistics
-# The LANES (= 64) partial sums of a chunk, totalled: folded pairwise 64 -> 8 in the
-# input type (7 vector adds; each lane then holds at most 8 more roundings),
-# then 8 values in double as a tree. A running double total over the 64 lanes
-# (the first version) is a 64-long dependent chain of scalar adds: ~250
-# cycles per chunk, 60 % of the forward at 64 x 768 (perf annotate).
-cdef inline double _lane_total(floating* s) noexcept nogil:
-    cdef Py_ssize_t k
-    for k in range(32):
-        s[k] += s[k + 32]
-    for k in range(16):
-        s[k] += s[k + 16]
-    for k in range(8):
-        s[k] += s[k + 8]
-    return (((<double>s[0] + <double>s[1]) + (<double>s[2] + <double>s[3]))
-            + ((<double>s[4] + <double>s[5]) + (<double>s[6] + <double>s[7])))
+# The chunk sums run in C on 32-byte vectors (GCC/Clang vector extensions:
+# AVX's ymm registers here; gcc splits them into SSE halves or scalars on
+# targets without AVX, so this one code serves every build). Accumulators are
+# whole registers held over the chunk, and a chunk has 32 terms per lane:
+#   forward : 4 vectors per sum (32 float32 / 16 float64 lanes), chunks of
+#             NNKIT_FWD_CHUNK = 128 vector lanes (1024 float32, 512 float64)
+#   backward: 2 vectors per sum (three sums), chunks of NNKIT_BWD_CHUNK =
+#             64 vector lanes (512 float32, 256 float64)
+# then the lanes of a chunk go to double, folded pairwise. Leftovers (fewer
+# than a loop's step) go one by one to one scalar of the input type.
+# The first version kept LANES = 64 partials in stack arrays: the loop loaded
+# and stored every accumulator on every element, 5 stores per 8 elements in
+# the backward (perf annotate), 29 us for a 64 x 768 float32 backward.
+cdef extern from *:
+    """
+    #include <string.h>
+    typedef float nnkit_vf __attribute__((vector_size(32)));
+    typedef double nnkit_vd __attribute__((vector_size(32)));
+
+    #define NNKIT_NORM_KERNELS(SUF, T, VEC)                                      \\
+    enum { NNKIT_VL_##SUF = 32 / sizeof(T) };                                   \\
+    static inline VEC nnkit_ld_##SUF(const T* p) { VEC v; memcpy(&v, p, 32); return v; } \\
+    static inline void nnkit_st_##SUF(T* p, VEC v) { memcpy(p, &v, 32); }       \\
+    /* the lanes of v, pairwise, in double */                                   \\
+    static inline double nnkit_fold_##SUF(VEC v) {                              \\
+        double t[NNKIT_VL_##SUF];                                               \\
+        for (int i = 0; i < NNKIT_VL_##SUF; i++) t[i] = (double)v[i];           \\
+        for (int w = NNKIT_VL_##SUF / 2; w >= 1; w /= 2)                        \\
+            for (int i = 0; i < w; i++) t[i] = t[i] + t[i + w];                 \\
+        return t[0];                                                            \\
+    }                                                                           \\
+    /* sum of x[0:n], n <= 128 VL: 4 vector accumulators */                     \\
+    static double nnkit_chunk_sum_##SUF(const T* x, Py_ssize_t n) {             \\
+        const Py_ssize_t L = NNKIT_VL_##SUF;                                    \\
+        VEC s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                             \\
+        T tail = 0;                                                             \\
+        Py_ssize_t j = 0;                                                       \\
+        for (; j + 4 * L <= n; j += 4 * L) {                                    \\
+            s0 += nnkit_ld_##SUF(x + j);         s1 += nnkit_ld_##SUF(x + j + L); \\
+            s2 += nnkit_ld_##SUF(x + j + 2 * L); s3 += nnkit_ld_##SUF(x + j + 3 * L); \\
+        }                                                                       \\
+        for (; j < n; j++) tail += x[j];                                        \\
+        return nnkit_fold_##SUF((s0 + s1) + (s2 + s3)) + (double)tail;          \\
+    }                                                                           \\
+    /* *s1 = sum (x - c), *s2 = sum (x - c)^2 over x[0:n], n <= 128 VL */      \\
+    static void nnkit_chunk_centred_##SUF(const T* x, Py_ssize_t n, T c,        \\
+                                          double* s1, double* s2) {             \\
+        const Py_ssize_t L = NNKIT_VL_##SUF;                                    \\
+        VEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                             \\
+        VEC q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};                             \\
+        T ta = 0, tq = 0;                                                       \\
+        Py_ssize_t j = 0;                                                       \\
+        for (; j + 4 * L <= n; j += 4 * L) {                                    \\
+            VEC d0 = nnkit_ld_##SUF(x + j) - c;                                 \\
+            VEC d1 = nnkit_ld_##SUF(x + j + L) - c;                             \\
+            VEC d2 = nnkit_ld_##SUF(x + j + 2 * L) - c;                         \\
+            VEC d3 = nnkit_ld_##SUF(x + j + 3 * L) - c;                         \\
+            a0 += d0; a1 += d1; a2 += d2; a3 += d3;                             \\
+            q0 += d0 * d0; q1 += d1 * d1; q2 += d2 * d2; q3 += d3 * d3;         \\
+        }                                                                       \\
+        for (; j < n; j++) { T d = x[j] - c; ta += d; tq += d * d; }            \\
+        *s1 = nnkit_fold_##SUF((a0 + a1) + (a2 + a3)) + (double)ta;             \\
+        *s2 = nnkit_fold_##SUF((q0 + q1) + (q2 + q3)) + (double)tq;             \\
+    }                                                                           \\
+    /* backward sweep 1 over x[0:n], dy[0:n], n <= 64 VL, xh = (x - m) s:      \\
+       *a += sum w dy, *b += sum w dy xh, *sx += sum xh, with w = g[j] (layer   \\
+       norm) or 1 (g NULL: instance norm); when pg is not NULL also the column  \\
+       partials pg[j] += dy xh, pb[j] += dy (layer norm's dgamma, dbeta) */     \\
+    static void nnkit_chunk_bwd_##SUF(const T* x, const T* dy, const T* g,      \\
+                                      Py_ssize_t n, T m, T s, T* pg, T* pb,     \\
+                                      double* a, double* b, double* sx) {       \\
+        const Py_ssize_t L = NNKIT_VL_##SUF;                                    \\
+        VEC a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0}, x0 = {0}, x1 = {0};         \\
+        T ta = 0, tb = 0, tx = 0;                                               \\
+        Py_ssize_t j = 0;                                                       \\
+        if (g != NULL) {                                                        \\
+            for (; j + 2 * L <= n; j += 2 * L) {                                \\
+                VEC h0 = (nnkit_ld_##SUF(x + j) - m) * s;                       \\
+                VEC h1 = (nnkit_ld_##SUF(x + j + L) - m) * s;                   \\
+                VEC y0 = nnkit_ld_##SUF(dy + j), y1 = nnkit_ld_##SUF(dy + j + L); \\
+                VEC w0 = y0 * nnkit_ld_##SUF(g + j);                            \\
+                VEC w1 = y1 * nnkit_ld_##SUF(g + j + L);                        \\
+                a0 += w0; a1 += w1; b0 += w0 * h0; b1 += w1 * h1;               \\
+                x0 += h0; x1 += h1;                                             \\
+                nnkit_st_##SUF(pg + j, nnkit_ld_##SUF(pg + j) + y0 * h0);       \\
+                nnkit_st_##SUF(pg + j + L, nnkit_ld_##SUF(pg + j + L) + y1 * h1); \\
+                nnkit_st_##SUF(pb + j, nnkit_ld_##SUF(pb + j) + y0);            \\
+                nnkit_st_##SUF(pb + j + L, nnkit_ld_##SUF(pb + j + L) + y1);    \\
+            }                                                                   \\
+            for (; j < n; j++) {                                                \\
+                T h = (x[j] - m) * s, w = dy[j] * g[j];                         \\
+                ta += w; tb += w * h; tx += h;                                  \\
+                pg[j] += dy[j] * h; pb[j] += dy[j];                             \\
+            }                                                                   \\
+        } else {                                                                \\
+            for (; j + 2 * L <= n; j += 2 * L) {                                \\
+                VEC h0 = (nnkit_ld_##SUF(x + j) - m) * s;                       \\
+                VEC h1 = (nnkit_ld_##SUF(x + j + L) - m) * s;                   \\
+                VEC y0 = nnkit_ld_##SUF(dy + j), y1 = nnkit_ld_##SUF(dy + j + L); \\
+                a0 += y0; a1 += y1; b0 += y0 * h0; b1 += y1 * h1;               \\
+                x0 += h0; x1 += h1;                                             \\
+            }                                                                   \\
+            for (; j < n; j++) {                                                \\
+                T h = (x[j] - m) * s;                                           \\
+                ta += dy[j]; tb += dy[j] * h; tx += h;                          \\
+            }                                                                   \\
+        }                                                                       \\
+        *a += nnkit_fold_##SUF(a0 + a1) + (double)ta;                           \\
+        *b += nnkit_fold_##SUF(b0 + b1) + (double)tb;                           \\
+        *sx += nnkit_fold_##SUF(x0 + x1) + (double)tx;                          \\
+    }
+    NNKIT_NORM_KERNELS(f, float, nnkit_vf)
+    NNKIT_NORM_KERNELS(d, double, nnkit_vd)
+    #define NNKIT_FWD_CHUNK_F (128 * NNKIT_VL_f)
+    #define NNKIT_FWD_CHUNK_D (128 * NNKIT_VL_d)
+    #define NNKIT_BWD_CHUNK_F (64 * NNKIT_VL_f)
+    #define NNKIT_BWD_CHUNK_D (64 * NNKIT_VL_d)
+    """
+    double nnkit_chunk_sum_f(const float* x, Py_ssize_t n) noexcept nogil
+    double nnkit_chunk_sum_d(const double* x, Py_ssize_t n) noexcept nogil
+    void nnkit_chunk_centred_f(const float* x, Py_ssize_t n, float c, double* s1,
+                               double* s2) noexcept nogil
+    void nnkit_chunk_centred_d(const double* x, Py_ssize_t n, double c, double* s1,
+                               double* s2) noexcept nogil
+    void nnkit_chunk_bwd_f(const float* x, const float* dy, const float* g, Py_ssize_t n,
+                           float m, float s, float* pg, float* pb, double* a,
+                           double* b, double* sx) noexcept nogil
+    void nnkit_chunk_bwd_d(const double* x, const double* dy, const double* g,
+                           Py_ssize_t n, double m, double s, double* pg, double* pb,
+                           double* a, double* b, double* sx) noexcept nogil
+    Py_ssize_t NNKIT_FWD_CHUNK_F
+    Py_ssize_t NNKIT_FWD_CHUNK_D
+    Py_ssize_t NNKIT_BWD_CHUNK_F
+    Py_ssize_t NNKIT_BWD_CHUNK_D
+
+
+cdef inline double _chunk_sum(const floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return nnkit_chunk_sum_f(x, n)
+    else:
+        return nnkit_chunk_sum_d(x, n)
+
+
+cdef inline void _chunk_centred(const floating* x, Py_ssize_t n, floating c, double* s1,
+                                double* s2) noexcept nogil:
+    if floating is float:
+        nnkit_chunk_centred_f(x, n, c, s1, s2)
+    else:
+        nnkit_chunk_centred_d(x, n, c, s1, s2)
+
+
+cdef inline void _chunk_bwd(const floating* x, const floating* dy, const floating* g,
+                            Py_ssize_t n, floating m, floating s, floating* pg,
+                            floating* pb, double* a, double* b, double* sx) noexcept nogil:
+    if floating is float:
+        nnkit_chunk_bwd_f(x, dy, g, n, m, s, pg, pb, a, b, sx)
+    else:
+        nnkit_chunk_bwd_d(x, dy, g, n, m, s, pg, pb, a, b, sx)
+
+
+cdef inline Py_ssize_t _bwd_chunk(floating* unused) noexcept nogil:
+    """Elements per backward chunk (32 terms per accumulator lane)."""
+    if floating is float:
+        return NNKIT_BWD_CHUNK_F
+    else:
+        return NNKIT_BWD_CHUNK_D
 
 
 # One row x[0:D]: mean and M2 = sum (x - mean)^2 in double, by chunks.
 cdef void _row_stats(const floating* x, Py_ssize_t D, double* mean_out,
                      double* m2_out) noexcept nogil:
-    cdef floating s[LANES]
-    cdef floating q[LANES]
-    cdef floating c, d
-    cdef Py_ssize_t c0 = 0, e, j, k
-    cdef double n = 0.0, nb, w, s1, s2, cs, delta, mean = 0.0, m2 = 0.0
+    cdef floating c
+    cdef Py_ssize_t c0 = 0, e, step
+    cdef double n = 0.0, nb, w, s1, s2, delta, mean = 0.0, m2 = 0.0
+    if floating is float:
+        step = NNKIT_FWD_CHUNK_F
+    else:
+        step = NNKIT_FWD_CHUNK_D
     while c0 < D:
-        e = min(c0 + CHUNK, D)
+        e = min(c0 + step, D)
         nb = <double>(e - c0)
-        for k in range(LANES):
-            s[k] = 0
-        j = c0
-        while j + LANES <= e:
-            for k in range(LANES):
-                s[k] += x[j + k]
-            j += LANES
-        while j < e:
-            s[0] += x[j]
-            j += 1
-        cs = _lane_total(s)
-        c = <floating>(cs / nb)          # the chunk mean, rounded: a shift
-        for k in range(LANES):
-            s[k] = 0
-            q[k] = 0
-        j = c0                           # second look: from L1
-        while j + LANES <= e:
-            for k in range(LANES):
-                d = x[j + k] - c
-                s[k] += d
-                q[k] += d * d
-            j += LANES
-        while j < e:
-            d = x[j] - c
-            s[0] += d
-            q[0] += d * d
-            j += 1
-        s1 = _lane_total(s)
-        s2 = _lane_total(q)
+        c = <floating>(_chunk_sum(x + c0, e - c0) / nb)   # the chunk mean, rounded: a shift
+        _chunk_centred(x + c0, e - c0, c, &s1, &s2)       # second look: from L1
         # shifted-data formula: exact chunk mean c + s1/nb, M2 = s2 - s1^2/nb;
         # then Chan's merge into the running (n, mean, m2)
         w = nb / (n + nb)
@@ -201,23 +322,6 @@ def forward(const floating[:, ::1] X,        # IN  (R, D) rows to normalize
 
 
 # --------------------------------------------------------------- backward
-# The backward sweeps keep three row sums in LANES independent float-type
-# partials each (a chunk of at most CHUNK elements), added into double per chunk.
-cdef inline void _lanes_zero(floating* la, floating* lb, floating* lx) noexcept nogil:
-    cdef Py_ssize_t k
-    for k in range(LANES):
-        la[k] = 0
-        lb[k] = 0
-        lx[k] = 0
-
-
-cdef inline void _lanes_add(floating* la, floating* lb, floating* lx,
-                            double* a, double* b, double* c) noexcept nogil:
-    a[0] += _lane_total(la)
-    b[0] += _lane_total(lb)
-    c[0] += _lane_total(lx)
-
-
 # Layer norm, rows [r0, r1): dX (and dXhat), per-row dmean/dvar, and the
 # column sums sg = sum dy*xhat, sb = sum dy into double (D each), with
 # float-type partials pg, pb (D each) flushed every MAX_CHUNK_ROWS rows.
@@ -227,11 +331,9 @@ cdef void _ln_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
                             floating* dX, floating* dXhat, floating* dmean,
                             floating* dvar, double* sg, double* sb, floating* pg,
                             floating* pb, floating* buf) noexcept nogil:
-    cdef floating la[LANES]
-    cdef floating lb[LANES]
-    cdef floating lx[LANES]
-    cdef floating mf, sf, xh, dxh, k2, k3
-    cdef Py_ssize_t r, j, k, c0, e, n, rows = 0
+    cdef floating mf, sf, xh, k2, k3
+    cdef Py_ssize_t r, j, c0, e, n, rows = 0
+    cdef Py_ssize_t step = _bwd_chunk(dX)
     cdef floating* dst
     cdef double a, b, sx, inv, dv
     cdef const floating* x
@@ -253,29 +355,9 @@ cdef void _ln_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
         sx = 0.0
         c0 = 0
         while c0 < D:                    # sweep 1: row sums and column partials
-            e = min(c0 + CHUNK, D)
-            _lanes_zero(la, lb, lx)
-            j = c0
-            while j + LANES <= e:
-                for k in range(LANES):
-                    xh = (x[j + k] - mf) * sf
-                    dxh = dy[j + k] * gamma[j + k]
-                    la[k] += dxh
-                    lb[k] += dxh * xh
-                    lx[k] += xh
-                    pg[j + k] += dy[j + k] * xh
-                    pb[j + k] += dy[j + k]
-                j += LANES
-            while j < e:
-                xh = (x[j] - mf) * sf
-                dxh = dy[j] * gamma[j]
-                la[0] += dxh
-                lb[0] += dxh * xh
-                lx[0] += xh
-                pg[j] += dy[j] * xh
-                pb[j] += dy[j]
-                j += 1
-            _lanes_add(la, lb, lx, &a, &b, &sx)
+            e = min(c0 + step, D)
+            _chunk_bwd(x + c0, dy + c0, gamma + c0, e - c0, mf, sf, pg + c0, pb + c0,
+                       &a, &b, &sx)
             c0 = e
         inv = <double>sf
         dv = -0.5 * inv * inv * b
@@ -320,11 +402,9 @@ cdef void _in_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
                             floating* dX, floating* dXhat, floating* dmean,
                             floating* dvar, double* rg, double* rb,
                             floating* buf) noexcept nogil:
-    cdef floating la[LANES]
-    cdef floating lb[LANES]
-    cdef floating lx[LANES]
     cdef floating mf, sf, xh, g, k1, k2, k3
-    cdef Py_ssize_t r, j, k, c0, e, n
+    cdef Py_ssize_t r, j, c0, e, n
+    cdef Py_ssize_t step = _bwd_chunk(dX)
     cdef floating* dst
     cdef double sdy, sdyx, sx, inv, dv, gd
     cdef const floating* x
@@ -341,24 +421,10 @@ cdef void _in_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
         sdyx = 0.0
         sx = 0.0
         c0 = 0
-        while c0 < D:
-            e = min(c0 + CHUNK, D)
-            _lanes_zero(la, lb, lx)
-            j = c0
-            while j + LANES <= e:
-                for k in range(LANES):
-                    xh = (x[j + k] - mf) * sf
-                    la[k] += dy[j + k]
-                    lb[k] += dy[j + k] * xh
-                    lx[k] += xh
-                j += LANES
-            while j < e:
-                xh = (x[j] - mf) * sf
-                la[0] += dy[j]
-                lb[0] += dy[j] * xh
-                lx[0] += xh
-                j += 1
-            _lanes_add(la, lb, lx, &sdy, &sdyx, &sx)
+        while c0 < D:                    # row sums: sum dy, sum dy*xhat, sum xhat
+            e = min(c0 + step, D)
+            _chunk_bwd(x + c0, dy + c0, NULL, e - c0, mf, sf, NULL, NULL,
+                       &sdy, &sdyx, &sx)
             c0 = e
         rb[r] = sdy
         rg[r] = sdyx
