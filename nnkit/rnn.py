@@ -51,33 +51,50 @@ FORMS = ("standard", "preactivation")
 # ------------------------------------------------------------------ helpers
 # Each step's (B, M) x (M, M) product (pyx/rnn.pyx) runs in nnkit's tile
 # kernel, with Wh packed once per sequence, below TILE_MAX_MACS multiply-adds
-# per step, and in OpenBLAS from there. From STEP_SPLIT_MIN the time loop
-# runs on a team of the free cores, each thread owning a block of the state's
-# columns, meeting at a barrier once per step (with BLAS: each step's
-# product split by column blocks). From a side-by-side timing of recur + bptt
+# per step, and in OpenBLAS from there. The time loop runs on a team of the
+# free cores when the step is large enough: with at least 4 rows (one tile)
+# per thread the team splits the batch (each thread runs its rows' whole
+# sequence; they never meet inside the loop) from ROW_SPLIT_MIN, else it
+# splits the state's columns and meets at a barrier once per step, from
+# STEP_SPLIT_MIN (with BLAS: each step's product split by column blocks).
+# From a side-by-side timing of recur + bptt
 # per step over B = 1..256, M = 32..1024, tile and BLAS, one and two threads
 # (README, "Recurrent networks"): the tile kernel was faster than OpenBLAS up
 # to B M^2 = 2^24 (1.1-6x, float32 and float64) and at parity (within the
 # noise) from 2^25 to 2^28, where BLAS's blocking over k should start to
-# count, so BLAS takes over at 2^26; the team paid from about 2^17 (8 x 128 x
-# 128: 8.4 -> 7.7 us per step float32, 14.4 -> 11.0 float64). A build
-# without AVX2 + FMA (NNKIT_PORTABLE=1) has only the plain loop, kept to
-# steps under PLAIN_MAX_MACS as before the tile kernel.
+# count, so BLAS takes over at 2^26; the column team paid from about 2^17 (8 x
+# 128 x 128: 8.4 -> 7.7 us per step float32, 14.4 -> 11.0 float64). The row
+# team pays sooner, instead of the second core's overlap of the projection
+# and weight gradients (_overlap): forward + backward, min of 7, 1 thread
+# with the overlap -> row team: (1000, 8, 32, 64) float32 3.72 -> 3.34 ms,
+# float64 5.89 -> 5.56; (500, 16, 32, 64) 3.74 -> 3.33, 5.90 -> 5.26;
+# (300, 32, 32, 32) 1.99 -> 1.99, 2.76 -> 2.92 (B M^2 = 2^15 or 2^16).
+# A build without AVX2 + FMA (NNKIT_PORTABLE=1) has only the plain loop, kept
+# to steps under PLAIN_MAX_MACS as before the tile kernel.
 TILE_MAX_MACS = 1 << 26          # both dtypes: the grid found the same limits
 PLAIN_MAX_MACS = 1 << 16
 STEP_SPLIT_MIN = 1 << 17
+ROW_SPLIT_MIN = 1 << 15
+ROWS_PER_THREAD = 4              # the tile kernel's rows (_share_block in pyx/rnn.pyx)
 
 
 def _step_plan(B: int, M: int) -> tuple[bool, int]:
     """(tile, threads) for the time loops: the tile kernel or BLAS for each
-    step's product (see TILE_MAX_MACS), and one thread below STEP_SPLIT_MIN
-    multiply-adds per step, else the cores free right now
-    (free_core_threads: a team whose thread is descheduled waits for it at
-    every step)."""
+    step's product (see TILE_MAX_MACS), and the cores free right now
+    (free_core_threads: a team whose thread is descheduled waits for it) from
+    ROW_SPLIT_MIN multiply-adds per step when the batch gives every thread a
+    tile's rows (the kernel then splits rows), from STEP_SPLIT_MIN when it
+    does not (columns), else one thread."""
     macs = B * M * M
-    threads = free_core_threads() if macs >= STEP_SPLIT_MIN else 1
     limit = TILE_MAX_MACS if _k.VECTOR_TILES else PLAIN_MAX_MACS
-    return macs < limit, threads
+    tile = macs < limit
+    threads = 1
+    if macs >= min(ROW_SPLIT_MIN, STEP_SPLIT_MIN):
+        threads = free_core_threads()
+        by_rows = tile and B >= ROWS_PER_THREAD * threads
+        if macs < (ROW_SPLIT_MIN if by_rows else STEP_SPLIT_MIN):
+            threads = 1
+    return tile, threads
 
 
 def _gemm_threads() -> int:

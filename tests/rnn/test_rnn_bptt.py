@@ -47,11 +47,13 @@ def _both_forms_match(rng, ref, T, B, N, M, dtype):
 
 
 # Each step's product runs in the packed tile kernel (pyx/rnn.pyx) or in BLAS,
-# on one thread or split by column blocks (nnkit/rnn.py _step_plan). The
-# policy's limits are patched so every path runs at small shapes: B around
-# the tile's 4 rows (leftover rows run one at a time), M around its panel
-# width (16 float32 / 8 float64 columns; leftover columns in the plain loop),
-# and split over 1, 2 and 3 threads (uneven blocks of panels).
+# on one thread or on a team (nnkit/rnn.py _step_plan): the tile kernel's
+# team splits the batch's rows when it has 4 per thread (B = 8, 9, 13 on 2
+# threads; 13 on 3), else the columns. The policy's limits are patched so
+# every path runs at small shapes: B around the tile's 4 rows (leftover rows
+# run one at a time), M around its panel width (16 float32 / 8 float64
+# columns; leftover columns in the plain loop), and split over 1, 2 and 3
+# threads (uneven blocks of panels or of rows).
 @pytest.mark.parametrize("path", ["tile", "blas"])
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
 @pytest.mark.parametrize("B, M", [(1, 1), (1, 17), (3, 8), (4, 16), (5, 33), (8, 64),
@@ -61,10 +63,44 @@ def test_step_product_paths(path, threads, B, M, dtype, rng, ref, monkeypatch):
     limit = 1 << 62 if path == "tile" else 0        # the tile kernel, or the plain loop
     monkeypatch.setattr(nk.rnn, "TILE_MAX_MACS", limit)
     monkeypatch.setattr(nk.rnn, "PLAIN_MAX_MACS", limit)   # (builds without AVX2 + FMA)
-    monkeypatch.setattr(nk.rnn, "STEP_SPLIT_MIN", 0 if threads != "1" else 1 << 62)
+    for name in ("STEP_SPLIT_MIN", "ROW_SPLIT_MIN"):
+        monkeypatch.setattr(nk.rnn, name, 0 if threads != "1" else 1 << 62)
     monkeypatch.setattr(nk.rnn, "free_core_threads", lambda: int(threads))
     assert nk.rnn._step_plan(B, M) == (path == "tile", int(threads))
     _both_forms_match(rng, ref, 3, B, 5, M, dtype)
+
+
+@pytest.mark.parametrize("form", ["standard", "preactivation"])
+@pytest.mark.parametrize("B", [8, 9, 13, 20])
+def test_team_of_rows_gives_the_bits_of_one_thread(form, B, rng):
+    """The tile kernel's team on blocks of rows (4 or more per thread): each
+    row runs the path it runs on one thread (blocks start at multiples of 4),
+    so the states and gradients are the same bits; only the norms' sums of
+    squares are added in another order (rounding)."""
+    T, N, M = 6, 5, 19
+    p = make_rnn(rng, T, B, N, M)
+    rows = lambda a: a.reshape(-1, a.shape[-1])
+    pre = form == "preactivation"
+    K = nk._kernels.rnn
+    dH = rows(rng.standard_normal((T, B, M)))
+    res = []
+    for nt in (1, 2, 3):
+        H = np.empty((T * B, M))
+        G = np.empty((T * B, M)) if pre else None
+        K.project(rows(p["X"]), p["Wx"], p["b"], H, 1)
+        K.recur(p["h0"], p["Wh"], 0, False, pre, T, H, G, True, nt)
+        out = [np.empty((T * B, M)), None if pre else np.empty((T * B, M)), np.empty(T),
+               np.empty((B, M))]
+        K.bptt(dH, H, G, p["Wh"], 0, False, pre, T, 2, *out, True, nt)
+        res.append([H, G] + out)
+    for other in res[1:]:
+        for k, (a, b) in enumerate(zip(res[0], other)):
+            if a is None:
+                continue
+            if k == 4:                                   # the norms
+                np.testing.assert_allclose(a, b, rtol=1e-14)
+            else:
+                np.testing.assert_array_equal(a, b)
 
 
 # The policy's real limits, unpatched, and the weight gradients' GEMMs over
@@ -179,11 +215,20 @@ def test_overlapped_projection_is_project_then_recur(form, reverse, rng):
         np.testing.assert_allclose(res[1][1], res[0][1], rtol=1e-13, atol=1e-15)
 
 
-def test_step_policy_limits():
+def test_step_policy_limits(monkeypatch):
     """The tile kernel below TILE_MAX_MACS multiply-adds per step (2^26; in a
     build without AVX2 + FMA the plain loop below PLAIN_MAX_MACS, 2^16), BLAS
-    from it; one thread below STEP_SPLIT_MIN (2^17)."""
-    assert nk.rnn._step_plan(8, 64) == (True, 1)
+    from it; with two free cores, a team of rows from ROW_SPLIT_MIN (2^15)
+    when B >= 8, of columns from STEP_SPLIT_MIN (2^17) when B < 8; one
+    thread with one free core."""
+    monkeypatch.setattr(nk.rnn, "free_core_threads", lambda: 2)
+    plan = nk.rnn._step_plan
+    if nk._kernels.rnn.VECTOR_TILES:
+        assert plan(8, 64) == (True, 2) and plan(8, 63) == (True, 1)     # rows: 2^15
+        assert plan(7, 136) == (True, 1) and plan(2, 256) == (True, 2)   # columns: 2^17
+        assert plan(32, 128) == (True, 2)
+    monkeypatch.setattr(nk.rnn, "free_core_threads", lambda: 1)
+    assert plan(8, 64)[1] == 1 and plan(32, 128)[1] == 1
     if nk._kernels.rnn.VECTOR_TILES:
         assert nk.rnn._step_plan(255, 512)[0] and nk.rnn._step_plan(64, 512)[0]
     else:
