@@ -42,6 +42,7 @@ from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 from _common cimport column_sums, floating, gemm_rowmajor, gemm_team, relu_grad, relu_value
+from _tile cimport NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_small_gemm_d, nnkit_small_gemm_f
 
 cdef enum:
     ACT_TANH = 0
@@ -160,175 +161,11 @@ cdef extern from *:
     NNKIT_NO_TRAP static void nnkit_sigmoid_d(double *h, Py_ssize_t n) {
         for (Py_ssize_t k = 0; k < n; k++) h[k] = nnkit_sigmoid(h[k], 0);
     }
-    /* The per-step product of a recurrence, out (B, M) = V (B, K) op(W)
-       (+ out when accumulate), row-major, with op(W) (K, M) packed once per
-       sequence (_pack, below) and reused at every step. One OpenBLAS call
-       costs several times its flops at small B because it packs V and op(W)
-       again on every call (8x64x64: ~4 us a call); here op(W) is packed T
-       times less often and V is read in place.
-
-       Packed layout: op(W)'s columns in panels of NNKIT_PANEL(T) (two
-       vectors), panel p holding columns p*PW .. p*PW+PW-1 as a contiguous
-       (K, PW) block; the columns left over (M mod PW) follow as a (K, rest)
-       row-major block. Contiguous panels keep one panel in L1 while every
-       row block passes over it; read in place from op(W), a panel's rows sit
-       M elements apart, and from a 2 KB stride they fall into a few L1 sets
-       and evict each other (measured: B = 1, M = 512 float64 7x slower
-       unpacked).
-
-       The tile kernel (AVX2 + FMA): 4 rows x 2 vectors of out (8
-       accumulators) held in registers over the whole k loop; per k, 2 vector
-       loads of the panel, 4 broadcasts of V, 8 fused multiply-adds, so it is
-       bound by the FMA units rather than by loads and stores of out. Rows
-       left over (B mod 4) run one at a time (two k-phases, 4 accumulators);
-       the leftover columns in the plain loop. Sums in the input type, as
-       BLAS's, in another order (rounding level). Without AVX2+FMA at compile
-       time (NNKIT_PORTABLE=1) NNKIT_PANEL is 0 and the plain loop does all. */
-    #if defined(__AVX2__) && defined(__FMA__)
-    #include <immintrin.h>
-    #define NNKIT_PANEL_F 16
-    #define NNKIT_PANEL_D 8
-    #else
-    #define NNKIT_PANEL_F 0
-    #define NNKIT_PANEL_D 0
-    #endif
-
-    /* plain loop: out[:, j0:M] (+)= V (B, K) R, R the (K, M - j0) row-major
-       leftover block; k four at a time so each out row is loaded and stored
-       once per four k */
-    #define NNKIT_PLAIN_GEMM(NAME, T)                                          \
-    static inline void NAME(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,          \
-                            Py_ssize_t j0, const T* restrict V,                \
-                            const T* restrict R, int accumulate,               \
-                            T* restrict out) {                                 \
-        const Py_ssize_t n = M - j0;                                           \
-        for (Py_ssize_t i = 0; i < B; i++) {                                   \
-            const T* restrict v = V + i * K;                                   \
-            T* restrict o = out + i * M + j0;                                  \
-            if (!accumulate) for (Py_ssize_t j = 0; j < n; j++) o[j] = 0;     \
-            Py_ssize_t k = 0;                                                  \
-            for (; k + 4 <= K; k += 4) {                                       \
-                const T v0 = v[k], v1 = v[k + 1], v2 = v[k + 2], v3 = v[k + 3];\
-                const T* restrict w0 = R + k * n;                              \
-                const T* restrict w1 = w0 + n;                                 \
-                const T* restrict w2 = w1 + n;                                 \
-                const T* restrict w3 = w2 + n;                                 \
-                for (Py_ssize_t j = 0; j < n; j++)                             \
-                    o[j] = o[j] + v0 * w0[j] + v1 * w1[j] + v2 * w2[j]         \
-                           + v3 * w3[j];                                       \
-            }                                                                  \
-            for (; k < K; k++) {                                               \
-                const T vk = v[k];                                             \
-                const T* restrict w = R + k * n;                               \
-                for (Py_ssize_t j = 0; j < n; j++) o[j] = o[j] + vk * w[j];   \
-            }                                                                  \
-        }                                                                      \
-    }
-    NNKIT_PLAIN_GEMM(nnkit_plain_gemm_f, float)
-    NNKIT_PLAIN_GEMM(nnkit_plain_gemm_d, double)
-
-    #if NNKIT_PANEL_F
-    /* gcc folds the panel loads into the FMAs as memory operands, once per
-       row: 8 loads per k instead of 2, and the loads (two 256-bit per cycle)
-       then bound the loop, not the FMAs. An empty asm that "modifies" the
-       vector makes it live in a register, so it is loaded once per k. */
-    #define NNKIT_IN_REGISTER(x) __asm__("" : "+x"(x))
-    /* VEC: the vector type, L: its lanes, LD/ST/BC/FMA/ADD/ZERO: intrinsics;
-       PW = 2 L */
-    #define NNKIT_TILE_GEMM(NAME, T, PLAIN, VEC, L, LD, ST, BC, FMA, ADD, ZERO)\
-    static void NAME(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,                 \
-                     Py_ssize_t ja, Py_ssize_t jb,                             \
-                     const T* restrict V, const T* restrict P,                 \
-                     int accumulate, T* restrict out) {                        \
-        const Py_ssize_t M2 = M - M % (2 * L), B4 = B - B % 4;                 \
-        const Py_ssize_t je = jb < M2 ? jb : M2;                               \
-        for (Py_ssize_t j = ja; j < je; j += 2 * L) {                          \
-            const T* restrict w = P + j * K;       /* panel j / (2L) */        \
-            Py_ssize_t i = 0;                                                  \
-            for (; i < B4; i += 4) {                                           \
-                const T* restrict v = V + i * K;                               \
-                VEC a00 = ZERO(), a01 = ZERO(), a10 = ZERO(), a11 = ZERO();    \
-                VEC a20 = ZERO(), a21 = ZERO(), a30 = ZERO(), a31 = ZERO();    \
-                for (Py_ssize_t k = 0; k < K; k++) {                           \
-                    VEC w0 = LD(w + 2 * L * k), w1 = LD(w + 2 * L * k + L);  \
-                    NNKIT_IN_REGISTER(w0); NNKIT_IN_REGISTER(w1);              \
-                    VEC b = BC(v + k);                                         \
-                    a00 = FMA(b, w0, a00); a01 = FMA(b, w1, a01);              \
-                    b = BC(v + K + k);                                         \
-                    a10 = FMA(b, w0, a10); a11 = FMA(b, w1, a11);              \
-                    b = BC(v + 2 * K + k);                                     \
-                    a20 = FMA(b, w0, a20); a21 = FMA(b, w1, a21);              \
-                    b = BC(v + 3 * K + k);                                     \
-                    a30 = FMA(b, w0, a30); a31 = FMA(b, w1, a31);              \
-                }                                                              \
-                T* restrict o = out + i * M + j;                               \
-                if (accumulate) {                                              \
-                    a00 = ADD(a00, LD(o)); a01 = ADD(a01, LD(o + L));          \
-                    a10 = ADD(a10, LD(o + M)); a11 = ADD(a11, LD(o + M + L));  \
-                    a20 = ADD(a20, LD(o + 2 * M));                             \
-                    a21 = ADD(a21, LD(o + 2 * M + L));                         \
-                    a30 = ADD(a30, LD(o + 3 * M));                             \
-                    a31 = ADD(a31, LD(o + 3 * M + L));                         \
-                }                                                              \
-                ST(o, a00); ST(o + L, a01); ST(o + M, a10); ST(o + M + L, a11);\
-                ST(o + 2 * M, a20); ST(o + 2 * M + L, a21);                    \
-                ST(o + 3 * M, a30); ST(o + 3 * M + L, a31);                    \
-            }                                                                  \
-            for (; i < B; i++) {                                               \
-                const T* restrict v = V + i * K;                               \
-                VEC a0 = ZERO(), a1 = ZERO(), c0 = ZERO(), c1 = ZERO();        \
-                Py_ssize_t k = 0;                                              \
-                for (; k + 2 <= K; k += 2) {                                   \
-                    VEC b = BC(v + k);                                         \
-                    a0 = FMA(b, LD(w + 2 * L * k), a0);                        \
-                    a1 = FMA(b, LD(w + 2 * L * k + L), a1);                    \
-                    b = BC(v + k + 1);                                         \
-                    c0 = FMA(b, LD(w + 2 * L * (k + 1)), c0);                  \
-                    c1 = FMA(b, LD(w + 2 * L * (k + 1) + L), c1);              \
-                }                                                              \
-                if (k < K) {                                                   \
-                    VEC b = BC(v + k);                                         \
-                    a0 = FMA(b, LD(w + 2 * L * k), a0);                        \
-                    a1 = FMA(b, LD(w + 2 * L * k + L), a1);                    \
-                }                                                              \
-                a0 = ADD(a0, c0); a1 = ADD(a1, c1);                            \
-                T* restrict o = out + i * M + j;                               \
-                if (accumulate) { a0 = ADD(a0, LD(o)); a1 = ADD(a1, LD(o + L)); }\
-                ST(o, a0); ST(o + L, a1);                                      \
-            }                                                                  \
-        }                                                                      \
-        if (M2 < M && jb == M && ja < jb) PLAIN(B, K, M, M2, V, P + M2 * K, accumulate, out);\
-    }
-    NNKIT_TILE_GEMM(nnkit_small_gemm_f, float, nnkit_plain_gemm_f, __m256, 8,
-                    _mm256_loadu_ps, _mm256_storeu_ps, _mm256_broadcast_ss,
-                    _mm256_fmadd_ps, _mm256_add_ps, _mm256_setzero_ps)
-    NNKIT_TILE_GEMM(nnkit_small_gemm_d, double, nnkit_plain_gemm_d, __m256d, 4,
-                    _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd,
-                    _mm256_fmadd_pd, _mm256_add_pd, _mm256_setzero_pd)
-    #else
-    /* no panels: one thread's range is all of op(W) (ja = 0, jb = M) */
-    static inline void nnkit_small_gemm_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,
-            Py_ssize_t ja, Py_ssize_t jb, const float* restrict V,
-            const float* restrict P, int accumulate, float* restrict out) {
-        if (ja == 0 && jb == M) nnkit_plain_gemm_f(B, K, M, 0, V, P, accumulate, out); }
-    static inline void nnkit_small_gemm_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,
-            Py_ssize_t ja, Py_ssize_t jb, const double* restrict V,
-            const double* restrict P, int accumulate, double* restrict out) {
-        if (ja == 0 && jb == M) nnkit_plain_gemm_d(B, K, M, 0, V, P, accumulate, out); }
-    #endif
     """
-    void nnkit_small_gemm_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t ja,
-                            Py_ssize_t jb, const float* V,
-                            const float* Wt, int accumulate, float* out) noexcept nogil
-    void nnkit_small_gemm_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t ja,
-                            Py_ssize_t jb, const double* V,
-                            const double* Wt, int accumulate, double* out) noexcept nogil
     void nnkit_tanh_f(float* h, Py_ssize_t n) noexcept nogil
     void nnkit_tanh_d(double* h, Py_ssize_t n) noexcept nogil
     void nnkit_sigmoid_f(float* h, Py_ssize_t n) noexcept nogil
     void nnkit_sigmoid_d(double* h, Py_ssize_t n) noexcept nogil
-    int NNKIT_PANEL_F
-    int NNKIT_PANEL_D
 
 
 # A time loop shared by a team: each thread owns a block of the state's
