@@ -172,10 +172,13 @@ def conv2d_forward(X, W, b=None, stride=1, padding=0, dilation=1, *, layout="NCH
     Y = Yout if layout == "NCHW" else np.empty((B, Co, Ho, Wo), X.dtype)
     bias = b if b is not None else np.zeros(Co, X.dtype)
     T = _team(B)
-    col = _workspace("col", (T, K, Ho * Wo), X.dtype)
+    width = _k.panel_width(X.dtype == np.float32)
+    # the implicit GEMM's packed block (pyx/conv.pyx), or im2col's (K, L)
+    size = _k.block_columns(K, width) * K if width else K * Ho * Wo
+    col = _workspace("col", (T * size,), X.dtype)
     with _single_threaded_blas(T > 1):
         _k.conv2d_forward(X, Wk.reshape(Co, K), bias, Wk.shape[2], Wk.shape[3], st[0], st[1],
-                          pd[0], pd[1], dl[0], dl[1], Y.reshape(B, Co, Ho * Wo), col, T)
+                          pd[0], pd[1], dl[0], dl[1], Y.reshape(B, Co, Ho * Wo), col, size, T)
     if layout == "BWHC":
         Yout[...] = Y.transpose(0, 3, 2, 1)
     return Yout, Conv2dCache(X, Wk, b, st, pd, dl, layout, (Ho, Wo))

@@ -6,6 +6,8 @@
 #     out[:, ja:jb] (+)= V (B, K) op(W)[:, ja:jb], row-major, out's rows M
 #     apart, op(W) (K, M) packed in P (layout below); ja, jb on panel edges
 #     (jb = M takes the leftover columns too).
+#   nnkit_plain_gemm_f/_d(B, K, M, j0, V, R, accumulate, out): the plain loop
+#     alone, out[:, j0:M] (+)= V (B, K) R with R a (K, M - j0) row-major block.
 #   NNKIT_PANEL_F/_D: panel width in columns (16 float32, 8 float64), 0 in a
 #     build without AVX2 + FMA (the plain loop then does every product).
 cdef extern from *:
@@ -171,6 +173,12 @@ cdef extern from *:
     #endif
     #endif
     """
+    void nnkit_plain_gemm_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t j0,
+                            const float* V, const float* R, int accumulate,
+                            float* out) noexcept nogil
+    void nnkit_plain_gemm_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t j0,
+                            const double* V, const double* R, int accumulate,
+                            double* out) noexcept nogil
     void nnkit_small_gemm_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t ja,
                             Py_ssize_t jb, const float* V,
                             const float* Wt, int accumulate, float* out) noexcept nogil

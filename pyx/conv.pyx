@@ -16,6 +16,40 @@ from libc.math cimport fabs, pow, sqrt
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport free, malloc
 from _common cimport floating, gemm_rowmajor, stream_copy, stream_fence, streams, team_size
+from _tile cimport NNKIT_PANEL_F, nnkit_plain_gemm_d, nnkit_plain_gemm_f
+
+cdef extern from *:
+    """
+    /* one panel row (16 float32 / 8 float64: 64 bytes) copied as two 32-byte
+       vectors (gcc's inlined memcpy of 64 bytes used four 16-byte moves) */
+    typedef float nnkit_cv_f __attribute__((vector_size(32), aligned(4), may_alias));
+    typedef double nnkit_cv_d __attribute__((vector_size(32), aligned(8), may_alias));
+    static inline void nnkit_copy64_f(float* d, const float* s) {
+        nnkit_cv_f a = *(const nnkit_cv_f*)s, b = *(const nnkit_cv_f*)(s + 8);
+        *(nnkit_cv_f*)d = a; *(nnkit_cv_f*)(d + 8) = b;
+    }
+    static inline void nnkit_copy64_d(double* d, const double* s) {
+        nnkit_cv_d a = *(const nnkit_cv_d*)s, b = *(const nnkit_cv_d*)(s + 4);
+        *(nnkit_cv_d*)d = a; *(nnkit_cv_d*)(d + 4) = b;
+    }
+    /* the tile kernel behind a call: inlined into _implicit_gemm's packing
+       loops, gcc ran out of registers and reloaded loop bounds from the
+       stack inside its k loop (perf annotate; 2 of 9 instructions) */
+    __attribute__((noinline)) static void nnkit_conv_tile_f(Py_ssize_t B, Py_ssize_t K,
+            Py_ssize_t M, Py_ssize_t jb, const float* V, const float* P, int acc, float* out) {
+        nnkit_small_gemm_f(B, K, M, 0, jb, V, P, acc, out);
+    }
+    __attribute__((noinline)) static void nnkit_conv_tile_d(Py_ssize_t B, Py_ssize_t K,
+            Py_ssize_t M, Py_ssize_t jb, const double* V, const double* P, int acc, double* out) {
+        nnkit_small_gemm_d(B, K, M, 0, jb, V, P, acc, out);
+    }
+    """
+    void nnkit_copy64_f(float* d, const float* s) noexcept nogil
+    void nnkit_copy64_d(double* d, const double* s) noexcept nogil
+    void nnkit_conv_tile_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t jb,
+                           const float* V, const float* P, int acc, float* out) noexcept nogil
+    void nnkit_conv_tile_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t jb,
+                           const double* V, const double* P, int acc, double* out) noexcept nogil
 
 # ----------------------------------------------------------- shape logic
 # Geometry status codes (nnkit.conv_shapes turns them into messages that
@@ -145,6 +179,138 @@ cdef void _col2im(const floating* dcol, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
                             dst[ow * sw] += src[ow]
 
 
+# ------------------------------------------------ im2col into panels
+# The implicit GEMM (where the build has the tile kernel, pyx/_tile.pxd):
+# im2col writes its (K, L) columns straight into the tile kernel's packed
+# layout (panels of pw = 16 float32 / 8 float64 columns, each a contiguous
+# (K, pw) block; the L mod pw columns left over as a (K, rest) block after
+# them), and the kernel multiplies Wm (C_out, K) by it: no separate packing
+# pass, and a product that keeps a 4 x pw tile of Y in registers over all of
+# K. Timed alone on one core, a sample's (64, 576) x (576, 3136) product:
+# OpenBLAS sgemm 3.56 ms (65 GF/s; it packs both operands on every call),
+# the tile kernel on packed columns 2.48 ms (93 GF/s); (16, 27) x (27, 1024):
+# 31 against 94 GF/s.
+cdef inline Py_ssize_t _panel_width(floating* unused) noexcept nogil:
+    """Columns per packed panel of the implicit GEMM; 0 (im2col + BLAS) in a
+    build without the tile kernel, and for float64: there OpenBLAS's dgemm
+    was as fast or faster at two of the three benchmark shapes (old/new
+    0.94x at 32x3x32x32 -> 16, 1.19x at 16x64x56x56 -> 64, 0.93x at
+    64x32x16x16 -> 64; float32 1.46x, 1.25x, 1.10x)."""
+    if floating is float:
+        return NNKIT_PANEL_F
+    else:
+        return 0
+
+
+# Columns l .. l+n-1 of row k of a packed block = src[0], src[ss], ...
+# (zeros when src is NULL). The block: panels of pw columns, each a (K, pw)
+# block (pw = the panel width), or one (K, pw) row-major block (pw = the
+# leftover width): either way column l sits at P + (l - l%pw)*K + k*pw + l%pw.
+cdef inline void _put_run(floating* P, Py_ssize_t K, Py_ssize_t pw, Py_ssize_t k,
+                          Py_ssize_t l, const floating* src, Py_ssize_t ss,
+                          Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t q, m, a
+    cdef floating* dst
+    while n > 0:
+        q = l % pw
+        m = min(pw - q, n)
+        dst = P + (l - q) * K + k * pw + q
+        if src == NULL:
+            for a in range(m):
+                dst[a] = 0
+        else:
+            if ss == 1 and m * sizeof(floating) == 64:
+                if floating is float:
+                    nnkit_copy64_f(dst, src)
+                else:
+                    nnkit_copy64_d(dst, src)
+            elif ss == 1:
+                for a in range(m):
+                    dst[a] = src[a]
+            else:
+                for a in range(m):
+                    dst[a] = src[a * ss]
+            src += m * ss
+        l += m
+        n -= m
+
+
+# The packed columns l0 .. l0+nb-1 of one sample's im2col (row r = (c, i, j)
+# holds, for every output position (oh, ow), x[c, oh*sh - ph + i*dh,
+# ow*sw - pw + j*dw], 0 in the padding) into P: panels of `width` columns
+# (nb a multiple of it), or, for the leftover columns, one (K, nb) block
+# (width = nb). Each output row the block touches is one run from x between
+# two runs of padding zeros.
+cdef void _pack_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                        int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                        Py_ssize_t Wo, Py_ssize_t l0, Py_ssize_t nb, Py_ssize_t width,
+                        floating* P) noexcept nogil:
+    cdef Py_ssize_t c, i, j, k, oh, ih, off, lo, hi, a, b, u, v, l
+    cdef Py_ssize_t K = C * kh * kw, oh0 = l0 // Wo, oh1 = (l0 + nb - 1) // Wo
+    cdef const floating* plane
+    for c in range(C):
+        plane = x + c * H * W
+        for i in range(kh):
+            for j in range(kw):
+                k = (c * kh + i) * kw + j
+                off = j * dw - pw
+                _inside(off, sw, W, Wo, &lo, &hi)
+                for oh in range(oh0, oh1 + 1):
+                    a = l0 - oh * Wo if oh == oh0 else 0          # this row's ow range [a, b)
+                    b = l0 + nb - oh * Wo if oh == oh1 else Wo
+                    l = oh * Wo + a - l0                          # its first column in P
+                    ih = oh * sh - ph + i * dh
+                    if ih < 0 or ih >= H:
+                        _put_run(P, K, width, k, l, NULL, 1, b - a)
+                        continue
+                    u = max(a, lo)                                # inside: [u, v)
+                    v = min(b, hi)
+                    if u >= v:
+                        _put_run(P, K, width, k, l, NULL, 1, b - a)
+                        continue
+                    if u > a:
+                        _put_run(P, K, width, k, l, NULL, 1, u - a)
+                    _put_run(P, K, width, k, l + u - a, plane + ih * W + u * sw + off, sw,
+                             v - u)
+                    if b > v:
+                        _put_run(P, K, width, k, l + v - a, NULL, 1, b - v)
+
+
+cpdef Py_ssize_t block_columns(Py_ssize_t K, Py_ssize_t width) noexcept nogil:
+    """Output positions per packed block of the implicit GEMM: about 64K
+    values (256 KB float32, half of L2), whole panels, at least one."""
+    cdef Py_ssize_t n = (65536 // K) // width * width if width > 0 else 0
+    return n if n > width else width
+
+
+# y (Co, L) (+)= Wm (Co, K) im2col(x) by blocks of output positions: each
+# block's columns packed into buf (block_columns(K, width) * K values), then
+# multiplied while they sit in L2; the L mod width positions left over as
+# one (K, rest) block through the plain loop.
+cdef void _implicit_gemm(const floating* x, const floating* Wm, Py_ssize_t C, Py_ssize_t H,
+                         Py_ssize_t W, Py_ssize_t Co, int kh, int kw, int sh, int sw,
+                         int ph, int pw, int dh, int dw, Py_ssize_t Ho, Py_ssize_t Wo,
+                         Py_ssize_t width, bint accumulate, floating* buf,
+                         floating* y) noexcept nogil:
+    cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, Lf = L - L % width, l0, nb
+    cdef Py_ssize_t NB = block_columns(K, width)
+    l0 = 0
+    while l0 < Lf:
+        nb = min(NB, Lf - l0)
+        _pack_columns(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, l0, nb, width, buf)
+        if floating is float:
+            nnkit_conv_tile_f(Co, K, L, nb, Wm, buf, accumulate, y + l0)
+        else:
+            nnkit_conv_tile_d(Co, K, L, nb, Wm, buf, accumulate, y + l0)
+        l0 += nb
+    if Lf < L:
+        _pack_columns(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, Lf, L - Lf, L - Lf, buf)
+        if floating is float:
+            nnkit_plain_gemm_f(Co, K, L, Lf, Wm, buf, accumulate, y)
+        else:
+            nnkit_plain_gemm_d(Co, K, L, Lf, Wm, buf, accumulate, y)
+
+
 cdef inline bint _is_pointwise(int kh, int kw, int sh, int sw, int ph, int pw) noexcept nogil:
     """A 1x1 stride-1 unpadded conv: col is x itself (no im2col copy)."""
     return kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
@@ -160,13 +326,19 @@ cdef void _forward_one(const floating* x, const floating* Wm, const floating* b,
                        Py_ssize_t Ho, Py_ssize_t Wo, floating* col,
                        floating* y) noexcept nogil:
     cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, o, l
+    cdef Py_ssize_t width = _panel_width(col)
     cdef const floating* cm = x
-    if not _is_pointwise(kh, kw, sh, sw, ph, pw):
-        _im2col(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, col)
-        cm = col
     for o in range(Co):
         for l in range(L):
             y[o * L + l] = b[o]
+    if width > 0:
+        # the implicit GEMM; col: the packed block (see _implicit_gemm)
+        _implicit_gemm(x, Wm, C, H, W, Co, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, width,
+                       True, col, y)
+        return
+    if not _is_pointwise(kh, kw, sh, sw, ph, pw):
+        _im2col(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, col)
+        cm = col
     gemm_rowmajor(False, False, <int>Co, <int>L, <int>K, <floating>1.0, Wm, <int>K,
                   cm, <int>L, <floating>1.0, y, <int>L)
 
@@ -176,10 +348,12 @@ def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
                    const floating[::1] b,             # IN  (C_out,) (zeros: no bias)
                    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                    floating[:, :, ::1] Y,             # OUT (B, C_out, H'W')
-                   floating[:, :, ::1] col,           # workspace (T, K, L)
+                   floating[::1] col,                 # workspace: T blocks of col_size
+                   Py_ssize_t col_size,               # IN  each block: the packed block, or K*L
                    int nthreads):
-    """nthreads > 1: samples split over an OpenMP team, thread t using col[t]
-    and single-threaded BLAS calls; 1: samples in order, BLAS's own threads."""
+    """nthreads > 1: samples split over an OpenMP team, thread t using its
+    block of col and single-threaded BLAS calls; 1: samples in order, BLAS's
+    own threads."""
     cdef Py_ssize_t B = X.shape[0], C = X.shape[1], H = X.shape[2], W = X.shape[3]
     cdef Py_ssize_t Co = Wm.shape[0], n
     cdef Py_ssize_t Ho = out_dim(H, kh, sh, ph, dh), Wo = out_dim(W, kw, sw, pw, dw)
@@ -188,12 +362,12 @@ def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
         with nogil:
             for n in range(B):
                 _forward_one(&X[n, 0, 0, 0], &Wm[0, 0], &b[0], C, H, W, Co, kh, kw,
-                             sh, sw, ph, pw, dh, dw, Ho, Wo, &col[0, 0, 0], &Y[n, 0, 0])
+                             sh, sw, ph, pw, dh, dw, Ho, Wo, &col[0], &Y[n, 0, 0])
     else:
         for n in prange(B, nogil=True, schedule="static", num_threads=nthreads):
             t = threadid()
             _forward_one(&X[n, 0, 0, 0], &Wm[0, 0], &b[0], C, H, W, Co, kh, kw,
-                         sh, sw, ph, pw, dh, dw, Ho, Wo, &col[t, 0, 0], &Y[n, 0, 0])
+                         sh, sw, ph, pw, dh, dw, Ho, Wo, &col[t * col_size], &Y[n, 0, 0])
 
 
 # ----------------------------------------------------- conv2d backward
@@ -275,6 +449,12 @@ def conv2d_backward(const floating[:, :, ::1] dY,     # IN  (B, C_out, L)
             for t2 in range(T):
                 s = s + dbacc[t2, i]
             db[i] = <floating>s
+
+
+def panel_width(dtype_is_float32):
+    """Columns per packed panel of the forward's implicit GEMM; 0: im2col and
+    BLAS (float64, or a build without the tile kernel). See _panel_width."""
+    return NNKIT_PANEL_F if dtype_is_float32 else 0
 
 
 # ------------------------------------------------------------- pooling
