@@ -1,5 +1,6 @@
 # Convolution and pooling (P3, P10): the output-size arithmetic, im2col +
-# BLAS GEMM convolution, and max / average / Lp pooling.
+# GEMM convolution (the float32 forward an implicit GEMM on nnkit's tile
+# kernel, the rest BLAS), and max / average / Lp pooling.
 #
 # Layout is PyTorch's NCHW: X (B, C, H, W), W (C_out, C_in, kh, kw) seen as
 # the matrix Wm (C_out, K) with K = C_in*kh*kw, Y (B, C_out, H'*W').
