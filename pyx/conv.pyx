@@ -181,22 +181,25 @@ cdef void _col2im(const floating* dcol, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
 
 
 # ------------------------------------------------ im2col into panels
-# The implicit GEMM (where the build has the tile kernel, pyx/_tile.pxd):
-# im2col writes its (K, L) columns straight into the tile kernel's packed
-# layout (panels of pw = 16 float32 / 8 float64 columns, each a contiguous
-# (K, pw) block; the L mod pw columns left over as a (K, rest) block after
-# them), and the kernel multiplies Wm (C_out, K) by it: no separate packing
-# pass, and a product that keeps a 4 x pw tile of Y in registers over all of
-# K. Timed alone on one core, a sample's (64, 576) x (576, 3136) product:
+# The implicit GEMM (float32, where the build has the tile kernel,
+# pyx/_tile.pxd): im2col writes its (K, L) columns, a block of output
+# positions at a time, straight into the tile kernel's packed layout (panels
+# of pw = 16 columns, each a contiguous (K, pw) block; the L mod pw columns
+# left over as one (K, rest) block), and the kernel multiplies Wm (C_out, K)
+# by the block while it sits in L2: no separate packing pass, no (K, L)
+# matrix in L3, and a product that keeps a 4 x pw tile of Y in registers
+# over all of K. Timed alone on one core, a sample's (64, 576) x (576, 3136) product:
 # OpenBLAS sgemm 3.56 ms (65 GF/s; it packs both operands on every call),
 # the tile kernel on packed columns 2.48 ms (93 GF/s); (16, 27) x (27, 1024):
 # 31 against 94 GF/s.
 cdef inline Py_ssize_t _panel_width(floating* unused) noexcept nogil:
     """Columns per packed panel of the implicit GEMM; 0 (im2col + BLAS) in a
-    build without the tile kernel, and for float64: there OpenBLAS's dgemm
-    was as fast or faster at two of the three benchmark shapes (old/new
-    0.94x at 32x3x32x32 -> 16, 1.19x at 16x64x56x56 -> 64, 0.93x at
-    64x32x16x16 -> 64; float32 1.46x, 1.25x, 1.10x)."""
+    build without the tile kernel, and for float64. Forward, kernel alone,
+    both builds alternating in one process (min of 7), im2col + BLAS time /
+    implicit GEMM time at the benchmark shapes 32x3x32x32 -> 16,
+    16x64x56x56 -> 64, 64x32x16x16 -> 64: float32 1.38x, 1.22x, 1.11x;
+    float64 0.94x, 1.19x, 0.93x (measured while the tile kernel was still
+    inlined into _implicit_gemm, see nnkit_conv_tile_f; not re-measured)."""
     if floating is float:
         return NNKIT_PANEL_F
     else:
