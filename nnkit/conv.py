@@ -176,9 +176,7 @@ def conv2d_forward(X, W, b=None, stride=1, padding=0, dilation=1, *, layout="NCH
     Y = Yout if layout == "NCHW" else np.empty((B, Co, Ho, Wo), X.dtype)
     bias = b if b is not None else np.zeros(Co, X.dtype)
     T = _team(B)
-    width = _k.panel_width(X.dtype == np.float32)
-    # the implicit GEMM's packed block (pyx/conv.pyx), or im2col's (K, L)
-    size = _k.block_columns(K, width) * K if width else K * Ho * Wo
+    size = _k.forward_col_size(K, Ho * Wo, X.dtype == np.float32)
     col = _workspace("col", (T * size,), X.dtype)
     with _single_threaded_blas(T > 1):
         _k.conv2d_forward(X, Wk.reshape(Co, K), bias, Wk.shape[2], Wk.shape[3], st[0], st[1],

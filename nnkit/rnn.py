@@ -75,7 +75,6 @@ TILE_MAX_MACS = 1 << 26          # both dtypes: the grid found the same limits
 PLAIN_MAX_MACS = 1 << 16
 STEP_SPLIT_MIN = 1 << 17
 ROW_SPLIT_MIN = 1 << 15
-ROWS_PER_THREAD = 4              # the tile kernel's rows (_share_block in pyx/rnn.pyx)
 
 
 def _step_plan(B: int, M: int) -> tuple[bool, int]:
@@ -91,7 +90,7 @@ def _step_plan(B: int, M: int) -> tuple[bool, int]:
     threads = 1
     if macs >= min(ROW_SPLIT_MIN, STEP_SPLIT_MIN):
         threads = free_core_threads()
-        by_rows = tile and B >= ROWS_PER_THREAD * threads
+        by_rows = tile and B >= _k.TILE_ROWS * threads      # _share_block's test
         if macs < (ROW_SPLIT_MIN if by_rows else STEP_SPLIT_MIN):
             threads = 1
     return tile, threads

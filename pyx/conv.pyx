@@ -21,17 +21,12 @@ from _tile cimport NNKIT_PANEL_F, nnkit_plain_gemm_d, nnkit_plain_gemm_f
 
 cdef extern from *:
     """
-    /* one panel row (16 float32 / 8 float64: 64 bytes) copied as two 32-byte
+    /* one float32 panel row (16 values, 64 bytes) copied as two 32-byte
        vectors (gcc's inlined memcpy of 64 bytes used four 16-byte moves) */
     typedef float nnkit_cv_f __attribute__((vector_size(32), aligned(4), may_alias));
-    typedef double nnkit_cv_d __attribute__((vector_size(32), aligned(8), may_alias));
     static inline void nnkit_copy64_f(float* d, const float* s) {
         nnkit_cv_f a = *(const nnkit_cv_f*)s, b = *(const nnkit_cv_f*)(s + 8);
         *(nnkit_cv_f*)d = a; *(nnkit_cv_f*)(d + 8) = b;
-    }
-    static inline void nnkit_copy64_d(double* d, const double* s) {
-        nnkit_cv_d a = *(const nnkit_cv_d*)s, b = *(const nnkit_cv_d*)(s + 4);
-        *(nnkit_cv_d*)d = a; *(nnkit_cv_d*)(d + 4) = b;
     }
     /* the tile kernel behind a call: inlined into _implicit_gemm's packing
        loops, gcc ran out of registers and reloaded loop bounds from the
@@ -46,7 +41,6 @@ cdef extern from *:
     }
     """
     void nnkit_copy64_f(float* d, const float* s) noexcept nogil
-    void nnkit_copy64_d(double* d, const double* s) noexcept nogil
     void nnkit_conv_tile_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t jb,
                            const float* V, const float* P, int acc, float* out) noexcept nogil
     void nnkit_conv_tile_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t jb,
@@ -223,11 +217,8 @@ cdef inline void _put_run(floating* P, Py_ssize_t K, Py_ssize_t pw, Py_ssize_t k
             for a in range(m):
                 dst[a] = 0
         else:
-            if ss == 1 and m * sizeof(floating) == 64:
-                if floating is float:
-                    nnkit_copy64_f(dst, src)
-                else:
-                    nnkit_copy64_d(dst, src)
+            if floating is float and ss == 1 and m == 16:
+                nnkit_copy64_f(dst, src)
             elif ss == 1:
                 for a in range(m):
                     dst[a] = src[a]
@@ -280,7 +271,7 @@ cdef void _pack_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_
                         _put_run(P, K, width, k, l + v - a, NULL, 1, b - v)
 
 
-cpdef Py_ssize_t block_columns(Py_ssize_t K, Py_ssize_t width) noexcept nogil:
+cdef inline Py_ssize_t block_columns(Py_ssize_t K, Py_ssize_t width) noexcept nogil:
     """Output positions per packed block of the implicit GEMM: about 64K
     values (256 KB float32, half of L2), whole panels, at least one."""
     cdef Py_ssize_t n = (65536 // K) // width * width if width > 0 else 0
@@ -455,10 +446,11 @@ def conv2d_backward(const floating[:, :, ::1] dY,     # IN  (B, C_out, L)
             db[i] = <floating>s
 
 
-def panel_width(dtype_is_float32):
-    """Columns per packed panel of the forward's implicit GEMM; 0: im2col and
-    BLAS (float64, or a build without the tile kernel). See _panel_width."""
-    return NNKIT_PANEL_F if dtype_is_float32 else 0
+def forward_col_size(Py_ssize_t K, Py_ssize_t L, bint float32):
+    """Values of conv2d_forward's workspace per thread: the implicit GEMM's
+    packed block (_panel_width says when it runs), else im2col's K x L."""
+    cdef Py_ssize_t width = NNKIT_PANEL_F if float32 else 0    # = _panel_width
+    return block_columns(K, width) * K if width > 0 else K * L
 
 
 # ------------------------------------------------------------- pooling

@@ -216,6 +216,14 @@ cdef inline void _chunk_bwd(const floating* x, const floating* dy, const floatin
         nnkit_chunk_bwd_d(x, dy, g, n, m, s, pg, pb, a, b, sx)
 
 
+cdef inline Py_ssize_t _fwd_chunk(const floating* unused) noexcept nogil:
+    """Elements per forward chunk (32 terms per accumulator lane)."""
+    if floating is float:
+        return NNKIT_FWD_CHUNK_F
+    else:
+        return NNKIT_FWD_CHUNK_D
+
+
 cdef inline Py_ssize_t _bwd_chunk(floating* unused) noexcept nogil:
     """Elements per backward chunk (32 terms per accumulator lane)."""
     if floating is float:
@@ -228,12 +236,8 @@ cdef inline Py_ssize_t _bwd_chunk(floating* unused) noexcept nogil:
 cdef void _row_stats(const floating* x, Py_ssize_t D, double* mean_out,
                      double* m2_out) noexcept nogil:
     cdef floating c
-    cdef Py_ssize_t c0 = 0, e, step
+    cdef Py_ssize_t c0 = 0, e, step = _fwd_chunk(x)
     cdef double n = 0.0, nb, w, s1, s2, delta, mean = 0.0, m2 = 0.0
-    if floating is float:
-        step = NNKIT_FWD_CHUNK_F
-    else:
-        step = NNKIT_FWD_CHUNK_D
     while c0 < D:
         e = min(c0 + step, D)
         nb = <double>(e - c0)

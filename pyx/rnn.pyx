@@ -372,15 +372,20 @@ cdef inline void _share_columns(int tid, int nteam, Py_ssize_t M, Py_ssize_t pw,
 # Row blocks start at multiples of 4, so every row takes the same path
 # through the tile kernel (4-row tile or leftover row) as on one thread: the
 # same bits whatever the team.
+cdef enum:
+    ROWS_PER_TILE = 4      # rows of the tile kernel's register tile (pyx/_tile.pxd)
+TILE_ROWS = ROWS_PER_TILE  # for nnkit/rnn.py's policy
+
+
 cdef inline bint _share_block(int tid, int nteam, Py_ssize_t B, Py_ssize_t M,
                               Py_ssize_t pw, Py_ssize_t* i0, Py_ssize_t* i1,
                               Py_ssize_t* j0, Py_ssize_t* j1) noexcept nogil:
     """Fill the thread's rows i0..i1 and columns j0..j1; True when the team
     splits columns (and so must meet at a barrier each step)."""
-    cdef Py_ssize_t groups = B // 4
+    cdef Py_ssize_t rows = ROWS_PER_TILE, groups = B // rows
     if nteam > 1 and groups >= nteam:
-        i0[0] = 4 * (groups * tid // nteam)
-        i1[0] = B if tid == nteam - 1 else 4 * (groups * (tid + 1) // nteam)
+        i0[0] = rows * (groups * tid // nteam)
+        i1[0] = B if tid == nteam - 1 else rows * (groups * (tid + 1) // nteam)
         j0[0] = 0
         j1[0] = M
         return False
