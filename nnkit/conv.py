@@ -186,6 +186,16 @@ def conv2d_forward(X, W, b=None, stride=1, padding=0, dilation=1, *, layout="NCH
     return Yout, Conv2dCache(X, Wk, b, st, pd, dl, layout, (Ho, Wo))
 
 
+def _tiled_backward(dtype, T: int) -> bool:
+    """The backward by blocks on nnkit's tile kernel (pyx/conv.pyx), where
+    the build has the kernel and no BLAS threads are given up (a team over
+    the batch, or one core); else im2col + BLAS. Backward alone, blocks /
+    BLAS, min of 15, at 32x3x32x32 -> 16, 16x64x56x56 -> 64 and
+    64x32x16x16 -> 64: float32 0.78 / 1.23, 45.2 / 64.8, 8.3 / 11.2 ms;
+    float64 1.25 / 1.92, 99 / 122, 17.1 / 18.0 ms."""
+    return _k.tile_width(dtype == np.float32) > 0 and (T > 1 or kernel_threads() == 1)
+
+
 def conv2d_backward(dY, cache: Conv2dCache, *, out=None) -> Conv2dGrads:
     """dX = col2im(Wᵀ dY), dW = Σ_n dY_n colᵀ, db = Σ dY.  `out` receives dX."""
     v.cache_of(cache, Conv2dCache, "conv2d_forward")
@@ -203,15 +213,16 @@ def conv2d_backward(dY, cache: Conv2dCache, *, out=None) -> Conv2dGrads:
     dW = np.empty_like(Wk)
     db = np.empty(Co, X.dtype)
     K, L, T = C * kh * kw, Ho * Wo, _team(B)
-    col = _workspace("col", (T, K, L), X.dtype)
-    dcol = _workspace("dcol", (T, K, L), X.dtype)
-    dWacc = _workspace("dWacc", (T, Co, K), X.dtype)
+    tiled = _tiled_backward(X.dtype, T)
+    work = _workspace("work", (T, _k.backward_work_size(K, Co, L, X.dtype.itemsize, tiled)), X.dtype)
+    dWacc = _workspace("dWacc", (T, Co * K), X.dtype)
     dbacc = _workspace("dbacc", (T, Co), np.float64)
+    Wm = Wk.reshape(Co, K)
     (sh, sw), (ph, pw), (dh, dw) = cache.stride, cache.padding, cache.dilation
     with _single_threaded_blas(T > 1):
-        _k.conv2d_backward(dY.reshape(B, Co, L), X, Wk.reshape(Co, K), kh, kw, sh, sw,
-                           ph, pw, dh, dw, dX, dW.reshape(Co, K), db, col, dcol, dWacc,
-                           dbacc, T)
+        _k.conv2d_backward(dY.reshape(B, Co, L), X, Wm, np.ascontiguousarray(Wm.T), kh, kw,
+                           sh, sw, ph, pw, dh, dw, dX, dW.reshape(Co, K), db, work, dWacc,
+                           dbacc, tiled, T)
     if bwhc:
         dXout[...] = dX.transpose(0, 3, 2, 1)
         dW = np.ascontiguousarray(dW.transpose(0, 1, 3, 2))

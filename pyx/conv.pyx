@@ -17,7 +17,7 @@ from libc.math cimport fabs, pow, sqrt
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport free, malloc
 from _common cimport floating, gemm_rowmajor, stream_copy, stream_fence, streams, team_size
-from _tile cimport NNKIT_PANEL_F, nnkit_plain_gemm_d, nnkit_plain_gemm_f
+from _tile cimport NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_plain_gemm_d, nnkit_plain_gemm_f
 
 cdef extern from *:
     """
@@ -373,15 +373,43 @@ def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
 #   dx_n = col2im(dcol)
 #   db  += Σ_l dy_n[:, l]     (double accumulators)
 # Thread t accumulates into dWacc[t] and dbacc[t]; summed at the end.
+# Two ways to run it (`tiled`, chosen in nnkit.conv):
+# - BLAS: the whole (K, L) col and dcol of a sample, two GEMMs, col2im.
+# - tiled (float32 with the tile kernel): the same products a block of
+#   output positions at a time, every operand of the block in L2: no (K, L)
+#   matrix in L3, no BLAS packing (on the benchmark shapes, BLAS's packing
+#   copies and im2col/col2im were 30 % of the backward's profile).
+cdef inline void _db_sums(const floating* dy, Py_ssize_t Co, Py_ssize_t L,
+                          double* dbacc) noexcept nogil:
+    """dbacc[o] += Σ_l dy[o, l] in double, four partial sums (one sum alone
+    waits on each add's latency: 4 cycles a value)."""
+    cdef Py_ssize_t o, l
+    cdef double s0, s1, s2, s3
+    cdef const floating* d
+    for o in range(Co):
+        d = dy + o * L
+        s0 = s1 = s2 = s3 = 0.0
+        l = 0
+        while l + 4 <= L:
+            s0 = s0 + d[l]
+            s1 = s1 + d[l + 1]
+            s2 = s2 + d[l + 2]
+            s3 = s3 + d[l + 3]
+            l += 4
+        while l < L:
+            s0 = s0 + d[l]
+            l += 1
+        dbacc[o] += (s0 + s1) + (s2 + s3)
+
+
 cdef void _backward_one(const floating* dy, const floating* x, const floating* Wm,
                         Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Co,
                         int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                         Py_ssize_t Ho, Py_ssize_t Wo, floating* dx,
                         floating* col, floating* dcol, floating* dWacc,
                         double* dbacc) noexcept nogil:
-    cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, o, l
+    cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw
     cdef const floating* cm = x
-    cdef double s
     cdef bint pointwise = _is_pointwise(kh, kw, sh, sw, ph, pw)
     if not pointwise:
         _im2col(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, col)
@@ -395,55 +423,360 @@ cdef void _backward_one(const floating* dy, const floating* x, const floating* W
         gemm_rowmajor(True, False, <int>K, <int>L, <int>Co, <floating>1.0, Wm, <int>K,
                       dy, <int>L, <floating>0.0, dcol, <int>L)
         _col2im(dcol, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, dx)
-    for o in range(Co):
-        s = 0.0
-        for l in range(L):
-            s = s + dy[o * L + l]
-        dbacc[o] += s
+    _db_sums(dy, Co, L, dbacc)
+
+
+# The (R, N) matrix src[r*rs + c*cs] in the tile kernel's packed layout
+# (pyx/_tile.pxd): panels of pw columns, each a contiguous (R, pw) block,
+# then the N mod pw columns left over as one (R, rest) row-major block. The
+# loop runs along whichever of rows and columns is contiguous in src.
+cdef void _pack_panels(const floating* src, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t R,
+                       Py_ssize_t N, Py_ssize_t pw, floating* P) noexcept nogil:
+    cdef Py_ssize_t Np = N - N % pw, rest = N - Np, r, c, q
+    cdef floating* dst
+    cdef const floating* s
+    c = 0
+    while c < Np:                                    # panel c / pw
+        dst = P + c * R
+        s = src + c * cs
+        if cs == 1:
+            for r in range(R):
+                for q in range(pw):
+                    dst[r * pw + q] = s[r * rs + q]
+        else:
+            for q in range(pw):
+                for r in range(R):
+                    dst[r * pw + q] = s[r * rs + q * cs]
+        c += pw
+    if rest > 0:                                     # the leftover block
+        dst = P + Np * R
+        s = src + Np * cs
+        if cs == 1:
+            for r in range(R):
+                for q in range(rest):
+                    dst[r * rest + q] = s[r * rs + q]
+        else:
+            for q in range(rest):
+                for r in range(R):
+                    dst[r * rest + q] = s[r * rs + q * cs]
+
+
+# im2col of a block: D (K, nb) row-major = the columns l0 .. l0+nb-1 of
+# im2col(x_n) (0 in the padding); the adjoint of _scatter_columns below.
+cdef void _gather_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                          int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                          Py_ssize_t Wo, Py_ssize_t l0, Py_ssize_t nb,
+                          floating* D) noexcept nogil:
+    cdef Py_ssize_t c, i, j, k, oh, ih, off, lo, hi, a, b, u, v, t
+    cdef Py_ssize_t oh0 = l0 // Wo, oh1 = (l0 + nb - 1) // Wo
+    cdef const floating* s
+    cdef floating* d
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                k = (c * kh + i) * kw + j
+                off = j * dw - pw
+                _inside(off, sw, W, Wo, &lo, &hi)
+                for oh in range(oh0, oh1 + 1):
+                    a = l0 - oh * Wo if oh == oh0 else 0          # this row's ow range [a, b)
+                    b = l0 + nb - oh * Wo if oh == oh1 else Wo
+                    d = D + k * nb + oh * Wo - l0                 # column of (oh, 0)
+                    ih = oh * sh - ph + i * dh
+                    u = max(a, lo)                                # inside: [u, v)
+                    v = min(b, hi)
+                    if ih < 0 or ih >= H or u >= v:
+                        for t in range(a, b):
+                            d[t] = 0
+                        continue
+                    for t in range(a, u):
+                        d[t] = 0
+                    s = x + (c * H + ih) * W + off
+                    if sw == 1:
+                        for t in range(u, v):
+                            d[t] = s[t]
+                    else:
+                        for t in range(u, v):
+                            d[t] = s[t * sw]
+                    for t in range(v, b):
+                        d[t] = 0
+
+
+# The block's rows when the rows of the output and of the input line up
+# (stride 1 and W' = W, "same" padding along W: the benchmark shapes): row
+# (c,i,j) of the block reads the plane at one flat shift,
+#   D[(c,i,j), l - l0] = x_c[l + δ],  δ = (i dh - ph) W + j dw - pw,
+# except the taps that fall off a row's ends (ow + j dw - pw outside
+# [0, W)) and the rows above and below the plane, which are padding. So a
+# row is one long copy instead of one short run per output row (at W' = 16
+# the runs' loop overheads cost as much as the copies). [la, lb): the
+# positions whose tap is inside the plane's rows and flat extent.
+cdef inline void _flat_range(Py_ssize_t H, Py_ssize_t W, Py_ssize_t i, int ph, int dh,
+                             Py_ssize_t delta, Py_ssize_t l0, Py_ssize_t nb,
+                             Py_ssize_t* la, Py_ssize_t* lb) noexcept nogil:
+    la[0] = max(max(l0, (ph - i * dh) * W), -delta)
+    lb[0] = min(min(l0 + nb, (H + ph - i * dh) * W), H * W - delta)
+
+
+# D[(c,i,j), t] = 0 for the block's positions whose tap falls off the row's
+# ends: ow in [0, lo) or [hi, W) (W' = W), t = l - l0.
+cdef inline void _zero_row_ends(floating* d, Py_ssize_t W, Py_ssize_t lo, Py_ssize_t hi,
+                                Py_ssize_t l0, Py_ssize_t nb) noexcept nogil:
+    cdef Py_ssize_t oh, ow, t
+    if lo == 0 and hi == W:
+        return
+    for oh in range(l0 // W, (l0 + nb - 1) // W + 1):
+        for ow in range(lo):
+            t = oh * W + ow - l0
+            if 0 <= t < nb:
+                d[t] = 0
+        for ow in range(hi, W):
+            t = oh * W + ow - l0
+            if 0 <= t < nb:
+                d[t] = 0
+
+
+cdef void _gather_flat(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                       int kh, int kw, int ph, int pw, int dh, int dw,
+                       Py_ssize_t l0, Py_ssize_t nb, floating* D) noexcept nogil:
+    cdef Py_ssize_t c, i, j, t, off, delta, la, lb, lo, hi
+    cdef floating* d
+    cdef const floating* s
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                d = D + ((c * kh + i) * kw + j) * nb
+                off = j * dw - pw
+                delta = (i * dh - ph) * W + off
+                _flat_range(H, W, i, ph, dh, delta, l0, nb, &la, &lb)
+                if la >= lb:
+                    la = lb = l0
+                for t in range(la - l0):
+                    d[t] = 0
+                s = x + c * H * W + delta + la                # the tap of position la
+                for t in range(lb - la):
+                    d[la - l0 + t] = s[t]
+                for t in range(lb - l0, nb):
+                    d[t] = 0
+                _inside(off, 1, W, W, &lo, &hi)
+                _zero_row_ends(d, W, lo, hi, l0, nb)
+
+
+# dx_c[l + δ] += D[(c,i,j), l - l0] over [la, lb): the adjoint of
+# _gather_flat. The row ends of D are zeroed first, so the taps that fall
+# off a row add 0 to the neighbouring row's end instead of being skipped
+# one short run at a time.
+cdef void _scatter_flat(floating* D, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                        int kh, int kw, int ph, int pw, int dh, int dw,
+                        Py_ssize_t l0, Py_ssize_t nb, floating* dx) noexcept nogil:
+    cdef Py_ssize_t c, i, j, t, off, delta, la, lb, lo, hi
+    cdef floating* d
+    cdef floating* s
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                d = D + ((c * kh + i) * kw + j) * nb
+                off = j * dw - pw
+                delta = (i * dh - ph) * W + off
+                _flat_range(H, W, i, ph, dh, delta, l0, nb, &la, &lb)
+                if la >= lb:
+                    continue
+                _inside(off, 1, W, W, &lo, &hi)
+                _zero_row_ends(d, W, lo, hi, l0, nb)
+                s = dx + c * H * W + delta + la               # the tap of position la
+                for t in range(lb - la):
+                    s[t] += d[la - l0 + t]
+
+
+# col2im of a block: dx[c, ih, iw] += D[(c,i,j), l - l0] for the output
+# positions l0 .. l0+nb-1 and every tap inside the input, D (K, nb)
+# row-major (the adjoint of _pack_columns with width = nb).
+cdef void _scatter_columns(const floating* D, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                           Py_ssize_t Wo, Py_ssize_t l0, Py_ssize_t nb,
+                           floating* dx) noexcept nogil:
+    cdef Py_ssize_t c, i, j, k, oh, ih, off, lo, hi, a, b, u, v, t
+    cdef Py_ssize_t oh0 = l0 // Wo, oh1 = (l0 + nb - 1) // Wo
+    cdef const floating* s
+    cdef floating* d
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                k = (c * kh + i) * kw + j
+                off = j * dw - pw
+                _inside(off, sw, W, Wo, &lo, &hi)
+                for oh in range(oh0, oh1 + 1):
+                    ih = oh * sh - ph + i * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    a = l0 - oh * Wo if oh == oh0 else 0          # this row's ow range [a, b)
+                    b = l0 + nb - oh * Wo if oh == oh1 else Wo
+                    u = max(a, lo)                                # inside: [u, v)
+                    v = min(b, hi)
+                    s = D + k * nb + oh * Wo + u - l0
+                    d = dx + (c * H + ih) * W + u * sw + off
+                    if sw == 1:
+                        for t in range(v - u):
+                            d[t] += s[t]
+                    else:
+                        for t in range(v - u):
+                            d[t * sw] += s[t]
+
+
+cdef inline Py_ssize_t _tile_width(floating* unused) noexcept nogil:
+    if floating is float:
+        return NNKIT_PANEL_F
+    else:
+        return NNKIT_PANEL_D
+
+
+# Output positions per block of the tiled backward: each block costs a
+# fixed few hundred cycles per row of col (K rows: the run bounds, the row
+# ends) against 4 C_out nb flops per row, so blocks stay long (400
+# positions) rather than inside L2; their buffers are capped at
+# BACKWARD_BLOCK bytes. Measured per block size (backward alone, min of 15,
+# 256 KB / 1 MB / 2 MB / 400 positions): 16x64x56x56 -> 64 float32
+# 53.3 / 46.6 / 47.0 / 45.6 ms, 64x32x16x16 -> 64 8.43 / 8.15 / 8.10 /
+# 8.20, 32x3x32x32 -> 16 (K = 27: 368 positions) 0.73 ms, 1008 0.85.
+cdef Py_ssize_t BLOCK_POSITIONS = 400
+cdef Py_ssize_t BACKWARD_BLOCK = 1 << 22
+
+
+cdef inline Py_ssize_t backward_block_columns(Py_ssize_t K, Py_ssize_t Co, Py_ssize_t L,
+                                              Py_ssize_t itemsize) noexcept nogil:
+    """Positions per block: BLOCK_POSITIONS, fewer if the block's col and
+    dcol (K, nb) and dy's two packings (C_out, nb) would pass BACKWARD_BLOCK
+    bytes or L; an odd multiple of 16 (rows of a block then lie an odd
+    number of cache lines apart, not on a 4 KB stride whose lines share L1
+    sets: one block of 1024 positions at 32x3x32x32 float32 0.91 ms, of
+    1008 0.79), at least 16."""
+    cdef Py_ssize_t n = (BACKWARD_BLOCK // itemsize // (2 * (K + Co))) // 16 * 16
+    cdef Py_ssize_t most = (L + 15) // 16 * 16
+    n = min(n, min(most, BLOCK_POSITIONS))
+    if n % 32 == 0:
+        n -= 16
+    return n if n >= 16 else 16
+
+
+# The tiled backward of one sample, per block of nb output positions:
+#   colb  = im2col(x_n)[:, block]      (K, nb)  row-major (_gather_columns)
+#   dyP   = dy_n[:, block]             (Co, nb) packed in panels of positions
+#   dyT   = dy_n[:, block]ᵀ            (nb, Co) packed in panels of channels
+#   dWᵀ  += colb dyT                   (K, Co)  tile kernel, 2 K nb Co flops
+#   dcolb = Wmᵀ dyP                    (K, nb)  tile kernel, 2 K Co nb flops
+#   dx_n += col2im(dcolb)              (_scatter_columns)
+# work: 2 (K + Co) NB values; dWT: this thread's dWᵀ (K, Co).
+cdef void _backward_tiled(const floating* dy, const floating* x, const floating* WmT,
+                          Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Co,
+                          int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                          Py_ssize_t Ho, Py_ssize_t Wo, floating* dx, floating* work,
+                          floating* dWT, double* dbacc) noexcept nogil:
+    cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, l0 = 0, nb
+    cdef Py_ssize_t NB = backward_block_columns(K, Co, L, sizeof(floating))
+    cdef Py_ssize_t width = _tile_width(work)
+    cdef floating* colb = work
+    cdef floating* dcolb = colb + K * NB
+    cdef floating* dyP = dcolb + K * NB
+    cdef floating* dyT = dyP + Co * NB
+    cdef bint flat = sh == 1 and sw == 1 and Wo == W
+    memset(dx, 0, C * H * W * sizeof(floating))
+    while l0 < L:
+        nb = min(NB, L - l0)
+        if flat:
+            _gather_flat(x, C, H, W, kh, kw, ph, pw, dh, dw, l0, nb, colb)
+        else:
+            _gather_columns(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, l0, nb, colb)
+        _pack_panels(dy + l0, L, 1, Co, nb, width, dyP)
+        _pack_panels(dy + l0, 1, L, nb, Co, width, dyT)
+        if floating is float:
+            nnkit_conv_tile_f(K, nb, Co, Co, colb, dyT, True, dWT)
+            nnkit_conv_tile_f(K, Co, nb, nb, WmT, dyP, False, dcolb)
+        else:
+            nnkit_conv_tile_d(K, nb, Co, Co, colb, dyT, True, dWT)
+            nnkit_conv_tile_d(K, Co, nb, nb, WmT, dyP, False, dcolb)
+        if flat:
+            _scatter_flat(dcolb, C, H, W, kh, kw, ph, pw, dh, dw, l0, nb, dx)
+        else:
+            _scatter_columns(dcolb, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, l0, nb, dx)
+        l0 += nb
+    _db_sums(dy, Co, L, dbacc)
 
 
 def conv2d_backward(const floating[:, :, ::1] dY,     # IN  (B, C_out, L)
                     const floating[:, :, :, ::1] X,   # IN  (B, C, H, W)
                     const floating[:, ::1] Wm,        # IN  (C_out, K)
+                    const floating[:, ::1] WmT,       # IN  (K, C_out) = Wmᵀ (read when tiled)
                     int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                     floating[:, :, :, ::1] dX,        # OUT (B, C, H, W)
                     floating[:, ::1] dW,              # OUT (C_out, K)
                     floating[::1] db,                 # OUT (C_out,)
-                    floating[:, :, ::1] col,          # workspace (T, K, L)
-                    floating[:, :, ::1] dcol,         # workspace (T, K, L)
-                    floating[:, :, ::1] dWacc,        # workspace (T, C_out, K)
+                    floating[:, ::1] work,            # workspace (T, backward_work_size)
+                    floating[:, ::1] dWacc,           # workspace (T, C_out*K): dW, or dWᵀ when tiled
                     double[:, ::1] dbacc,             # workspace (T, C_out)
-                    int nthreads):
+                    bint tiled, int nthreads):
+    """nthreads > 1: samples split over an OpenMP team, thread t using
+    work[t], dWacc[t], dbacc[t] and single-threaded BLAS calls; 1: samples in
+    order (BLAS's own threads on the BLAS path)."""
     cdef Py_ssize_t B = X.shape[0], C = X.shape[1], H = X.shape[2], W = X.shape[3]
-    cdef Py_ssize_t Co = Wm.shape[0], K = Wm.shape[1], T = dWacc.shape[0], n, t2, i
+    cdef Py_ssize_t Co = Wm.shape[0], K = Wm.shape[1], T = dWacc.shape[0], n, t2, i, o, k
     cdef Py_ssize_t Ho = out_dim(H, kh, sh, ph, dh), Wo = out_dim(W, kw, sw, pw, dw)
+    cdef Py_ssize_t KL = K * Ho * Wo
     cdef int t
     cdef double s
     with nogil:
-        memset(&dWacc[0, 0, 0], 0, T * Co * K * sizeof(floating))
+        memset(&dWacc[0, 0], 0, T * Co * K * sizeof(floating))
         memset(&dbacc[0, 0], 0, T * Co * sizeof(double))
     if nthreads <= 1 or B == 1:
         with nogil:
             for n in range(B):
-                _backward_one(&dY[n, 0, 0], &X[n, 0, 0, 0], &Wm[0, 0], C, H, W, Co,
-                              kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, &dX[n, 0, 0, 0],
-                              &col[0, 0, 0], &dcol[0, 0, 0], &dWacc[0, 0, 0], &dbacc[0, 0])
+                if tiled:
+                    _backward_tiled(&dY[n, 0, 0], &X[n, 0, 0, 0], &WmT[0, 0], C, H, W, Co,
+                                    kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, &dX[n, 0, 0, 0],
+                                    &work[0, 0], &dWacc[0, 0], &dbacc[0, 0])
+                else:
+                    _backward_one(&dY[n, 0, 0], &X[n, 0, 0, 0], &Wm[0, 0], C, H, W, Co,
+                                  kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, &dX[n, 0, 0, 0],
+                                  &work[0, 0], &work[0, KL], &dWacc[0, 0], &dbacc[0, 0])
     else:
         for n in prange(B, nogil=True, schedule="static", num_threads=nthreads):
             t = threadid()
-            _backward_one(&dY[n, 0, 0], &X[n, 0, 0, 0], &Wm[0, 0], C, H, W, Co,
-                          kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, &dX[n, 0, 0, 0],
-                          &col[t, 0, 0], &dcol[t, 0, 0], &dWacc[t, 0, 0], &dbacc[t, 0])
+            if tiled:
+                _backward_tiled(&dY[n, 0, 0], &X[n, 0, 0, 0], &WmT[0, 0], C, H, W, Co,
+                                kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, &dX[n, 0, 0, 0],
+                                &work[t, 0], &dWacc[t, 0], &dbacc[t, 0])
+            else:
+                _backward_one(&dY[n, 0, 0], &X[n, 0, 0, 0], &Wm[0, 0], C, H, W, Co,
+                              kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, &dX[n, 0, 0, 0],
+                              &work[t, 0], &work[t, KL], &dWacc[t, 0], &dbacc[t, 0])
     with nogil:
-        for i in range(Co * K):
-            dW[i // K, i % K] = dWacc[0, i // K, i % K]
-            for t2 in range(1, T):
-                dW[i // K, i % K] += dWacc[t2, i // K, i % K]
+        for o in range(Co):
+            for k in range(K):
+                i = k * Co + o if tiled else o * K + k
+                dW[o, k] = dWacc[0, i]
+                for t2 in range(1, T):
+                    dW[o, k] += dWacc[t2, i]
         for i in range(Co):
             s = 0.0
             for t2 in range(T):
                 s = s + dbacc[t2, i]
             db[i] = <floating>s
+
+
+def backward_work_size(Py_ssize_t K, Py_ssize_t Co, Py_ssize_t L, Py_ssize_t itemsize,
+                       bint tiled):
+    """Values of conv2d_backward's workspace per thread: the tiled
+    backward's block buffers, else the whole col and dcol (2 K L)."""
+    return 2 * (K + Co) * backward_block_columns(K, Co, L, itemsize) if tiled else 2 * K * L
+
+
+def set_backward_block(Py_ssize_t positions):
+    """For timing experiments: the tiled backward's positions per block."""
+    global BLOCK_POSITIONS
+    BLOCK_POSITIONS = positions
+
+
+def tile_width(bint float32):
+    """The tile kernel's panel width for the dtype; 0 in a build without it."""
+    return NNKIT_PANEL_F if float32 else NNKIT_PANEL_D
 
 
 def forward_col_size(Py_ssize_t K, Py_ssize_t L, bint float32):

@@ -62,15 +62,13 @@ CONV_CASES = [  # (B, C, H, W, Co, k, stride, padding, dilation)
     (2, 2, 9, 8, 3, (2, 3), (3, 2), (2, 1), (2, 1)),
     (5, 1, 4, 9, 2, (4, 1), (1, 3), (0, 0), (1, 1)),
     (2, 3, 3, 3, 2, (3, 3), (1, 1), (2, 2), (1, 1)),        # padding wider than half
-    # Wider outputs: where the build has the tile kernel, im2col writes into
-    # panels of 16 (float32) / 8 (float64) output positions, rows of 21, 17,
-    # 40 or 17 positions straddle panels and a leftover block follows; with
-    # stride 1 and padding <= d(k - 1) the backward forms dX as a convolution
-    # of dY (the transposed path), else as col2im.
-    (2, 3, 13, 21, 5, (3, 3), (1, 1), (1, 1), (1, 1)),      # transposed dX
-    (2, 2, 10, 19, 3, (3, 3), (1, 1), (2, 1), (2, 2)),      # transposed, dilated
-    (1, 2, 6, 40, 2, (1, 3), (1, 1), (0, 2), (1, 1)),       # transposed, p = d(k - 1)
-    (2, 2, 9, 17, 3, (1, 3), (1, 1), (1, 0), (1, 1)),       # stride 1, p > d(k - 1): col2im
+    # Wider outputs: where the build has the tile kernel, the float32
+    # forward packs im2col into panels of 16 output positions; rows of 21,
+    # 19, 40 or 17 positions straddle panels and a leftover block follows.
+    (2, 3, 13, 21, 5, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (2, 2, 10, 19, 3, (3, 3), (1, 1), (2, 1), (2, 2)),      # dilated
+    (1, 2, 6, 40, 2, (1, 3), (1, 1), (0, 2), (1, 1)),       # p = d(k - 1)
+    (2, 2, 9, 17, 3, (1, 3), (1, 1), (1, 0), (1, 1)),       # p > d(k - 1)
     (2, 3, 20, 33, 4, (3, 3), (2, 2), (1, 1), (1, 1)),      # stride 2: rows gathered
 ]
 
@@ -170,6 +168,60 @@ def test_threads_and_batch_split_agree(rng, monkeypatch):
     np.testing.assert_allclose(out["1"][0], out["2"][0], rtol=1e-13, atol=1e-13)
     for k in range(3):
         np.testing.assert_allclose(out["1"][1][k], out["2"][1][k], rtol=1e-12, atol=1e-12)
+
+
+def conv_backward_ref(dY, X, W, stride, padding, dilation):
+    """dX, dW, db one kernel tap at a time on the zero-padded input (einsum
+    over the strided window of each tap), in float64."""
+    dY, X, W = (np.asarray(a, np.float64) for a in (dY, X, W))
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    Ho, Wo = dY.shape[2:]
+    Xp = np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dXp, dW = np.zeros_like(Xp), np.zeros_like(W)
+    for i in range(W.shape[2]):
+        for j in range(W.shape[3]):
+            win = (slice(None), slice(None), slice(i * dh, i * dh + sh * (Ho - 1) + 1, sh),
+                   slice(j * dw, j * dw + sw * (Wo - 1) + 1, sw))
+            dW[:, :, i, j] = np.einsum("bohw,bchw->oc", dY, Xp[win])
+            dXp[win] += np.einsum("bohw,oc->bchw", dY, W[:, :, i, j])
+    H, Wd = X.shape[2:]
+    return dXp[:, :, ph:ph + H, pw:pw + Wd], dW, dY.sum(axis=(0, 2, 3))
+
+
+# The backward's two ways (nk.conv._tiled_backward): BLAS on the
+# whole column matrix, or blocks of output positions on the tile kernel;
+# blocks read the input at one flat shift when W' = W with stride 1
+# ("same" padding along W), else one run per output row. Blocks hold
+# up to 400 positions, an odd multiple of 16: blocks of 400 end inside rows
+# of 30 (900 positions); 253 positions in rows of 23 run as 240 + 13.
+BACKWARD_PATH_CASES = [  # (B, C, H, W, Co, k, stride, padding, dilation)
+    (3, 64, 30, 30, 64, (3, 3), (1, 1), (1, 1), (1, 1)),    # flat, blocks cross rows
+    (2, 64, 11, 23, 20, (3, 3), (1, 1), (1, 1), (1, 1)),    # flat, 20 = 16 + 4 channels
+    (2, 3, 32, 32, 16, (3, 3), (1, 1), (1, 1), (1, 1)),     # flat, K = 27, one block
+    (2, 5, 12, 17, 7, (3, 5), (1, 1), (2, 4), (2, 2)),      # flat, dilated
+    (2, 4, 9, 16, 6, (3, 3), (1, 1), (3, 1), (1, 1)),       # flat, padding > d(k - 1) in H
+    (2, 4, 9, 16, 6, (3, 3), (2, 1), (1, 1), (1, 1)),       # W' = W but stride 2 in H: runs
+    (2, 64, 21, 19, 24, (3, 3), (2, 2), (1, 1), (1, 1)),    # stride 2: runs per row
+    (2, 6, 10, 13, 5, (3, 2), (1, 1), (0, 0), (1, 1)),      # valid: runs per row
+    (2, 8, 7, 9, 4, (1, 1), (1, 1), (0, 0), (1, 1)),        # pointwise
+]
+
+
+@pytest.mark.parametrize("tiled", [True, False], ids=["tiled", "blas"])
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("case", BACKWARD_PATH_CASES, ids=str)
+def test_backward_paths_against_tap_reference(case, threads, tiled, rng, dtype, monkeypatch):
+    B, C, H, W, Co, k, s, p, d = case
+    monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
+    monkeypatch.setattr(nk.conv, "_tiled_backward", lambda dtype, T: tiled)
+    X = rng.standard_normal((B, C, H, W)).astype(dtype)
+    Wt = (rng.standard_normal((Co, C) + k) / np.sqrt(C * k[0] * k[1])).astype(dtype)
+    Y, cache = nk.conv2d_forward(X, Wt, None, s, p, d)
+    G = rng.standard_normal(Y.shape).astype(dtype)
+    g = nk.conv2d_backward(G, cache)
+    for name, got, want in zip(("dX", "dW", "db"), g, conv_backward_ref(G, X, Wt, s, p, d)):
+        err = np.max(np.abs(got - want)) / np.max(np.abs(want))
+        assert err < (2e-6 if dtype == np.float32 else 1e-13), (name, err)
 
 
 def test_bwhc_layout_is_a_transpose(rng):
