@@ -271,17 +271,59 @@ cdef void _pack_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_
                         _put_run(P, K, width, k, l + v - a, NULL, 1, b - v)
 
 
+# _pack_columns when the rows of the output and of the input line up (see
+# _gather_flat below): per row of col, one long run of the plane at a flat
+# shift between padding zeros, then the taps off the row's ends set to 0.
+cdef void _pack_flat(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                     int kh, int kw, int ph, int pw, int dh, int dw,
+                     Py_ssize_t l0, Py_ssize_t nb, Py_ssize_t width,
+                     floating* P) noexcept nogil:
+    cdef Py_ssize_t c, i, j, k, t, off, delta, la, lb, lo, hi, oh, ow
+    cdef Py_ssize_t K = C * kh * kw
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                k = (c * kh + i) * kw + j
+                off = j * dw - pw
+                delta = (i * dh - ph) * W + off
+                _flat_range(H, W, i, ph, dh, delta, l0, nb, &la, &lb)
+                if la >= lb:
+                    _put_run(P, K, width, k, 0, NULL, 1, nb)
+                    continue
+                _put_run(P, K, width, k, 0, NULL, 1, la - l0)
+                _put_run(P, K, width, k, la - l0, x + c * H * W + delta + la, 1, lb - la)
+                _put_run(P, K, width, k, lb - l0, NULL, 1, l0 + nb - lb)
+                _inside(off, 1, W, W, &lo, &hi)
+                if lo == 0 and hi == W:
+                    continue
+                for oh in range(l0 // W, (l0 + nb - 1) // W + 1):
+                    for ow in range(lo):
+                        t = oh * W + ow - l0
+                        if 0 <= t < nb:
+                            P[(t - t % width) * K + k * width + t % width] = 0
+                    for ow in range(hi, W):
+                        t = oh * W + ow - l0
+                        if 0 <= t < nb:
+                            P[(t - t % width) * K + k * width + t % width] = 0
+
+
 cdef inline Py_ssize_t block_columns(Py_ssize_t K, Py_ssize_t width) noexcept nogil:
     """Output positions per packed block of the implicit GEMM: about 64K
-    values (256 KB float32, half of L2), whole panels, at least one."""
+    values (256 KB float32, half of L2), whole panels, at least one. 16x64x56x56
+    float32 forward with blocks of 16K / 32K / 64K / 128K / 256K values:
+    28.3 / 24.9 / 24.3 / 25.2 / 26.2 ms."""
     cdef Py_ssize_t n = (65536 // K) // width * width if width > 0 else 0
     return n if n > width else width
 
 
 # y (Co, L) (+)= Wm (Co, K) im2col(x) by blocks of output positions: each
-# block's columns packed into buf (block_columns(K, width) * K values), then
+# block's columns packed into buf (block_columns(K, width) * K values; by
+# flat shift when the rows line up, else one run per output row), then
 # multiplied while they sit in L2; the L mod width positions left over as
-# one (K, rest) block through the plain loop.
+# one (K, rest) block through the plain loop. The flat packing, forward
+# alone, min of 100 / 10, against runs per row: 64x32x16x16 -> 64 4.2
+# against 5.1 ms, 32x3x32x32 -> 16 0.39 / 0.44, 16x64x56x56 -> 64 24.4 /
+# 26.5.
 cdef void _implicit_gemm(const floating* x, const floating* Wm, Py_ssize_t C, Py_ssize_t H,
                          Py_ssize_t W, Py_ssize_t Co, int kh, int kw, int sh, int sw,
                          int ph, int pw, int dh, int dw, Py_ssize_t Ho, Py_ssize_t Wo,
@@ -289,17 +331,25 @@ cdef void _implicit_gemm(const floating* x, const floating* Wm, Py_ssize_t C, Py
                          floating* y) noexcept nogil:
     cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, Lf = L - L % width, l0, nb
     cdef Py_ssize_t NB = block_columns(K, width)
+    cdef bint flat = sh == 1 and sw == 1 and Wo == W
     l0 = 0
     while l0 < Lf:
         nb = min(NB, Lf - l0)
-        _pack_columns(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, l0, nb, width, buf)
+        if flat:
+            _pack_flat(x, C, H, W, kh, kw, ph, pw, dh, dw, l0, nb, width, buf)
+        else:
+            _pack_columns(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, l0, nb, width, buf)
         if floating is float:
             nnkit_conv_tile_f(Co, K, L, nb, Wm, buf, accumulate, y + l0)
         else:
             nnkit_conv_tile_d(Co, K, L, nb, Wm, buf, accumulate, y + l0)
         l0 += nb
     if Lf < L:
-        _pack_columns(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, Lf, L - Lf, L - Lf, buf)
+        if flat:
+            _pack_flat(x, C, H, W, kh, kw, ph, pw, dh, dw, Lf, L - Lf, L - Lf, buf)
+        else:
+            _pack_columns(x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Wo, Lf, L - Lf, L - Lf,
+                          buf)
         if floating is float:
             nnkit_plain_gemm_f(Co, K, L, Lf, Wm, buf, accumulate, y)
         else:
@@ -637,8 +687,9 @@ cdef inline Py_ssize_t _tile_width(floating* unused) noexcept nogil:
 # 256 KB / 1 MB / 2 MB / 400 positions): 16x64x56x56 -> 64 float32
 # 53.3 / 46.6 / 47.0 / 45.6 ms, 64x32x16x16 -> 64 8.43 / 8.15 / 8.10 /
 # 8.20, 32x3x32x32 -> 16 (K = 27: 368 positions) 0.73 ms, 1008 0.85.
-cdef Py_ssize_t BLOCK_POSITIONS = 400
-cdef Py_ssize_t BACKWARD_BLOCK = 1 << 22
+cdef enum:
+    BLOCK_POSITIONS = 400
+    BACKWARD_BLOCK = 1 << 22
 
 
 cdef inline Py_ssize_t backward_block_columns(Py_ssize_t K, Py_ssize_t Co, Py_ssize_t L,
@@ -766,12 +817,6 @@ def backward_work_size(Py_ssize_t K, Py_ssize_t Co, Py_ssize_t L, Py_ssize_t ite
     """Values of conv2d_backward's workspace per thread: the tiled
     backward's block buffers, else the whole col and dcol (2 K L)."""
     return 2 * (K + Co) * backward_block_columns(K, Co, L, itemsize) if tiled else 2 * K * L
-
-
-def set_backward_block(Py_ssize_t positions):
-    """For timing experiments: the tiled backward's positions per block."""
-    global BLOCK_POSITIONS
-    BLOCK_POSITIONS = positions
 
 
 def tile_width(bint float32):
