@@ -207,10 +207,9 @@ cdef inline Py_ssize_t _panel_width(floating* unused) noexcept nogil:
 cdef inline void _put_run(floating* P, Py_ssize_t K, Py_ssize_t pw, Py_ssize_t k,
                           Py_ssize_t l, const floating* src, Py_ssize_t ss,
                           Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t q, m, a
+    cdef Py_ssize_t q = l % pw, m, a       # one division a run: later chunks start panels
     cdef floating* dst
     while n > 0:
-        q = l % pw
         m = min(pw - q, n)
         dst = P + (l - q) * K + k * pw + q
         if src == NULL:
@@ -228,6 +227,7 @@ cdef inline void _put_run(floating* P, Py_ssize_t K, Py_ssize_t pw, Py_ssize_t k
             src += m * ss
         l += m
         n -= m
+        q = 0
 
 
 # The packed columns l0 .. l0+nb-1 of one sample's im2col (row r = (c, i, j)
