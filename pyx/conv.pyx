@@ -694,18 +694,21 @@ cdef enum:
 
 cdef inline Py_ssize_t backward_block_columns(Py_ssize_t K, Py_ssize_t Co, Py_ssize_t L,
                                               Py_ssize_t itemsize) noexcept nogil:
-    """Positions per block: BLOCK_POSITIONS, fewer if the block's col and
-    dcol (K, nb) and dy's two packings (C_out, nb) would pass BACKWARD_BLOCK
-    bytes or L; an odd multiple of 16 (rows of a block then lie an odd
-    number of cache lines apart, not on a 4 KB stride whose lines share L1
-    sets: one block of 1024 positions at 32x3x32x32 float32 0.91 ms, of
-    1008 0.79), at least 16."""
+    """Positions per block: all L if it is at most BLOCK_POSITIONS, else
+    BLOCK_POSITIONS, fewer if the block's col and dcol (K, nb) and dy's two
+    packings (C_out, nb) would pass BACKWARD_BLOCK bytes; a multiple of 16
+    (at least 16) unless one block holds all L. Never rows a multiple of
+    4 KB apart: their lines share L1 sets (one block of 1024 positions at
+    32x3x32x32 float32 0.91 ms, of 1008 0.79)."""
     cdef Py_ssize_t n = (BACKWARD_BLOCK // itemsize // (2 * (K + Co))) // 16 * 16
-    cdef Py_ssize_t most = (L + 15) // 16 * 16
-    n = min(n, min(most, BLOCK_POSITIONS))
-    if n % 32 == 0:
+    n = min(n, <Py_ssize_t>BLOCK_POSITIONS)
+    if n < 16:
+        n = 16
+    if L <= n:
+        n = L
+    if (n * itemsize) % 4096 == 0 and n > 16:
         n -= 16
-    return n if n >= 16 else 16
+    return n
 
 
 # The tiled backward of one sample, per block of nb output positions:

@@ -192,8 +192,9 @@ def conv_backward_ref(dY, X, W, stride, padding, dilation):
 # whole column matrix, or blocks of output positions on the tile kernel;
 # blocks read the input at one flat shift when W' = W with stride 1
 # ("same" padding along W), else one run per output row. Blocks hold
-# up to 400 positions, an odd multiple of 16: blocks of 400 end inside rows
-# of 30 (900 positions); 253 positions in rows of 23 run as 240 + 13.
+# up to 400 positions: 900 positions in rows of 30 run as 400 + 400 + 100,
+# blocks ending inside rows; 253 positions (rows of 23) as one block, 15
+# panels of 16 and 13 left over.
 BACKWARD_PATH_CASES = [  # (B, C, H, W, Co, k, stride, padding, dilation)
     (3, 64, 30, 30, 64, (3, 3), (1, 1), (1, 1), (1, 1)),    # flat, blocks cross rows
     (2, 64, 11, 23, 20, (3, 3), (1, 1), (1, 1), (1, 1)),    # flat, 20 = 16 + 4 channels
