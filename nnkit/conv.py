@@ -176,24 +176,27 @@ def conv2d_forward(X, W, b=None, stride=1, padding=0, dilation=1, *, layout="NCH
     Y = Yout if layout == "NCHW" else np.empty((B, Co, Ho, Wo), X.dtype)
     bias = b if b is not None else np.zeros(Co, X.dtype)
     T = _team(B)
-    size = _k.forward_col_size(K, Ho * Wo, X.dtype == np.float32)
+    tiled = _tiled(T)
+    size = _k.forward_col_size(K, Ho * Wo, X.dtype == np.float32, tiled)
     col = _workspace("col", (T * size,), X.dtype)
     with _single_threaded_blas(T > 1):
         _k.conv2d_forward(X, Wk.reshape(Co, K), bias, Wk.shape[2], Wk.shape[3], st[0], st[1],
-                          pd[0], pd[1], dl[0], dl[1], Y.reshape(B, Co, Ho * Wo), col, size, T)
+                          pd[0], pd[1], dl[0], dl[1], Y.reshape(B, Co, Ho * Wo), col, size,
+                          tiled, T)
     if layout == "BWHC":
         Yout[...] = Y.transpose(0, 3, 2, 1)
     return Yout, Conv2dCache(X, Wk, b, st, pd, dl, layout, (Ho, Wo))
 
 
-def _tiled_backward(dtype, T: int) -> bool:
-    """The backward by blocks on nnkit's tile kernel (pyx/conv.pyx), where
-    the build has the kernel and no BLAS threads are given up (a team over
-    the batch, or one core); else im2col + BLAS. Backward alone, blocks /
-    BLAS, min of 15, at 32x3x32x32 -> 16, 16x64x56x56 -> 64 and
-    64x32x16x16 -> 64: float32 0.78 / 1.23, 45.2 / 64.8, 8.3 / 11.2 ms;
-    float64 1.25 / 1.92, 99 / 122, 17.1 / 18.0 ms."""
-    return _k.tile_width(dtype == np.float32) > 0 and (T > 1 or kernel_threads() == 1)
+def _tiled(T: int) -> bool:
+    """Whether the products run on nnkit's tile kernel (pyx/conv.pyx: the
+    forward's implicit GEMM in float32, the backward's blocks in both
+    dtypes) rather than im2col + BLAS: where the build has the kernel and no
+    BLAS threads are given up (a team over the batch, or one core).
+    Backward alone, blocks / BLAS, min of 15, at 32x3x32x32 -> 16,
+    16x64x56x56 -> 64 and 64x32x16x16 -> 64: float32 0.78 / 1.23, 45.2 /
+    64.8, 8.3 / 11.2 ms; float64 1.25 / 1.92, 99 / 122, 17.1 / 18.0 ms."""
+    return _k.tile_width(True) > 0 and (T > 1 or kernel_threads() == 1)
 
 
 def conv2d_backward(dY, cache: Conv2dCache, *, out=None) -> Conv2dGrads:
@@ -213,7 +216,7 @@ def conv2d_backward(dY, cache: Conv2dCache, *, out=None) -> Conv2dGrads:
     dW = np.empty_like(Wk)
     db = np.empty(Co, X.dtype)
     K, L, T = C * kh * kw, Ho * Wo, _team(B)
-    tiled = _tiled_backward(X.dtype, T)
+    tiled = _tiled(T)
     work = _workspace("work", (T, _k.backward_work_size(K, Co, L, X.dtype.itemsize, tiled)), X.dtype)
     dWacc = _workspace("dWacc", (T, Co * K), X.dtype)
     dbacc = _workspace("dbacc", (T, Co), np.float64)

@@ -368,10 +368,10 @@ cdef inline bint _is_pointwise(int kh, int kw, int sh, int sw, int ph, int pw) n
 cdef void _forward_one(const floating* x, const floating* Wm, const floating* b,
                        Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Co,
                        int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                       Py_ssize_t Ho, Py_ssize_t Wo, floating* col,
+                       Py_ssize_t Ho, Py_ssize_t Wo, bint tiled, floating* col,
                        floating* y) noexcept nogil:
     cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, o, l
-    cdef Py_ssize_t width = _panel_width(col)
+    cdef Py_ssize_t width = _panel_width(col) if tiled else 0
     cdef const floating* cm = x
     for o in range(Co):
         for l in range(L):
@@ -395,10 +395,11 @@ def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
                    floating[:, :, ::1] Y,             # OUT (B, C_out, H'W')
                    floating[::1] col,                 # workspace: T blocks of col_size
                    Py_ssize_t col_size,               # IN  each block: the packed block, or K*L
-                   int nthreads):
-    """nthreads > 1: samples split over an OpenMP team, thread t using its
-    block of col and single-threaded BLAS calls; 1: samples in order, BLAS's
-    own threads."""
+                   bint tiled, int nthreads):
+    """tiled: the implicit GEMM where _panel_width allows it (chosen in
+    nnkit.conv), else im2col + BLAS. nthreads > 1: samples split over an
+    OpenMP team, thread t using its block of col and single-threaded BLAS
+    calls; 1: samples in order, BLAS's own threads."""
     cdef Py_ssize_t B = X.shape[0], C = X.shape[1], H = X.shape[2], W = X.shape[3]
     cdef Py_ssize_t Co = Wm.shape[0], n
     cdef Py_ssize_t Ho = out_dim(H, kh, sh, ph, dh), Wo = out_dim(W, kw, sw, pw, dw)
@@ -407,12 +408,13 @@ def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
         with nogil:
             for n in range(B):
                 _forward_one(&X[n, 0, 0, 0], &Wm[0, 0], &b[0], C, H, W, Co, kh, kw,
-                             sh, sw, ph, pw, dh, dw, Ho, Wo, &col[0], &Y[n, 0, 0])
+                             sh, sw, ph, pw, dh, dw, Ho, Wo, tiled, &col[0], &Y[n, 0, 0])
     else:
         for n in prange(B, nogil=True, schedule="static", num_threads=nthreads):
             t = threadid()
             _forward_one(&X[n, 0, 0, 0], &Wm[0, 0], &b[0], C, H, W, Co, kh, kw,
-                         sh, sw, ph, pw, dh, dw, Ho, Wo, &col[t * col_size], &Y[n, 0, 0])
+                         sh, sw, ph, pw, dh, dw, Ho, Wo, tiled, &col[t * col_size],
+                         &Y[n, 0, 0])
 
 
 # ----------------------------------------------------- conv2d backward
@@ -827,10 +829,11 @@ def tile_width(bint float32):
     return NNKIT_PANEL_F if float32 else NNKIT_PANEL_D
 
 
-def forward_col_size(Py_ssize_t K, Py_ssize_t L, bint float32):
+def forward_col_size(Py_ssize_t K, Py_ssize_t L, bint float32, bint tiled):
     """Values of conv2d_forward's workspace per thread: the implicit GEMM's
-    packed block (_panel_width says when it runs), else im2col's K x L."""
-    cdef Py_ssize_t width = NNKIT_PANEL_F if float32 else 0    # = _panel_width
+    packed block (tiled and _panel_width say when it runs), else im2col's
+    K x L."""
+    cdef Py_ssize_t width = (NNKIT_PANEL_F if float32 else 0) if tiled else 0  # = _panel_width
     return block_columns(K, width) * K if width > 0 else K * L
 
 

@@ -188,7 +188,7 @@ def conv_backward_ref(dY, X, W, stride, padding, dilation):
     return dXp[:, :, ph:ph + H, pw:pw + Wd], dW, dY.sum(axis=(0, 2, 3))
 
 
-# The backward's two ways (nk.conv._tiled_backward): BLAS on the
+# The backward's two ways (nk.conv._tiled): BLAS on the
 # whole column matrix, or blocks of output positions on the tile kernel;
 # blocks read the input at one flat shift when W' = W with stride 1
 # ("same" padding along W), else one run per output row. Blocks hold
@@ -208,11 +208,13 @@ BACKWARD_PATH_CASES = [  # (B, C, H, W, Co, k, stride, padding, dilation)
 ]
 
 
+@pytest.mark.parametrize("tiled", [True, False], ids=["tiled", "blas"])
 @pytest.mark.parametrize("case", BACKWARD_PATH_CASES, ids=str)
-def test_forward_against_tap_reference(case, rng, dtype):
-    # the same geometries through the forward (float32: packed panels, by
-    # flat shift where the rows line up, else one run per output row)
+def test_forward_against_tap_reference(case, tiled, rng, dtype, monkeypatch):
+    # the same geometries through the forward (float32 tiled: packed panels,
+    # by flat shift where the rows line up, else one run per output row)
     B, C, H, W, Co, k, s, p, d = case
+    monkeypatch.setattr(nk.conv, "_tiled", lambda T: tiled)
     X = rng.standard_normal((B, C, H, W)).astype(dtype)
     Wt = (rng.standard_normal((Co, C) + k) / np.sqrt(C * k[0] * k[1])).astype(dtype)
     Y, _ = nk.conv2d_forward(X, Wt, None, s, p, d)
@@ -234,7 +236,7 @@ def test_forward_against_tap_reference(case, rng, dtype):
 def test_backward_paths_against_tap_reference(case, threads, tiled, rng, dtype, monkeypatch):
     B, C, H, W, Co, k, s, p, d = case
     monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
-    monkeypatch.setattr(nk.conv, "_tiled_backward", lambda dtype, T: tiled)
+    monkeypatch.setattr(nk.conv, "_tiled", lambda T: tiled)
     X = rng.standard_normal((B, C, H, W)).astype(dtype)
     Wt = (rng.standard_normal((Co, C) + k) / np.sqrt(C * k[0] * k[1])).astype(dtype)
     Y, cache = nk.conv2d_forward(X, Wt, None, s, p, d)
