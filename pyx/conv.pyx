@@ -133,14 +133,15 @@ cdef void _im2col(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                     if ih < 0 or ih >= H:
                         memset(dst, 0, Wo * sizeof(floating))
                         continue
-                    src = x + (c * H + ih) * W + off
                     for ow in range(lo):
                         dst[ow] = 0
-                    if sw == 1:
-                        memcpy(dst + lo, src + lo, (hi - lo) * sizeof(floating))
-                    else:
-                        for ow in range(lo, hi):
-                            dst[ow] = src[ow * sw]
+                    if hi > lo:
+                        src = x + (c * H + ih) * W + lo * sw + off   # the tap of ow = lo
+                        if sw == 1:
+                            memcpy(dst + lo, src, (hi - lo) * sizeof(floating))
+                        else:
+                            for ow in range(hi - lo):
+                                dst[lo + ow] = src[ow * sw]
                     for ow in range(hi, Wo):
                         dst[ow] = 0
 
@@ -164,13 +165,15 @@ cdef void _col2im(const floating* dcol, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
                     ih = oh * sh - ph + i * dh
                     if ih < 0 or ih >= H:
                         continue
-                    src = dcol + ((c * kh + i) * kw + j) * L + oh * Wo
-                    dst = dx + (c * H + ih) * W + off
+                    if hi <= lo:
+                        continue
+                    src = dcol + ((c * kh + i) * kw + j) * L + oh * Wo + lo
+                    dst = dx + (c * H + ih) * W + lo * sw + off      # the tap of ow = lo
                     if sw == 1:
-                        for ow in range(lo, hi):
+                        for ow in range(hi - lo):
                             dst[ow] += src[ow]
                     else:
-                        for ow in range(lo, hi):
+                        for ow in range(hi - lo):
                             dst[ow * sw] += src[ow]
 
 
@@ -427,10 +430,10 @@ def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
 # Thread t accumulates into dWacc[t] and dbacc[t]; summed at the end.
 # Two ways to run it (`tiled`, chosen in nnkit.conv):
 # - BLAS: the whole (K, L) col and dcol of a sample, two GEMMs, col2im.
-# - tiled (float32 with the tile kernel): the same products a block of
-#   output positions at a time, every operand of the block in L2: no (K, L)
-#   matrix in L3, no BLAS packing (on the benchmark shapes, BLAS's packing
-#   copies and im2col/col2im were 30 % of the backward's profile).
+# - tiled (both dtypes, where the build has the tile kernel): the same
+#   products a block of output positions at a time (_backward_tiled): no
+#   (K, L) matrix in L3, no BLAS packing (on the benchmark shapes, BLAS's
+#   packing copies and im2col/col2im were 30 % of the backward's profile).
 cdef inline void _db_sums(const floating* dy, Py_ssize_t Co, Py_ssize_t L,
                           double* dbacc) noexcept nogil:
     """dbacc[o] += Σ_l dy[o, l] in double, four partial sums (one sum alone
@@ -532,24 +535,27 @@ cdef void _gather_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssiz
                 for oh in range(oh0, oh1 + 1):
                     a = l0 - oh * Wo if oh == oh0 else 0          # this row's ow range [a, b)
                     b = l0 + nb - oh * Wo if oh == oh1 else Wo
-                    d = D + k * nb + oh * Wo - l0                 # column of (oh, 0)
+                    # pointers only ever to elements inside their arrays (one
+                    # before the start, even unread, is undefined in C, and gcc
+                    # once compiled such a loop into reads before x)
+                    d = D + k * nb + oh * Wo + a - l0             # column of (oh, a)
                     ih = oh * sh - ph + i * dh
                     u = max(a, lo)                                # inside: [u, v)
                     v = min(b, hi)
                     if ih < 0 or ih >= H or u >= v:
-                        for t in range(a, b):
+                        for t in range(b - a):
                             d[t] = 0
                         continue
-                    for t in range(a, u):
+                    for t in range(u - a):
                         d[t] = 0
-                    s = x + (c * H + ih) * W + off
+                    s = x + (c * H + ih) * W + u * sw + off       # the tap of (oh, u)
                     if sw == 1:
-                        for t in range(u, v):
-                            d[t] = s[t]
+                        for t in range(v - u):
+                            d[u - a + t] = s[t]
                     else:
-                        for t in range(u, v):
-                            d[t] = s[t * sw]
-                    for t in range(v, b):
+                        for t in range(v - u):
+                            d[u - a + t] = s[t * sw]
+                    for t in range(v - a, b - a):
                         d[t] = 0
 
 
