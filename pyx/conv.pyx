@@ -784,6 +784,7 @@ def conv2d_backward(const floating[:, :, ::1] dY,     # IN  (B, C_out, L)
     cdef Py_ssize_t KL = K * Ho * Wo
     cdef int t
     cdef double s
+    tiled = tiled and _tile_width(&dWacc[0, 0]) > 0     # no tile kernel in this build: BLAS
     with nogil:
         memset(&dWacc[0, 0], 0, T * Co * K * sizeof(floating))
         memset(&dbacc[0, 0], 0, T * Co * sizeof(double))
@@ -826,8 +827,12 @@ def conv2d_backward(const floating[:, :, ::1] dY,     # IN  (B, C_out, L)
 def backward_work_size(Py_ssize_t K, Py_ssize_t Co, Py_ssize_t L, Py_ssize_t itemsize,
                        bint tiled):
     """Values of conv2d_backward's workspace per thread: the tiled
-    backward's block buffers, else the whole col and dcol (2 K L)."""
-    return 2 * (K + Co) * backward_block_columns(K, Co, L, itemsize) if tiled else 2 * K * L
+    backward's block buffers, else (also when the build has no tile kernel:
+    the kernel then takes the BLAS path) the whole col and dcol (2 K L)."""
+    cdef Py_ssize_t width = NNKIT_PANEL_F if itemsize == 4 else NNKIT_PANEL_D  # = _tile_width
+    if tiled and width > 0:
+        return 2 * (K + Co) * backward_block_columns(K, Co, L, itemsize)
+    return 2 * K * L
 
 
 def tile_width(bint float32):
