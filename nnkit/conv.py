@@ -14,15 +14,16 @@ passes over the activations; at (32, 32, 32, 3) → 16 channels that is about
 a fifth of the forward + backward time).
 
 Algorithm (pyx/conv.pyx): per sample, im2col (K = C_in·kh·kw rows, H'W'
-columns) and one GEMM Y_n = W col + b. In float32 (where the build has the
-tile kernel, pyx/_tile.pxd) that is an implicit GEMM: im2col is written by
-blocks of output positions straight into the kernel's packed panels, each
-block multiplied while it sits in L2; in float64, and in a build without the
-kernel, im2col then BLAS. Backward recomputes col and runs two BLAS GEMMs
-(dW += dY_n colᵀ, dcol = Wᵀ dY_n) and col2im. Samples are split
-over the OpenMP team; each thread has its own column buffer and calls BLAS
-single-threaded (SciPy's OpenBLAS is set to 1 thread for the call and
-restored after). Measured on 2 cores: per-sample threads with 1-thread BLAS
+columns) and one GEMM Y_n = W col + b; backward recomputes col, forms
+dW += dY_n colᵀ and dcol = Wᵀ dY_n, and col2im. Where the build has nnkit's
+tile kernel (pyx/_tile.pxd) and a team splits the batch (`_tiled`), the
+products run on it a block of output positions at a time, so no (K, H'W')
+column matrix is written: the float32 forward packs each block straight
+into the kernel's panels; the backward (both dtypes) takes blocks of up to
+400 positions. Otherwise, and for the float64 forward (dgemm measured
+faster there), im2col then BLAS. Samples are split over the OpenMP team;
+each thread has its own buffers and calls BLAS single-threaded (SciPy's
+OpenBLAS is set to 1 thread for the call and restored after). Measured on 2 cores: per-sample threads with 1-thread BLAS
 beat samples in order with BLAS's own 2 threads at every benchmark shape,
 by up to 20x when the other core is busy (OpenBLAS's threads wait on each
 other at every GEMM; see `nnkit bench conv`).

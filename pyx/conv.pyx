@@ -1,6 +1,7 @@
 # Convolution and pooling (P3, P10): the output-size arithmetic, im2col +
-# GEMM convolution (the float32 forward an implicit GEMM on nnkit's tile
-# kernel, the rest BLAS), and max / average / Lp pooling.
+# GEMM convolution (on nnkit's tile kernel by blocks of output positions:
+# the float32 forward and the backward; else BLAS), and max / average / Lp
+# pooling.
 #
 # Layout is PyTorch's NCHW: X (B, C, H, W), W (C_out, C_in, kh, kw) seen as
 # the matrix Wm (C_out, K) with K = C_in*kh*kw, Y (B, C_out, H'*W').
