@@ -282,22 +282,19 @@ cdef void _pack_flat(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
                      int kh, int kw, int ph, int pw, int dh, int dw,
                      Py_ssize_t l0, Py_ssize_t nb, Py_ssize_t width,
                      floating* P) noexcept nogil:
-    cdef Py_ssize_t c, i, j, k, t, off, delta, la, lb, lo, hi, oh, ow
+    cdef Py_ssize_t c, i, j, k, t, delta, la, lb, lo, hi, oh, ow
     cdef Py_ssize_t K = C * kh * kw
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
                 k = (c * kh + i) * kw + j
-                off = j * dw - pw
-                delta = (i * dh - ph) * W + off
-                _flat_range(H, W, i, ph, dh, delta, l0, nb, &la, &lb)
+                delta = _flat_tap(H, W, i, j, ph, pw, dh, dw, l0, nb, &la, &lb, &lo, &hi)
                 if la >= lb:
                     _put_run(P, K, width, k, 0, NULL, 1, nb)
                     continue
                 _put_run(P, K, width, k, 0, NULL, 1, la - l0)
                 _put_run(P, K, width, k, la - l0, x + c * H * W + delta + la, 1, lb - la)
                 _put_run(P, K, width, k, lb - l0, NULL, 1, l0 + nb - lb)
-                _inside(off, 1, W, W, &lo, &hi)
                 if lo == 0 and hi == W:
                     continue
                 for oh in range(l0 // W, (l0 + nb - 1) // W + 1):
@@ -569,11 +566,18 @@ cdef void _gather_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssiz
 # row is one long copy instead of one short run per output row (at W' = 16
 # the runs' loop overheads cost as much as the copies). [la, lb): the
 # positions whose tap is inside the plane's rows and flat extent.
-cdef inline void _flat_range(Py_ssize_t H, Py_ssize_t W, Py_ssize_t i, int ph, int dh,
-                             Py_ssize_t delta, Py_ssize_t l0, Py_ssize_t nb,
-                             Py_ssize_t* la, Py_ssize_t* lb) noexcept nogil:
+cdef inline Py_ssize_t _flat_tap(Py_ssize_t H, Py_ssize_t W, Py_ssize_t i, Py_ssize_t j,
+                                 int ph, int pw, int dh, int dw, Py_ssize_t l0, Py_ssize_t nb,
+                                 Py_ssize_t* la, Py_ssize_t* lb, Py_ssize_t* lo,
+                                 Py_ssize_t* hi) noexcept nogil:
+    """δ of tap (i, j); [la, lb) as above (empty: la >= lb); [lo, hi) the
+    output columns whose tap is inside the row (_inside)."""
+    cdef Py_ssize_t off = j * dw - pw
+    cdef Py_ssize_t delta = (i * dh - ph) * W + off
     la[0] = max(max(l0, (ph - i * dh) * W), -delta)
     lb[0] = min(min(l0 + nb, (H + ph - i * dh) * W), H * W - delta)
+    _inside(off, 1, W, W, lo, hi)
+    return delta
 
 
 # D[(c,i,j), t] = 0 for the block's positions whose tap falls off the row's
@@ -597,16 +601,14 @@ cdef inline void _zero_row_ends(floating* d, Py_ssize_t W, Py_ssize_t lo, Py_ssi
 cdef void _gather_flat(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                        int kh, int kw, int ph, int pw, int dh, int dw,
                        Py_ssize_t l0, Py_ssize_t nb, floating* D) noexcept nogil:
-    cdef Py_ssize_t c, i, j, t, off, delta, la, lb, lo, hi
+    cdef Py_ssize_t c, i, j, t, delta, la, lb, lo, hi
     cdef floating* d
     cdef const floating* s
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
                 d = D + ((c * kh + i) * kw + j) * nb
-                off = j * dw - pw
-                delta = (i * dh - ph) * W + off
-                _flat_range(H, W, i, ph, dh, delta, l0, nb, &la, &lb)
+                delta = _flat_tap(H, W, i, j, ph, pw, dh, dw, l0, nb, &la, &lb, &lo, &hi)
                 if la >= lb:
                     la = lb = l0
                 for t in range(la - l0):
@@ -616,7 +618,6 @@ cdef void _gather_flat(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
                     d[la - l0 + t] = s[t]
                 for t in range(lb - l0, nb):
                     d[t] = 0
-                _inside(off, 1, W, W, &lo, &hi)
                 _zero_row_ends(d, W, lo, hi, l0, nb)
 
 
@@ -627,19 +628,16 @@ cdef void _gather_flat(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
 cdef void _scatter_flat(floating* D, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                         int kh, int kw, int ph, int pw, int dh, int dw,
                         Py_ssize_t l0, Py_ssize_t nb, floating* dx) noexcept nogil:
-    cdef Py_ssize_t c, i, j, t, off, delta, la, lb, lo, hi
+    cdef Py_ssize_t c, i, j, t, delta, la, lb, lo, hi
     cdef floating* d
     cdef floating* s
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
                 d = D + ((c * kh + i) * kw + j) * nb
-                off = j * dw - pw
-                delta = (i * dh - ph) * W + off
-                _flat_range(H, W, i, ph, dh, delta, l0, nb, &la, &lb)
+                delta = _flat_tap(H, W, i, j, ph, pw, dh, dw, l0, nb, &la, &lb, &lo, &hi)
                 if la >= lb:
                     continue
-                _inside(off, 1, W, W, &lo, &hi)
                 _zero_row_ends(d, W, lo, hi, l0, nb)
                 s = dx + c * H * W + delta + la               # the tap of position la
                 for t in range(lb - la):
