@@ -113,21 +113,15 @@ def _eigh(S: np.ndarray):
     unit-scale features) is still resolved; float64 input for worse-
     conditioned batches (B ≤ M with a tiny ε) -- `cache.cond` reports it.
     """
-    syevd = _lapack("syevd", S.dtype)
+    S = np.ascontiguousarray(S)
     lam = np.empty(S.shape[:-1], S.dtype)
     D = np.empty_like(S)
+    info = np.zeros(S.shape[0], np.intc)
     with serial_blas():
-        for k in range(S.shape[0]):
-            if not np.isfinite(S[k]).all():
-                # a NaN/inf input (nan_policy "propagate"): LAPACK would fail
-                # with an opaque info code; NaN flows on to Ŷ and Z instead,
-                # as in the other methods and in batch norm
-                lam[k], D[k] = np.nan, np.nan
-                continue
-            w, vec, info = syevd(S[k], compute_v=1, lower=1)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"syevd failed (info = {info}) on group {k}")
-            lam[k], D[k] = w, vec
+        _k.eigh_stack(S, lam, D, info)
+    bad = np.flatnonzero(info)
+    if bad.size:
+        raise np.linalg.LinAlgError(f"syevd failed (info = {info[bad[0]]}) on group {bad[0]}")
     return lam, D
 
 
@@ -204,11 +198,10 @@ def backward_algebra(dW: np.ndarray, S: np.ndarray, W: np.ndarray, method: str,
                       aux: dict) -> np.ndarray:
     if method == "zca":
         # dΣ = D (F ∘ Dᵀ sym(dW) D) Dᵀ, F_ij = −1/(s_i s_j (s_i + s_j))
-        lam, D = aux["lam"], aux["D"]
-        s = np.sqrt(lam)
-        F = -1.0 / (s[..., :, None] * s[..., None, :] * (s[..., :, None] + s[..., None, :]))
-        inner = F * _mm(D, _mm(_sym(dW), D), ta=True)
-        return _mm(_mm(D, inner), D, tb=True)
+        # (one kernel call for the stack: zca_backward_stack in pyx/whitening.pyx)
+        dS = np.empty_like(dW)
+        _k.zca_backward_stack(dW, aux["D"], aux["lam"], dS)
+        return dS
     if method == "pca":
         # W = D Λ^(−½): D̄ = dW Λ^(−½), λ̄_j = −½ λ_j^(−3/2) (Dᵀ dW)_jj;
         # eigenvector adjoint: dΣ = D (diag λ̄ + Fp ∘ Dᵀ D̄) Dᵀ, Fp_ij = 1/(λ_j − λ_i)

@@ -246,26 +246,24 @@ def _backward_kernels(dout, cache, full, dY, nt):
     Ps = stacks(M, g, Y.dtype)
     _k.backward_reduce(cache.Yc, dZc, g, *kernel_args(Ps))
 
-    # per stack: dW = Ycᵀ dŶ = (Ycᵀ dZc + colsum(Yc) (dβ/B)ᵀ) diag γ, then dΣ
+    # per stack: dW = Ycᵀ dŶ, the method's dΣ, then the factors of the
+    # expansion and dm (the g×g steps as kernels, see pyx/whitening.pyx)
     As, Xs, dcovs, dmean = [], [], [], np.empty(M, Y.dtype)
     c = 0
     for P, S, W, a in zip(Ps, cache.covs, cache.Ws, cache.aux):
         k, gs = P.shape[0], P.shape[-1]
         sl = slice(c, c + k * gs)
-        gam = cache.gamma[sl].reshape(k, gs)
-        cs = cache.colsum[sl].reshape(k, gs).astype(Y.dtype)
-        db = dbeta[sl].reshape(k, gs)
-        dW = (P + cs[:, :, None] * (db / B)[:, None, :]) * gam[:, None, :]
+        gam, cs, db = (vec[sl].reshape(k, gs) for vec in (cache.gamma, cache.colsum, dbeta))
+        dW = np.empty_like(P)
+        _k.whitening_matrix_grad(P, gam, cs, db, B, dW)
         with np.errstate(all="ignore"):
             dS = backward_algebra(dW, S, W, cache.method, a).astype(Y.dtype, copy=False)
-        X = (2.0 / B) * dS
-        As.append(np.ascontiguousarray(gam[:, :, None] * transpose(W)))   # diag(γ) Wᵀ
-        Xs.append(np.ascontiguousarray(X, dtype=Y.dtype))
+        A, X = np.empty_like(P), np.empty_like(P)
+        _k.expansion_factors(np.ascontiguousarray(dS), W, gam, cs, db, B, A, X,
+                             dmean[sl].reshape(k, gs))
+        As.append(A)
+        Xs.append(X)
         dcovs.append(dS)
-        # dm = −W (γ ⊙ dβ) − X colsum(Yc)
-        # (einsum: no BLAS call, see gemm_stack in pyx/whitening.pyx)
-        dm = -np.einsum("kij,kj->ki", W, gam * db) - np.einsum("kij,kj->ki", X, cs)
-        dmean[sl] = dm.reshape(-1)
         c += k * gs
     _k.backward_expand(dZc, cache.Yc, g, *kernel_args(As), *kernel_args(Xs), dY)
     dcov = block_diag(dcovs) if full else None

@@ -34,8 +34,10 @@
 # any call. Arguments: inputs (# IN), outputs (# OUT), thread count.
 
 from cython.parallel cimport prange
+from libc.math cimport isfinite, sqrt, NAN
 from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport dsyrk, ssyrk
+from scipy.linalg.cython_lapack cimport dsyevd, ssyevd
 from _common cimport (CHUNK_ROWS, FeatureGroup, clear_sums, column_sums_rows, feature_group,
                       floating, flush_partials, gemm_rowmajor, group_count, relu_grad,
                       relu_value, row_start, row_team, syrk_rowmajor, team_size)
@@ -364,6 +366,169 @@ def gram_stack(const floating[:, :, ::1] Q,        # IN (n, g, g)
                 dsyrk(&uplo, &trans, &g, &g, &a, <double*>&Q[k, 0, 0], &g, &zero,
                       &C[k, 0, 0], &g)
             _mirror_upper(&C[k, 0, 0], g)
+    return None
+
+
+# The per-group g x g steps of the backward around the method's dW -> dSigma
+# (nnkit.whitening._backward_kernels), for a stack of n blocks. Each was a
+# handful of NumPy calls on (n, g, g) arrays: at (256, 64) float64 they took
+# ~100 us of Python beside ~330 us of kernels (line profile, 2000 steps).
+# gamma, colsum, dbeta are the groups' (n, g) slices of the (M,) vectors.
+#
+# dW_k = (P_k + cs_k db_k^T / B) diag(gamma_k)        dW = Yc^T dYhat, with
+#   dYhat = dZ diag(gamma) and dZ = dZc + 1 (db / B)^T, so Yc^T dZ = P + cs db^T / B
+# Flops: 3 n g^2.
+def whitening_matrix_grad(const floating[:, :, ::1] P,     # IN (n, g, g) Yc^T dZc
+                          const floating[:, ::1] gamma,    # IN (n, g)
+                          const double[:, ::1] colsum,     # IN (n, g) sum_i Yc
+                          const floating[:, ::1] dbeta,    # IN (n, g)
+                          Py_ssize_t B,                    # IN batch size
+                          floating[:, :, ::1] dW):         # OUT (n, g, g)
+    cdef Py_ssize_t n = P.shape[0], g = P.shape[1], k, i, j
+    cdef floating c
+    with nogil:
+        for k in range(n):
+            for i in range(g):
+                c = <floating>colsum[k, i]
+                for j in range(g):
+                    dW[k, i, j] = (P[k, i, j] + c * (dbeta[k, j] / <floating>B)) * gamma[k, j]
+    return None
+
+
+# ZCA's dW -> dSigma for every block (P2.4; W = D Lambda^(-1/2) D^T, s = sqrt(lam)):
+#   dSigma = D (F o D^T sym(dW) D) D^T,   F_ij = -1 / (s_i s_j (s_i + s_j))
+# (divided differences of lam^(-1/2) with no 1/(lam_i - lam_j): repeated
+# eigenvalues are harmless). Four gemms per block on scratch (2 g^2).
+# Flops: 8 n g^3 + ~6 n g^2.
+def zca_backward_stack(const floating[:, :, ::1] dW,    # IN (n, g, g)
+                       const floating[:, :, ::1] D,     # IN (n, g, g) eigenvectors (columns)
+                       const floating[:, ::1] lam,      # IN (n, g) eigenvalues
+                       floating[:, :, ::1] dS):         # OUT (n, g, g) symmetric
+    cdef Py_ssize_t n = dW.shape[0], k, i, j
+    cdef int g = <int>dW.shape[1]
+    cdef floating* sym = <floating*>malloc(2 * max(g * g, 1) * sizeof(floating))
+    cdef floating* tmp
+    cdef floating* s
+    cdef const floating* d
+    cdef floating* out
+    if sym == NULL:
+        raise MemoryError("zca_backward_stack: no memory for the scratch")
+    tmp = sym + g * g
+    with nogil:
+        for k in range(n):
+            d = &D[k, 0, 0]
+            out = &dS[k, 0, 0]
+            for i in range(g):
+                for j in range(g):
+                    sym[i * g + j] = <floating>0.5 * (dW[k, i, j] + dW[k, j, i])
+            gemm_rowmajor(False, False, g, g, g, <floating>1, sym, g, d, g, <floating>0, tmp, g)
+            gemm_rowmajor(True, False, g, g, g, <floating>1, d, g, tmp, g, <floating>0, sym, g)
+            s = tmp                       # tmp is free again: sqrt(lam) in its first row
+            for i in range(g):
+                s[i] = sqrt(lam[k, i])
+            for i in range(g):
+                for j in range(g):
+                    sym[i * g + j] = sym[i * g + j] * (<floating>-1 / (s[i] * s[j] * (s[i] + s[j])))
+            gemm_rowmajor(False, False, g, g, g, <floating>1, d, g, sym, g, <floating>0, tmp, g)
+            gemm_rowmajor(False, True, g, g, g, <floating>1, tmp, g, d, g, <floating>0, out, g)
+    free(sym)
+    return None
+
+
+# From dSigma to what the B-sized expansion and dmean need, per block:
+#   X_k = 2 dSigma_k / B                 (the path through Sigma)
+#   A_k = diag(gamma_k) W_k^T            (the path through Yhat)
+#   dm_k = -W_k (gamma_k o db_k) - X_k cs_k   (the mean's total derivative;
+#          sums in double)
+# Flops: ~7 n g^2.
+def expansion_factors(const floating[:, :, ::1] dS,    # IN (n, g, g)
+                      const floating[:, :, ::1] W,     # IN (n, g, g)
+                      const floating[:, ::1] gamma,    # IN (n, g)
+                      const double[:, ::1] colsum,     # IN (n, g)
+                      const floating[:, ::1] dbeta,    # IN (n, g)
+                      Py_ssize_t B,                    # IN batch size
+                      floating[:, :, ::1] A,           # OUT (n, g, g)
+                      floating[:, :, ::1] X,           # OUT (n, g, g)
+                      floating[:, ::1] dmean):         # OUT (n, g)
+    cdef Py_ssize_t n = dS.shape[0], g = dS.shape[1], k, i, j
+    cdef floating two_over_b = <floating>(2.0 / B)
+    cdef double acc
+    with nogil:
+        for k in range(n):
+            for i in range(g):
+                acc = 0.0
+                for j in range(g):
+                    X[k, i, j] = two_over_b * dS[k, i, j]
+                    A[k, i, j] = gamma[k, i] * W[k, j, i]
+                    acc = acc + <double>W[k, i, j] * (gamma[k, j] * dbeta[k, j]) \
+                        + <double>X[k, i, j] * <floating>colsum[k, j]
+                dmean[k, i] = <floating>(-acc)
+    return None
+
+
+# eigh_stack: S_k = D_k diag(lam_k) D_k^T for every block, eigenvalues
+# ascending, eigenvectors in D_k's columns: LAPACK syevd (divide and conquer)
+# in the input's precision, all blocks in one call. The caller holds OpenBLAS
+# on one thread (nnkit._whitening_algebra._eigh says why).
+# A block with a non-finite entry gets NaN lam_k and D_k (the NaN policy
+# "propagate": LAPACK would fail with an opaque code); syevd's info for block
+# k goes to info[k] (0 = converged).
+# Why a kernel: the SciPy wrapper loop it replaces spent 56 us per 64 x 64
+# block beside syevd's 357 (a finiteness check, the wrapper's own checks and
+# workspace, the copy of its Fortran-ordered result); that was 5 % of the
+# whole ZCA step at (256, 64).
+# syevd overwrites its input with the eigenvectors, column-major: the block is
+# copied into D_k (symmetric, so the row-major copy is the same matrix), and
+# the result, D^T in row-major terms, is transposed in place.
+# Workspace: lwork = 1 + 6g + 2g^2, liwork = 3 + 5g (syevd, jobz = V).
+# Flops: ~(4/3 + 2 to 3) g^3 per block (tridiagonal reduction, divide and
+# conquer, back-transformation).
+def eigh_stack(const floating[:, :, ::1] S,        # IN (n, g, g) symmetric
+               floating[:, ::1] lam,               # OUT (n, g) ascending
+               floating[:, :, ::1] D,              # OUT (n, g, g) eigenvectors (columns)
+               int[::1] info):                     # OUT (n,) syevd's info per block
+    cdef Py_ssize_t n = S.shape[0], k, i, j
+    cdef int g = <int>S.shape[1]
+    cdef int lwork = 1 + 6 * g + 2 * g * g, liwork = 3 + 5 * g, ok
+    cdef char jobz = b'V'
+    cdef char uplo = b'L'
+    cdef floating* work = <floating*>malloc(max(lwork, 1) * sizeof(floating))
+    cdef int* iwork = <int*>malloc(max(liwork, 1) * sizeof(int))
+    cdef floating* a
+    cdef floating tmp
+    cdef bint finite
+    if work == NULL or iwork == NULL:
+        free(work)
+        free(iwork)
+        raise MemoryError("eigh_stack: no memory for syevd's workspace")
+    with nogil:
+        for k in range(n):
+            a = &D[k, 0, 0]
+            finite = True
+            for i in range(g * g):
+                a[i] = (&S[k, 0, 0])[i]
+                finite = finite and isfinite(a[i])
+            if not finite:
+                for i in range(g):
+                    lam[k, i] = NAN
+                for i in range(g * g):
+                    a[i] = NAN
+                info[k] = 0
+                continue
+            if floating is float:
+                ssyevd(&jobz, &uplo, &g, a, &g, &lam[k, 0], work, &lwork, iwork, &liwork,
+                       &ok)
+            else:
+                dsyevd(&jobz, &uplo, &g, a, &g, &lam[k, 0], work, &lwork, iwork, &liwork,
+                       &ok)
+            info[k] = ok
+            for i in range(g):
+                for j in range(i + 1, g):
+                    tmp = a[i * g + j]
+                    a[i * g + j] = a[j * g + i]
+                    a[j * g + i] = tmp
+    free(work)
+    free(iwork)
     return None
 
 

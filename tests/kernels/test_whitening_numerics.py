@@ -124,3 +124,66 @@ def test_gram_stack_is_the_full_symmetric_product(dtype, g):
     tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(C, want, rtol=tol, atol=tol * g)
     np.testing.assert_array_equal(C, np.swapaxes(C, 1, 2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("g", [1, 2, 7, 64])
+def test_eigh_stack_decomposes_every_block_and_marks_a_non_finite_one(dtype, g):
+    """The kernel's syevd loop: for every block S = D diag(λ) Dᵀ with λ
+    ascending and D orthonormal (checked against the block itself, and λ
+    against NumPy's eigvalsh in float64); a block holding a NaN comes back
+    all NaN and leaves its neighbours alone."""
+    from nnkit._kernels import whitening as k
+    rng = np.random.default_rng(g)
+    A = rng.standard_normal((3, 4 * g, g))
+    S = (np.swapaxes(A, 1, 2) @ A / (4 * g) + 0.1 * np.eye(g)).astype(dtype)
+    S[1, 0, g - 1] = S[1, g - 1, 0] = np.nan
+    lam = np.zeros((3, g), dtype)
+    D = np.zeros_like(S)
+    info = np.full(3, -7, np.intc)
+    k.eigh_stack(S, lam, D, info)
+    np.testing.assert_array_equal(info, 0)
+    assert np.isnan(lam[1]).all() and np.isnan(D[1]).all()
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for b in (0, 2):
+        Sb = S[b].astype(np.float64)
+        Db = D[b].astype(np.float64)
+        assert np.all(np.diff(lam[b]) >= 0)
+        np.testing.assert_allclose(lam[b], np.linalg.eigvalsh(Sb), rtol=tol, atol=tol)
+        np.testing.assert_allclose(Db.T @ Db, np.eye(g), atol=tol * g)
+        np.testing.assert_allclose(Db @ np.diag(lam[b].astype(np.float64)) @ Db.T, Sb,
+                                   atol=tol * g * np.abs(Sb).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_g_by_g_kernels_match_their_formulas(dtype):
+    """The three g×g kernels of the backward against NumPy written from the
+    formulas in pyx/whitening.pyx, on a stack of 2 blocks of 5."""
+    from nnkit._kernels import whitening as k
+    rng = np.random.default_rng(3)
+    n, g, B = 2, 5, 9
+    P, W, dS = (rng.standard_normal((n, g, g)).astype(dtype) for _ in range(3))
+    gam, db = (rng.standard_normal((n, g)).astype(dtype) for _ in range(2))
+    cs = rng.standard_normal((n, g))
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    dW = np.empty_like(P)
+    k.whitening_matrix_grad(P, gam, cs, db, B, dW)
+    want = (P + cs[:, :, None] * db[:, None, :] / B) * gam[:, None, :]
+    np.testing.assert_allclose(dW, want, rtol=tol, atol=tol)
+    A, X, dm = np.empty_like(P), np.empty_like(P), np.empty((n, g), dtype)
+    k.expansion_factors(dS, W, gam, cs, db, B, A, X, dm)
+    np.testing.assert_allclose(X, 2 * dS / B, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(A, gam[:, :, None] * np.swapaxes(W, 1, 2))
+    want_dm = -np.einsum("kij,kj->ki", W.astype(float), gam.astype(float) * db) \
+        - np.einsum("kij,kj->ki", 2 * dS.astype(float) / B, cs)
+    np.testing.assert_allclose(dm, want_dm, rtol=tol * 10, atol=tol * 10)
+    # ZCA: dΣ = D (F ∘ Dᵀ sym(dW) D) Dᵀ with F_ij = −1/(s_i s_j (s_i + s_j))
+    Q, _ = np.linalg.qr(rng.standard_normal((n, g, g)))
+    lam = rng.uniform(0.5, 2.0, (n, g))
+    out = np.empty_like(P)
+    k.zca_backward_stack(dW, Q.astype(dtype), lam.astype(dtype), out)
+    s = np.sqrt(lam)
+    F = -1 / (s[:, :, None] * s[:, None, :] * (s[:, :, None] + s[:, None, :]))
+    sym = 0.5 * (dW + np.swapaxes(dW, 1, 2)).astype(float)
+    want = Q @ (F * (np.swapaxes(Q, 1, 2) @ sym @ Q)) @ np.swapaxes(Q, 1, 2)
+    np.testing.assert_allclose(out, want, rtol=tol * 10, atol=tol * 10)
