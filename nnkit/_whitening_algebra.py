@@ -125,23 +125,6 @@ def _eigh(S: np.ndarray):
     return lam, D
 
 
-# groups at least this wide form W = D Λ^(−½) Dᵀ with one syrk per group
-# (half the flops of the gemm; gram_stack, one kernel call for the stack);
-# narrower ones with one gemm_stack call for the whole stack
-SYRK_MIN_GROUP = 32
-
-
-def _zca_matrix(D: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """W = D Λ^(−½) Dᵀ = Q Qᵀ with Q = D Λ^(−¼) (s = √λ): symmetric positive
-    definite, so one syrk (g³ flops) instead of a gemm (2 g³)."""
-    if D.shape[-1] < SYRK_MIN_GROUP:
-        return _mm(D / s[..., None, :], D, tb=True)
-    Q = D / np.sqrt(s)[..., None, :]
-    W = np.empty_like(D)
-    _k.gram_stack(Q, 1.0, W)          # syrk + a tiled mirror in the kernel
-    return W
-
-
 def _cholesky_inverse(S: np.ndarray):
     """L (Σ = L Lᵀ, lower) and L⁻¹ per block: LAPACK potrf + trtri."""
     potrf, trtri = _lapack("potrf", S.dtype), _lapack("trtri", S.dtype)
@@ -174,8 +157,11 @@ def forward_algebra(S: np.ndarray, method: str, iterations: int) -> tuple:
         lam, D = _eigh(S)                         # ascending
         if method == "pca":
             D = _fix_signs(D)
-        s = np.sqrt(lam)
-        W = D / s[..., None, :] if method == "pca" else _zca_matrix(D, s)   # D Λ^(−½) [Dᵀ]
+        if method == "pca":
+            W = D / np.sqrt(lam)[..., None, :]                 # D Λ^(−½)
+        else:
+            W = np.empty_like(D)                               # D Λ^(−½) Dᵀ, symmetric
+            _k.zca_matrix_stack(D, lam, W)
         return np.ascontiguousarray(W), dict(lam=lam, D=D)
     if method == "cholesky":
         L, Linv = _cholesky_inverse(S)

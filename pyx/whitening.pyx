@@ -341,31 +341,54 @@ def gemm_stack(const floating[:, :, ::1] A,       # IN (n, g, g)
     return None
 
 
-# C_k = alpha Q_k Q_k^T for every block of a stack, full symmetric: one syrk
-# (g^3 flops, half a gemm's) for the upper triangle, then the lower triangle
-# copied from it in 32 x 32 tiles. (ZCA's W = Q Q^T, Q = D Lambda^(-1/4).)
-# The row-major Q_k is the column-major Q_k^T, so Q Q^T is syrk's "T" product
-# of it; column-major lower triangle = row-major upper.
-# Flops: n g^3. The NumPy mirror it replaces (np.triu twice and a transposed
-# add) took twice the syrk's own time (0.68 vs 0.32 ms at g = 256 float32).
-def gram_stack(const floating[:, :, ::1] Q,        # IN (n, g, g)
-               double alpha,                       # IN
-               floating[:, :, ::1] C):             # OUT (n, g, g)
-    cdef Py_ssize_t n = C.shape[0], k
-    cdef int g = <int>C.shape[1]
+cdef enum:
+    SYRK_MIN_GROUP = 32     # zca_matrix_stack: syrk from this width, gemm below
+
+
+# ZCA's W_k = D_k Lambda_k^(-1/2) D_k^T for every block of a stack, full
+# symmetric. From SYRK_MIN_GROUP on: Q = D Lambda^(-1/4), then one syrk
+# (g^3 flops, half a gemm's) for the upper triangle and the lower triangle
+# copied from it in 32 x 32 tiles. The row-major Q_k is the column-major
+# Q_k^T, so Q Q^T is syrk's "T" product of it; column-major lower triangle =
+# row-major upper. Narrower blocks: one gemm (D Lambda^(-1/2)) D^T.
+# lam^(-1/4) as sqrt(sqrt(lam)) in the input type, each root rounded (as
+# NumPy's np.sqrt twice did). The NumPy mirror syrk replaced (np.triu twice
+# and a transposed add) took twice the syrk's own time (0.68 vs 0.32 ms at
+# g = 256 float32); the NumPy scaling around it ~10 us per call at g = 64.
+# Flops: n g^3 (syrk) or 2 n g^3 (gemm), plus n g^2.
+def zca_matrix_stack(const floating[:, :, ::1] D,     # IN (n, g, g) eigenvectors (columns)
+                     const floating[:, ::1] lam,      # IN (n, g) eigenvalues
+                     floating[:, :, ::1] W):          # OUT (n, g, g)
+    cdef Py_ssize_t n = W.shape[0], k, i, j
+    cdef int g = <int>W.shape[1]
     cdef char uplo = b'L'
     cdef char trans = b'T'
-    cdef floating a = <floating>alpha
+    cdef floating one = 1
     cdef floating zero = 0
+    cdef floating* q = <floating*>malloc((max(g * g, 1) + g) * sizeof(floating))
+    cdef floating* root
+    if q == NULL:
+        raise MemoryError("zca_matrix_stack: no memory for the scratch")
+    root = q + g * g
     with nogil:
         for k in range(n):
+            for j in range(g):
+                root[j] = <floating>sqrt(lam[k, j])           # s = lam^(1/2)
+                if g >= SYRK_MIN_GROUP:
+                    root[j] = <floating>sqrt(root[j])        # lam^(1/4)
+            for i in range(g):
+                for j in range(g):
+                    q[i * g + j] = D[k, i, j] / root[j]
+            if g < SYRK_MIN_GROUP:
+                gemm_rowmajor(False, True, g, g, g, one, q, g, &D[k, 0, 0], g, zero,
+                              &W[k, 0, 0], g)
+                continue
             if floating is float:
-                ssyrk(&uplo, &trans, &g, &g, &a, <float*>&Q[k, 0, 0], &g, &zero,
-                      &C[k, 0, 0], &g)
+                ssyrk(&uplo, &trans, &g, &g, &one, q, &g, &zero, &W[k, 0, 0], &g)
             else:
-                dsyrk(&uplo, &trans, &g, &g, &a, <double*>&Q[k, 0, 0], &g, &zero,
-                      &C[k, 0, 0], &g)
-            _mirror_upper(&C[k, 0, 0], g)
+                dsyrk(&uplo, &trans, &g, &g, &one, q, &g, &zero, &W[k, 0, 0], &g)
+            _mirror_upper(&W[k, 0, 0], g)
+    free(q)
     return None
 
 

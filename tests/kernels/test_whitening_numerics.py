@@ -113,17 +113,22 @@ def test_nan_input_propagates_in_every_method(method):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("g", [1, 31, 32, 33, 100])
-def test_gram_stack_is_the_full_symmetric_product(dtype, g):
-    """ZCA's W = Q Qᵀ from the kernel's syrk + tiled mirror, against NumPy's
-    product: every entry (both triangles, tile edges at 32), a stack of 3."""
+def test_zca_matrix_stack_is_d_lambda_to_the_minus_half_d_transposed(dtype, g):
+    """ZCA's W = D Λ^(−½) Dᵀ from the kernel (a gemm below 32 columns, a syrk
+    and a tiled mirror from 32 on), against NumPy's float64 product: every
+    entry (both triangles, tile edges at 32), a stack of 3, W exactly symmetric."""
     from nnkit._kernels import whitening as k
-    Q = np.random.default_rng(g).standard_normal((3, g, g)).astype(dtype)
-    C = np.full_like(Q, np.nan)
-    k.gram_stack(Q, 0.5, C)
-    want = 0.5 * np.matmul(Q.astype(np.float64), np.swapaxes(Q, 1, 2).astype(np.float64))
+    rng = np.random.default_rng(g)
+    D = rng.standard_normal((3, g, g)).astype(dtype)
+    lam = rng.uniform(0.2, 3.0, (3, g)).astype(dtype)
+    W = np.full_like(D, np.nan)
+    k.zca_matrix_stack(D, lam, W)
+    D64 = D.astype(np.float64)
+    want = (D64 / np.sqrt(lam.astype(np.float64))[:, None, :]) @ np.swapaxes(D64, 1, 2)
     tol = 1e-5 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(C, want, rtol=tol, atol=tol * g)
-    np.testing.assert_array_equal(C, np.swapaxes(C, 1, 2))
+    np.testing.assert_allclose(W, want, rtol=tol, atol=tol * g)
+    if g >= 32:
+        np.testing.assert_array_equal(W, np.swapaxes(W, 1, 2))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
