@@ -261,8 +261,9 @@ def feature_params(Y, gamma, beta, name: str = "Y"):
     M = Y.shape[1]
     gamma = float_array("gamma", gamma, 1, "(M,)", dtype=Y.dtype)
     beta = float_array("beta", beta, 1, "(M,)", dtype=Y.dtype)
-    same_dim("gamma", gamma.shape[0], M, f"gamma.shape[0] (M, the columns of {name})")
-    same_dim("beta", beta.shape[0], M, f"beta.shape[0] (M, the columns of {name})")
+    for pname, p in (("gamma", gamma), ("beta", beta)):
+        if p.shape[0] != M:      # the message is formatted only on failure
+            same_dim(pname, p.shape[0], M, f"{pname}.shape[0] (M, the columns of {name})")
     return Y, gamma, beta
 
 

@@ -334,10 +334,12 @@ def birnn_backward(dY, cache: BiRNNCache, *, full=True, out=None) -> BiRNNGrads:
     dAf, dAb = np.empty_like(Hf), np.empty_like(Hb)
     dhf = np.empty_like(Hf) if full else None
     dhb = np.empty_like(Hb) if full else None
-    dhf0, dhb0 = np.empty((2, B, M), X.dtype)
+    dh0s = np.empty((2, B, M), X.dtype)
+    dhf0, dhb0 = dh0s[0], dh0s[1]
     dWxf, dWxb = np.empty_like(cache.Wxf), np.empty_like(cache.Wxb)
     dWhf, dWhb = np.empty_like(cache.Whf), np.empty_like(cache.Whb)
-    dbf, dbb = np.empty((2, M), X.dtype)
+    dbs = np.empty((2, M), X.dtype)
+    dbf, dbb = dbs[0], dbs[1]
     code = ACTIVATIONS[cache.activation]
     norms = np.empty((2, T))
     with serial_blas():
