@@ -4,7 +4,9 @@ The (g, g) algebra of whitening batch norm (nnkit.whitening holds the
 functional pairs; the B-sized work runs in pyx/whitening.pyx): for each
 method, the forward W(Σ) with Ŷ = Yc W, and the backward map dW -> dΣ.
 Groups travel as stacks of equal-size blocks so batched NumPy and BLAS calls
-act on all groups at once.
+act on all groups at once; ZCA's steps (the default method's eigh, W and
+dW -> dΣ) are kernel calls on the whole stack (pyx/whitening.pyx), the other
+methods NumPy on it.
 
 Newton (IterNorm) uses the *coupled* Newton–Schulz iteration (Higham,
 Functions of Matrices, §6.3; IterNorm's own form): with A = Σ/tr Σ,
