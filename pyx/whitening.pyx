@@ -345,6 +345,20 @@ def gemm_stack(const floating[:, :, ::1] A,       # IN (n, g, g)
     return None
 
 
+cdef enum:
+    SYRK_MIN_GROUP = 32     # zca_matrix_stack: syrk from this width, gemm below
+    MIRROR_TILE = 32        # tile side of the transposing loops
+
+
+cdef void* _scratch(Py_ssize_t nbytes, str kernel) except NULL:
+    """A g x g kernel's scratch (malloc, at least one byte; the caller frees
+    it), or MemoryError naming the kernel. Called with the GIL held."""
+    cdef void* p = malloc(max(nbytes, 1))
+    if p == NULL:
+        raise MemoryError(f"{kernel}: no memory for the scratch")
+    return p
+
+
 # ZCA's W_k = D_k Lambda_k^(-1/2) D_k^T for every block of a stack, full
 # symmetric. From SYRK_MIN_GROUP on: Q = D Lambda^(-1/4), then one syrk
 # (g^3 flops, half a gemm's) for the upper triangle and the lower triangle
@@ -366,17 +380,15 @@ def zca_matrix_stack(const floating[:, :, ::1] D,     # IN (n, g, g) eigenvector
     cdef floating one = 1
     cdef floating zero = 0
     cdef Py_ssize_t gg = <Py_ssize_t>g * g
-    cdef floating* q = <floating*>malloc((max(gg, 1) + g) * sizeof(floating))
-    cdef floating* root
-    if q == NULL:
-        raise MemoryError("zca_matrix_stack: no memory for the scratch")
-    root = q + gg
+    cdef floating* q = <floating*>_scratch((gg + g) * sizeof(floating), "zca_matrix_stack")
+    cdef floating* root = q + gg
     with nogil:
         for k in range(n):
             for j in range(g):
-                root[j] = <floating>sqrt(lam[k, j])           # s = lam^(1/2)
-                if g >= SYRK_MIN_GROUP:
-                    root[j] = <floating>sqrt(root[j])        # lam^(1/4)
+                root[j] = <floating>sqrt(lam[k, j])      # lam^(1/2): the gemm path
+            if g >= SYRK_MIN_GROUP:
+                for j in range(g):
+                    root[j] = <floating>sqrt(root[j])        # lam^(1/4): syrk's Q
             for i in range(g):
                 for j in range(g):
                     q[i * g + j] = D[k, i, j] / root[j]
@@ -391,11 +403,6 @@ def zca_matrix_stack(const floating[:, :, ::1] D,     # IN (n, g, g) eigenvector
             _mirror_upper(&W[k, 0, 0], g)
     free(q)
     return None
-
-
-cdef enum:
-    SYRK_MIN_GROUP = 32     # zca_matrix_stack: syrk from this width, gemm below
-    MIRROR_TILE = 32        # tile side of the transposing loops
 
 
 # The per-group g x g steps of the backward around the method's dW -> dSigma
@@ -436,13 +443,11 @@ def zca_backward_stack(const floating[:, :, ::1] dW,    # IN (n, g, g)
     cdef Py_ssize_t n = dW.shape[0], k, i, j
     cdef int g = <int>dW.shape[1]
     cdef Py_ssize_t gg = <Py_ssize_t>g * g
-    cdef floating* sym = <floating*>malloc(2 * max(gg, 1) * sizeof(floating))
+    cdef floating* sym = <floating*>_scratch(2 * gg * sizeof(floating), "zca_backward_stack")
     cdef floating* tmp
     cdef floating* s
     cdef const floating* d
     cdef floating* out
-    if sym == NULL:
-        raise MemoryError("zca_backward_stack: no memory for the scratch")
     tmp = sym + gg
     with nogil:
         for k in range(n):
@@ -458,7 +463,8 @@ def zca_backward_stack(const floating[:, :, ::1] dW,    # IN (n, g, g)
                 s[i] = sqrt(lam[k, i])
             for i in range(g):
                 for j in range(g):
-                    sym[i * g + j] = sym[i * g + j] * (<floating>-1 / (s[i] * s[j] * (s[i] + s[j])))
+                    sym[i * g + j] = (sym[i * g + j]
+                                      * (<floating>-1 / (s[i] * s[j] * (s[i] + s[j]))))
             gemm_rowmajor(False, False, g, g, g, <floating>1, d, g, sym, g, <floating>0, tmp, g)
             gemm_rowmajor(False, True, g, g, g, <floating>1, tmp, g, d, g, <floating>0, out, g)
     free(sym)
@@ -484,11 +490,8 @@ def expansion_factors(const floating[:, :, ::1] dS,    # IN (n, g, g)
     cdef floating two_over_b = <floating>(2.0 / B)
     cdef double a0, a1, a2, a3
     # per block: u = gamma o db and cs in the input type, (2, g) scratch
-    cdef floating* u = <floating*>malloc(2 * max(g, 1) * sizeof(floating))
-    cdef floating* c
-    if u == NULL:
-        raise MemoryError("expansion_factors: no memory for the scratch")
-    c = u + g
+    cdef floating* u = <floating*>_scratch(2 * g * sizeof(floating), "expansion_factors")
+    cdef floating* c = u + g
     with nogil:
         for k in range(n):
             for j in range(g):
@@ -562,12 +565,9 @@ def eigh_stack(const floating[:, :, ::1] S,        # IN (n, g, g) symmetric
         raise ValueError(f"eigh_stack: a group of {g} features needs a syevd workspace of "
                          f"{need} elements, over LAPACK's 32-bit limit")
     lwork = <int>need
-    work = <floating*>malloc(max(lwork, 1) * sizeof(floating))
-    iwork = <int*>malloc(max(liwork, 1) * sizeof(int))
-    if work == NULL or iwork == NULL:
-        free(work)
-        free(iwork)
-        raise MemoryError("eigh_stack: no memory for syevd's workspace")
+    # one block: work (lwork values), then iwork (a multiple of 4 bytes in)
+    work = <floating*>_scratch(lwork * sizeof(floating) + liwork * sizeof(int), "eigh_stack")
+    iwork = <int*>(work + lwork)
     with nogil:
         for k in range(n):
             a = &D[k, 0, 0]
@@ -595,7 +595,6 @@ def eigh_stack(const floating[:, :, ::1] S,        # IN (n, g, g) symmetric
                     a[i * g + j] = a[j * g + i]
                     a[j * g + i] = tmp
     free(work)
-    free(iwork)
     return None
 
 
