@@ -36,7 +36,9 @@ cdef extern from *:
        loads of the panel, 4 broadcasts of V, 8 fused multiply-adds, so it is
        bound by the FMA units rather than by loads and stores of out. Rows
        left over (B mod 4) run one at a time (two k-phases, 4 accumulators);
-       the leftover columns in the plain loop. Sums in the input type, as
+       of the leftover columns, one vector's worth (when there is one: M = 16
+       float32 is all leftover on AVX-512) runs as a one-vector tile, the
+       rest in the plain loop. Sums in the input type, as
        BLAS's, in another order (rounding level). Without AVX2+FMA at compile
        time (NNKIT_PORTABLE=1) NNKIT_PANEL is 0 and the plain loop does all. */
     #if defined(__AVX512F__) && !defined(NNKIT_TILE_AVX2)
@@ -57,15 +59,17 @@ cdef extern from *:
     #define NNKIT_PANEL_D 0
     #endif
 
-    /* plain loop: out[:, j0:M] (+)= V (B, K) R, R the (K, M - j0) row-major
-       leftover block; k four at a time so each out row is loaded and stored
-       once per four k */
+    /* plain loop: out[:, j0:j0+n] (+)= V (B, K) R, R a (K, n) block whose
+       rows lie ldr apart (the leftover block's columns from j0 on); k four
+       at a time so each out row is loaded and stored once per four k.
+       NAME(B, K, M, j0, V, R, accumulate, out) is the whole leftover block,
+       n = ldr = M - j0. */
     #define NNKIT_PLAIN_GEMM(NAME, T)                                          \
-    static inline void NAME(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,          \
-                            Py_ssize_t j0, const T* restrict V,                \
-                            const T* restrict R, int accumulate,               \
-                            T* restrict out) {                                 \
-        const Py_ssize_t n = M - j0;                                           \
+    static inline void NAME##_ld(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,     \
+                                 Py_ssize_t j0, Py_ssize_t n,                  \
+                                 const T* restrict V, const T* restrict R,     \
+                                 Py_ssize_t ldr, int accumulate,               \
+                                 T* restrict out) {                            \
         for (Py_ssize_t i = 0; i < B; i++) {                                   \
             const T* restrict v = V + i * K;                                   \
             T* restrict o = out + i * M + j0;                                  \
@@ -73,20 +77,26 @@ cdef extern from *:
             Py_ssize_t k = 0;                                                  \
             for (; k + 4 <= K; k += 4) {                                       \
                 const T v0 = v[k], v1 = v[k + 1], v2 = v[k + 2], v3 = v[k + 3];\
-                const T* restrict w0 = R + k * n;                              \
-                const T* restrict w1 = w0 + n;                                 \
-                const T* restrict w2 = w1 + n;                                 \
-                const T* restrict w3 = w2 + n;                                 \
+                const T* restrict w0 = R + k * ldr;                            \
+                const T* restrict w1 = w0 + ldr;                               \
+                const T* restrict w2 = w1 + ldr;                               \
+                const T* restrict w3 = w2 + ldr;                               \
                 for (Py_ssize_t j = 0; j < n; j++)                             \
                     o[j] = o[j] + v0 * w0[j] + v1 * w1[j] + v2 * w2[j]         \
                            + v3 * w3[j];                                       \
             }                                                                  \
             for (; k < K; k++) {                                               \
                 const T vk = v[k];                                             \
-                const T* restrict w = R + k * n;                               \
+                const T* restrict w = R + k * ldr;                             \
                 for (Py_ssize_t j = 0; j < n; j++) o[j] = o[j] + vk * w[j];   \
             }                                                                  \
         }                                                                      \
+    }                                                                          \
+    static inline void NAME(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,          \
+                            Py_ssize_t j0, const T* restrict V,                \
+                            const T* restrict R, int accumulate,               \
+                            T* restrict out) {                                 \
+        NAME##_ld(B, K, M, j0, M - j0, V, R, M - j0, accumulate, out);         \
     }
     NNKIT_PLAIN_GEMM(nnkit_plain_gemm_f, float)
     NNKIT_PLAIN_GEMM(nnkit_plain_gemm_d, double)
@@ -101,6 +111,54 @@ cdef extern from *:
     #else
     #define NNKIT_IN_REGISTER(x) __asm__("" : "+x"(x))
     #endif
+    /* K is walked in blocks of NNKIT_TILE_KC_BYTES / (PW sizeof(T)) rows, so
+       the block of a panel the row blocks pass over stays in L1: a whole
+       panel of a 512-deep product is 64 KB, past the 48 KB L1, and every row
+       block then streamed it from L2 (measured: (32, 512) x (512, 512) at
+       108 GF/s float32 on one core, (64, 512) x (512, 512) float64 at 56).
+       A later block starts its accumulators from out, which holds the
+       earlier blocks' sums, so without accumulate a tile's sum is the same
+       chain of FMAs as without blocks (with it, out joins the chain after
+       the first block; the one-row path's two chains meet once per block). */
+    #ifndef NNKIT_TILE_KC_BYTES
+    #define NNKIT_TILE_KC_BYTES 16384
+    #endif
+    /* With 32 vector registers (AVX-512) row blocks of 8 come first: 16
+       accumulators, so twice the FMAs per load of the panel and twice the
+       independent chains in flight (FMA latency 4 x 2 ports needs 8; with
+       exactly 8 the 4-row tile stalls on any late load): (32, 512) x
+       (512, 512) float64 64-70 -> 80+ GF/s on one core. An element's sum is
+       the same chain of FMAs in an 8-row and a 4-row block. */
+    #ifdef NNKIT_TILE_512
+    #define NNKIT_TILE_ROWS8(T, VEC, L, LD, ST, BC, FMA, ADD, ZERO)            \
+            for (; i + 8 <= B4; i += 8) {                                      \
+                const T* restrict v = V + i * K;                               \
+                T* restrict o = out + i * M + j;                               \
+                VEC a[8][2];                                                   \
+                for (int r = 0; r < 8; r++) {                                  \
+                    a[r][0] = from_out ? LD(o + r * M) : ZERO();               \
+                    a[r][1] = from_out ? LD(o + r * M + L) : ZERO();           \
+                }                                                              \
+                for (Py_ssize_t k = k0; k < k1; k++) {                         \
+                    VEC w0 = LD(w + 2 * L * k), w1 = LD(w + 2 * L * k + L);  \
+                    NNKIT_IN_REGISTER(w0); NNKIT_IN_REGISTER(w1);              \
+                    for (int r = 0; r < 8; r++) {                              \
+                        VEC b = BC(v + r * K + k);                             \
+                        a[r][0] = FMA(b, w0, a[r][0]);                         \
+                        a[r][1] = FMA(b, w1, a[r][1]);                         \
+                    }                                                          \
+                }                                                              \
+                for (int r = 0; r < 8; r++) {                                  \
+                    if (add_out) {                                             \
+                        a[r][0] = ADD(a[r][0], LD(o + r * M));                 \
+                        a[r][1] = ADD(a[r][1], LD(o + r * M + L));             \
+                    }                                                          \
+                    ST(o + r * M, a[r][0]); ST(o + r * M + L, a[r][1]);        \
+                }                                                              \
+            }
+    #else
+    #define NNKIT_TILE_ROWS8(T, VEC, L, LD, ST, BC, FMA, ADD, ZERO)
+    #endif
     /* VEC: the vector type, L: its lanes, LD/ST/BC/FMA/ADD/ZERO: intrinsics;
        PW = 2 L */
     #define NNKIT_TILE_GEMM(NAME, T, PLAIN, VEC, L, LD, ST, BC, FMA, ADD, ZERO)\
@@ -110,14 +168,34 @@ cdef extern from *:
                      int accumulate, T* restrict out) {                        \
         const Py_ssize_t M2 = M - M % (2 * L), B4 = B - B % 4;                 \
         const Py_ssize_t je = jb < M2 ? jb : M2;                               \
+        const Py_ssize_t KC = NNKIT_TILE_KC_BYTES / (2 * L * (Py_ssize_t)sizeof(T));\
+        /* the leftover block (K, rest): its first L columns as one vector    \
+           when it has them and this call reaches them, the rest plain */     \
+        const Py_ssize_t rest = M - M2;                                        \
+        const int half = rest >= L && jb == M && ja < jb;                      \
+        for (Py_ssize_t k0 = 0; k0 < K; k0 += KC) {                            \
+        const Py_ssize_t k1 = K - k0 > KC ? k0 + KC : K;                       \
+        /* the first block starts from zero (and adds out at the end when     \
+           accumulating), a later one from out */                             \
+        const int from_out = k0 > 0, add_out = k0 == 0 && accumulate;         \
         for (Py_ssize_t j = ja; j < je; j += 2 * L) {                          \
             const T* restrict w = P + j * K;       /* panel j / (2L) */        \
             Py_ssize_t i = 0;                                                  \
+            NNKIT_TILE_ROWS8(T, VEC, L, LD, ST, BC, FMA, ADD, ZERO)            \
             for (; i < B4; i += 4) {                                           \
                 const T* restrict v = V + i * K;                               \
-                VEC a00 = ZERO(), a01 = ZERO(), a10 = ZERO(), a11 = ZERO();    \
-                VEC a20 = ZERO(), a21 = ZERO(), a30 = ZERO(), a31 = ZERO();    \
-                for (Py_ssize_t k = 0; k < K; k++) {                           \
+                T* restrict o = out + i * M + j;                               \
+                VEC a00, a01, a10, a11, a20, a21, a30, a31;                    \
+                if (from_out) {                                                \
+                    a00 = LD(o); a01 = LD(o + L);                              \
+                    a10 = LD(o + M); a11 = LD(o + M + L);                      \
+                    a20 = LD(o + 2 * M); a21 = LD(o + 2 * M + L);              \
+                    a30 = LD(o + 3 * M); a31 = LD(o + 3 * M + L);              \
+                } else {                                                       \
+                    a00 = ZERO(); a01 = ZERO(); a10 = ZERO(); a11 = ZERO();    \
+                    a20 = ZERO(); a21 = ZERO(); a30 = ZERO(); a31 = ZERO();    \
+                }                                                              \
+                for (Py_ssize_t k = k0; k < k1; k++) {                         \
                     VEC w0 = LD(w + 2 * L * k), w1 = LD(w + 2 * L * k + L);  \
                     NNKIT_IN_REGISTER(w0); NNKIT_IN_REGISTER(w1);              \
                     VEC b = BC(v + k);                                         \
@@ -129,8 +207,7 @@ cdef extern from *:
                     b = BC(v + 3 * K + k);                                     \
                     a30 = FMA(b, w0, a30); a31 = FMA(b, w1, a31);              \
                 }                                                              \
-                T* restrict o = out + i * M + j;                               \
-                if (accumulate) {                                              \
+                if (add_out) {                                                 \
                     a00 = ADD(a00, LD(o)); a01 = ADD(a01, LD(o + L));          \
                     a10 = ADD(a10, LD(o + M)); a11 = ADD(a11, LD(o + M + L));  \
                     a20 = ADD(a20, LD(o + 2 * M));                             \
@@ -144,9 +221,12 @@ cdef extern from *:
             }                                                                  \
             for (; i < B; i++) {                                               \
                 const T* restrict v = V + i * K;                               \
-                VEC a0 = ZERO(), a1 = ZERO(), c0 = ZERO(), c1 = ZERO();        \
-                Py_ssize_t k = 0;                                              \
-                for (; k + 2 <= K; k += 2) {                                   \
+                T* restrict o = out + i * M + j;                               \
+                VEC a0 = from_out ? LD(o) : ZERO();                            \
+                VEC a1 = from_out ? LD(o + L) : ZERO();                        \
+                VEC c0 = ZERO(), c1 = ZERO();                                  \
+                Py_ssize_t k = k0;                                             \
+                for (; k + 2 <= k1; k += 2) {                                  \
                     VEC b = BC(v + k);                                         \
                     a0 = FMA(b, LD(w + 2 * L * k), a0);                        \
                     a1 = FMA(b, LD(w + 2 * L * k + L), a1);                    \
@@ -154,18 +234,55 @@ cdef extern from *:
                     c0 = FMA(b, LD(w + 2 * L * (k + 1)), c0);                  \
                     c1 = FMA(b, LD(w + 2 * L * (k + 1) + L), c1);              \
                 }                                                              \
-                if (k < K) {                                                   \
+                if (k < k1) {                                                  \
                     VEC b = BC(v + k);                                         \
                     a0 = FMA(b, LD(w + 2 * L * k), a0);                        \
                     a1 = FMA(b, LD(w + 2 * L * k + L), a1);                    \
                 }                                                              \
                 a0 = ADD(a0, c0); a1 = ADD(a1, c1);                            \
-                T* restrict o = out + i * M + j;                               \
-                if (accumulate) { a0 = ADD(a0, LD(o)); a1 = ADD(a1, LD(o + L)); }\
+                if (add_out) { a0 = ADD(a0, LD(o)); a1 = ADD(a1, LD(o + L)); } \
                 ST(o, a0); ST(o + L, a1);                                      \
             }                                                                  \
         }                                                                      \
-        if (M2 < M && jb == M && ja < jb) PLAIN(B, K, M, M2, V, P + M2 * K, accumulate, out);\
+        if (half) {          /* one vector of the leftover block: a chain per \
+                                element, as in the panels */                  \
+            const T* restrict w = P + M2 * K;                                  \
+            Py_ssize_t i = 0;                                                  \
+            for (; i < B4; i += 4) {                                           \
+                const T* restrict v = V + i * K;                               \
+                T* restrict o = out + i * M + M2;                              \
+                VEC a0 = from_out ? LD(o) : ZERO();                            \
+                VEC a1 = from_out ? LD(o + M) : ZERO();                        \
+                VEC a2 = from_out ? LD(o + 2 * M) : ZERO();                    \
+                VEC a3 = from_out ? LD(o + 3 * M) : ZERO();                    \
+                for (Py_ssize_t k = k0; k < k1; k++) {                         \
+                    VEC w0 = LD(w + rest * k);                                 \
+                    NNKIT_IN_REGISTER(w0);                                     \
+                    a0 = FMA(BC(v + k), w0, a0);                               \
+                    a1 = FMA(BC(v + K + k), w0, a1);                           \
+                    a2 = FMA(BC(v + 2 * K + k), w0, a2);                       \
+                    a3 = FMA(BC(v + 3 * K + k), w0, a3);                       \
+                }                                                              \
+                if (add_out) {                                                 \
+                    a0 = ADD(a0, LD(o)); a1 = ADD(a1, LD(o + M));              \
+                    a2 = ADD(a2, LD(o + 2 * M)); a3 = ADD(a3, LD(o + 3 * M));  \
+                }                                                              \
+                ST(o, a0); ST(o + M, a1); ST(o + 2 * M, a2); ST(o + 3 * M, a3);\
+            }                                                                  \
+            for (; i < B; i++) {                                               \
+                const T* restrict v = V + i * K;                               \
+                T* restrict o = out + i * M + M2;                              \
+                VEC a0 = from_out ? LD(o) : ZERO();                            \
+                for (Py_ssize_t k = k0; k < k1; k++)                           \
+                    a0 = FMA(BC(v + k), LD(w + rest * k), a0);                 \
+                if (add_out) a0 = ADD(a0, LD(o));                              \
+                ST(o, a0);                                                     \
+            }                                                                  \
+        }                                                                      \
+        }                                                                      \
+        if (M2 + half * L < M && jb == M && ja < jb)                           \
+            PLAIN##_ld(B, K, M, M2 + half * L, rest - half * L, V,             \
+                       P + M2 * K + half * L, rest, accumulate, out);          \
     }
     #ifdef NNKIT_TILE_512
     #define NNKIT_BC512_PS(p) _mm512_set1_ps(*(p))

@@ -51,13 +51,16 @@ def _both_forms_match(rng, ref, T, B, N, M, dtype):
 # team splits the batch's rows when it has 4 per thread (B = 8, 9, 13 on 2
 # threads; 13 on 3), else the columns. The policy's limits are patched so
 # every path runs at small shapes: B around the tile's 4 rows (leftover rows
-# run one at a time), M around its panel width (16 float32 / 8 float64
-# columns; leftover columns in the plain loop), and split over 1, 2 and 3
-# threads (uneven blocks of panels or of rows).
+# run one at a time; blocks of 8 first on AVX-512), M around its panel width
+# (AVX2: 16 float32 / 8 float64 columns; AVX-512: 32 / 16; of the leftover
+# columns one vector's worth as a one-vector tile, the rest in the plain
+# loop), M = K past the kernel's 128-row blocks of K (150: two blocks, 300:
+# three), and split over 1, 2 and 3 threads (uneven blocks of panels or of
+# rows).
 @pytest.mark.parametrize("path", ["tile", "blas"])
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
 @pytest.mark.parametrize("B, M", [(1, 1), (1, 17), (3, 8), (4, 16), (5, 33), (8, 64),
-                                  (9, 7), (13, 40)])
+                                  (9, 7), (13, 40), (13, 150), (20, 300)])
 def test_step_product_paths(path, threads, B, M, dtype, rng, ref, monkeypatch):
     monkeypatch.setenv("NNKIT_NUM_THREADS", threads)
     limit = 1 << 62 if path == "tile" else 0        # the tile kernel, or the plain loop
@@ -72,12 +75,14 @@ def test_step_product_paths(path, threads, B, M, dtype, rng, ref, monkeypatch):
 
 @pytest.mark.parametrize("form", ["standard", "preactivation"])
 @pytest.mark.parametrize("B", [8, 9, 13, 20])
-def test_team_of_rows_gives_the_bits_of_one_thread(form, B, rng):
+@pytest.mark.parametrize("M", [19, 150])
+def test_team_of_rows_gives_the_bits_of_one_thread(form, B, M, rng):
     """The tile kernel's team on blocks of rows (4 or more per thread): each
-    row runs the path it runs on one thread (blocks start at multiples of 4),
-    so the states and gradients are the same bits; only the norms' sums of
-    squares are added in another order (rounding)."""
-    T, N, M = 6, 5, 19
+    row runs the path it runs on one thread (blocks start at multiples of 4;
+    an 8-row and a 4-row block sum an element in the same chain; M = 150 has
+    two blocks of K), so the states and gradients are the same bits; only
+    the norms' sums of squares are added in another order (rounding)."""
+    T, N = 6, 5
     p = make_rnn(rng, T, B, N, M)
     rows = lambda a: a.reshape(-1, a.shape[-1])
     pre = form == "preactivation"
