@@ -8,8 +8,9 @@
 #     (jb = M takes the leftover columns too).
 #   nnkit_plain_gemm_f/_d(B, K, M, j0, V, R, accumulate, out): the plain loop
 #     alone, out[:, j0:M] (+)= V (B, K) R with R a (K, M - j0) row-major block.
-#   NNKIT_PANEL_F/_D: panel width in columns (16 float32, 8 float64), 0 in a
-#     build without AVX2 + FMA (the plain loop then does every product).
+#   NNKIT_PANEL_F/_D: panel width in columns (AVX2 + FMA: 16 float32, 8
+#     float64; AVX-512: 32, 16), 0 in a build without AVX2 + FMA (the plain
+#     loop then does every product). NNKIT_TILE_WIDE: 1 for AVX-512.
 cdef extern from *:
     """
     #include <stddef.h>
@@ -48,6 +49,7 @@ cdef extern from *:
        compiles for AVX2 + FMA); -DNNKIT_TILE_AVX2 forces it here. */
     #include <immintrin.h>
     #define NNKIT_TILE_512 1
+    #define NNKIT_TILE_WIDE 1
     #define NNKIT_PANEL_F 32
     #define NNKIT_PANEL_D 16
     #elif defined(__AVX2__) && defined(__FMA__)
@@ -57,6 +59,9 @@ cdef extern from *:
     #else
     #define NNKIT_PANEL_F 0
     #define NNKIT_PANEL_D 0
+    #endif
+    #ifndef NNKIT_TILE_WIDE
+    #define NNKIT_TILE_WIDE 0
     #endif
 
     /* plain loop: out[:, j0:j0+n] (+)= V (B, K) R, R a (K, n) block whose
@@ -328,3 +333,4 @@ cdef extern from *:
                             const double* Wt, int accumulate, double* out) noexcept nogil
     int NNKIT_PANEL_F
     int NNKIT_PANEL_D
+    int NNKIT_TILE_WIDE       # 1: the AVX-512 kernel (512-bit vectors)

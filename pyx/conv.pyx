@@ -18,7 +18,8 @@ from libc.math cimport fabs, pow, sqrt
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport free, malloc
 from _common cimport floating, gemm_rowmajor, stream_copy, stream_fence, streams, team_size
-from _tile cimport NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_plain_gemm_d, nnkit_plain_gemm_f
+from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, NNKIT_TILE_WIDE, nnkit_plain_gemm_d,
+                   nnkit_plain_gemm_f)
 
 cdef extern from *:
     """
@@ -192,16 +193,19 @@ cdef void _col2im(const floating* dcol, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
 # 31 against 94 GF/s.
 cdef inline Py_ssize_t _panel_width(floating* unused) noexcept nogil:
     """Columns per packed panel of the implicit GEMM; 0 (im2col + BLAS) in a
-    build without the tile kernel, and for float64. Forward, kernel alone,
-    both builds alternating in one process (min of 7), im2col + BLAS time /
-    implicit GEMM time at the benchmark shapes 32x3x32x32 -> 16,
-    16x64x56x56 -> 64, 64x32x16x16 -> 64: float32 1.38x, 1.22x, 1.11x;
-    float64 0.89x, 0.98x, 0.88x (dgemm is faster: 0.730 against 0.817 ms,
-    61.7 against 63.1, 8.95 against 10.2)."""
+    build without the tile kernel, and for float64 under AVX2. Forward,
+    kernel alone, both builds alternating in one process (min of 7), im2col
+    + BLAS time / implicit GEMM time at the benchmark shapes 32x3x32x32 ->
+    16, 16x64x56x56 -> 64, 64x32x16x16 -> 64, AVX2: float32 1.38x, 1.22x,
+    1.11x; float64 0.89x, 0.98x, 0.88x (dgemm is faster: 0.730 against 0.817
+    ms, 61.7 against 63.1, 8.95 against 10.2). With the AVX-512 kernel
+    float64 gains too: forward through the API, alternating processes,
+    three rounds, 0.60-0.65 -> 0.51-0.55 ms, 5.0 -> 4.3-5.1, 29.4-30.3 ->
+    24.6-26.3."""
     if floating is float:
         return NNKIT_PANEL_F
     else:
-        return 0
+        return NNKIT_PANEL_D if NNKIT_TILE_WIDE else 0
 
 
 # Columns l .. l+n-1 of row k of a packed block = src[0], src[ss], ...
@@ -843,7 +847,9 @@ def forward_col_size(Py_ssize_t K, Py_ssize_t L, bint float32, bint tiled):
     """Values of conv2d_forward's workspace per thread: the implicit GEMM's
     packed block (tiled and _panel_width say when it runs), else im2col's
     K x L."""
-    cdef Py_ssize_t width = (NNKIT_PANEL_F if float32 else 0) if tiled else 0  # = _panel_width
+    cdef Py_ssize_t width = 0                     # = _panel_width
+    if tiled:
+        width = NNKIT_PANEL_F if float32 else (NNKIT_PANEL_D if NNKIT_TILE_WIDE else 0)
     return block_columns(K, width) * K if width > 0 else K * L
 
 
