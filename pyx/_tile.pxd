@@ -178,7 +178,7 @@ cdef extern from *:
            when it has them and this call reaches them, the rest plain */     \
         const Py_ssize_t rest = M - M2;                                        \
         const int half = rest >= L && jb == M && ja < jb;                      \
-        for (Py_ssize_t k0 = 0; k0 < K; k0 += KC) {                            \
+        for (Py_ssize_t k0 = 0; k0 == 0 || k0 < K; k0 += KC) { /* K = 0: zeros */\
         const Py_ssize_t k1 = K - k0 > KC ? k0 + KC : K;                       \
         /* the first block starts from zero (and adds out at the end when     \
            accumulating), a later one from out */                             \
