@@ -64,6 +64,15 @@ cdef extern from *:
     #define NNKIT_TILE_WIDE 0
     #endif
 
+    /* Memory for packed panels, on a 64-byte boundary (free() releases it).
+       malloc's blocks start 16 bytes past a line, so every 64-byte load of
+       a panel row (AVX-512: 2 loads per k) straddled two cache lines. */
+    #include <stdlib.h>
+    static inline void* nnkit_panel_alloc(size_t bytes) {
+        void* p = NULL;
+        return posix_memalign(&p, 64, bytes > 0 ? bytes : 64) == 0 ? p : NULL;
+    }
+
     /* plain loop: out[:, j0:j0+n] (+)= V (B, K) R, R a (K, n) block whose
        rows lie ldr apart (the leftover block's columns from j0 on); k four
        at a time so each out row is loaded and stored once per four k.
@@ -331,6 +340,7 @@ cdef extern from *:
     void nnkit_small_gemm_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t ja,
                             Py_ssize_t jb, const double* V,
                             const double* Wt, int accumulate, double* out) noexcept nogil
+    void* nnkit_panel_alloc(size_t bytes) noexcept nogil
     int NNKIT_PANEL_F
     int NNKIT_PANEL_D
     int NNKIT_TILE_WIDE       # 1: the AVX-512 kernel (512-bit vectors)

@@ -16,6 +16,7 @@
 from cython.parallel cimport prange, threadid
 from libc.math cimport fabs, pow, sqrt
 from libc.string cimport memcpy, memset
+from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 from _common cimport floating, gemm_rowmajor, stream_copy, stream_fence, streams, team_size
 from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, NNKIT_TILE_WIDE, nnkit_plain_gemm_d,
@@ -312,6 +313,19 @@ cdef void _pack_flat(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
                             P[(t - t % width) * K + k * width + t % width] = 0
 
 
+# The tile kernel loads a panel row as 64-byte vectors (AVX-512): unless the
+# panel starts on a cache line, every load straddles two. The workspaces are
+# NumPy arrays (16-byte aligned), so each buffer that holds panels starts at
+# the next 64-byte boundary inside its workspace, whose size carries
+# ALIGN_BYTES of slack per buffer.
+cdef enum:
+    ALIGN_BYTES = 64
+
+
+cdef inline floating* _aligned(floating* p) noexcept nogil:
+    return <floating*>((<uintptr_t>p + (ALIGN_BYTES - 1)) & ~(<uintptr_t>(ALIGN_BYTES - 1)))
+
+
 cdef inline Py_ssize_t block_columns(Py_ssize_t K, Py_ssize_t width) noexcept nogil:
     """Output positions per packed block of the implicit GEMM: about 64K
     values (256 KB float32, half of L2), whole panels, at least one. 16x64x56x56
@@ -336,6 +350,7 @@ cdef void _implicit_gemm(const floating* x, const floating* Wm, Py_ssize_t C, Py
                          floating* y) noexcept nogil:
     cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, Lf = L - L % width, l0, nb
     cdef Py_ssize_t NB = block_columns(K, width)
+    buf = _aligned(buf)
     cdef bint flat = sh == 1 and sw == 1 and Wo == W
     l0 = 0
     while l0 < Lf:
@@ -738,10 +753,10 @@ cdef void _backward_tiled(const floating* dy, const floating* x, const floating*
     cdef Py_ssize_t L = Ho * Wo, K = C * kh * kw, l0 = 0, nb
     cdef Py_ssize_t NB = backward_block_columns(K, Co, L, sizeof(floating))
     cdef Py_ssize_t width = _tile_width(work)
-    cdef floating* colb = work
-    cdef floating* dcolb = colb + K * NB
-    cdef floating* dyP = dcolb + K * NB
-    cdef floating* dyT = dyP + Co * NB
+    cdef floating* colb = _aligned(work)          # each buffer on a line (ALIGN_BYTES)
+    cdef floating* dcolb = _aligned(colb + K * NB)
+    cdef floating* dyP = _aligned(dcolb + K * NB)
+    cdef floating* dyT = _aligned(dyP + Co * NB)
     cdef bint flat = sh == 1 and sw == 1 and Wo == W
     memset(dx, 0, C * H * W * sizeof(floating))
     while l0 < L:
@@ -833,8 +848,8 @@ def backward_work_size(Py_ssize_t K, Py_ssize_t Co, Py_ssize_t L, Py_ssize_t ite
     backward's block buffers, else (also when the build has no tile kernel:
     the kernel then takes the BLAS path) the whole col and dcol (2 K L)."""
     cdef Py_ssize_t width = NNKIT_PANEL_F if itemsize == 4 else NNKIT_PANEL_D  # = _tile_width
-    if tiled and width > 0:
-        return 2 * (K + Co) * backward_block_columns(K, Co, L, itemsize)
+    if tiled and width > 0:      # four buffers, each moved up to a line
+        return 2 * (K + Co) * backward_block_columns(K, Co, L, itemsize) + 4 * ALIGN_BYTES // itemsize
     return 2 * K * L
 
 
@@ -850,7 +865,9 @@ def forward_col_size(Py_ssize_t K, Py_ssize_t L, bint float32, bint tiled):
     cdef Py_ssize_t width = 0                     # = _panel_width
     if tiled:
         width = NNKIT_PANEL_F if float32 else (NNKIT_PANEL_D if NNKIT_TILE_WIDE else 0)
-    return block_columns(K, width) * K if width > 0 else K * L
+    if width == 0:
+        return K * L
+    return block_columns(K, width) * K + ALIGN_BYTES // (4 if float32 else 8)   # + _aligned's slack
 
 
 # ------------------------------------------------------------- pooling

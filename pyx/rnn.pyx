@@ -42,7 +42,8 @@ from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 from _common cimport column_sums, floating, gemm_rowmajor, gemm_team, relu_grad, relu_value
-from _tile cimport NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_small_gemm_d, nnkit_small_gemm_f
+from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_panel_alloc, nnkit_small_gemm_d,
+                   nnkit_small_gemm_f)
 
 cdef enum:
     ACT_TANH = 0
@@ -229,11 +230,12 @@ cdef floating* _pack(const floating* W, Py_ssize_t K, Py_ssize_t M, bint transpo
     above), op(W)[k, j] = W[j, k] for W (M, K) (transpose; the forward's
     Wh^T, the projection's Wx^T) or W[k, j] for W (K, M) (the backward's Wh):
     panels of PW columns as contiguous (K, PW) blocks, then the leftover
-    columns as a (K, rest) block. malloc'd; NULL when out of memory. Done
+    columns as a (K, rest) block. On a 64-byte boundary (nnkit_panel_alloc;
+    free() releases it); NULL when out of memory. Done
     once per call, O(K M)."""
     cdef Py_ssize_t pw = NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D
     cdef Py_ssize_t M2 = M - M % pw if pw > 0 else 0, rest = M - M2, j, k, c
-    cdef floating* P = <floating*>malloc(K * M * sizeof(floating))
+    cdef floating* P = <floating*>nnkit_panel_alloc(K * M * sizeof(floating))
     if P == NULL:
         return NULL
     for k in range(K):
