@@ -300,23 +300,30 @@ cdef extern from *:
             PLAIN##_ld(B, K, M, M2 + half * L, rest - half * L, V,             \
                        P + M2 * K + half * L, rest, accumulate, out);          \
     }
+    /* the vector types, lanes and intrinsics of the build's ISA */
     #ifdef NNKIT_TILE_512
-    #define NNKIT_BC512_PS(p) _mm512_set1_ps(*(p))
-    #define NNKIT_BC512_PD(p) _mm512_set1_pd(*(p))
-    NNKIT_TILE_GEMM(nnkit_small_gemm_f, float, nnkit_plain_gemm_f, __m512, 16,
-                    _mm512_loadu_ps, _mm512_storeu_ps, NNKIT_BC512_PS,
-                    _mm512_fmadd_ps, _mm512_add_ps, _mm512_setzero_ps)
-    NNKIT_TILE_GEMM(nnkit_small_gemm_d, double, nnkit_plain_gemm_d, __m512d, 8,
-                    _mm512_loadu_pd, _mm512_storeu_pd, NNKIT_BC512_PD,
-                    _mm512_fmadd_pd, _mm512_add_pd, _mm512_setzero_pd)
+    #define NNKIT_VEC_F __m512
+    #define NNKIT_VEC_D __m512d
+    #define NNKIT_LANES_F 16
+    #define NNKIT_LANES_D 8
+    #define NNKIT_MM(op) _mm512_##op
+    #define NNKIT_BROADCAST_F(p) _mm512_set1_ps(*(p))
+    #define NNKIT_BROADCAST_D(p) _mm512_set1_pd(*(p))
     #else
-    NNKIT_TILE_GEMM(nnkit_small_gemm_f, float, nnkit_plain_gemm_f, __m256, 8,
-                    _mm256_loadu_ps, _mm256_storeu_ps, _mm256_broadcast_ss,
-                    _mm256_fmadd_ps, _mm256_add_ps, _mm256_setzero_ps)
-    NNKIT_TILE_GEMM(nnkit_small_gemm_d, double, nnkit_plain_gemm_d, __m256d, 4,
-                    _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd,
-                    _mm256_fmadd_pd, _mm256_add_pd, _mm256_setzero_pd)
+    #define NNKIT_VEC_F __m256
+    #define NNKIT_VEC_D __m256d
+    #define NNKIT_LANES_F 8
+    #define NNKIT_LANES_D 4
+    #define NNKIT_MM(op) _mm256_##op
+    #define NNKIT_BROADCAST_F(p) _mm256_broadcast_ss(p)
+    #define NNKIT_BROADCAST_D(p) _mm256_broadcast_sd(p)
     #endif
+    NNKIT_TILE_GEMM(nnkit_small_gemm_f, float, nnkit_plain_gemm_f, NNKIT_VEC_F, NNKIT_LANES_F,
+                    NNKIT_MM(loadu_ps), NNKIT_MM(storeu_ps), NNKIT_BROADCAST_F,
+                    NNKIT_MM(fmadd_ps), NNKIT_MM(add_ps), NNKIT_MM(setzero_ps))
+    NNKIT_TILE_GEMM(nnkit_small_gemm_d, double, nnkit_plain_gemm_d, NNKIT_VEC_D, NNKIT_LANES_D,
+                    NNKIT_MM(loadu_pd), NNKIT_MM(storeu_pd), NNKIT_BROADCAST_D,
+                    NNKIT_MM(fmadd_pd), NNKIT_MM(add_pd), NNKIT_MM(setzero_pd))
     #else
     /* no panels: one thread's range is all of op(W) (ja = 0, jb = M) */
     static inline void nnkit_small_gemm_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,

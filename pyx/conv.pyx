@@ -847,7 +847,7 @@ def backward_work_size(Py_ssize_t K, Py_ssize_t Co, Py_ssize_t L, Py_ssize_t ite
     """Values of conv2d_backward's workspace per thread: the tiled
     backward's block buffers, else (also when the build has no tile kernel:
     the kernel then takes the BLAS path) the whole col and dcol (2 K L)."""
-    cdef Py_ssize_t width = NNKIT_PANEL_F if itemsize == 4 else NNKIT_PANEL_D  # = _tile_width
+    cdef Py_ssize_t width = _tile_width(<float*>NULL) if itemsize == 4 else _tile_width(<double*>NULL)
     if tiled and width > 0:      # four buffers, each moved up to a line
         return 2 * (K + Co) * backward_block_columns(K, Co, L, itemsize) + 4 * ALIGN_BYTES // itemsize
     return 2 * K * L
@@ -855,16 +855,16 @@ def backward_work_size(Py_ssize_t K, Py_ssize_t Co, Py_ssize_t L, Py_ssize_t ite
 
 def tile_width(bint float32):
     """The tile kernel's panel width for the dtype; 0 in a build without it."""
-    return NNKIT_PANEL_F if float32 else NNKIT_PANEL_D
+    return _tile_width(<float*>NULL) if float32 else _tile_width(<double*>NULL)
 
 
 def forward_col_size(Py_ssize_t K, Py_ssize_t L, bint float32, bint tiled):
     """Values of conv2d_forward's workspace per thread: the implicit GEMM's
     packed block (tiled and _panel_width say when it runs), else im2col's
     K x L."""
-    cdef Py_ssize_t width = 0                     # = _panel_width
+    cdef Py_ssize_t width = 0
     if tiled:
-        width = NNKIT_PANEL_F if float32 else (NNKIT_PANEL_D if NNKIT_TILE_WIDE else 0)
+        width = _panel_width(<float*>NULL) if float32 else _panel_width(<double*>NULL)
     if width == 0:
         return K * L
     return block_columns(K, width) * K + ALIGN_BYTES // (4 if float32 else 8)   # + _aligned's slack

@@ -39,7 +39,7 @@
 from cython.parallel cimport parallel, prange, threadid
 from scipy.linalg.cython_blas cimport sgemv, dgemv
 from libc.math cimport sqrt
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from _common cimport column_sums, floating, gemm_rowmajor, gemm_team, relu_grad, relu_value
 from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_panel_alloc, nnkit_small_gemm_d,
