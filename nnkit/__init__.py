@@ -11,6 +11,8 @@ in ``nnkit.layers``; every argument check in ``nnkit._validate``.
 """
 # sets GOMP_SPINCOUNT before the kernels load libgomp: see nnkit._threads
 from . import _threads  # noqa: F401  (first: the kernels' OpenMP reads it)
+# glibc keeps freed blocks under 32 MB for the next call: see nnkit._malloc
+from . import _malloc  # noqa: F401
 
 from ._random import seed
 from ._validate import get_nan_policy, set_nan_policy

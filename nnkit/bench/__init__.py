@@ -19,6 +19,7 @@ import platform
 import time
 
 from . import _timing
+from .. import _malloc
 from ._timing import SETTINGS, Table, median_tables
 
 FAMILIES = ("bn_affine", "whitening", "rnn", "conv", "norms", "optim")
@@ -67,7 +68,14 @@ def machine() -> dict:
                 cores=os.cpu_count(), kernel_threads=kernel_threads(),
                 load_average=load, nnkit=__version__, numpy=np.__version__,
                 scipy=scipy.__version__, torch=None if th is None else th.__version__,
-                quick=SETTINGS.quick)
+                malloc=_malloc.STATE, quick=SETTINGS.quick)
+
+
+# How the process's allocator runs (nnkit/_malloc.py): in this process and in
+# PyTorch's child, which imports nnkit too, so both sides run alike.
+MALLOC = {"set": "glibc keeps freed blocks (nnkit)",
+          "user": "glibc as MALLOC_* in the environment says",
+          "unavailable": "the C library's defaults"}
 
 
 def header(m: dict) -> str:
@@ -75,7 +83,7 @@ def header(m: dict) -> str:
     return (f"nnkit {m['nnkit']}, numpy {m['numpy']}, scipy {m['scipy']}, torch "
             f"{m['torch'] or 'not used'}; {m['cores']} cores, {m['kernel_threads']} kernel "
             f"threads; load average {'n/a' if load is None else ' '.join(f'{x:.2f}' for x in load)}"
-            f"; {m['date']}" + ("; QUICK (tiny shapes: the numbers mean nothing)"
+            f"; {MALLOC.get(m.get('malloc'), 'allocator unknown')}; {m['date']}" + ("; QUICK (tiny shapes: the numbers mean nothing)"
                                 if m["quick"] else ""))
 
 
