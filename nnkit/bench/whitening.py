@@ -18,6 +18,11 @@ eigendecomposition timed alone (the LAPACK call nnkit makes, on this Σ):
            products (8 M³)
 The O(B M) passes (centering, the elementwise output and gradient passes)
 are left out of it: at these shapes they are a few per cent.
+BLAS alone: the same products on their own shapes, each one SciPy BLAS call
+timed alone (the library and thread policy nnkit's kernels use), plus the
+eigh: nnkit's time with every pass, every g x g elementwise step and all of
+Python free. A share of the floor below 80 % there means the BLAS calls
+themselves, not nnkit's code around them, keep the step from 1.25x the floor.
 The second table says where nnkit's time goes, stage by stage.
 """
 from __future__ import annotations
@@ -117,7 +122,7 @@ def run() -> list[Table]:
               [("dtype", "text"), ("(B, M)", "text"), ("nnkit ms", "ms"), ("numpy ms", "ms"),
                ("torch ms", "ms"), ("np/nk", "ratio"), ("torch/nk", "ratio"),
                ("eigh ms", "ms"), ("floor ms", "ms"), ("nk@floor", "share"),
-               ("torch@floor", "share")])
+               ("torch@floor", "share"), ("BLAS alone ms", "ms"), ("BLAS@floor", "share")])
     if why:
         t.notes.append(why)
     parts = Table("whitening_stages", "Where nnkit's ZCA step goes (ms, median of each "
@@ -141,11 +146,37 @@ def run() -> list[Table]:
             S = cache.covs[0]
             t_eig = median_time(lambda: alg._eigh(S), repeats=9)
             floor = (9.0 * B * M * M + ZCA_M3_FLOPS * M ** 3) / rate + t_eig
+            t_blas = blas_alone(B, M, dt) + t_eig
             t.add(dt, f"({B}, {M})", t_nk, t_np, t_th, ratio(t_np, t_nk), ratio(t_th, t_nk),
-                  t_eig, floor, share(floor, t_nk), share(floor, t_th))
+                  t_eig, floor, share(floor, t_nk), share(floor, t_th), t_blas,
+                  share(floor, t_blas))
             st = stage_times(Y, dZ, g, b)
             parts.add(dt, f"({B}, {M})", *[st[s] for s in STAGES], sum(st.values()))
     return [t, parts]
+
+
+def blas_alone(B: int, M: int, dt: str) -> float:
+    """Seconds of the BLAS products of one ZCA step (g = M), each timed alone:
+    the syrk of Σ, three (B, M) x (M, M) products (Ŷ, the two of dY), the
+    (M, B) x (B, M) reduction P, and five M x M x M products (W, and the
+    backward's four). Column-major operands, so no call copies."""
+    from scipy.linalg import blas
+    from ..whitening import _blas_threads
+    p = "s" if dt == "float32" else "d"
+    gemm, syrk = getattr(blas, p + "gemm"), getattr(blas, p + "syrk")
+    rng = np.random.default_rng(1)
+    YcT = np.asfortranarray(rng.standard_normal((M, B)).astype(dt))   # row-major Yc (B, M)
+    dZT = np.asfortranarray(rng.standard_normal((M, B)).astype(dt))
+    W = np.asfortranarray(rng.standard_normal((M, M)).astype(dt))
+    C_mb, C_mm = np.empty((M, B), dt, order="F"), np.empty((M, M), dt, order="F")
+    calls = [
+        (1, lambda: syrk(1.0 / B, YcT, c=C_mm, overwrite_c=True)),
+        (3, lambda: gemm(1.0, W, YcT, c=C_mb, overwrite_c=True)),
+        (1, lambda: gemm(1.0, YcT, dZT, trans_b=True, c=C_mm, overwrite_c=True)),
+        (ZCA_M3_FLOPS / 2, lambda: gemm(1.0, W, W, c=C_mm, overwrite_c=True)),
+    ]
+    with _blas_threads(B, M):          # the thread policy nnkit.whitening applies
+        return sum(n * median_time(f, repeats=9, min_seconds=0.3) for n, f in calls)
 
 
 STAGES = ("center", "cov", "eigh", "W", "apply", "bwd pointwise", "bwd reduce",
