@@ -18,11 +18,12 @@ eigendecomposition timed alone (the LAPACK call nnkit makes, on this Σ):
            products (8 M³)
 The O(B M) passes (centering, the elementwise output and gradient passes)
 are left out of it: at these shapes they are a few per cent.
-BLAS alone: the same products on their own shapes, each one SciPy BLAS call
-timed alone (the library and thread policy nnkit's kernels use), plus the
-eigh: nnkit's time with every pass, every g x g elementwise step and all of
-Python free. A share of the floor below 80 % there means the BLAS calls
-themselves, not nnkit's code around them, keep the step from 1.25x the floor.
+BLAS calls: the step's BLAS and LAPACK calls alone, in nnkit's order on
+operands of its shapes, with nothing between them (SciPy's BLAS, the library
+and thread policy nnkit's kernels use): nnkit's time with every pass, every
+g x g elementwise step and all of Python free. Where its share of the floor
+is below 80 %, the calls themselves, not nnkit's code around them, keep the
+step from 1.25x the floor.
 The second table says where nnkit's time goes, stage by stage.
 """
 from __future__ import annotations
@@ -122,7 +123,7 @@ def run() -> list[Table]:
               [("dtype", "text"), ("(B, M)", "text"), ("nnkit ms", "ms"), ("numpy ms", "ms"),
                ("torch ms", "ms"), ("np/nk", "ratio"), ("torch/nk", "ratio"),
                ("eigh ms", "ms"), ("floor ms", "ms"), ("nk@floor", "share"),
-               ("torch@floor", "share"), ("BLAS alone ms", "ms"), ("BLAS@floor", "share")])
+               ("torch@floor", "share"), ("BLAS calls ms", "ms"), ("calls@floor", "share")])
     if why:
         t.notes.append(why)
     parts = Table("whitening_stages", "Where nnkit's ZCA step goes (ms, median of each "
@@ -146,7 +147,7 @@ def run() -> list[Table]:
             S = cache.covs[0]
             t_eig = median_time(lambda: alg._eigh(S), repeats=9)
             floor = (9.0 * B * M * M + ZCA_M3_FLOPS * M ** 3) / rate + t_eig
-            t_blas = blas_alone(B, M, dt) + t_eig
+            t_blas = blas_sequence(B, M, dt, S)
             t.add(dt, f"({B}, {M})", t_nk, t_np, t_th, ratio(t_np, t_nk), ratio(t_th, t_nk),
                   t_eig, floor, share(floor, t_nk), share(floor, t_th), t_blas,
                   share(floor, t_blas))
@@ -155,28 +156,39 @@ def run() -> list[Table]:
     return [t, parts]
 
 
-def blas_alone(B: int, M: int, dt: str) -> float:
-    """Seconds of the BLAS products of one ZCA step (g = M), each timed alone:
-    the syrk of Σ, three (B, M) x (M, M) products (Ŷ, the two of dY), the
-    (M, B) x (B, M) reduction P, and five M x M x M products (W, and the
-    backward's four). Column-major operands, so no call copies."""
+def blas_sequence(B: int, M: int, dt: str, S: np.ndarray) -> float:
+    """Seconds of one ZCA step's BLAS and LAPACK calls alone (g = M): the calls
+    nnkit makes, in its order, on operands of its shapes, with nothing between
+    them (no pass, no g x g elementwise step, no Python beyond the calls):
+    syrk (Σ), eigh (the LAPACK call nnkit makes, on this Σ), W = D Dᵀ, Ŷ = Yc W,
+    P = Ycᵀ dZc, the backward's four g x g products, dY = dZc A + Yc X.
+    Column-major operands, so no call copies. Its flops are the floor's."""
     from scipy.linalg import blas
+    from .. import _whitening_algebra as alg
     from ..whitening import _blas_threads
     p = "s" if dt == "float32" else "d"
     gemm, syrk = getattr(blas, p + "gemm"), getattr(blas, p + "syrk")
     rng = np.random.default_rng(1)
     YcT = np.asfortranarray(rng.standard_normal((M, B)).astype(dt))   # row-major Yc (B, M)
     dZT = np.asfortranarray(rng.standard_normal((M, B)).astype(dt))
-    W = np.asfortranarray(rng.standard_normal((M, M)).astype(dt))
-    C_mb, C_mm = np.empty((M, B), dt, order="F"), np.empty((M, M), dt, order="F")
-    calls = [
-        (1, lambda: syrk(1.0 / B, YcT, c=C_mm, overwrite_c=True)),
-        (3, lambda: gemm(1.0, W, YcT, c=C_mb, overwrite_c=True)),
-        (1, lambda: gemm(1.0, YcT, dZT, trans_b=True, c=C_mm, overwrite_c=True)),
-        (ZCA_M3_FLOPS / 2, lambda: gemm(1.0, W, W, c=C_mm, overwrite_c=True)),
-    ]
+    YhT, dYT = (np.empty((M, B), dt, order="F") for _ in range(2))
+    C, W, P, T1, T2 = (np.empty((M, M), dt, order="F") for _ in range(5))
+
+    def step():
+        syrk(1.0 / B, YcT, c=C, overwrite_c=True)
+        D = alg._eigh(S)[1][0].T                 # row-major D = column-major Dᵀ
+        gemm(1.0, D, D, trans_b=True, c=W, overwrite_c=True)
+        gemm(1.0, W, YcT, c=YhT, overwrite_c=True)
+        gemm(1.0, YcT, dZT, trans_b=True, c=P, overwrite_c=True)
+        gemm(1.0, D, P, trans_a=True, c=T1, overwrite_c=True)
+        gemm(1.0, T1, D, c=T2, overwrite_c=True)
+        gemm(1.0, D, T2, c=T1, overwrite_c=True)
+        gemm(1.0, T1, D, trans_b=True, c=T2, overwrite_c=True)
+        gemm(1.0, W, dZT, c=dYT, overwrite_c=True)
+        gemm(1.0, T2, YcT, beta=1.0, c=dYT, overwrite_c=True)
+
     with _blas_threads(B, M):          # the thread policy nnkit.whitening applies
-        return sum(n * median_time(f, repeats=9, min_seconds=0.3) for n, f in calls)
+        return median_time(step, repeats=9)
 
 
 STAGES = ("center", "cov", "eigh", "W", "apply", "bwd pointwise", "bwd reduce",
