@@ -57,6 +57,7 @@ def weightnorm_backward(dw, cache: WeightNormCache) -> WeightNormGrads:
     v.cache_of(cache, WeightNormCache, "weightnorm_forward")
     dw = v.upstream("dw", dw, cache.u.shape, cache.u.dtype)
     uh = cache.direction
-    dgamma = np.einsum("ij,ij->i", dw, uh)
-    du = (cache.gamma / cache.norm)[:, None] * (dw - dgamma[:, None] * uh)
+    with np.errstate(all="ignore"):      # a non-finite dw propagates as NaN, no warning
+        dgamma = np.einsum("ij,ij->i", dw, uh)
+        du = (cache.gamma / cache.norm)[:, None] * (dw - dgamma[:, None] * uh)
     return WeightNormGrads(du.astype(cache.u.dtype, copy=False), dgamma.astype(cache.u.dtype))

@@ -111,3 +111,20 @@ def test_bad_input():
         nk.weightnorm_backward(np.ones((2, 3)), "cache")
     with pytest.raises(TypeError, match="^weight_norm"):
         nk.Linear(3, 2, weight_norm="yes")
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_non_finite_dw_propagates_without_a_warning():
+    """inf in dw reaches du and dγ (inf − inf = NaN in its row, as the formula
+    gives), and NumPy's RuntimeWarning stays inside nnkit; the other rows are
+    untouched: du ⊥ u there, dγ = dw·û."""
+    u = np.arange(1.0, 13.0).reshape(3, 4)
+    g = np.array([1.0, 2.0, 3.0])
+    _, cache = nk.weightnorm_forward(u, g)
+    dw = np.ones((3, 4))
+    dw[0, 0] = np.inf
+    r = nk.weightnorm_backward(dw, cache)
+    assert np.isnan(r.du[0, 0]) and np.isinf(r.dgamma[0])
+    uh = u / np.linalg.norm(u, axis=1, keepdims=True)
+    np.testing.assert_allclose(r.dgamma[1:], uh[1:].sum(1), rtol=1e-15)
+    np.testing.assert_allclose(np.einsum("ij,ij->i", r.du[1:], u[1:]), 0, atol=1e-12)
