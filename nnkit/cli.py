@@ -152,7 +152,7 @@ def _gradcheck_table(results, verbose: bool, strict: bool) -> str:
 # --------------------------------------------------------------- lessons
 def _add_lessons(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "lessons", help="run the verified derivations (P2-P8 identities) and check them",
+        "lessons", help="run the verified derivations (P1-P10 identities) and check them",
         description="Run each lesson: both sides of an identity from seeded random data, "
                     "the measured discrepancy against its tolerance, PASS/FAIL.",
         epilog="Exit status: 0 all pass, 1 any lesson fails (or raises), 2 usage error.")

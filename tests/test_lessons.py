@@ -2,6 +2,8 @@
 iterated), and `nnkit lessons` turns a failing one into exit status 1."""
 import json
 
+import numpy as np
+
 import pytest
 
 from nnkit import cli
@@ -12,8 +14,8 @@ NAMES = list(registry())
 
 def test_registry_has_the_problem_set():
     problems = {les.problem for les in registry().values()}
-    assert {"P2", "P4", "P6", "P7", "P8"} <= problems
-    assert len(NAMES) >= 11
+    assert problems >= {f"P{i}" for i in range(1, 11)}, sorted(problems)
+    assert len(NAMES) >= 25
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -65,3 +67,63 @@ def test_cli_usage(capsys):
     assert e.value.code == 2
     assert cli.main(["lessons", "--list"]) == 0
     assert "p6-dropout-expectation" in capsys.readouterr().out
+
+
+# A lesson that cannot fail checks nothing: plant a wrong kernel (or a wrong
+# shape calculator) under each of the P1, P2, P3 and P10 lessons and it fails.
+def _scaled(fn, field, factor):
+    def wrong(*a, **k):
+        r = fn(*a, **k)
+        return r._replace(**{field: getattr(r, field) * factor})
+    return wrong
+
+
+def _mutants():
+    """name -> (module, attribute, wrong version); the originals are captured
+    here, before any patch."""
+    import nnkit.batchnorm as bn
+    import nnkit.conv as conv
+    import nnkit.conv_shapes as cs
+    import nnkit.dense as dense
+    bn_forward, out_shape = bn.batchnorm_forward, cs.conv2d_output_shape
+    solve, avg_backward = cs.solve_bottleneck, conv.avgpool2d_backward
+
+    def no_eps_forward(Y, gamma, beta, eps=1e-5, **kw):      # Ŷ = (Y − m)/√v: ε ignored
+        Z, c = bn_forward(Y, gamma, beta, eps, **kw)
+        return Z, type(c)(**{**c.__dict__, "inv_std": 1.0 / np.sqrt(c.var)})
+
+    def zero_eps_kept(Y, gamma, beta, eps=1e-5, **kw):       # ε = 0 silently made 1e-12
+        return bn_forward(Y, gamma, beta, max(eps, 1e-12), **kw)
+
+    def shape_plus_one(*a, **k):
+        s = out_shape(*a, **k)
+        return (s[0], s[1] + 1) + tuple(s[2:])
+
+    def widths_short(*a, **k):
+        s = solve(*a, **k)
+        return s._replace(widths=s.widths[:-1])
+
+    return {
+        "p1-affine-backward": (dense, "affine_backward",
+                               _scaled(dense.affine_backward, "db", 2.0)),
+        "p2-bn-epsilon": (bn, "batchnorm_forward", zero_eps_kept),
+        "p2-bn-moments": (bn, "batchnorm_forward", no_eps_forward),
+        "p2-bn-total-derivatives": (bn, "bn_relu_backward",
+                                    _scaled(bn.bn_relu_backward, "dmean", 1.001)),
+        "p2-bn-jacobian": (bn, "bn_relu_backward", _scaled(bn.bn_relu_backward, "dY", 1.01)),
+        "p3-conv-output-shape": (cs, "conv2d_output_shape", shape_plus_one),
+        "p3-bottleneck": (cs, "solve_bottleneck", widths_short),
+        "p10-pool-gradients": (conv, "avgpool2d_backward",
+                               lambda *a, **k: avg_backward(*a, **k) * 1.001),
+    }
+
+
+@pytest.mark.parametrize("name", ["p1-affine-backward", "p2-bn-epsilon", "p2-bn-moments",
+                                  "p2-bn-total-derivatives", "p2-bn-jacobian",
+                                  "p3-conv-output-shape", "p3-bottleneck",
+                                  "p10-pool-gradients"])
+def test_lesson_fails_on_a_planted_error(name, monkeypatch):
+    module, attr, wrong = _mutants()[name]
+    monkeypatch.setattr(module, attr, wrong)
+    r = registry()[name].run(0)
+    assert not r.passed, f"{name} passed with {module.__name__}.{attr} wrong"
