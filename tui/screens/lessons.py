@@ -36,7 +36,7 @@ class LessonsScreen(Screen):
     DEFAULT_CSS = """
     LessonsScreen #lessons-title { height: 1; background: $panel; padding: 0 1; }
     LessonsScreen #lessons-body { height: 1fr; }
-    LessonsScreen #lesson-list { width: 40; height: 1fr; }
+    LessonsScreen #lesson-list { width: 44; height: 1fr; }   /* the columns + a scrollbar */
     LessonsScreen #lesson-detail { width: 1fr; height: 1fr; padding: 0 1; }
     LessonsScreen #lesson-text { height: auto; }
     LessonsScreen #lesson-curves { height: auto; }
