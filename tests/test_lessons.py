@@ -70,7 +70,8 @@ def test_cli_usage(capsys):
 
 
 # A lesson that cannot fail checks nothing: plant a wrong kernel (or a wrong
-# shape calculator) under each of the P1, P2, P3 and P10 lessons and it fails.
+# shape calculator) under each of the P1, P2, P3 and P10 lessons (and the
+# whitening eigengap lesson) and it fails.
 def _scaled(fn, field, factor):
     def wrong(*a, **k):
         r = fn(*a, **k)
@@ -85,6 +86,7 @@ def _mutants():
     import nnkit.conv as conv
     import nnkit.conv_shapes as cs
     import nnkit.dense as dense
+    import nnkit.whitening as wh
     bn_forward, out_shape = bn.batchnorm_forward, cs.conv2d_output_shape
     solve, avg_backward = cs.solve_bottleneck, conv.avgpool2d_backward
 
@@ -113,6 +115,8 @@ def _mutants():
         "p2-bn-jacobian": (bn, "bn_relu_backward", _scaled(bn.bn_relu_backward, "dY", 1.01)),
         "p3-conv-output-shape": (cs, "conv2d_output_shape", shape_plus_one),
         "p3-bottleneck": (cs, "solve_bottleneck", widths_short),
+        "p2-whitening-eigengap": (wh, "whitening_backward",
+                                  _scaled(wh.whitening_backward, "dcov", 1.001)),
         "p10-pool-gradients": (conv, "avgpool2d_backward",
                                lambda *a, **k: avg_backward(*a, **k) * 1.001),
     }
@@ -120,8 +124,8 @@ def _mutants():
 
 @pytest.mark.parametrize("name", ["p1-affine-backward", "p2-bn-epsilon", "p2-bn-moments",
                                   "p2-bn-total-derivatives", "p2-bn-jacobian",
-                                  "p3-conv-output-shape", "p3-bottleneck",
-                                  "p10-pool-gradients"])
+                                  "p2-whitening-eigengap", "p3-conv-output-shape",
+                                  "p3-bottleneck", "p10-pool-gradients"])
 def test_lesson_fails_on_a_planted_error(name, monkeypatch):
     module, attr, wrong = _mutants()[name]
     monkeypatch.setattr(module, attr, wrong)

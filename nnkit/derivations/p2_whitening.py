@@ -72,3 +72,79 @@ def small_batch(seed: int) -> Result:
         "keeps Σ + εI invertible (cond ~ λ_max/ε).",
         "discrepancy: the worst of |mean diag Cov(Ŷ) − Σλ/(λ+ε)/M| and a rank mismatch "
         "(1 if any); ≤ 1e-6 passes. Σλ/(λ+ε)/M ≈ (B−1)/M when B ≤ M."])
+
+
+def _zca_naive(S, dW):
+    """dΣ through the eigendecomposition, written with 1/(λ_j − λ_i) (the
+    textbook eigenvector adjoint): W = D Λ^(−½) Dᵀ, so D̄ = (W̄ + W̄ᵀ) D Λ^(−½),
+    λ̄ = −½ λ^(−3/2) diag(Dᵀ W̄ D), dΣ = sym(D (diag λ̄ + F ∘ Dᵀ D̄) Dᵀ)."""
+    lam, D = np.linalg.eigh(S)
+    Dbar = (dW + dW.T) @ D / np.sqrt(lam)
+    lbar = -0.5 * lam ** -1.5 * np.einsum("ij,ij->j", D, dW @ D)
+    diff = lam[None, :] - lam[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        F = np.where(np.eye(len(lam), dtype=bool), 0.0, 1.0 / diff)
+        inner = F * (D.T @ Dbar) + np.diag(lbar)
+        G = D @ inner @ D.T
+    return 0.5 * (G + G.T), float(np.abs(F).max())
+
+
+def _sym_gradient(f, S, h=1e-6):
+    """∂f/∂Σ for symmetric Σ by central differences: Σ_ij and Σ_ji move together."""
+    M = S.shape[0]
+    G = np.empty_like(S)
+    for i in range(M):
+        for j in range(i, M):
+            E = np.zeros_like(S)
+            E[i, j] = E[j, i] = h
+            d = (f(S + E) - f(S - E)) / (2 * h)
+            G[i, j] = G[j, i] = d if i == j else d / 2
+    return G
+
+
+@lesson("p2-whitening-eigengap", "P2", "ZCA's dΣ stays exact as two eigenvalues of Σ meet; "
+        "written with 1/(λ_i − λ_j) it loses digits like ε/gap")
+def eigengap(seed: int) -> Result:
+    rng = np.random.default_rng(seed)
+    M, B, eps = 4, 64, 1e-5
+    Q, _ = np.linalg.qr(rng.standard_normal((M, M)))
+    A = rng.standard_normal((B, M))
+    A -= A.mean(axis=0)
+    lam0, V = np.linalg.eigh(A.T @ A / B)
+    base = A @ V / np.sqrt(lam0) @ V.T               # sample mean 0, covariance I exactly
+    dZ = rng.standard_normal((B, M))
+    rows, worst = [], 0.0
+    for gap in (1e-2, 1e-5, 1e-8, 1e-11, 0.0):
+        C = Q @ np.diag([1.0, 1.0 + gap, 2.0, 3.0]) @ Q.T
+        Y = base @ np.linalg.cholesky(C).T            # sample covariance C (to rounding)
+        _, cache = wh.whitening_forward(Y, np.ones(M), np.zeros(M), eps)
+        dcov = wh.whitening_backward(dZ, cache, full=True).dcov
+        S = cache.cov
+        dW = cache.Yc.T @ dZ                          # γ = 1: dŶ = dZ, W̄ = Ycᵀ dŶ
+
+        def f(Sig):                                   # L through W = Σ^(−½) alone
+            lam, D = np.linalg.eigh(Sig)
+            return float((dW * ((D / np.sqrt(lam)) @ D.T)).sum())
+        truth = _sym_gradient(f, S)
+        naive, Fmax = _zca_naive(S, dW)
+        scale = float(np.abs(truth).max())
+        e_nk = float(np.abs(dcov - truth).max()) / scale
+        e_naive = float(np.abs(naive - truth).max()) / scale
+        lam = np.linalg.eigvalsh(S)
+        worst = max(worst, e_nk / 1e-6, (e_naive / 1e-6) if gap >= 1e-2 else 0.0)
+        rows.append({"gap λ2 − λ1": float(lam[1] - lam[0]), "max|1/(λ_i − λ_j)|": Fmax,
+                     "rel err, nnkit": e_nk,
+                     "rel err, with 1/(λ_i − λ_j)": e_naive if np.isfinite(e_naive) else "NaN"})
+    return Result(discrepancy=worst, tolerance=1.0, rows=rows, notes=[
+        "Y (64, 4) with sample covariance Q diag(1, 1 + gap, 2, 3) Qᵀ exactly, ε = 1e-5; "
+        "the reference is ∂L/∂Σ by central differences (step 1e-6, Σ_ij and Σ_ji together) "
+        "of L = Σ W̄ ⊙ Σ^(−½), W̄ = Ycᵀ dŶ: W = Σ^(−½) is smooth in Σ, repeated "
+        "eigenvalues or not.",
+        "nnkit forms dΣ = D (F ∘ Dᵀ sym(W̄) D) Dᵀ with F_ij = −1/(s_i s_j (s_i + s_j)), "
+        "s = √λ: the divided difference of λ^(−½) taken in closed form, finite and exact "
+        "at any gap. The textbook route through the eigenvectors multiplies by "
+        "1/(λ_j − λ_i) and relies on the cancellation of two huge terms: its error grows "
+        "like ε_mach/gap (PCA whitening's own output rotates within the near-repeated pair, "
+        "so there the blow-up is real).",
+        "discrepancy: nnkit's relative error / 1e-6, and the textbook route's at the "
+        "largest gap / 1e-6 (it is right there)."])
