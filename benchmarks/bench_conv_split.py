@@ -1,31 +1,26 @@
 #!/usr/bin/env python3
 """Conv2d 3x3, stride 1, padding 1, float32: forward and backward timed apart,
 nnkit against PyTorch (torch.nn.functional.conv2d on 2 threads; its backward
-is forward + backward less its forward), median of 7 calls after one.
+is forward + backward less its forward), median of 7 calls after two
+(nnkit bench's timer).
 
     python benchmarks/bench_conv_split.py
 
 Says which half of `nnkit bench conv`'s forward + backward gap is where.
 Needs PyTorch (pip install torch==2.13.0).
 """
-import time
-
 import numpy as np
 import torch
 
 import nnkit as nk
+from nnkit.bench._timing import median_time
 
 SHAPES = [(16, 64, 56, 56, 64), (64, 32, 16, 16, 64), (32, 3, 32, 32, 16)]
 
 
-def median_ms(f, n=7):
-    f()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(ts))
+def median_ms(f):
+    """nnkit bench's timer: median of 7 calls after warm-up (and its cooldown)."""
+    return 1e3 * median_time(f, repeats=7, min_seconds=0.0)
 
 
 def main() -> None:

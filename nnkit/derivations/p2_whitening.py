@@ -11,9 +11,11 @@ import numpy as np
 from .. import batchnorm as bn
 from .. import lessons as _lessons
 from .. import whitening as wh
+from ..gradcheck import numeric_gradient
 from ..walkthroughs._common import cov as _cov
 from ..walkthroughs._common import offdiag as _offdiag
 from . import Result, lesson
+from .p8_norms import whitened_sample
 
 
 @lesson("p2-whitening-decorrelation", "P2", "Whitening makes Cov(Ŷ) = Σ(Σ+εI)⁻¹ ≈ I; "
@@ -90,16 +92,13 @@ def _zca_naive(S, dW):
 
 
 def _sym_gradient(f, S, h=1e-6):
-    """∂f/∂Σ for symmetric Σ by central differences: Σ_ij and Σ_ji move together."""
-    M = S.shape[0]
-    G = np.empty_like(S)
-    for i in range(M):
-        for j in range(i, M):
-            E = np.zeros_like(S)
-            E[i, j] = E[j, i] = h
-            d = (f(S + E) - f(S - E)) / (2 * h)
-            G[i, j] = G[j, i] = d if i == j else d / 2
-    return G
+    """∂f/∂Σ for symmetric Σ by central differences (nnkit.numeric_gradient):
+    f reads Σ from its upper triangle, so moving U_ij (i < j) moves Σ_ij and
+    Σ_ji together and gives twice the symmetric gradient there."""
+    U = S.copy()
+    d = numeric_gradient(lambda: f(np.triu(U) + np.triu(U, 1).T), U, h)
+    G = np.triu(d, 1) / 2
+    return G + G.T + np.diag(np.diag(d))
 
 
 @lesson("p2-whitening-eigengap", "P2", "ZCA's dΣ stays exact as two eigenvalues of Σ meet; "
@@ -108,10 +107,7 @@ def eigengap(seed: int) -> Result:
     rng = np.random.default_rng(seed)
     M, B, eps = 4, 64, 1e-5
     Q, _ = np.linalg.qr(rng.standard_normal((M, M)))
-    A = rng.standard_normal((B, M))
-    A -= A.mean(axis=0)
-    lam0, V = np.linalg.eigh(A.T @ A / B)
-    base = A @ V / np.sqrt(lam0) @ V.T               # sample mean 0, covariance I exactly
+    base = whitened_sample(B, M, rng)                # sample mean 0, covariance I exactly
     dZ = rng.standard_normal((B, M))
     rows, worst = [], 0.0
     for gap in (1e-2, 1e-5, 1e-8, 1e-11, 0.0):

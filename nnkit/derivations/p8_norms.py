@@ -41,7 +41,7 @@ def norm_axes(seed: int) -> Result:
         "with X.mean(axis=...) on the axes named in the table."])
 
 
-def _whitened(n, d, rng):
+def whitened_sample(n, d, rng):
     """n samples of d features with sample mean exactly 0 and sample covariance exactly I."""
     A = rng.standard_normal((n, d)) @ rng.standard_normal((d, d))
     A -= A.mean(axis=0)
@@ -55,7 +55,7 @@ def weightnorm_is_bn(seed: int) -> Result:
     rng = np.random.default_rng(seed)
     rows, worst = [], 0.0
     for n, d in ((64, 3), (256, 8), (1024, 32)):
-        X = _whitened(n, d, rng)
+        X = whitened_sample(n, d, rng)
         u = rng.standard_normal(d)
         gamma, beta = 1.5, -0.25
         y = X @ u                                    # (n,), one output unit
