@@ -15,7 +15,8 @@ a returned array is then overwritten by the layer's next call.
 """
 from __future__ import annotations
 
-from typing import Iterator
+import functools
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -38,8 +39,18 @@ class Layer:
     """What every layer shares: parameters and gradients, train/eval, the cache.
 
     A subclass registers parameters with `add_param`, implements forward
-    (storing what backward needs in `self._cache`) and backward (reading it
-    through `self.cache()`, filling `self.grads` with `set_grads`).
+    (storing everything its backward needs in `self._cache`, one object per
+    call) and backward (reading it through `self.cache()`, adding into
+    `self.grads` with `accumulate_grads`).
+
+    Gradients accumulate, as in PyTorch: each backward *adds* into `grads`
+    until `zero_grad()` (on the layer, a `Sequential`, or the optimizer).
+    One backward per forward: a backward spends the cache of the forward
+    before it, and a second backward without a new forward is refused
+    (PyTorch's "backward through the graph a second time"). A layer applied
+    twice inside `Sequential` gets one cache per use and the sum of both
+    uses' gradients; applied twice by hand, run forward and backward in
+    pairs, or put the uses in a `Sequential`.
 
     `geometry` names how a layer changes a tensor's shape, for
     nnkit.conv.summary: None (shape kept), "linear", "conv2d", "pool2d",
@@ -55,6 +66,23 @@ class Layer:
         self._cache = None
         self._buffers: dict[str, np.ndarray] = {}
 
+    def __init_subclass__(cls, **kwargs):
+        # every backward spends the forward's cache (see the class docstring);
+        # wrapped here once so user-defined layers get the rule too
+        super().__init_subclass__(**kwargs)
+        if "backward" in cls.__dict__:
+            cls.backward = _spends_cache(cls.__dict__["backward"])
+
+    # the per-call state: assigning a new cache (a forward) makes it unspent
+    @property
+    def _cache(self):
+        return self.__cache
+
+    @_cache.setter
+    def _cache(self, value) -> None:
+        self.__cache = value
+        self._spent = False
+
     def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
         """Register a parameter and its gradient (zeros of the same shape)."""
         self.params[name] = value
@@ -65,6 +93,10 @@ class Layer:
         """(name, parameter, its gradient) for every parameter."""
         for name, p in self.params.items():
             yield name, p, self.grads[name]
+
+    def parameters(self) -> list[np.ndarray]:
+        """Every parameter array (each once), as torch.nn.Module.parameters()."""
+        return list(self.params.values())
 
     def train(self, mode: bool = True) -> "Layer":
         self.training = bool(mode)
@@ -81,6 +113,7 @@ class Layer:
         return self
 
     def zero_grad(self) -> None:
+        """Set every gradient to 0 (backward adds into them)."""
         for g in self.grads.values():
             g[...] = 0
 
@@ -93,16 +126,29 @@ class Layer:
     def backward(self, dout):
         raise NotImplementedError
 
+    def extra_repr(self) -> str:
+        """The arguments shown inside `Name(...)` by repr (as torch's extra_repr)."""
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
     # -- for subclasses
     def cache(self, needs: str = "call forward first"):
         """The cache of the last forward, or a RuntimeError saying what to call."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward: {needs}")
+        if self._spent:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: the last forward's cache was already "
+                "used by a backward; call forward again first (a layer applied twice: "
+                "put both uses in nk.Sequential, which keeps one cache per use)")
         return self._cache
 
-    def set_grads(self, **grads: np.ndarray) -> None:
+    def accumulate_grads(self, **grads) -> None:
+        """Add each named gradient into self.grads (PyTorch's accumulation)."""
         for name, g in grads.items():
-            self.grads[name][...] = g
+            self.grads[name] += g
 
     def out(self, name: str, shape: tuple, dtype, *inputs: np.ndarray) -> np.ndarray | None:
         """A buffer for a result when reuse is on (None: the function allocates).
@@ -118,6 +164,25 @@ class Layer:
         if any(np.may_share_memory(buf, x) for x in inputs):
             return None
         return buf
+
+
+def _spends_cache(backward):
+    """backward, refused when the cache is spent, spending it when it succeeds
+    (a failed backward, a bad dout say, leaves the cache for a retry)."""
+    @functools.wraps(backward)
+    def spending(self, *args, **kwargs):
+        if self._spent and self._cache is not None:
+            self.cache()                       # raises the "already used" error
+        result = backward(self, *args, **kwargs)
+        self._spent = True
+        return result
+    return spending
+
+
+def _dtype_repr(layer: Layer) -> str:
+    """", dtype=float32" when a layer's parameters are not float64 (the default)."""
+    p = next(iter(layer.params.values()), None)
+    return "" if p is None or p.dtype == np.float64 else f", dtype={p.dtype}"
 
 
 # ---------------------------------------------------------------- P1: dense
@@ -152,43 +217,47 @@ class Linear(Layer):
             self.add_param("W", W.astype(dtype))
         self.add_param("b", np.zeros(M, dtype))
         self.bias = v.flag("bias", bias)
-
-    def _weight(self) -> np.ndarray:
-        """W, or γ u/‖u‖ with weight_norm (its cache kept for backward)."""
-        if not self.weight_norm:
-            return self.params["W"]
-        W, self._wn_cache = wn.weightnorm_forward(self.params["u"], self.params["gamma"])
-        return W
+        self.in_features = N
 
     def forward(self, X):
-        W = self._weight()
+        wn_cache = None
+        if self.weight_norm:          # W = γ u/‖u‖, its cache kept for backward
+            W, wn_cache = wn.weightnorm_forward(self.params["u"], self.params["gamma"])
+        else:
+            W = self.params["W"]
         X = v.float_array("X", X, None, "(..., in_features)", dtype=W.dtype,
                            dtype_of="the layer's dtype")
         if X.ndim < 1 or X.shape[-1] != W.shape[1]:
             raise ValueError(f"X: expected shape (..., {W.shape[1]}) (the last axis is "
                              f"in_features), got {X.shape}")
         X2 = X.reshape(-1, W.shape[1])                     # (B·..., N), a view
-        self._shape_in = X.shape
-        Y, self._cache = dense.affine_forward(
+        Y, aff = dense.affine_forward(
             X2, W, self.params["b"], out=self.out("Y", (X2.shape[0], W.shape[0]), X.dtype, X))
+        self._cache = (aff, X.shape, wn_cache)
         return Y if X.ndim == 2 else Y.reshape(X.shape[:-1] + (W.shape[0],))
 
     def backward(self, dY):
-        c = self.cache()
+        c, shape_in, wn_cache = self.cache()
         lead = c.X.shape[0]
         dY = v.float_array("dY", dY, None, "(..., out_features)", dtype=c.X.dtype)
-        if dY.shape != self._shape_in[:-1] + (c.W.shape[0],):
+        if dY.shape != shape_in[:-1] + (c.W.shape[0],):
             raise ValueError(f"dY: expected the forward output's shape "
-                             f"{self._shape_in[:-1] + (c.W.shape[0],)}, got {dY.shape}")
+                             f"{shape_in[:-1] + (c.W.shape[0],)}, got {dY.shape}")
         g = dense.affine_backward(dY.reshape(lead, -1), c,
                                   out=self.out("dX", c.X.shape, c.X.dtype, dY))
         if self.weight_norm:
-            w = wn.weightnorm_backward(g.dW, self._wn_cache)
-            self.set_grads(u=w.du, gamma=w.dgamma)
+            w = wn.weightnorm_backward(g.dW, wn_cache)
+            self.accumulate_grads(u=w.du, gamma=w.dgamma)
         else:
-            self.set_grads(W=g.dW)
-        self.set_grads(b=g.db if self.bias else 0)
-        return g.dX if dY.ndim == 2 else g.dX.reshape(self._shape_in)
+            self.accumulate_grads(W=g.dW)
+        if self.bias:
+            self.accumulate_grads(b=g.db)
+        return g.dX if dY.ndim == 2 else g.dX.reshape(shape_in)
+
+    def extra_repr(self) -> str:
+        M, N = self.params["b"].shape[0], self.in_features
+        return (f"in_features={N}, out_features={M}, bias={self.bias}"
+                + (", weight_norm=True" if self.weight_norm else "") + _dtype_repr(self))
 
 
 class ReLU(Layer):
@@ -255,8 +324,17 @@ class _FeatureNorm(Layer):
                        "statistics as constants)")
         g = self._backward_pair()(dout, c, full=False,
                                   out=self.out("dY", c.Y.shape, c.Y.dtype, v.array_or_empty(dout)))
-        self.set_grads(gamma=g.dgamma, beta=g.dbeta)
+        self.accumulate_grads(gamma=g.dgamma, beta=g.dbeta)
         return g.dY
+
+    def extra_repr(self) -> str:
+        extra = ", relu=True" if self.relu else ""
+        if isinstance(self, WhiteningBatchNorm):
+            extra += f", method={self.method!r}"
+            if self.group_size is not None:
+                extra += f", group_size={self.group_size}"
+        return (f"{self.running_mean.shape[0]}, eps={self.eps:g}, momentum={self.momentum:g}"
+                + extra + _dtype_repr(self))
 
 
 class BatchNorm(_FeatureNorm):
@@ -273,15 +351,14 @@ class BatchNorm(_FeatureNorm):
         self.eps = v.eps_value(eps)
         super().__init__(num_features, momentum, relu, dtype)
         self.running_var = np.ones_like(self.running_mean)
-        self._shape3 = None
 
     def forward(self, Y):
         if v.ndim_of(Y) == 3:       # (B, C, F): per channel over batch and features
             Y = v.norm_input("Y", Y, 3, "(B, C, F)")
             Z = self.forward(norms._to_rows(Y))
-            self._shape3 = Y.shape
+            if self._cache is not None:
+                self._cache = _Rows3(self._cache, Y.shape)
             return norms._from_rows(Z, Y.shape)
-        self._shape3 = None
         Y = self._input(Y)
         g, b = self.params["gamma"], self.params["beta"]
         out = self.out("Z", Y.shape, Y.dtype, Y)
@@ -298,10 +375,22 @@ class BatchNorm(_FeatureNorm):
         return bn.bn_relu_backward if self.relu else bn.batchnorm_backward
 
     def backward(self, dout):
-        if self._shape3 is None:
+        c = self._cache
+        if not isinstance(c, _Rows3):
             return super().backward(dout)
-        dout = v.upstream("dZ", dout, self._shape3, self.params["gamma"].dtype)
-        return norms._from_rows(super().backward(norms._to_rows(dout)), self._shape3)
+        dout = v.upstream("dZ", dout, c.shape, self.params["gamma"].dtype)
+        self._cache = c.rows                 # the (B·F, C) call's cache, for the 2-D backward
+        try:
+            return norms._from_rows(super().backward(norms._to_rows(dout)), c.shape)
+        finally:
+            if not self._spent:              # a failed backward leaves the 3-D cache
+                self._cache = c
+
+
+class _Rows3(NamedTuple):
+    """BatchNorm's cache for (B, C, F) input: the (B·F, C) call's cache and the shape."""
+    rows: object
+    shape: tuple
 
 
 class WhiteningBatchNorm(_FeatureNorm):
@@ -386,6 +475,12 @@ class RNN(Layer):
             self.add_param("b", _uniform(rng, (M,), k, dtype))
         self.dh0 = self.grad_norms = None
 
+    def extra_repr(self) -> str:
+        M, N = self.params["Wx"].shape
+        return (f"{N}, {M}, activation={self.activation!r}, bias={self.bias}"
+                + (f", truncate={self.truncate}" if self.truncate else "")
+                + (f", form={self.form!r}" if self.form != "standard" else "") + _dtype_repr(self))
+
     def forward(self, X, h0=None):
         p = self.params
         X = v.float_array("X", X, 3, "(T, B, N), time-major", dtype=p["Wx"].dtype,
@@ -400,7 +495,7 @@ class RNN(Layer):
         c = self.cache()
         g = rnn.rnn_backward(dH, c, truncate=self.truncate, full=False,
                              out=self.out("dX", c.X.shape, c.X.dtype, v.array_or_empty(dH)))
-        self.set_grads(**{name: getattr(g, "d" + name) for name in self.params})
+        self.accumulate_grads(**{name: getattr(g, "d" + name) for name in self.params})
         self.dh0, self.grad_norms = g.dh0, g.grad_norms
         return g.dX
 
@@ -433,6 +528,12 @@ class BiRNN(Layer):
         self.add_param("by", _uniform(rng, (K,), k, dtype))
         self.dhf0 = self.dhb0 = self.grad_norms = None
 
+    def extra_repr(self) -> str:
+        M, N = self.params["Wxf"].shape
+        K = self.params["Wy"].shape[0]
+        return (f"{N}, {M}, {K}, activation={self.activation!r}, bias={self.bias}"
+                + _dtype_repr(self))
+
     def forward(self, X, hf0=None, hb0=None):
         p = self.params
         X = v.float_array("X", X, 3, "(T, B, N), time-major", dtype=p["Wy"].dtype,
@@ -448,7 +549,7 @@ class BiRNN(Layer):
         c = self.cache()
         g = rnn.birnn_backward(dY, c, full=False,
                                out=self.out("dX", c.X.shape, c.X.dtype, v.array_or_empty(dY)))
-        self.set_grads(**{name: getattr(g, "d" + name) for name in self.params})
+        self.accumulate_grads(**{name: getattr(g, "d" + name) for name in self.params})
         self.dhf0, self.dhb0, self.grad_norms = g.dhf0, g.dhb0, g.grad_norms
         return g.dX
 
@@ -482,19 +583,48 @@ class Sequential(Layer):
     """Layers applied in order; backward runs them in reverse.
 
     Parameters are exposed as "<index>.<name>" (e.g. "0.W"), the same arrays
-    the layers hold. reuse_buffers=True turns buffer reuse on in every layer.
+    the layers hold; a layer that appears twice (weights shared between two
+    places) is listed once, under its first index, and its gradient is the
+    sum of both uses. `len(model)`, `model[i]` (a slice gives a Sequential),
+    iteration and `print(model)` work as for torch.nn.Sequential.
+    reuse_buffers=True turns buffer reuse on in every layer (refused when a
+    layer appears twice: its second use would overwrite the first's buffers).
     """
 
     def __init__(self, *layers: Layer, reuse_buffers: bool = False):
         super().__init__()
         self.layers = list(layers)
+        seen: set[int] = set()
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}]: expected an nnkit Layer, got {type(layer).__name__}")
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
             for name, p, g in layer.named_parameters():
                 self.params[f"{i}.{name}"] = p
                 self.grads[f"{i}.{name}"] = g
-        self.reuse(v.flag("reuse_buffers", reuse_buffers))
+        reuse_buffers = v.flag("reuse_buffers", reuse_buffers)
+        if reuse_buffers and len(seen) < len(self.layers):
+            raise ValueError("reuse_buffers: expected False when a layer appears twice "
+                             "(its second use would overwrite the first's buffers), got True")
+        self.reuse(reuse_buffers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(*self.layers[index])
+        return self.layers[index]
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        lines = [f"  ({i}): " + repr(layer).replace("\n", "\n  ")
+                 for i, layer in enumerate(self.layers)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
 
     def train(self, mode: bool = True) -> "Sequential":
         super().train(mode)
@@ -509,12 +639,19 @@ class Sequential(Layer):
         return self
 
     def forward(self, x):
+        # one cache per use: a layer that appears twice keeps both
+        caches = []
         for layer in self.layers:
             x = layer.forward(x)
+            caches.append(layer._cache)
+        self._cache = caches
         return x
 
     def backward(self, dout):
-        for layer in reversed(self.layers):
+        caches = self.cache()
+        self._spent = True        # a failed backward is not retried: some layers added already
+        for layer, cache in zip(reversed(self.layers), reversed(caches)):
+            layer._cache = cache
             dout = layer.backward(dout)
         return dout
 
@@ -532,6 +669,9 @@ class Dropout(Layer):
         super().__init__()
         self.keep = v.keep_prob(keep)
         self._rng = generator(seed, rng) if (seed is not None or rng is not None) else None
+
+    def extra_repr(self) -> str:
+        return f"keep={self.keep:g}"
 
     def forward(self, X):
         Y, self._cache = dr.dropout_forward(X, self.keep, self._rng, self.training)
@@ -561,6 +701,9 @@ class LayerNorm(Layer):
         self.add_param("gamma", np.ones(self.normalized_shape, dtype))
         self.add_param("beta", np.zeros(self.normalized_shape, dtype))
 
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps:g}" + _dtype_repr(self)
+
     def forward(self, X):
         ns = self.normalized_shape
         X = v.float_array("X", X, None, f"(..., *{ns})", dtype=self.params["gamma"].dtype,
@@ -568,17 +711,17 @@ class LayerNorm(Layer):
         if X.ndim <= len(ns) or X.shape[X.ndim - len(ns):] != ns:
             raise ValueError(f"X: expected shape (..., *{ns}) with at least one leading "
                              f"axis, got {X.shape}")
-        Z, self._cache = norms.layernorm_forward(X.reshape((-1,) + ns), self.params["gamma"],
-                                                 self.params["beta"], self.eps)
-        self._shape = X.shape
+        Z, c = norms.layernorm_forward(X.reshape((-1,) + ns), self.params["gamma"],
+                                       self.params["beta"], self.eps)
+        self._cache = (c, X.shape)
         return Z.reshape(X.shape)
 
     def backward(self, dZ):
-        c = self.cache()
-        dZ = v.upstream("dZ", dZ, self._shape, c.X.dtype)
+        c, shape = self.cache()
+        dZ = v.upstream("dZ", dZ, shape, c.X.dtype)
         g = norms.layernorm_backward(dZ.reshape(c.X.shape), c, full=False)
-        self.set_grads(gamma=g.dgamma, beta=g.dbeta)
-        return g.dX.reshape(self._shape)
+        self.accumulate_grads(gamma=g.dgamma, beta=g.dbeta)
+        return g.dX.reshape(shape)
 
 
 class InstanceNorm(Layer):
@@ -596,6 +739,9 @@ class InstanceNorm(Layer):
         self.add_param("gamma", np.ones(C, dtype))
         self.add_param("beta", np.zeros(C, dtype))
 
+    def extra_repr(self) -> str:
+        return f"{self.params['gamma'].shape[0]}, eps={self.eps:g}" + _dtype_repr(self)
+
     def forward(self, X):
         C = self.params["gamma"].shape[0]
         X = v.float_array("X", X, None, "(B, C, ...)", dtype=self.params["gamma"].dtype,
@@ -609,7 +755,7 @@ class InstanceNorm(Layer):
 
     def backward(self, dZ):
         g = norms.instancenorm_backward(dZ, self.cache(), full=False)
-        self.set_grads(gamma=g.dgamma, beta=g.dbeta)
+        self.accumulate_grads(gamma=g.dgamma, beta=g.dbeta)
         return g.dX
 
 
@@ -620,7 +766,9 @@ class Conv2d(Layer):
     W (C_out, C_in, kh, kw), b (C_out,). Init as PyTorch's nn.Conv2d
     (Kaiming uniform with a = √5): W and b ~ U(−1/√fan_in, 1/√fan_in),
     fan_in = C_in·kh·kw, from the library generator unless seed/rng is given.
-    Pairs are (H-axis, W-axis); padding may be "valid" or "same".
+    Pairs are (H-axis, W-axis); padding may be "valid" or "same" (stride 1, as
+    PyTorch: `.padding` becomes the (H, W) pair, or stays "same" where an even
+    kernel pads one more at the right / bottom than at the left / top).
     """
     geometry = "conv2d"
 
@@ -638,6 +786,12 @@ class Conv2d(Layer):
         if self.bias:
             self.add_param("b", _uniform(rng, (C_out,), bound, dtype))
 
+    def extra_repr(self) -> str:
+        C_out, C_in, kh, kw = self.params["W"].shape
+        return (f"{C_in}, {C_out}, kernel_size=({kh}, {kw}), stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, bias={self.bias}"
+                + _dtype_repr(self))
+
     def forward(self, X):
         W = self.params["W"]
         X = v.float_array("X", X, 4, "(B, in_channels, H, W)", dtype=W.dtype,
@@ -649,7 +803,7 @@ class Conv2d(Layer):
 
     def backward(self, dY):
         g = conv.conv2d_backward(dY, self.cache())
-        self.set_grads(W=g.dW, **({"b": g.db} if self.bias else {}))
+        self.accumulate_grads(W=g.dW, **({"b": g.db} if self.bias else {}))
         return g.dX
 
 
@@ -663,6 +817,9 @@ class _Pool2d(Layer):
         self.kernel_size = v.int_pair("kernel_size", kernel_size)
         self.stride = self.kernel_size if stride is None else v.int_pair("stride", stride)
         self.padding = v.int_pair("padding", padding)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, X):
         fwd = getattr(conv, f"{self.kind}pool2d_forward")

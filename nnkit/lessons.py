@@ -139,6 +139,7 @@ def training(steps=300, batch=64, lr=0.05, seed=0, n=4096, d=16, hidden=32, clas
         t0 = time.perf_counter()
         for step in range(steps):
             idx = order.integers(0, n, batch)
+            model.zero_grad()
             loss = loss_fn.forward(model.forward(X[idx]), labels[idx])
             model.backward(loss_fn.backward())
             for k, p in model.params.items():

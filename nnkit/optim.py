@@ -3,15 +3,15 @@
 An optimizer takes anything with `params` and `grads` dicts of the same keys
 (every layer, `Sequential`) or a list of (param, grad) array pairs, and
 `step()` updates every parameter in place (float32 or float64) from the
-gradient the last backward left in its grad array. The arrays are held, not
-copied: keep filling the same grad arrays (layers do). `zero_grad()` sets the
-gradients to 0 (nnkit's layers overwrite their gradients on each backward, so
-a training loop over them does not need it). `opt.state[name]` holds each
+gradient in its grad array. The arrays are held, not copied: keep filling the
+same grad arrays (layers do). Layers *add* into their gradients on each
+backward (PyTorch's accumulation), so a training loop calls `zero_grad()`
+before each backward, as in PyTorch. `opt.state[name]` holds each
 parameter's state arrays (velocity, moments) with the parameter's shape, and
 `opt.t` the number of steps taken.
 
     opt = nk.optim.Adam(model, lr=1e-3)
-    loss = ...; model.backward(dlogits); opt.step()
+    opt.zero_grad(); loss = ...; model.backward(dlogits); opt.step()
 
 Each step is one fused pass over the parameter, its gradient and its state
 (Cython kernels in pyx/optim.pyx, both dtypes, arithmetic in the parameter's
@@ -91,6 +91,7 @@ class Optimizer:
         return [p for _, p, _ in self._pairs]
 
     def zero_grad(self) -> None:
+        """Set every gradient this optimizer steps to 0 (backward adds into them)."""
         for _, _, g in self._pairs:
             g[...] = 0
 

@@ -16,8 +16,8 @@ statistics, no dropout) after each epoch; `evaluate` does the same for any set.
 Accuracy is reported for class labels y (n,) or one-hot/soft targets (n, K)
 against the argmax of the model's output (n, K); otherwise it is NaN.
 
-nnkit's layers overwrite their gradients on each backward, so the loop does
-not call `optimizer.zero_grad()`.
+Gradients accumulate (as in PyTorch), so each batch starts with
+`optimizer.zero_grad()` (or `model.zero_grad()` for an optimizer without one).
 
 `callback(event)` is called after every batch and every epoch with a
 `Progress` event (the history so far included); raising `StopTraining` in it
@@ -150,6 +150,13 @@ def fit(model, loss, optimizer, X, y, epochs: int, batch_size: int, *, X_val=Non
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     gen = generator(rng=rng)
+    zero_grad = getattr(optimizer, "zero_grad", None)
+    if not callable(zero_grad):
+        zero_grad = getattr(model, "zero_grad", None)
+    if not callable(zero_grad):
+        raise TypeError(f"optimizer: expected an object with zero_grad (or a model with "
+                        f"zero_grad), got {type(optimizer).__name__} and "
+                        f"{type(model).__name__} without it")
 
     n = X.shape[0]
     batches = math.ceil(n / batch_size)
@@ -164,6 +171,7 @@ def fit(model, loss, optimizer, X, y, epochs: int, batch_size: int, *, X_val=Non
             for b in range(batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 Xb, yb = X[idx], y[idx]
+                zero_grad()
                 out = model.forward(Xb)
                 batch_loss = float(loss.forward(out, yb))
                 batch_correct = _correct(np.asarray(out), yb)

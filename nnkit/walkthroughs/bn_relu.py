@@ -8,8 +8,10 @@ G is a fixed random upstream gradient, so ∂L/∂H = G. With
 constant_feature=True row 0 of W is zero, so feature 0 of Y is the constant
 b₀ (a dead unit): v₀ = 0, which is P2.1's case for ε.
 
-The node functions are plain NumPy; the analytic gradients come from the
-kernels a layer runs: nk.bn_relu_forward/backward (BatchNorm(relu=True)) by
+The node functions are plain NumPy (the formulas, and what finite
+differences re-evaluate); the values shown are the kernels' own (`forward`),
+so the ε = 0 demo shows the NaN a user's code gets at every batch size. The
+analytic gradients come from the kernels a layer runs: nk.bn_relu_forward/backward (BatchNorm(relu=True)) by
 default, or with fused=False nk.batchnorm_forward/backward and
 nk.relu_forward/backward (BatchNorm followed by a ReLU layer). `nnkit
 gradcheck` runs both. Here b feeds a normalization, so ∂L/∂b is exactly 0:
@@ -74,6 +76,17 @@ class BatchNormReLU(Walkthrough):
             gamma=1.0 + 0.5 * rng.standard_normal(M), beta=0.5 * rng.standard_normal(M),
             G=rng.standard_normal((B, M)))
         return cast(vals, cfg["dtype"])
+
+    def forward(self, leaves, cfg):
+        Y, _ = nk.affine_forward(leaves["X"], leaves["W"], leaves["b"])
+        gamma, beta, eps = leaves["gamma"], leaves["beta"], cfg["eps"]
+        if cfg["fused"]:
+            H, cache = nk.bn_relu_forward(Y, gamma, beta, eps)
+            out = dict(H=H)              # Z is not a kernel output here: its formula
+        else:
+            Z, cache = nk.batchnorm_forward(Y, gamma, beta, eps)
+            out = dict(Z=Z, H=nk.relu_forward(Z)[0])
+        return dict(Y=Y, m=cache.mean, v=cache.var, Yhat=cache.yhat, **out)
 
     def analytic(self, values, cfg):
         X, W, b = values["X"], values["W"], values["b"]

@@ -78,6 +78,7 @@ def test_last_step_layer():
     assert dH.shape == (4, 2, 3) and dH[:-1].sum() == 0 and dH[-1].sum() == 6
     with pytest.raises(ValueError, match=r"H: expected a 3-D array \(T, B, C\)"):
         layer(np.zeros((2, 3)))
+    layer(H)                          # one backward per forward: the last one spent it
     with pytest.raises(ValueError, match=r"dY: expected shape \(2, 3\)"):
         layer.backward(np.ones((3, 3)))
     with pytest.raises(RuntimeError, match="call forward first"):
