@@ -292,22 +292,34 @@ def _add_conv(sub) -> argparse.ArgumentParser:
         "conv", help="output shape (with its formula), parameters and MACs of a conv or pool",
         description="P3: the output shape of a 2-D convolution (or pooling with --pool), "
                     "each spatial axis's formula filled in, the weights, biases and "
-                    "multiply-accumulates. Pairs are k1,k2 in the layout's axis order "
-                    "(BWHC: W then H, as P3; NCHW: H then W, as PyTorch).",
+                    "multiply-accumulates. The shapes are in P3's layout (B, W, H, C) unless "
+                    "--layout NCHW (PyTorch's, the Python API's default); the output names "
+                    "its layout. Pairs are k1,k2 in the layout's axis order (BWHC: W then H, "
+                    "as P3; NCHW: H then W, as PyTorch).",
         epilog="Example: nnkit conv --input 8,32,32,3 --out 16 -k 3 -s 2 -p 1. "
-               "Exit status: 0, or 2 for impossible geometry (the formula says why).")
+               "Options that do not apply (--out, -d, --no-bias with --pool) are refused. "
+               "Exit status: 0, or 2 for impossible geometry (the formula says why) or "
+               "conflicting options.")
     p.add_argument("--input", metavar="B,W,H,C",
                    help="input shape in --layout (BWHC: B,W,H,C; NCHW: B,C,H,W)")
-    p.add_argument("--out", type=int, metavar="C_OUT", help="output channels (conv)")
+    p.add_argument("--out", type=int, metavar="C_OUT", help="output channels (conv only)")
     p.add_argument("-k", "--kernel", default="3", help="k or k1,k2 (default 3)")
     p.add_argument("-s", "--stride", default=None, help="s or s1,s2 (default 1; pool: k)")
-    p.add_argument("-p", "--padding", default="0", help="p or p1,p2, valid or same")
-    p.add_argument("-d", "--dilation", default="1", help="d or d1,d2 (default 1)")
+    p.add_argument("-p", "--padding", default="0",
+                   help="p or p1,p2; conv also valid or same (any case; same: stride 1, an "
+                        "even kernel pads one more at the end, as PyTorch)")
+    p.add_argument("-d", "--dilation", default=None, help="d or d1,d2 (default 1; conv only)")
     p.add_argument("--layout", choices=("BWHC", "NCHW"), default="BWHC",
-                   help="BWHC (P3's, default) or NCHW (PyTorch's)")
+                   help="BWHC (P3's, this command's default) or NCHW (PyTorch's)")
     p.add_argument("--pool", choices=("max", "avg", "lp"), help="a pooling layer instead")
-    p.add_argument("--no-bias", action="store_true", help="count no biases")
+    p.add_argument("--no-bias", action="store_true", help="count no biases (conv only)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    # "--input -8,32,32,3": a value that starts like a negative number is a
+    # value, not an option (argparse takes only "-8" and "-1.5" so), so that
+    # _run_conv names --input and says what is wrong with it
+    if hasattr(p, "_negative_number_matcher"):
+        import re
+        p._negative_number_matcher = re.compile(r"^-\d[\d,]*$|^-\d*\.\d+$")
     p.set_defaults(run=_run_conv)
     return p
 
@@ -315,13 +327,30 @@ def _add_conv(sub) -> argparse.ArgumentParser:
 def _run_conv(args) -> int:
     from . import conv_shapes as cs
     P = args.parser
+    axes = "B,W,H,C" if args.layout == "BWHC" else "B,C,H,W"
     if args.input is None:
-        P.error("--input: expected the input shape, e.g. --input 8,32,32,3 (B,W,H,C)")
+        P.error(f"--input: expected the input shape, e.g. --input 8,32,32,3 ({axes} in "
+                f"{args.layout})")
     shape = _ints(args.input, "--input", P, 4)
+    if min(shape) < 1:
+        P.error(f"--input: expected 4 sizes >= 1 ({axes} in {args.layout}), got "
+                f"{args.input}")
+    if args.pool:      # options that only a conv has: refused, never silently dropped
+        for given, opt, why in (
+                (args.out is not None, f"--out {args.out}", "keeps the input's channels"),
+                (args.dilation is not None, f"--dilation {args.dilation}", "has no dilation"),
+                (args.no_bias, "--no-bias", "has no biases")):
+            if given:
+                P.error(f"{opt}: does not apply to --pool {args.pool} (pooling {why}); "
+                        f"leave it out")
     pair = lambda text, what: (lambda t: t[0] if len(t) == 1 else t)(_ints(text, what, P, 2))
     k = pair(args.kernel, "--kernel")
     s = None if args.stride is None else pair(args.stride, "--stride")
-    pad = args.padding if args.padding in ("valid", "same") else pair(args.padding, "--padding")
+    mode = args.padding.strip().lower()
+    if mode in ("valid", "same") and args.pool:
+        P.error(f"--padding {args.padding}: pooling takes p or p1,p2 (valid and same are "
+                f"conv paddings)")
+    pad = mode if mode in ("valid", "same") else pair(args.padding, "--padding")
     try:
         if args.pool:
             out = cs.pool2d_output_shape(shape, k, s, pad, args.layout, args.pool)
@@ -329,7 +358,7 @@ def _run_conv(args) -> int:
         else:
             if args.out is None:
                 P.error("--out: expected the number of output channels (or --pool)")
-            d = pair(args.dilation, "--dilation")
+            d = pair("1" if args.dilation is None else args.dilation, "--dilation")
             s = 1 if s is None else s
             out = cs.conv2d_output_shape(shape, args.out, k, s, pad, d, args.layout)
             count = cs.conv2d_count(shape, args.out, k, s, pad, d, args.layout,

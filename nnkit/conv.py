@@ -2,16 +2,23 @@
 grads pairs, plus (re-exported from nnkit.conv_shapes) the shape logic,
 counting, `summary` and the ResNet bottleneck solver: `nk.conv.summary(...)`.
 
-Layout: PyTorch's NCHW. X (B, C_in, H, W), W (C_out, C_in, kh, kw),
+Layout: PyTorch's NCHW, the default of every function here and in
+nnkit.conv_shapes. X (B, C_in, H, W), W (C_out, C_in, kh, kw),
 b (C_out,) or None, Y (B, C_out, H', W'); pairs are (H-axis, W-axis).
 
-conv2d_forward(..., layout="BWHC") takes P3's layout instead: X (B, W, H, C_in),
-W (C_out, C_in, k1, k2) with k1 along W, pairs (W-axis, H-axis) as P3, and
-returns Y (B, W', H', C_out); backward returns dX in that layout and dW in
-(C_out, C_in, k1, k2). The cost: the kernel works in NCHW, so X and Y (and,
-in backward, dY and dX) are each copied once through a transpose (four extra
-passes over the activations; at (32, 32, 32, 3) → 16 channels that is about
-a fifth of the forward + backward time).
+layout="BWHC" takes P3's layout instead (conv2d_forward and the three
+pooling forwards; each backward answers in its forward's layout): X
+(B, W, H, C_in), W (C_out, C_in, k1, k2) with k1 along W, pairs (W-axis,
+H-axis) as P3, and Y (B, W', H', C_out); conv2d_backward returns dX in that
+layout and dW in (C_out, C_in, k1, k2). The cost: the kernels work in NCHW,
+so X and Y (and, in backward, dY and dX) are each copied once through a
+transpose (four extra passes over the activations; at (32, 32, 32, 3) → 16
+channels that is about a fifth of the conv's forward + backward time).
+
+padding="same" with an even kernel (d·(k − 1) odd) pads one more at the
+end (right / bottom) than at the start, as PyTorch. The kernels pad both
+ends equally, so the forward copies X with that one extra row / column of
+zeros (np.pad) and runs the kernel on the copy; the backward crops dX back.
 
 Algorithm (pyx/conv.pyx): per sample, im2col (K = C_in·kh·kw rows, H'W'
 columns) and one GEMM Y_n = W col + b; backward recomputes col, forms
@@ -114,14 +121,15 @@ def _workspace(name: str, shape: tuple, dtype) -> np.ndarray:
 
 # ----------------------------------------------------------------- conv2d
 class Conv2dCache(NamedTuple):
-    X: np.ndarray          # (B, C_in, H, W), the NCHW input the kernel read
+    X: np.ndarray          # (B, C_in, H + eh, W + ew), the NCHW input the kernel read
     W: np.ndarray          # (C_out, C_in, kh, kw)
     b: np.ndarray | None   # (C_out,) or None
     stride: tuple          # (sh, sw)
-    padding: tuple         # (ph, pw)
+    padding: tuple         # (ph, pw): what the kernel pads on both ends
     dilation: tuple        # (dh, dw)
     layout: str            # the caller's layout: "NCHW" or "BWHC"
     out_hw: tuple          # (H', W')
+    extra: tuple = (0, 0)  # (eh, ew): zeros appended to X's end ("same", even kernel)
 
 
 class Conv2dGrads(NamedTuple):
@@ -155,7 +163,11 @@ def _conv_inputs(X, W, b, stride, padding, dilation, layout):
     if K * L > _MAX_INT or W.shape[0] * K > _MAX_INT:
         raise ValueError(f"X: one sample's column matrix is {K}×{L} = {K * L} values, more "
                          f"than the {_MAX_INT} a 32-bit BLAS index reaches")
-    return X, W, b, (a1.s, a2.s), (a1.p, a2.p), (a1.d, a2.d), layout, (a1.out, a2.out)
+    extra = (a1.extra, a2.extra)
+    if extra != (0, 0):       # uneven "same": the kernel pads p on both ends, X the rest
+        X = np.pad(X, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    return (X, W, b, (a1.s, a2.s), (a1.p, a2.p), (a1.d, a2.d), layout, (a1.out, a2.out),
+            extra)
 
 
 def conv2d_forward(X, W, b=None, stride=1, padding=0, dilation=1, *, layout="NCHW",
@@ -164,11 +176,12 @@ def conv2d_forward(X, W, b=None, stride=1, padding=0, dilation=1, *, layout="NCH
 
     X (B, C_in, H, W), W (C_out, C_in, kh, kw), b (C_out,) or None ->
     Y (B, C_out, H', W'), cache. stride, padding ("valid", "same", an int or
-    a pair) and dilation as nk.conv2d_output_shape. layout="BWHC": see the
+    a pair) and dilation as nk.conv2d_output_shape ("same" as PyTorch: an even
+    kernel pads one more at the right / bottom). layout="BWHC": see the
     module docstring.
     """
-    X, Wk, b, st, pd, dl, layout, (Ho, Wo) = _conv_inputs(X, W, b, stride, padding,
-                                                           dilation, layout)
+    X, Wk, b, st, pd, dl, layout, (Ho, Wo), extra = _conv_inputs(X, W, b, stride, padding,
+                                                                  dilation, layout)
     B, C, H, Wd = X.shape
     Co, K = Wk.shape[0], Wk.shape[1] * Wk.shape[2] * Wk.shape[3]
     user_shape = (B, Co, Ho, Wo) if layout == "NCHW" else (B, Wo, Ho, Co)
@@ -186,7 +199,7 @@ def conv2d_forward(X, W, b=None, stride=1, padding=0, dilation=1, *, layout="NCH
                           tiled, T)
     if layout == "BWHC":
         Yout[...] = Y.transpose(0, 3, 2, 1)
-    return Yout, Conv2dCache(X, Wk, b, st, pd, dl, layout, (Ho, Wo))
+    return Yout, Conv2dCache(X, Wk, b, st, pd, dl, layout, (Ho, Wo), extra)
 
 
 def _tiled(T: int) -> bool:
@@ -204,16 +217,18 @@ def conv2d_backward(dY, cache: Conv2dCache, *, out=None) -> Conv2dGrads:
     """dX = col2im(Wᵀ dY), dW = Σ_n dY_n colᵀ, db = Σ dY.  `out` receives dX."""
     v.cache_of(cache, Conv2dCache, "conv2d_forward")
     X, Wk = cache.X, cache.W
-    B, C, H, Wd = X.shape
+    B, C, Hk, Wdk = X.shape                      # the kernel's (padded) input
+    eh, ew = cache.extra
+    H, Wd = Hk - eh, Wdk - ew                     # the caller's X
     Co, kh, kw = Wk.shape[0], Wk.shape[2], Wk.shape[3]
     Ho, Wo = cache.out_hw
     bwhc = cache.layout == "BWHC"
     dY = v.upstream("dY", dY, (B, Wo, Ho, Co) if bwhc else (B, Co, Ho, Wo), X.dtype)
-    dXout = v.out_array(out, (B, Wd, H, C) if bwhc else X.shape, X.dtype)
+    dXout = v.out_array(out, (B, Wd, H, C) if bwhc else (B, C, H, Wd), X.dtype)
     v.no_overlap(dXout, "out", dY=dY, X=X, W=Wk)
     if bwhc:
         dY = np.ascontiguousarray(dY.transpose(0, 3, 2, 1))
-    dX = np.empty_like(X) if bwhc else dXout
+    dX = np.empty_like(X) if bwhc or eh or ew else dXout
     dW = np.empty_like(Wk)
     db = np.empty(Co, X.dtype)
     K, L, T = C * kh * kw, Ho * Wo, _team(B)
@@ -227,16 +242,23 @@ def conv2d_backward(dY, cache: Conv2dCache, *, out=None) -> Conv2dGrads:
         _k.conv2d_backward(dY.reshape(B, Co, L), X, Wm, np.ascontiguousarray(Wm.T), kh, kw,
                            sh, sw, ph, pw, dh, dw, dX, dW.reshape(Co, K), db, work, dWacc,
                            dbacc, tiled, T)
+    if eh or ew:              # the appended zeros are not the caller's: crop their gradient
+        dX = dX[:, :, :H, :Wd]
     if bwhc:
         dXout[...] = dX.transpose(0, 3, 2, 1)
         dW = np.ascontiguousarray(dW.transpose(0, 1, 3, 2))
+    elif dX is not dXout:
+        dXout[...] = dX
     return Conv2dGrads(dXout, dW, db)
 
 
-def _layer_padding(padding, kernel_size, stride, dilation) -> tuple:
-    """A Conv2d layer's padding as an (H, W) pair ("valid" and "same" resolved)."""
+def _layer_padding(padding, kernel_size, stride, dilation):
+    """A Conv2d layer's padding: an (H, W) pair ("valid" and "same" resolved),
+    or "same" itself where it pads unevenly (an even kernel: one more at the
+    right / bottom, as PyTorch), which no pair can say."""
     from .conv_shapes import _resolve_padding
-    return tuple(_resolve_padding(padding, kernel_size, stride, dilation, ("H", "W")))
+    pads, extra = _resolve_padding(padding, kernel_size, stride, dilation, ("H", "W"))
+    return "same" if extra != (0, 0) else tuple(pads)
 
 
 # ---------------------------------------------------------------- pooling
@@ -245,53 +267,65 @@ _MODES = {"max": 0, "avg": 1, "lp": 2}
 
 class Pool2dCache(NamedTuple):
     kind: str                      # "max", "avg" or "lp"
-    X: np.ndarray                  # (B, C, H, W) input
-    Y: np.ndarray                  # (B, C, H', W') output
+    X: np.ndarray                  # (B, C, H, W) input, NCHW (the kernel's)
+    Y: np.ndarray                  # (B, C, H', W') output, NCHW
     argmax: np.ndarray | None      # max: flat index ih·W + iw in each plane (int32)
     kernel_size: tuple             # (kh, kw)
     stride: tuple
     padding: tuple
     p: float                       # Lp's p (0 otherwise)
+    layout: str = "NCHW"           # the caller's layout: dY and dX are in it
 
 
-def _pool_forward(kind, X, kernel_size, stride, padding, p, out):
-    X = v.float_array("X", X, 4, "(B, C, H, W)")
-    v.nonempty("X", X, "(B, C, H, W)")
-    s = pool2d_output_shape(X.shape, kernel_size, stride, padding, "NCHW", kind)
-    (a1, a2), (B, C, H, W) = s.axes, X.shape
-    Y = v.out_array(out, tuple(s), X.dtype)
-    v.no_overlap(Y, "out", X=X)
-    arg = np.empty(tuple(s), np.int32) if kind == "max" else np.empty((1, 1, 1), np.int32)
+def _pool_forward(kind, X, kernel_size, stride, padding, p, out, layout):
+    layout = v.choice("layout", layout, LAYOUTS)
+    doc = "(B, C, H, W)" if layout == "NCHW" else "(B, W, H, C)"
+    X = v.float_array("X", X, 4, doc)
+    v.nonempty("X", X, doc)
+    s = pool2d_output_shape(X.shape, kernel_size, stride, padding, layout, kind)
+    a1, a2 = s.axes
+    Yout = v.out_array(out, tuple(s), X.dtype)
+    v.no_overlap(Yout, "out", X=X)
+    if layout == "BWHC":      # pairs are (W-axis, H-axis): swap into the kernel's (H, W)
+        a1, a2 = a2, a1
+        X = np.ascontiguousarray(X.transpose(0, 3, 2, 1))
+    B, C, H, W = X.shape
+    Y = Yout if layout == "NCHW" else np.empty((B, C, a1.out, a2.out), X.dtype)
+    arg = np.empty(Y.shape, np.int32) if kind == "max" else np.empty((1, 1, 1), np.int32)
     P = B * C
     _k.pool2d_forward(X.reshape(P, H, W), _MODES[kind], p, a1.k, a2.k, a1.s, a2.s, a1.p,
                       a2.p, Y.reshape(P, a1.out, a2.out),
                       arg.reshape(P, a1.out, a2.out) if kind == "max" else arg,
                       kernel_threads())
-    return Y, Pool2dCache(kind, X, Y, arg if kind == "max" else None, (a1.k, a2.k),
-                          (a1.s, a2.s), (a1.p, a2.p), p)
+    if layout == "BWHC":
+        Yout[...] = Y.transpose(0, 3, 2, 1)
+    return Yout, Pool2dCache(kind, X, Y, arg if kind == "max" else None, (a1.k, a2.k),
+                             (a1.s, a2.s), (a1.p, a2.p), p, layout)
 
 
-def maxpool2d_forward(X, kernel_size, stride=None, padding=0, *, out=None):
+def maxpool2d_forward(X, kernel_size, stride=None, padding=0, *, layout="NCHW", out=None):
     """y = max over each window (padding never wins). X (B, C, H, W).
 
     The cache keeps the arg-max of every window (flat index ih·W + iw in its
     plane); ties go to the first element in row-major window order, as
     PyTorch; a NaN in a window is the maximum. stride defaults to kernel_size;
-    padding ≤ kernel_size/2.
+    padding ≤ kernel_size/2. layout="BWHC": X (B, W, H, C), pairs (W, H), as
+    P3 (a transposed copy in and out).
     """
-    return _pool_forward("max", X, kernel_size, stride, padding, 0.0, out)
+    return _pool_forward("max", X, kernel_size, stride, padding, 0.0, out, layout)
 
 
-def avgpool2d_forward(X, kernel_size, stride=None, padding=0, *, out=None):
+def avgpool2d_forward(X, kernel_size, stride=None, padding=0, *, layout="NCHW", out=None):
     """y = Σ window / (kh·kw); padding counts as zeros (PyTorch's default
-    count_include_pad=True)."""
-    return _pool_forward("avg", X, kernel_size, stride, padding, 0.0, out)
+    count_include_pad=True). layout as maxpool2d_forward."""
+    return _pool_forward("avg", X, kernel_size, stride, padding, 0.0, out, layout)
 
 
-def lppool2d_forward(X, p, kernel_size, stride=None, *, out=None):
+def lppool2d_forward(X, p, kernel_size, stride=None, *, layout="NCHW", out=None):
     """y = (Σ_window |x|^p)^(1/p), no padding. Equals PyTorch's lp_pool2d for
-    x ≥ 0 or even p (PyTorch sums x^p, signed, for odd p)."""
-    return _pool_forward("lp", X, kernel_size, stride, 0, v.lp_norm(p), out)
+    x ≥ 0 or even p (PyTorch sums x^p, signed, for odd p). layout as
+    maxpool2d_forward."""
+    return _pool_forward("lp", X, kernel_size, stride, 0, v.lp_norm(p), out, layout)
 
 
 def _pool_backward(kind, dY, cache, out):
@@ -300,9 +334,14 @@ def _pool_backward(kind, dY, cache, out):
         raise TypeError(f"cache: expected the cache of {kind}pool2d_forward, got the cache "
                         f"of {cache.kind}pool2d_forward")
     X, Y = cache.X, cache.Y
-    dY = v.upstream("dY", dY, Y.shape, X.dtype)
-    dX = v.out_array(out, X.shape, X.dtype)
-    v.no_overlap(dX, "out", dY=dY, X=X)
+    bwhc = cache.layout == "BWHC"
+    user = (lambda shape: (shape[0], shape[3], shape[2], shape[1])) if bwhc else tuple
+    dY = v.upstream("dY", dY, user(Y.shape), X.dtype)
+    dXout = v.out_array(out, user(X.shape), X.dtype)
+    v.no_overlap(dXout, "out", dY=dY, X=X)
+    if bwhc:
+        dY = np.ascontiguousarray(dY.transpose(0, 3, 2, 1))
+    dX = np.empty_like(X) if bwhc else dXout
     B, C, H, W = X.shape
     P, (Ho, Wo) = B * C, Y.shape[2:]
     (kh, kw), (sh, sw), (ph, pw) = cache.kernel_size, cache.stride, cache.padding
@@ -313,7 +352,9 @@ def _pool_backward(kind, dY, cache, out):
         _k.pool2d_backward(dY.reshape(P, Ho, Wo), X.reshape(P, H, W), Y.reshape(P, Ho, Wo),
                            _MODES[kind], cache.p, kh, kw, sh, sw, ph, pw,
                            dX.reshape(P, H, W), kernel_threads())
-    return dX
+    if bwhc:
+        dXout[...] = dX.transpose(0, 3, 2, 1)
+    return dXout
 
 
 def maxpool2d_backward(dY, cache: Pool2dCache, *, out=None) -> np.ndarray:

@@ -9,11 +9,17 @@ Every size comes from the Cython shape logic (nnkit._kernels.conv: the same
     W' = ⌊(W + 2p − k)/s⌋ + 1                         (P3, dilation 1)
     W' = ⌊(W + 2p − d·(k − 1) − 1)/s⌋ + 1             (dilation d)
 
-Layouts: "BWHC" is P3's (B, W, H, C); "NCHW" is PyTorch's (B, C, H, W). A
-pair (kernel, stride, padding, dilation) follows the spatial axes in the
-order the layout lists them: (W-axis, H-axis) in BWHC, exactly as P3 (p1
-pads left and right, p2 top and bottom), and (H-axis, W-axis) in NCHW, as
-PyTorch. An int means the same value on both axes.
+Layouts: "NCHW" is PyTorch's (B, C, H, W), the one the kernels run and the
+default of every function here and in nnkit.conv; layout="BWHC" takes P3's
+(B, W, H, C) instead. A pair (kernel, stride, padding, dilation) follows the
+spatial axes in the order the layout lists them: (H-axis, W-axis) in NCHW,
+as PyTorch, and (W-axis, H-axis) in BWHC, exactly as P3 (p1 pads left and
+right, p2 top and bottom). An int means the same value on both axes.
+
+padding="same" (stride 1) pads d·(k − 1) in all along each axis, as PyTorch:
+⌊d·(k − 1)/2⌋ before (left / top) and the rest after (right / bottom), so an
+even kernel pads one more at the end; the axis then reads
+W' = ⌊(W + p + p_end − d·(k − 1) − 1)/s⌋ + 1 (`Axis.extra` = p_end − p).
 """
 from __future__ import annotations
 
@@ -32,23 +38,34 @@ def _n(x: int) -> str:
     return f"(−{-x})" if x < 0 else f"{x}"
 
 
-def axis_formula(label: str, n: int, k: int, s: int, p: int, d: int = 1) -> str:
-    """One filled-in line: "W' = ⌊(32 + 2·1 − 3)/2⌋ + 1 = 16" (P3's form when d = 1)."""
+def axis_formula(label: str, n: int, k: int, s: int, p: int, d: int = 1,
+                 extra: int = 0) -> str:
+    """One filled-in line: "W' = ⌊(32 + 2·1 − 3)/2⌋ + 1 = 16" (P3's form when d = 1).
+
+    extra > 0: the end of the axis pads p + extra (padding="same" with an even
+    d·(k − 1)), and the line shows both: "W' = ⌊(9 + 1 + 2 − 4)/1⌋ + 1 = 9".
+    """
+    pads = f"2·{_n(p)}" if extra == 0 else f"{_n(p)} + {_n(p + extra)}"
     if d == 1:
-        inner = f"{_n(n)} + 2·{_n(p)} − {_n(k)}"
+        inner = f"{_n(n)} + {pads} − {_n(k)}"
     else:
-        inner = f"{_n(n)} + 2·{_n(p)} − {_n(d)}·({_n(k)} − 1) − 1"
+        inner = f"{_n(n)} + {pads} − {_n(d)}·({_n(k)} − 1) − 1"
     text = f"{label}' = ⌊({inner})/{_n(s)}⌋ + 1"
     if s == 0:
         return text + " (division by zero)"
     if s < 0:
         return text + " (a negative stride walks backwards)"
-    out = _kc.output_size(n, k, s, p, d)
+    # n + p + (p + extra) = (n + extra) + 2p: the kernels' symmetric out_dim
+    out = _kc.output_size(n + extra, k, s, p, d)
     return text + f" = {out}" if out >= 1 else text + f" = {out} ≤ 0".replace("-", "−")
 
 
 class Axis(NamedTuple):
-    """One spatial axis of a geometry: size in, kernel, stride, padding, dilation, size out."""
+    """One spatial axis of a geometry: size in, kernel, stride, padding, dilation, size out.
+
+    p pads the start (left / top); the end (right / bottom) pads p + extra:
+    extra is 0 except for padding="same" with an odd d·(k − 1) (1, as PyTorch).
+    """
     name: str      # "W" or "H"
     n: int
     k: int
@@ -57,10 +74,16 @@ class Axis(NamedTuple):
     d: int
     out: int
     formula: str
+    extra: int = 0
 
     @property
     def effective_kernel(self) -> int:
         return self.d * (self.k - 1) + 1
+
+    @property
+    def p_end(self) -> int:
+        """The padding at the end of the axis (right / bottom)."""
+        return self.p + self.extra
 
 
 class ConvShape(tuple):
@@ -106,44 +129,55 @@ def _assemble(layout, B, C, outs):
 
 
 def _resolve_padding(padding, ks, ss, ds, names):
-    """An int, a pair, "valid" (0) or "same" (stride 1, d·(k − 1) even)."""
+    """(start pads, extra end pads), both pairs: an int or a pair pads both ends
+    equally; "valid" is 0; "same" (stride 1, as PyTorch) pads d·(k − 1) in all,
+    ⌊d·(k − 1)/2⌋ at the start and the rest at the end (one more where
+    d·(k − 1) is odd: an even kernel)."""
     if isinstance(padding, str):
         mode = v.choice("padding", padding, ("valid", "same"))
         if mode == "valid":
-            return (0, 0)
-        pads = []
+            return (0, 0), (0, 0)
+        pads, extra = [], []
         for i, (k, s, d, ax) in enumerate(zip(ks, ss, ds, names)):
             if s != 1:
                 raise ValueError(f"padding: 'same' needs stride 1 (as PyTorch), got "
                                  f"s{i + 1} = {s} along {ax}")
-            total = d * (k - 1)
-            if total % 2:
-                raise ValueError(f"padding: 'same' needs d·(k − 1) even along {ax} to pad "
-                                 f"both sides equally, got {d}·({k} − 1) = {total}; pad "
-                                 f"explicitly")
+            # k or d < 1 leaves `total` meaningless: pad 0 and let conv_axis name them
+            total = d * (k - 1) if k >= 1 and d >= 1 else 0
             pads.append(total // 2)
-        return tuple(pads)
-    return v.int_pair("padding", padding)
+            extra.append(total - 2 * (total // 2))
+        return tuple(pads), tuple(extra)
+    return v.int_pair("padding", padding), (0, 0)
 
 
-def _axes(names, sizes, ks, ss, ps, ds, kernel_text="kernel"):
+def _axes(names, sizes, ks, ss, ps, ds, kernel_text="kernel", extras=(0, 0)):
     axes = []
-    for i, (ax, n, k, s, p, d) in enumerate(zip(names, sizes, ks, ss, ps, ds)):
-        f = axis_formula(ax, n, k, s, p, d)
-        v.conv_axis(ax, n, k, s, p, d, f, str(i + 1), _kc.geometry_status(n, k, s, p, d),
-                    kernel_text)
-        axes.append(Axis(ax, n, k, s, p, d, _kc.output_size(n, k, s, p, d), f))
+    for i, (ax, n, k, s, p, d, e) in enumerate(zip(names, sizes, ks, ss, ps, ds, extras)):
+        f = axis_formula(ax, n, k, s, p, d, e)
+        # an extra end pad ("same", even kernel) is one more input row for the
+        # kernels' symmetric shape logic; the size itself is checked as given
+        status = _kc.geometry_status(n, k, s, p, d)
+        if e and status in (_kc.GEOM_OK, _kc.GEOM_EMPTY):
+            status = _kc.geometry_status(n + e, k, s, p, d)
+        v.conv_axis(ax, n, k, s, p, d, f, str(i + 1), status, kernel_text)
+        axes.append(Axis(ax, n, k, s, p, d, _kc.output_size(n + e, k, s, p, d), f, e))
     return tuple(axes)
 
 
 def conv2d_output_shape(input_shape, out_channels, kernel_size, stride=1, padding=0,
-                        dilation=1, layout="BWHC", *, in_channels=None) -> ConvShape:
+                        dilation=1, layout="NCHW", *, in_channels=None) -> ConvShape:
     """P3: the output shape of a 2-D convolution, with its formula.
 
-    >>> s = conv2d_output_shape((8, 32, 32, 3), 16, 3, stride=2, padding=1)
-    >>> s == (8, 16, 16, 16), s.lines[0]
-    (True, "W' = ⌊(32 + 2·1 − 3)/2⌋ + 1 = 16")
+    input_shape is (B, C_in, H, W) as conv2d_forward's X (PyTorch's NCHW, the
+    default); layout="BWHC" takes P3's (B, W, H, C_in) and answers in it.
 
+    >>> s = conv2d_output_shape((8, 3, 32, 32), 16, 3, stride=2, padding=1)
+    >>> s == (8, 16, 16, 16), s.lines[0]
+    (True, "H' = ⌊(32 + 2·1 − 3)/2⌋ + 1 = 16")
+    >>> conv2d_output_shape((8, 32, 32, 3), 16, 3, 2, 1, layout="BWHC").lines[0]
+    "W' = ⌊(32 + 2·1 − 3)/2⌋ + 1 = 16"
+
+    padding: an int, a pair, "valid" or "same" (see the module docstring).
     in_channels (optional) is checked against the input's channel axis.
     Impossible geometry raises ValueError with the formula filled in.
     """
@@ -160,15 +194,16 @@ def conv2d_output_shape(input_shape, out_channels, kernel_size, stride=1, paddin
     ks = v.int_pair("kernel_size", kernel_size)
     ss = v.int_pair("stride", stride)
     ds = v.int_pair("dilation", dilation)
-    ps = _resolve_padding(padding, ks, ss, ds, names)
-    axes = _axes(names, sizes, ks, ss, ps, ds)
+    ps, extras = _resolve_padding(padding, ks, ss, ds, names)
+    axes = _axes(names, sizes, ks, ss, ps, ds, extras=extras)
     return ConvShape(_assemble(layout, B, C_out, [a.out for a in axes]), axes, layout, "conv")
 
 
-def pool2d_output_shape(input_shape, kernel_size, stride=None, padding=0, layout="BWHC",
+def pool2d_output_shape(input_shape, kernel_size, stride=None, padding=0, layout="NCHW",
                         kind="max") -> ConvShape:
     """P10: the output shape of max / average / Lp pooling (stride defaults to
-    the kernel size; padding at most half a window, as PyTorch; Lp: none)."""
+    the kernel size; padding at most half a window, as PyTorch; Lp: none).
+    input_shape (B, C, H, W); layout="BWHC": P3's (B, W, H, C)."""
     layout = v.choice("layout", layout, LAYOUTS)
     kind = v.choice("kind", kind, POOL_KINDS)
     shape = v.conv_shape("input_shape", input_shape, layout)
@@ -197,7 +232,7 @@ class Count(NamedTuple):
 
 
 def conv2d_count(input_shape, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 layout="BWHC", *, bias=True) -> Count:
+                 layout="NCHW", *, bias=True) -> Count:
     """Weights k1·k2·C_in·C_out, biases C_out, MACs B·H'·W'·C_out·k1·k2·C_in."""
     out = conv2d_output_shape(input_shape, out_channels, kernel_size, stride, padding,
                               dilation, layout)
@@ -207,7 +242,7 @@ def conv2d_count(input_shape, out_channels, kernel_size, stride=1, padding=0, di
     return Count(w, C_out if bias else 0, B * a1.out * a2.out * w)
 
 
-def pool2d_count(input_shape, kernel_size, stride=None, padding=0, layout="BWHC",
+def pool2d_count(input_shape, kernel_size, stride=None, padding=0, layout="NCHW",
                  kind="max") -> Count:
     """No parameters; "MACs" counts window reads (compares for max, adds for
     average, powers for Lp): B·C·H'·W'·k1·k2."""
@@ -343,12 +378,16 @@ def summary(layers, input_shape, layout="NCHW", *, print_table=True) -> Summary:
 
 
 def _order(pair, layout):
-    """A layer's (H, W)-ordered pair in the layout's pair order."""
+    """A layer's (H, W)-ordered pair in the layout's pair order ("same" as it is)."""
+    if isinstance(pair, str):
+        return pair
     a, b = (pair, pair) if isinstance(pair, int) else pair
     return (b, a) if layout == "BWHC" else (a, b)
 
 
 def _t(pair):
+    if isinstance(pair, str):
+        return pair
     return f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}×{pair[1]}"
 
 
@@ -399,12 +438,38 @@ class BottleneckSolution(NamedTuple):
         ws = self.widths
         wtxt = "none" if not ws else (f"{ws[0]}…{ws[-1]}" if len(ws) > 2 else
                                       ", ".join(map(str, ws)))
+        plo, phi, keep_lo, keep_hi = _labels([100 * lo, 100 * hi, 100 * (1 - hi),
+                                              100 * (1 - lo)], 0, exact=True)
+        k_lo, k_hi = _labels(list(self.interval), 2)
         return [f"{bias}: basic block {self.basic_params:,} parameters; bottleneck "
                 f"{self.polynomial}",
-                f"  a {lo:.0%}–{hi:.0%} cut: {1 - hi:.0%}·{self.basic_params:,} ≤ "
-                f"{self.polynomial} ≤ {1 - lo:.0%}·{self.basic_params:,}",
-                f"  k ∈ [{self.interval[0]:.2f}, {self.interval[1]:.2f}]; integer widths "
-                f"{wtxt}"]
+                f"  a {plo}%–{phi}% cut: {keep_lo}%·{self.basic_params:,} ≤ "
+                f"{self.polynomial} ≤ {keep_hi}%·{self.basic_params:,}",
+                f"  k ∈ [{k_lo}, {k_hi}]; integer widths {wtxt}"]
+
+
+def _decimals(x: float, least: int, most: int) -> int:
+    """The fewest decimals, from `least` to `most`, that write x exactly (up
+    to float noise: 1e-9 of the last place kept)."""
+    for dec in range(least, most + 1):
+        if abs(round(x, dec) - x) <= 1e-9 * 10.0 ** -dec:
+            return dec
+    return most
+
+
+def _labels(values: list, least: int, *, exact: bool = False) -> list:
+    """Labels for numbers shown side by side: `least` decimals, or (exact) the
+    fewest that write each value exactly (99.9, 0.1: never 100 and 0), up to 4;
+    where two values that differ would still print the same, all get as many
+    decimals as it takes to tell them apart."""
+    decs = [_decimals(x, least, 4) if exact else least for x in values]
+    texts = [f"{x:.{d}f}" for x, d in zip(values, decs)]
+    common = max(decs)
+    while common < 15 and any(float(texts[i]) == float(texts[j]) for i in range(len(values))
+                              for j in range(i) if values[i] != values[j]):
+        texts = [f"{x:.{common}f}" for x in values]     # one precision for all then
+        common += 1
+    return texts
 
 
 def _root(a: float, b: float, c: float) -> float:

@@ -35,7 +35,7 @@ def output_shape(seed: int) -> Result:
         Y, _ = conv.conv2d_forward(X, layer.params["W"], layer.params["b"], (s1, s2), (p1, p2))
         ran = (Y.shape[0], Y.shape[2], Y.shape[3], Y.shape[1])
         calc = tuple(conv_shapes.conv2d_output_shape((B, W, H, C_in), C_out, (k1, k2),
-                                                     (s1, s2), (p1, p2)))
+                                                     (s1, s2), (p1, p2), layout="BWHC"))
         params = sum(p.size for p in layer.params.values())
         formula_params = k1 * k2 * C_in * C_out + C_out
         ok = ran == want and calc == want and params == formula_params

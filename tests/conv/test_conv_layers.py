@@ -44,6 +44,7 @@ def test_layers_delegate_to_the_pairs(rng):
     F = f(Y)
     assert F.shape == (2, 4 * 36)
     np.testing.assert_array_equal(f.backward(F), Y)
+    f(Y)                              # a fresh cache: each forward serves one backward
     with pytest.raises(ValueError, match="dY: expected shape"):
         f.backward(np.zeros((2, 5)))
     with pytest.raises(RuntimeError, match="call forward first"):

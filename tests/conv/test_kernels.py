@@ -253,7 +253,7 @@ def test_bwhc_layout_is_a_transpose(rng):
     Wt = rng.standard_normal((4, 3, 3, 2))           # k1 = 3 along W, k2 = 2 along H
     b = rng.standard_normal(4)
     Y, cache = nk.conv2d_forward(X, Wt, b, (2, 1), (1, 0), layout="BWHC")
-    assert Y.shape == nk.conv2d_output_shape(X.shape, 4, (3, 2), (2, 1), (1, 0))
+    assert Y.shape == nk.conv2d_output_shape(X.shape, 4, (3, 2), (2, 1), (1, 0), layout="BWHC")
     Xn, Wn = X.transpose(0, 3, 2, 1), Wt.transpose(0, 1, 3, 2)
     want = conv_ref(Xn, Wn, b, (1, 2), (0, 1), (1, 1)).transpose(0, 3, 2, 1)
     np.testing.assert_allclose(Y, want, rtol=1e-12, atol=1e-12)

@@ -61,29 +61,29 @@ def test_pool_shape_matches_brute_force(a, b, kind):
 
 
 def test_p3_formula_text():
-    r = nk.conv2d_output_shape((8, 32, 32, 3), 16, 3, stride=2, padding=1)
+    r = nk.conv2d_output_shape((8, 32, 32, 3), 16, 3, stride=2, padding=1, layout="BWHC")
     assert r == (8, 16, 16, 16)
     assert r.formula == "W' = ⌊(32 + 2·1 − 3)/2⌋ + 1 = 16\nH' = ⌊(32 + 2·1 − 3)/2⌋ + 1 = 16"
     # P3's pairs: (k1, k2) with k1 along W; p1 pads left/right (W), p2 top/bottom (H)
-    r = nk.conv2d_output_shape((1, 10, 20, 3), 4, (3, 5), (1, 2), (2, 0))
+    r = nk.conv2d_output_shape((1, 10, 20, 3), 4, (3, 5), (1, 2), (2, 0), layout="BWHC")
     assert r == (1, 12, 8, 4)
     assert r.lines == ("W' = ⌊(10 + 2·2 − 3)/1⌋ + 1 = 12", "H' = ⌊(20 + 2·0 − 5)/2⌋ + 1 = 8")
-    # NCHW: PyTorch's (H, W) pair order
-    assert nk.conv2d_output_shape((1, 3, 20, 10), 4, (5, 3), (2, 1), (0, 2), layout="NCHW") \
-        == (1, 4, 8, 12)
+    # NCHW (the default): PyTorch's (H, W) pair order
+    assert nk.conv2d_output_shape((1, 3, 20, 10), 4, (5, 3), (2, 1), (0, 2)) == (1, 4, 8, 12)
     # dilation form
-    r = nk.conv2d_output_shape((1, 9, 9, 1), 1, 3, dilation=2)
+    r = nk.conv2d_output_shape((1, 9, 9, 1), 1, 3, dilation=2, layout="BWHC")
     assert r.lines[0] == "W' = ⌊(9 + 2·0 − 2·(3 − 1) − 1)/1⌋ + 1 = 5"
 
 
 def test_valid_and_same():
-    assert nk.conv2d_output_shape((2, 7, 9, 3), 5, 3, padding="valid") == (2, 5, 7, 5)
-    assert nk.conv2d_output_shape((2, 7, 9, 3), 5, (3, 5), padding="same", dilation=2) \
-        == (2, 7, 9, 5)
+    assert nk.conv2d_output_shape((2, 7, 9, 3), 5, 3, padding="valid", layout="BWHC") \
+        == (2, 5, 7, 5)
+    assert nk.conv2d_output_shape((2, 7, 9, 3), 5, (3, 5), padding="same", dilation=2,
+                                  layout="BWHC") == (2, 7, 9, 5)
     with pytest.raises(ValueError, match=r"padding: 'same' needs stride 1"):
         nk.conv2d_output_shape((2, 7, 9, 3), 5, 3, stride=2, padding="same")
-    with pytest.raises(ValueError, match=r"d·\(k − 1\) even .* 1·\(4 − 1\) = 3"):
-        nk.conv2d_output_shape((2, 7, 9, 3), 5, 4, padding="same")
+    # an even kernel pads unevenly, as PyTorch (tests/conv/test_same_padding.py)
+    assert nk.conv2d_output_shape((2, 3, 7, 9), 5, 4, padding="same") == (2, 5, 7, 9)
     with pytest.raises(ValueError, match=r"padding: expected one of"):
         nk.conv2d_output_shape((2, 7, 9, 3), 5, 3, padding="full")
 
@@ -122,19 +122,19 @@ def test_valid_and_same():
 ])
 def test_impossible_geometry_messages(kwargs, msg):
     with pytest.raises(ValueError) as e:
-        nk.conv2d_output_shape(out_channels=4, **kwargs)
+        nk.conv2d_output_shape(out_channels=4, layout="BWHC", **kwargs)
     assert str(e.value).startswith(msg)
 
 
 def test_pool_messages():
     with pytest.raises(ValueError, match=r"padding: expected p1 <= k1/2 = 3/2 for pooling"):
-        nk.pool2d_output_shape((1, 8, 8, 1), 3, padding=2)
+        nk.pool2d_output_shape((1, 8, 8, 1), 3, padding=2, layout="BWHC")
     with pytest.raises(ValueError, match=r"kernel_size: the window \(5\) is larger than the "
                        r"padded input \(4 \+ 2·0 = 4\) along W.*W' = ⌊\(4 \+ 2·0 − 5\)/5⌋ \+ 1"):
-        nk.pool2d_output_shape((1, 4, 8, 1), 5)
+        nk.pool2d_output_shape((1, 4, 8, 1), 5, layout="BWHC")
     with pytest.raises(ValueError, match="Lp pooling takes no padding"):
         nk.pool2d_output_shape((1, 8, 8, 1), 2, padding=1, kind="lp")
-    r = nk.pool2d_output_shape((4, 56, 56, 64), 2)        # stride defaults to the kernel
+    r = nk.pool2d_output_shape((4, 56, 56, 64), 2, layout="BWHC")   # stride: the kernel
     assert r == (4, 28, 28, 64) and r.lines[0] == "W' = ⌊(56 + 2·0 − 2)/2⌋ + 1 = 28"
 
 
@@ -169,11 +169,12 @@ def test_bad_arguments(call, exc, msg):
 
 # ------------------------------------------------------------------- counting
 def test_counts_by_hand():
-    c = cs.conv2d_count((8, 32, 32, 3), 16, 3, 2, 1)
+    c = cs.conv2d_count((8, 32, 32, 3), 16, 3, 2, 1, layout="BWHC")
     assert (c.weights, c.biases, c.params) == (3 * 3 * 3 * 16, 16, 448)
     assert c.macs == 8 * 16 * 16 * 16 * 3 * 3 * 3
+    assert cs.conv2d_count((8, 3, 32, 32), 16, 3, 2, 1) == c       # NCHW, the default
     assert cs.conv2d_count((8, 32, 32, 3), 16, 3, bias=False).biases == 0
-    assert cs.pool2d_count((2, 4, 8, 8), 2, layout="NCHW").macs == 2 * 4 * 4 * 4 * 4
+    assert cs.pool2d_count((2, 4, 8, 8), 2).macs == 2 * 4 * 4 * 4 * 4
     assert cs.linear_count(128, 10, 32) == (1280, 10, 40960)
     # receptive field of two 3x3 convs = 5, of 3x3 -> pool 2 -> 3x3 = 8
     assert cs.receptive_field([(3, 1), (3, 1)]) == (5, 1)
