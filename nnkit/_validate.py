@@ -8,6 +8,7 @@ never see bad input (they run without bounds checks).
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -44,6 +45,8 @@ def float_array(name: str, a, ndim: int | None, shape_doc: str, dtype=None,
     """
     if isinstance(a, np.ndarray):
         arr = a
+    elif a is None:      # np.asarray(None) is a 0-d object array: "got object" misleads
+        raise TypeError(f"{name}: expected an array {shape_doc}, got None")
     else:
         try:
             arr = np.asarray(a)
@@ -80,17 +83,26 @@ def same_dim(name: str, actual: int, expected: int, what: str) -> None:
         raise ValueError(f"{name}: expected {what} = {expected}, got {actual}")
 
 
+def is_real(value) -> bool:
+    """A real number: an int or float (Python or NumPy), or a 0-d integer/float
+    array. A bool, a string (even "1e-5": float() would parse it), None, a
+    complex or a container is not."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"
+
+
 def _float_scalar(name: str, value, expected: str) -> float:
     """float(value) for the scalar checks below (eps, momentum, keep), whose
-    range the caller checks: a bool, or anything float() refuses, is a
-    TypeError "{name}: expected {expected}, got {value!r}". One conversion,
-    so the four checks refuse the same inputs with the same message form."""
-    if isinstance(value, (bool, np.bool_)):
+    range the caller checks: anything but a real number (a bool, a string,
+    None; see is_real) is a TypeError "{name}: expected {expected}, got
+    {value!r}". One conversion, so the checks refuse the same inputs with the
+    same message form."""
+    if not is_real(value):
         raise TypeError(f"{name}: expected {expected}, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected {expected}, got {value!r}") from None
+    return float(value)
 
 
 def eps_value(eps) -> float:
@@ -377,21 +389,34 @@ def weight_rows(u, gamma):
 # ------------------------------------------- P5, P7: optimizers, init, training
 def real_number(name: str, value, low: float = 0.0, high: float | None = None,
                 low_open: bool = False, high_open: bool = False, why: str = "") -> float:
-    """A finite real in [low, high] (open ends where asked); a bool or a string is a TypeError."""
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    rng = f"{lo}{low}, {'inf' if high is None else high}{hi}"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                      np.floating)):
-        raise TypeError(f"{name}: expected a real number in {rng}, got "
-                        f"{type(value).__name__} {value!r}")
+    """A finite real in [low, high] (open ends where asked; high None: no upper
+    bound, low -inf: no lower one); anything but a real number (a bool, a
+    string, None) is a TypeError. The message says "a finite number >= 0" for
+    an unbounded range (never "in [0.0, inf]", which inf would seem to satisfy)."""
+    if high is None:
+        expected = "a finite number" + ("" if low == -math.inf else
+                                        f" {'>' if low_open else '>='} {low:g}")
+    else:
+        expected = (f"a real number in {'(' if low_open else '['}{low}, "
+                    f"{high}{')' if high_open else ']'}")
+    if not is_real(value):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
     x = float(value)
     ok = (math.isfinite(x) and (x > low if low_open else x >= low)
           and (high is None or (x < high if high_open else x <= high)))
     if not ok:
-        raise ValueError(f"{name}: expected a real number in {rng}, got {value!r}"
+        raise ValueError(f"{name}: expected {expected}, got {value!r}"
                          + (f" ({why})" if why else ""))
     return x
+
+
+def seed_value(seed, name: str = "seed") -> int:
+    """A random seed: an int >= 0 (what numpy.random.default_rng takes)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer >= 0, got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name}: expected an integer >= 0, got {seed!r}")
+    return int(seed)
 
 
 def betas_value(betas) -> tuple[float, float]:
@@ -581,12 +606,9 @@ def pool_padding(axis: str, k: int, p: int, pair_index: str) -> None:
 
 def lp_norm(p) -> float:
     """The p of Lp pooling: a finite number > 0."""
-    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
+    if not is_real(p):
         raise TypeError(f"p: expected a finite number > 0, got {type(p).__name__} {p!r}")
-    try:
-        value = float(p)
-    except (TypeError, ValueError):
-        raise TypeError(f"p: expected a finite number > 0, got {type(p).__name__} {p!r}") from None
+    value = float(p)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"p: expected a finite number > 0, got {value}")
     return value
@@ -596,10 +618,9 @@ def reduction_range(value) -> tuple[float, float]:
     """A parameter-reduction range (lo, hi) with 0 <= lo <= hi < 1."""
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"reduction: expected a pair (lo, hi) of fractions, got {value!r}")
-    try:
-        lo, hi = float(value[0]), float(value[1])
-    except (TypeError, ValueError):
-        raise TypeError(f"reduction: expected a pair (lo, hi) of fractions, got {value!r}") from None
+    if not (is_real(value[0]) and is_real(value[1])):
+        raise TypeError(f"reduction: expected a pair (lo, hi) of fractions, got {value!r}")
+    lo, hi = float(value[0]), float(value[1])
     if not (0.0 <= lo <= hi < 1.0):
         raise ValueError(f"reduction: expected 0 <= lo <= hi < 1 (e.g. (0.5, 0.6) for a "
                          f"50–60 % cut), got ({lo}, {hi})")

@@ -423,13 +423,13 @@ def gradcheck(forward: Callable, backward: Callable, inputs: Mapping[str, np.nda
     are tiny against what a generic G gives is marked VACUOUS, and fails when
     strict=True.
     """
-    kwargs = dict(kwargs or {})
+    kwargs = _arguments(inputs, kwargs)
     names = list(inputs)
     wrt = names if wrt is None else list(wrt)
     for w in wrt:
         if w not in inputs:
             raise ValueError(f"wrt: {w!r} is not one of the inputs {names}")
-        v.differentiable(f"inputs[{w!r}]", inputs[w])
+        _differentiable(w, inputs[w])
     h = v.real_number("h", h, 0.0, low_open=True)
     res = forward(**inputs, **kwargs)
     out, cache = res if isinstance(res, tuple) else (res, None)
@@ -478,10 +478,11 @@ def jacobian_check(forward: Callable, backward: Callable, inputs: Mapping[str, n
     element j of `wrt` moves by ±h (float64). Both are (out.size, wrt.size);
     sizes are multiplied, so keep the shapes small.
     """
-    kwargs = dict(kwargs or {})
+    kwargs = _arguments(inputs, kwargs)
     names = list(inputs)
     if wrt not in inputs:
         raise ValueError(f"wrt: {wrt!r} is not one of the inputs {names}")
+    _differentiable(wrt, inputs[wrt])
     res = forward(**inputs, **kwargs)
     out, cache = res if isinstance(res, tuple) else (res, None)
     out = np.asarray(out)
@@ -511,6 +512,38 @@ def jacobian_check(forward: Callable, backward: Callable, inputs: Mapping[str, n
     if rtol is not None:
         tol["rtol"] = rtol
     return compare(f"∂out/∂{wrt}", J_a, J_n, **tol)
+
+
+def _arguments(inputs, kwargs) -> dict:
+    """Check `inputs` (name -> array, the tensors) and `kwargs` (name -> anything,
+    passed to forward unchanged); returns kwargs as a dict."""
+    if not isinstance(inputs, Mapping):
+        raise TypeError(f"inputs: expected a mapping name -> array (forward is called as "
+                        f"forward(**inputs, **kwargs)), got {type(inputs).__name__}")
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"kwargs: expected a mapping name -> value of the arguments "
+                        f"forward takes but gradcheck does not differentiate, got "
+                        f"{type(kwargs).__name__} {kwargs!r:.60}")
+    both = sorted(set(inputs) & set(kwargs))
+    if both:
+        raise ValueError(f"kwargs: {both} also in inputs; each argument goes in one of "
+                         f"them (inputs: arrays to differentiate, kwargs: the rest)")
+    return dict(kwargs)
+
+
+def _differentiable(name: str, x) -> None:
+    """An input to differentiate: a float array. Anything else in `inputs` (a
+    scalar hyperparameter, integer labels) is pointed to kwargs= and wrt=."""
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+        return
+    got = (f"{type(x).__name__} {x.dtype}" if isinstance(x, np.ndarray)
+           else f"{type(x).__name__} {x!r:.40}")
+    raise TypeError(f"inputs[{name!r}]: expected a float numpy array to differentiate, got "
+                    f"{got}; pass an argument that is not differentiated in "
+                    f"kwargs={{{name!r}: ...}} (forward(**inputs, **kwargs)), or leave it "
+                    f"out of wrt=")
 
 
 def _is_float(val) -> bool:

@@ -298,3 +298,70 @@ def test_round_off_noise_is_not_excused_as_a_kink():
 
     rep = nk.gradcheck(noisy_forward, lambda dy, c: 2.2 * dy, {"x": np.ones(6)})
     assert not rep.passed and rep["x"].kinks == []
+
+
+# ------------------------------------------ issue 24: non-tensor arguments
+def leaky_forward(x, alpha):
+    """y = max(x, alpha·x): alpha is a hyperparameter, not a tensor."""
+    return np.where(x > 0, x, alpha * x), (x, alpha)
+
+
+def leaky_backward(dy, cache):
+    x, alpha = cache
+    return {"dx": np.where(x > 0, dy, alpha * dy)}
+
+
+@pytest.fixture
+def leaky_x():
+    # away from the kink at 0, so the check is plain central differences
+    x = np.random.default_rng(5).standard_normal((4, 3))
+    return x + np.sign(x) * 0.1
+
+
+def test_a_float_hyperparameter_in_inputs_points_to_kwargs(leaky_x):
+    """Was "inputs['alpha']: expected a float numpy array to differentiate, got
+    float 0.1": right, but not what to do instead."""
+    with pytest.raises(TypeError, match=r"^inputs\['alpha'\]: expected a float numpy array to "
+                                        r"differentiate, got float 0\.1; .*kwargs=\{'alpha': "
+                                        r"\.\.\.\}.*wrt="):
+        nk.gradcheck(leaky_forward, leaky_backward, dict(x=leaky_x, alpha=0.1))
+    # the way it says: passes, and alpha reaches forward unchanged
+    rep = nk.gradcheck(leaky_forward, leaky_backward, dict(x=leaky_x), kwargs=dict(alpha=0.1))
+    assert rep.passed and [c.name for c in rep.checks] == ["x"]
+    # the other way it says: alpha stays in inputs, out of wrt
+    assert nk.gradcheck(leaky_forward, leaky_backward, dict(x=leaky_x, alpha=0.1),
+                        wrt=["x"]).passed
+    # and the check is real: the wrong alpha in backward fails
+    wrong = lambda dy, c: leaky_backward(dy, (c[0], 0.2))
+    assert not nk.gradcheck(leaky_forward, wrong, dict(x=leaky_x), kwargs=dict(alpha=0.1)).passed
+
+
+def test_integer_labels_in_inputs_point_to_kwargs_or_wrt():
+    z = np.random.default_rng(0).standard_normal((3, 4))
+    with pytest.raises(TypeError, match=r"^inputs\['labels'\]: expected a float numpy array to "
+                                        r"differentiate, got ndarray int64; .*kwargs="):
+        nk.gradcheck(nk.softmax_cross_entropy, lambda d, c: None,
+                     dict(logits=z, labels=np.array([0, 1, 3])))
+
+
+def test_kwargs_and_inputs_must_be_mappings_and_disjoint(leaky_x):
+    with pytest.raises(TypeError, match=r"^kwargs: expected a mapping .*got float 0\.1"):
+        nk.gradcheck(leaky_forward, leaky_backward, dict(x=leaky_x), kwargs=0.1)
+    with pytest.raises(TypeError, match=r"^inputs: expected a mapping name -> array .*got tuple"):
+        nk.gradcheck(leaky_forward, leaky_backward, (leaky_x, 0.1))
+    with pytest.raises(ValueError, match=r"^kwargs: \['x'\] also in inputs"):
+        nk.gradcheck(leaky_forward, leaky_backward, dict(x=leaky_x), kwargs=dict(x=1, alpha=0.1))
+
+
+def test_jacobian_check_names_kwargs_too(leaky_x):
+    from nnkit.gradcheck import jacobian_check
+    with pytest.raises(TypeError, match=r"^inputs\['alpha'\]: .*kwargs="):
+        jacobian_check(leaky_forward, leaky_backward, dict(x=leaky_x, alpha=0.1), "alpha")
+    chk = jacobian_check(leaky_forward, leaky_backward, dict(x=leaky_x[:2]), "x",
+                         kwargs=dict(alpha=0.1))
+    assert chk.allclose
+
+
+def test_step_h_says_finite():
+    with pytest.raises(ValueError, match=r"^h: expected a finite number > 0, got inf$"):
+        nk.gradcheck(square_forward, lambda dy, x: 2 * dy * x, {"x": np.ones(3)}, h=np.inf)

@@ -53,7 +53,10 @@ class Lesson:
     fn: Callable[[int], Result]
 
     def run(self, seed: int = 0) -> Result:
-        return self.fn(seed)
+        """The lesson on `seed`, an int >= 0 (a negative one is a ValueError
+        here, not a failed lesson: numpy's default_rng refuses it)."""
+        from .._validate import seed_value
+        return self.fn(seed_value(seed))
 
 
 _REGISTRY: dict[str, Lesson] = {}

@@ -347,3 +347,133 @@ def test_softmax_integer_labels_in_a_column_say_what_is_wrong():
     with pytest.raises(TypeError, match=r"^labels: .*integer array of shape \(3, 4\): soft "
                                         r"targets must be float"):
         nk.softmax_cross_entropy(z, np.eye(4, dtype=np.int64)[:3])
+
+
+# ------------------------------------------- issue 24: scalars that are not numbers
+# float() parses "1e-5", so a string eps once ran; every eps/real-number check
+# refuses what is not a real number with a TypeError naming the argument.
+NOT_REAL = ["1e-5", np.str_("1e-5"), b"1e-5", None, True, np.bool_(False), 1e-5j, [1e-5]]
+
+
+@pytest.mark.parametrize("eps", NOT_REAL, ids=repr)
+@pytest.mark.parametrize("fwd", [nk.bn_relu_forward, nk.batchnorm_forward])
+def test_eps_not_a_real_number_is_a_type_error(bn, fwd, eps):
+    Y, g, b = bn
+    with pytest.raises(TypeError, match=r"^eps: expected a finite number >= 0, got "):
+        fwd(Y, g, b, eps=eps)
+
+
+@pytest.mark.parametrize("make", [
+    lambda eps: nk.layernorm_forward(np.ones((3, 4)) + np.arange(4), np.ones(4), np.zeros(4),
+                                     eps=eps),
+    lambda eps: nk.batchnorm_eval_forward(np.ones((3, 4)), np.ones(4), np.zeros(4),
+                                          np.zeros(4), np.ones(4), eps=eps),
+    lambda eps: nk.BatchNorm(4, eps=eps),
+    lambda eps: nk.LayerNorm(4, eps=eps),
+], ids=["layernorm_forward", "batchnorm_eval_forward", "BatchNorm", "LayerNorm"])
+def test_eps_as_a_string_refused_everywhere(make):
+    with pytest.raises(TypeError, match=r"^eps: expected a finite number >= 0, got '1e-5'$"):
+        make("1e-5")
+
+
+def test_whitening_eps_as_a_string_refused(rng):
+    Y = rng.standard_normal((8, 3))
+    with pytest.raises(TypeError, match=r"^eps: expected a finite number > 0, got '1e-3'"):
+        nk.whitening_forward(Y, np.ones(3), np.zeros(3), eps="1e-3")
+
+
+@pytest.mark.parametrize("call,pattern", [
+    (lambda: nk.BatchNorm(3, momentum="0.1"), r"^momentum: expected a value in \[0, 1\], got '0.1'"),
+    (lambda: nk.dropout_forward(np.ones((2, 3)), keep="0.5"), r"^keep: expected a probability"),
+    (lambda: nk.Dropout(keep=None), r"^keep: expected a probability"),
+    (lambda: nk.lppool2d_forward(np.ones((1, 1, 4, 4)), "2", 2), r"^p: expected a finite number > 0"),
+    (lambda: nk.solve_bottleneck(64, ("0.5", "0.6")), r"^reduction: expected a pair"),
+])
+def test_other_real_scalars_refuse_strings(call, pattern):
+    with pytest.raises(TypeError, match=pattern):
+        call()
+
+
+@pytest.mark.parametrize("eps", [np.float32(1e-5), np.array(1e-5), 0, np.int64(0),
+                                 np.float64(1e-3)], ids=repr)
+def test_eps_real_numbers_of_any_kind_still_accepted(bn, eps):
+    Y, g, b = bn
+    Z, _ = nk.bn_relu_forward(Y, g, b, eps=eps)
+    ref, _ = nk.bn_relu_forward(Y, g, b, eps=float(eps))
+    np.testing.assert_array_equal(Z, ref)
+
+
+def test_none_for_a_required_array_says_so(dense, bn):
+    X, W, b = dense
+    with pytest.raises(TypeError, match=r"^b: expected an array \(M,\), got None$"):
+        nk.affine_forward(X, W, None)
+    with pytest.raises(TypeError, match=r"^X: expected an array \(B, N\), got None$"):
+        nk.affine_forward(None, W, b)
+    Y, g, beta = bn
+    with pytest.raises(TypeError, match=r"^gamma: expected an array .*got None$"):
+        nk.batchnorm_forward(Y, None, beta)
+    with pytest.raises(TypeError, match=r"^Y: expected an array .*got None$"):
+        nk.relu_forward(None)
+    # where None means "none" it still does: conv2d_forward's bias is optional
+    Xc, Wc = np.ones((1, 2, 4, 4)), np.ones((3, 2, 3, 3))
+    out, _ = nk.conv2d_forward(Xc, Wc, None)
+    assert out.shape == (1, 3, 2, 2)
+
+
+# ------------------------------------ issue 24: "a real number in [0.0, inf], got inf"
+def _model():
+    return nk.Linear(3, 2, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("make,name", [
+    (lambda x: nk.optim.Adam(_model(), lr=x), "lr"),
+    (lambda x: nk.optim.SGD(_model(), lr=x), "lr"),
+    (lambda x: nk.optim.AdaGrad(_model(), lr=x), "lr"),
+    (lambda x: nk.optim.Momentum(_model(), lr=0.1, momentum=x), "momentum"),
+    (lambda x: nk.optim.SGD(_model(), lr=0.1, momentum=x), "momentum"),
+    (lambda x: nk.optim.Adam(_model(), eps=x), "eps"),
+    (lambda x: nk.optim.AdaGrad(_model(), eps=x), "eps"),
+    (lambda x: nk.optim.Adam(_model(), weight_decay=x), "weight_decay"),
+    (lambda x: nk.optim.AdaGrad(_model(), lr_decay=x), "lr_decay"),
+])
+def test_unbounded_hyperparameters_say_finite(make, name, value):
+    """The message said "expected a real number in [0.0, inf], got inf": inf
+    seemed to be in the range it was refused for."""
+    with pytest.raises(ValueError) as info:
+        make(value)
+    msg = str(info.value)
+    assert msg == f"{name}: expected a finite number >= 0, got {value!r}", msg
+    assert "inf]" not in msg
+
+
+def test_lr_bounds_follow_torch():
+    """torch.optim checks `0.0 <= lr`: lr = 0 is allowed (a schedule may reach
+    it); nnkit refuses what torch refuses, and a non-finite lr besides."""
+    opt = nk.optim.Adam(_model(), lr=0.0)
+    assert opt.lr == 0.0
+    with pytest.raises(ValueError, match=r"^lr: expected a finite number >= 0, got -0.001$"):
+        nk.optim.Adam(_model(), lr=-1e-3)
+    with pytest.raises(TypeError, match=r"^lr: expected a finite number >= 0, got str '0.1'$"):
+        nk.optim.SGD(_model(), lr="0.1")
+    with pytest.raises(ValueError, match=r"^lr: expected a finite number >= 0, got inf$"):
+        opt.lr = math.inf
+
+
+def test_real_number_messages_by_range():
+    from nnkit import _validate as v
+    with pytest.raises(ValueError, match=r"^h: expected a finite number > 0, got inf$"):
+        v.real_number("h", math.inf, 0.0, low_open=True)
+    with pytest.raises(ValueError, match=r"^value: expected a finite number, got nan$"):
+        v.real_number("value", math.nan, -math.inf)
+    with pytest.raises(ValueError, match=r"^beta: expected a real number in \[0.0, 1.0\), got 1.0"):
+        v.real_number("beta", 1.0, 0.0, 1.0, high_open=True)
+    with pytest.raises(TypeError, match=r"^gain: expected a finite number > 0, got NoneType None$"):
+        v.real_number("gain", None, 0.0, low_open=True)
+    assert v.real_number("x", np.float32(2.5)) == 2.5
+    assert v.real_number("x", np.array(3)) == 3.0
+
+
+def test_init_constant_inf_says_finite():
+    with pytest.raises(ValueError, match=r"^value: expected a finite number, got inf$"):
+        nk.init.constant((2, 3), value=math.inf)
