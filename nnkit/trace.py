@@ -62,6 +62,18 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Term:
+    """One named term of a gradient the derivation writes as a sum (P2.3's
+    ∂L/∂Y = ∂L/∂Ŷ/√(v+ε) + ∂L/∂v·2(Y−m)/B + ∂L/∂m/B), declared by a
+    walkthrough in `terms` next to its nodes, so `nnkit check` can say
+    "missing the term ...". `fn` takes its arguments by name as a student's
+    formula does (nnkit.derivation_check): node values, true gradients
+    d<key>, configuration values, and t, h_prev, dh_next, ... for a step."""
+    label: str
+    fn: Callable
+
+
+@dataclass(frozen=True)
 class Param:
     """A configuration knob of a walkthrough (CLI flag, TUI form field)."""
     name: str
@@ -110,6 +122,8 @@ class Walkthrough:
     problem: str = ""        # "P2"
     description: str = ""
     params: tuple[Param, ...] = ()
+    # formula name ("dY", "dh") -> the named terms its gradient is the sum of
+    terms: dict[str, tuple[Term, ...]] = {}
 
     def graph(self, cfg: Mapping) -> list[Node]:
         raise NotImplementedError

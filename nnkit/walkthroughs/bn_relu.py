@@ -23,7 +23,7 @@ import numpy as np
 
 import nnkit as nk
 
-from ..trace import Node, Param, Trace, Walkthrough, register
+from ..trace import Node, Param, Term, Trace, Walkthrough, register
 from ._common import FUSED, affine_nodes, cast, common_params, scale_shift_relu_nodes
 
 
@@ -51,6 +51,17 @@ class BatchNormReLU(Walkthrough):
         FUSED,
         *common_params(),
     )
+
+    # P2.3's sums of named terms, for `nnkit check`'s "missing the term ..."
+    terms = {
+        "dY": (Term("∂L/∂Ŷ/√(v+ε)", lambda dYhat, v, eps: dYhat / np.sqrt(v + eps)),
+               Term("∂L/∂v·2(Y−m)/B", lambda dv, Y, m, B: dv * 2 * (Y - m) / B),
+               Term("∂L/∂m/B", lambda dm, B: dm / B)),
+        "dm": (Term("−Σ_i ∂L/∂Ŷ/√(v+ε)",
+                    lambda dYhat, v, eps: -(dYhat / np.sqrt(v + eps)).sum(axis=0)),
+               Term("∂L/∂v·(−2/B)Σ_i (Y−m)",
+                    lambda dv, Y, m, B: dv * (-2.0 / B) * (Y - m).sum(axis=0))),
+    }
 
     def graph(self, cfg):
         eps = cfg["eps"]
