@@ -19,6 +19,7 @@ from ._validate import get_nan_policy, set_nan_policy
 from .gradcheck import (GradcheckReport, TensorCheck, gradcheck, jacobian_check,
                         numeric_gradient)
 from . import trace
+from .derivation_check import check_derivation
 
 # P1, P4: affine, ReLU, softmax cross-entropy
 from .dense import (AffineCache, AffineGrads, ReLUCache, affine_backward,
@@ -58,7 +59,14 @@ from .layers import Dropout, InstanceNorm, LayerNorm
 # (nk.optim.Adam, nk.init.he_normal, nk.train.fit)
 from . import init, optim, train
 
-__version__ = "0.1.0"
+# one source: the installed distribution's metadata (pyproject.toml's version);
+# a source tree on sys.path without an install reports "0+unknown"
+from importlib import metadata as _metadata
+try:
+    __version__ = _metadata.version("nnkit")
+except _metadata.PackageNotFoundError:
+    __version__ = "0+unknown"
+del _metadata
 
 # P3, P10: convolution shapes, counting, the bottleneck solver; conv and pooling
 from . import conv

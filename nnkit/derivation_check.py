@@ -760,7 +760,9 @@ def _term_value(term: Term, tr, key, shape):
         with np.errstate(all="ignore"):
             val = np.asarray(term.fn(**names.kwargs(params, var_kw, t)), np.float64)
         return np.broadcast_to(val, shape)
-    except (_Unbound, ValueError):
+    except _Unbound:            # a step the term does not reach (G_0, h_{T+1}): 0
+        return np.zeros(shape)
+    except ValueError:
         return None
 
 

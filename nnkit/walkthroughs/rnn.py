@@ -18,7 +18,7 @@ import numpy as np
 
 import nnkit as nk
 
-from ..trace import Node, Param, Trace, Walkthrough, register
+from ..trace import Node, Param, Term, Trace, Walkthrough, register
 from ._common import cast, common_params
 
 _GAMMA = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0}     # max |σ′| (P9.2's γ)
@@ -108,6 +108,20 @@ class BiRNNWalkthrough(Walkthrough):
                    "as nodes; BPTT: the forward chain's gradients accumulate right to "
                    "left in time, the backward chain's left to right (P9.4).")
     params = _params(3, 3, "sigmoid", "W^f, W^b", outputs=True)
+    # P9.4's total derivatives as sums of named terms, for `nnkit check`: the
+    # forward chain carries from t + 1, the backward chain from t − 1
+    terms = {
+        "dhf": (Term("∂L/∂y_t W_y[:, :M] (through the output)",
+                     lambda dy_t, Wy, M: dy_t @ Wy[:, :M]),
+                Term("(∂L/∂h^f_{t+1} ⊙ σ′) W^f (carried from t + 1)",
+                     lambda dhf_next, hf_next, Wf, activation:
+                     (dhf_next * _dact(activation, hf_next)) @ Wf)),
+        "dhb": (Term("∂L/∂y_t W_y[:, M:] (through the output)",
+                     lambda dy_t, Wy, M: dy_t @ Wy[:, M:]),
+                Term("(∂L/∂h^b_{t−1} ⊙ σ′) W^b (carried from t − 1)",
+                     lambda dhb_prev, hb_prev, Wb, activation:
+                     (dhb_prev * _dact(activation, hb_prev)) @ Wb)),
+    }
 
     def graph(self, cfg):
         T, act = cfg["T"], cfg["activation"]
@@ -274,6 +288,11 @@ class RNNWalkthrough(Walkthrough):
     description = ("A simple RNN unrolled over T steps with the pre-activations a_t as "
                    "nodes: dh_t = G_t + (∂L/∂a_{t+1}) Wh, ∂L/∂a_t = dh_t ⊙ σ′(a_t).")
     params = _params(4, 3, "tanh", "Wh", outputs=False)
+    # dh_t = G_t + (∂L/∂a_{t+1}) Wh as named terms, for `nnkit check`
+    terms = {
+        "dh": (Term("G_t (the direct term)", lambda G_t: G_t),
+               Term("∂L/∂a_{t+1} Wh (the carried term)", lambda da_next, Wh: da_next @ Wh)),
+    }
 
     def graph(self, cfg):
         T, act = cfg["T"], cfg["activation"]
