@@ -237,21 +237,25 @@ def _out(n, k, s, p, d):
 def conv_geometry(X, W, stride, padding, dilation):
     (sh, sw), (dh, dw) = pair(stride), pair(dilation)
     kh, kw = W.shape[2:]
+    eh = ew = 0     # extra padding at the end (bottom/right)
     if isinstance(padding, str):
         if padding == "valid":
             ph = pw = 0
-        else:     # "same" with stride 1: total padding d(k-1), even here
+        else:     # "same", stride 1: total d(k-1), the odd one at the end (PyTorch)
             ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+            eh, ew = dh * (kh - 1) - 2 * ph, dw * (kw - 1) - 2 * pw
     else:
         ph, pw = pair(padding)
     H, Wd = X.shape[2:]
-    return (kh, kw, sh, sw, ph, pw, dh, dw, _out(H, kh, sh, ph, dh), _out(Wd, kw, sw, pw, dw))
+    return (kh, kw, sh, sw, ph, pw, dh, dw, _out(H + eh, kh, sh, ph, dh),
+            _out(Wd + ew, kw, sw, pw, dw), eh, ew)
 
 
 def conv2d(X, W, b, stride, padding, dilation):
     X, W = f64(X), f64(W)
-    kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo = conv_geometry(X, W, stride, padding, dilation)
-    Xp = np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, eh, ew = conv_geometry(X, W, stride, padding,
+                                                                  dilation)
+    Xp = np.pad(X, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)))
     Y = np.zeros((X.shape[0], W.shape[0], Ho, Wo))
     for i, j, (si, sj) in _windows(Xp, kh, kw, sh, sw, dh, dw, Ho, Wo):
         Y += np.einsum("bchw,oc->bohw", Xp[:, :, si, sj], W[:, :, i, j])
@@ -262,8 +266,9 @@ def conv2d(X, W, b, stride, padding, dilation):
 
 def conv2d_backward(dY, X, W, stride, padding, dilation):
     dY, X, W = f64(dY), f64(X), f64(W)
-    kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo = conv_geometry(X, W, stride, padding, dilation)
-    Xp = np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, eh, ew = conv_geometry(X, W, stride, padding,
+                                                                  dilation)
+    Xp = np.pad(X, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)))
     dXp, dW = np.zeros_like(Xp), np.zeros_like(W)
     for i, j, (si, sj) in _windows(Xp, kh, kw, sh, sw, dh, dw, Ho, Wo):
         dW[:, :, i, j] = np.einsum("bohw,bchw->oc", dY, Xp[:, :, si, sj])

@@ -26,6 +26,9 @@ NOT_FUZZED = {
     "train": "module: train.fit has its own spec",
     "conv": "module: its public functions are re-exported and fuzzed by name",
     "Layer": "abstract base (forward raises NotImplementedError)",
+    "check_derivation": "runs a student's file in a child process: its hostile inputs "
+                        "(raises, loops, exits, crashes, bad returns) are "
+                        "tests/derivation_check's",
     "jacobian_check": "takes callables; fuzzed through gradcheck's input handling only "
                       "via nk.gradcheck (same input checks)",
 }

@@ -168,9 +168,9 @@ def test_linear_backward_refuses_an_upstream_of_another_shape():
     with pytest.raises(ValueError, match=r"^dY: "):
         lin.backward(np.ones(4))
     lin(np.ones((2, 5, 3)))
-    assert lin.backward(np.ones((2, 5, 4))).shape == (2, 5, 3)
     with pytest.raises(ValueError, match=r"^dY: "):
         lin.backward(np.ones((5, 2, 4)))
+    assert lin.backward(np.ones((2, 5, 4))).shape == (2, 5, 3)  # a failed backward: retry
 
 
 def test_recurrent_layers_name_their_input():
