@@ -1,4 +1,4 @@
-"""How many OpenMP threads a kernel may use: one policy for every family.
+"""Threads: one policy for every family, OpenMP's and OpenBLAS's.
 
 Two thread pools share the cores: the kernels' OpenMP team (libgomp) and
 OpenBLAS's own pool, which runs every matrix product. Each spins for a while
@@ -24,8 +24,13 @@ kernel runs on one thread anyway: waking a team costs more than the loop.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import glob
 import os
+import threading
 
+# read once, when libgomp loads (the kernels' first import); a user's value wins
 os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 _CORES = os.cpu_count() or 1
@@ -88,3 +93,70 @@ def free_core_threads() -> int:
     except (OSError, ValueError, IndexError):
         return 1
     return max(1, min(_CORES, _CORES - (running - 1)))
+
+
+# ------------------------------------------------------------ OpenBLAS's pool
+# Why the RNN and whitening loops, and conv's per-thread GEMMs, hold SciPy's
+# OpenBLAS (the BLAS every kernel calls through scipy.linalg.cython_blas) at
+# one thread: a small product on the critical path of a loop waits for a
+# worker the OS has descheduled, and a spinning worker takes the core the
+# loop needs; where the kernels split work themselves (gemm_team, conv's batch
+# team) each thread makes single-threaded BLAS calls. NumPy's own OpenBLAS is
+# a different library and is not touched. The setting is process-wide.
+def _openblas_threads():
+    """(set_num_threads, get_num_threads) of SciPy's OpenBLAS, or None."""
+    paths = []
+    try:
+        import scipy
+        libdir = os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs")
+        paths = sorted(glob.glob(os.path.join(libdir, "libscipy_openblas*.so*")))
+        import scipy.linalg  # noqa: F401  (loads the library for /proc/self/maps)
+        with open("/proc/self/maps") as f:
+            paths += sorted({line.split()[-1] for line in f if "openblas" in line.lower()
+                             and line.split()[-1].startswith("/")},
+                            key=lambda p: "scipy" not in p)
+    except (ImportError, OSError):      # pragma: no cover
+        pass
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas_", "openblas_"):
+            try:
+                setn = getattr(lib, prefix + "set_num_threads")
+                getn = getattr(lib, prefix + "get_num_threads")
+            except AttributeError:
+                continue
+            setn.argtypes, setn.restype = [ctypes.c_int], None
+            getn.argtypes, getn.restype = [], ctypes.c_int
+            return setn, getn
+    return None
+
+
+_BLAS = _openblas_threads()
+_BLAS_LOCK = threading.Lock()
+
+
+def blas_controllable() -> bool:
+    """Whether SciPy's OpenBLAS thread count was found (else serial_blas is a no-op)."""
+    return _BLAS is not None
+
+
+@contextlib.contextmanager
+def serial_blas(active: bool = True):
+    """SciPy's OpenBLAS on one thread inside the block (when `active`), restored after."""
+    if not active or _BLAS is None:
+        yield
+        return
+    setn, getn = _BLAS
+    with _BLAS_LOCK:
+        before = getn()
+        if before > 1:
+            setn(1)
+    try:
+        yield
+    finally:
+        if before > 1:
+            with _BLAS_LOCK:
+                setn(before)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg.lapack as _lapack_mod
 
-from ._blas_threads import serial_blas
+from ._threads import serial_blas
 from ._kernels import whitening as _k
 
 METHODS = ("zca", "pca", "cholesky", "newton")

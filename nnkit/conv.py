@@ -37,8 +37,6 @@ other at every GEMM; see `nnkit bench conv`).
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import threading
 from typing import NamedTuple
 
@@ -46,7 +44,7 @@ import numpy as np
 
 from . import _validate as v
 from ._kernels import conv as _k
-from ._threads import kernel_threads
+from ._threads import blas_controllable, kernel_threads, serial_blas
 from .conv_shapes import (LAYOUTS, POOL_KINDS, Axis, BottleneckSolution, ConvShape, Count,  # noqa: F401
                           Summary, SummaryRow, axis_formula, basic_block_params,
                           bottleneck_params, conv2d_count, conv2d_output_shape, linear_count,
@@ -56,50 +54,11 @@ from .conv_shapes import (LAYOUTS, POOL_KINDS, Axis, BottleneckSolution, ConvSha
 _MAX_INT = 2**31 - 1
 
 
-# ------------------------------------------------------------ BLAS threads
-def _find_openblas_setter():
-    """SciPy's OpenBLAS thread-count functions (the BLAS the kernels call), or None."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower()
-                     and line.split()[-1].startswith("/")}
-    except OSError:
-        return None
-    for path in sorted(paths, key=lambda p: "scipy" not in p):
-        try:
-            lib = ctypes.CDLL(path)
-            return lib.scipy_openblas_set_num_threads, lib.scipy_openblas_get_num_threads
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
-_SETTER = _find_openblas_setter()
-_BLAS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _single_threaded_blas(active: bool):
-    """BLAS on one thread while our OpenMP team runs one GEMM per thread."""
-    if not active or _SETTER is None:
-        yield
-        return
-    setn, getn = _SETTER
-    with _BLAS_LOCK:
-        previous = getn()
-        setn(1)
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            setn(previous)
-
-
 def _team(B: int) -> int:
     """Threads over the batch: all cores if the batch splits and BLAS can be
     held to one thread, else 1 (samples in order, BLAS threads itself)."""
     n = min(kernel_threads(), B)
-    return n if n > 1 and _SETTER is not None else 1
+    return n if n > 1 and blas_controllable() else 1
 
 
 # Thread-local workspaces (the column buffers): a fresh 10–30 MB buffer per
@@ -193,7 +152,7 @@ def conv2d_forward(X, W, b=None, stride=1, padding=0, dilation=1, *, layout="NCH
     tiled = _tiled(T)
     size = _k.forward_col_size(K, Ho * Wo, X.dtype == np.float32, tiled)
     col = _workspace("col", (T * size,), X.dtype)
-    with _single_threaded_blas(T > 1):
+    with serial_blas(T > 1):
         _k.conv2d_forward(X, Wk.reshape(Co, K), bias, Wk.shape[2], Wk.shape[3], st[0], st[1],
                           pd[0], pd[1], dl[0], dl[1], Y.reshape(B, Co, Ho * Wo), col, size,
                           tiled, T)
@@ -238,7 +197,7 @@ def conv2d_backward(dY, cache: Conv2dCache, *, out=None) -> Conv2dGrads:
     dbacc = _workspace("dbacc", (T, Co), np.float64)
     Wm = Wk.reshape(Co, K)
     (sh, sw), (ph, pw), (dh, dw) = cache.stride, cache.padding, cache.dilation
-    with _single_threaded_blas(T > 1):
+    with serial_blas(T > 1):
         _k.conv2d_backward(dY.reshape(B, Co, L), X, Wm, np.ascontiguousarray(Wm.T), kh, kw,
                            sh, sw, ph, pw, dh, dw, dX, dW.reshape(Co, K), db, work, dWacc,
                            dbacc, tiled, T)

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _validate as v
-from ._blas_threads import serial_blas
+from ._threads import serial_blas
 from ._kernels import rnn as _k
 from ._threads import free_core_threads, kernel_threads
 

@@ -58,17 +58,15 @@ W comes from the biased Σ + εI of the batch (as IterNorm and DBN do).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
-import contextlib
-
 from . import _validate as v
-from ._blas_threads import serial_blas
 from ._kernels import whitening as _k
-from ._threads import kernel_threads
+from ._threads import kernel_threads, serial_blas
 from ._whitening_algebra import (METHODS, backward_algebra, block_diag, blocks_of,
                                  forward_algebra, kernel_args, stacks, transpose)
 
@@ -83,11 +81,10 @@ from ._whitening_algebra import (METHODS, backward_algebra, block_diag, blocks_o
 SERIAL_BLAS_MAX = 1 << 21
 
 
-def _blas_threads(B: int, g: int):
-    import os
-    if B * g * g < SERIAL_BLAS_MAX or os.environ.get("NNKIT_SERIAL_BLAS", "") not in ("", "0"):
-        return serial_blas()
-    return contextlib.nullcontext()
+def _blas_policy(B: int, g: int):
+    """OpenBLAS on one thread for small steps (or NNKIT_SERIAL_BLAS=1)."""
+    return serial_blas(B * g * g < SERIAL_BLAS_MAX
+                       or os.environ.get("NNKIT_SERIAL_BLAS", "") not in ("", "0"))
 
 
 EPS_WHY = ("whitening needs Σ + εI positive definite: Σ is singular whenever "
@@ -177,7 +174,7 @@ def _forward(Y, gamma, beta, eps, method, group_size, iterations, relu, out):
     Z = v.out_array(out, (B, M), Y.dtype)
     v.no_overlap(Z, "out", Y=Y, gamma=gamma, beta=beta)
     nt = kernel_threads(beside_blas=True)
-    with _blas_threads(B, g):
+    with _blas_policy(B, g):
         return _forward_kernels(Y, gamma, beta, eps, method, g, iterations, relu, Z, nt)
 
 
@@ -228,7 +225,7 @@ def _backward(dout, cache: WhiteningCache, full, out, name):
     dY = v.out_array(out, Y.shape, Y.dtype)
     v.no_overlap(dY, "out", **{name: dout, "Y": Y})
     nt = kernel_threads(beside_blas=True)
-    with _blas_threads(B, g):
+    with _blas_policy(B, g):
         return _backward_kernels(dout, cache, full, dY, nt)
 
 

@@ -23,12 +23,12 @@ from ._timing import SETTINGS, Table, gemm_rate, median_time, ratio, share, torc
 
 def _serial_gemm_rate(dt, rows: int, M: int) -> float:
     """flop/s of the same (rows, M) x (M, M) SciPy GEMM with OpenBLAS on one
-    thread, as the RNN kernels run (nnkit/_blas_threads.py): the floor takes
+    thread, as the RNN kernels run (nnkit/_threads.py): the floor takes
     the better of this and the all-threads rate, the strictest this run
     supports (on a loaded machine one thread is often the faster)."""
     from scipy.linalg import blas
 
-    from .._blas_threads import serial_blas
+    from .._threads import serial_blas
     rng = np.random.default_rng(0)
     A = np.asfortranarray(rng.standard_normal((rows, M)).astype(dt))
     W = np.asfortranarray(rng.standard_normal((M, M)).astype(dt))

@@ -165,7 +165,7 @@ def blas_sequence(B: int, M: int, dt: str, S: np.ndarray) -> float:
     Column-major operands, so no call copies. Its flops are the floor's."""
     from scipy.linalg import blas
     from .. import _whitening_algebra as alg
-    from ..whitening import _blas_threads
+    from ..whitening import _blas_policy
     p = "s" if dt == "float32" else "d"
     gemm, syrk = getattr(blas, p + "gemm"), getattr(blas, p + "syrk")
     rng = np.random.default_rng(1)
@@ -187,7 +187,7 @@ def blas_sequence(B: int, M: int, dt: str, S: np.ndarray) -> float:
         gemm(1.0, W, dZT, c=dYT, overwrite_c=True)
         gemm(1.0, T2, YcT, beta=1.0, c=dYT, overwrite_c=True)
 
-    with _blas_threads(B, M):          # the thread policy nnkit.whitening applies
+    with _blas_policy(B, M):          # the thread policy nnkit.whitening applies
         return median_time(step, repeats=9)
 
 
@@ -232,8 +232,8 @@ def stage_times(Y, dZ, g, b) -> dict:
         "bwd algebra": lambda: alg.backward_algebra(dW, S, W, "zca", aux),
         "bwd expand": lambda: k.backward_expand(dZc, Yc, M, A, None, X, None, dY),
     }
-    from ..whitening import _blas_threads
-    with _blas_threads(B, M):          # the thread policy nnkit.whitening applies
+    from ..whitening import _blas_policy
+    with _blas_policy(B, M):          # the thread policy nnkit.whitening applies
         out = {name: median_time(fns[name], repeats=9, min_seconds=0.3) for name in STAGES}
     out["W"] = max(0.0, out["W"] - out["eigh"])     # forward_algebra includes the eigh
     return out

@@ -484,14 +484,21 @@ def test_single_sample_uses_the_same_math(B, dtype, rng, ref):
 
 
 def test_serial_blas_restores_the_thread_count():
-    from nnkit import _blas_threads as bt
-    if not bt.available():
+    from nnkit import _threads
+    if not _threads.blas_controllable():
         pytest.skip("SciPy's OpenBLAS thread symbols not found")
-    before = bt._get()
-    with bt.serial_blas():
-        assert bt._get() == 1
-    assert bt._get() == before
-    with pytest.raises(RuntimeError):
-        with bt.serial_blas():
-            raise RuntimeError("restored on the way out")
-    assert bt._get() == before
+    setn, getn = _threads._BLAS
+    before = getn()
+    setn(2)                      # a count to restore even on a 1-core machine
+    try:
+        with _threads.serial_blas():
+            assert getn() == 1
+        assert getn() == 2
+        with pytest.raises(RuntimeError):
+            with _threads.serial_blas():
+                raise RuntimeError("restored on the way out")
+        assert getn() == 2
+        with _threads.serial_blas(active=False):
+            assert getn() == 2
+    finally:
+        setn(before)
