@@ -48,7 +48,8 @@ from .layers import (BatchNorm, BiRNN, Layer, Linear, ReLU, RNN, Sequential,
 # P6, P8: dropout; layer, instance and channel batch norm; weight norm
 from .dropout import DropoutCache, DropoutGrads, dropout_backward, dropout_forward
 from .norms import (ChannelBatchNormCache, ChannelBatchNormGrads, RowNormCache,
-                    RowNormGrads, batchnorm_channels_backward, batchnorm_channels_forward,
+                    RowNormGrads, batchnorm_channels_backward, batchnorm_channels_eval_forward,
+                    batchnorm_channels_forward,
                     instancenorm_backward, instancenorm_forward, layernorm_backward,
                     layernorm_forward)
 from .weightnorm import (WeightNormCache, WeightNormGrads, weightnorm_backward,

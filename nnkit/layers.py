@@ -342,8 +342,9 @@ class BatchNorm(_FeatureNorm):
 
     Training: normalize with the batch statistics and update the running ones
     (momentum convention in nnkit.batchnorm). Eval: use the running statistics.
-    Y (B, num_features), or (B, C, F) normalized per channel over batch and
-    features (P8, PyTorch's BatchNorm1d) through the (B·F, C) transpose.
+    Y (B, num_features); or (B, C, ...), e.g. a conv net's (B, C, H, W),
+    normalized per channel over every other axis (P8; PyTorch's BatchNorm1d
+    and BatchNorm2d) by nk.batchnorm_channels_forward.
     """
 
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1,
@@ -353,14 +354,10 @@ class BatchNorm(_FeatureNorm):
         self.running_var = np.ones_like(self.running_mean)
 
     def forward(self, Y):
-        if v.ndim_of(Y) == 3:       # (B, C, F): per channel over batch and features
-            Y = v.norm_input("Y", Y, 3, "(B, C, F)")
-            Z = self.forward(norms._to_rows(Y))
-            if self._cache is not None:
-                self._cache = _Rows3(self._cache, Y.shape)
-            return norms._from_rows(Z, Y.shape)
-        Y = self._input(Y)
         g, b = self.params["gamma"], self.params["beta"]
+        if v.ndim_of(Y) >= 3:       # (B, C, ...): per channel over every other axis
+            return self._forward_channels(Y)
+        Y = self._input(Y)
         out = self.out("Z", Y.shape, Y.dtype, Y)
         if not self.training:
             self._cache = None
@@ -371,26 +368,29 @@ class BatchNorm(_FeatureNorm):
         bn.update_running_stats(self.running_mean, self.running_var, self._cache, self.momentum)
         return Z
 
+    def _forward_channels(self, X):
+        g, b = self.params["gamma"], self.params["beta"]
+        X = v.float_array("Y", X, None, "(B, num_features, ...)", dtype=g.dtype,
+                           dtype_of="the layer's dtype")
+        v.same_dim("Y", X.shape[1], g.shape[0], "Y.shape[1] (num_features)")
+        if not self.training:
+            self._cache = None
+            return norms.batchnorm_channels_eval_forward(
+                X, g, b, self.running_mean, self.running_var, self.eps, relu=self.relu)
+        Z, self._cache = norms.batchnorm_channels_forward(X, g, b, self.eps, relu=self.relu)
+        bn.update_running_stats(self.running_mean, self.running_var, self._cache.bn,
+                                self.momentum)
+        return Z
+
     def _backward_pair(self):
         return bn.bn_relu_backward if self.relu else bn.batchnorm_backward
 
     def backward(self, dout):
-        c = self._cache
-        if not isinstance(c, _Rows3):
+        if not isinstance(self._cache, norms.ChannelBatchNormCache):
             return super().backward(dout)
-        dout = v.upstream("dZ", dout, c.shape, self.params["gamma"].dtype)
-        self._cache = c.rows                 # the (B·F, C) call's cache, for the 2-D backward
-        try:
-            return norms._from_rows(super().backward(norms._to_rows(dout)), c.shape)
-        finally:
-            if not self._spent:              # a failed backward leaves the 3-D cache
-                self._cache = c
-
-
-class _Rows3(NamedTuple):
-    """BatchNorm's cache for (B, C, F) input: the (B·F, C) call's cache and the shape."""
-    rows: object
-    shape: tuple
+        g = norms.batchnorm_channels_backward(dout, self.cache())
+        self.accumulate_grads(gamma=g.dgamma, beta=g.dbeta)
+        return g.dX
 
 
 class WhiteningBatchNorm(_FeatureNorm):

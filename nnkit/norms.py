@@ -178,25 +178,40 @@ def _from_rows(A, shape):
     return np.ascontiguousarray(np.moveaxis(A.reshape(B, -1, C), 2, 1)).reshape(shape)
 
 
-def batchnorm_channels_forward(X, gamma, beta, eps=1e-5):
+def batchnorm_channels_forward(X, gamma, beta, eps=1e-5, *, relu=False):
     """Batch norm of X (B, C, ...) per channel over (batch, every other axis) (P8).
 
     gamma, beta (C,). As ``torch.nn.functional.batch_norm(X, None, None, gamma,
-    beta, training=True, eps=eps)`` (BatchNorm1d/2d in training mode). Runs the
-    batch-norm kernel on the (B·F, C) transpose of X (one copy in, one out).
+    beta, training=True, eps=eps)`` (BatchNorm1d/2d/3d in training mode);
+    relu=True fuses the ReLU that follows (the output is H = max(Z, 0)). Runs
+    the batch-norm kernel on the (B·F, C) transpose of X (one copy in, one out).
     """
     X = v.norm_input("X", X, 3, "(B, C, ...): per channel over every other axis")
     gamma, beta = v.affine_params(X, gamma, beta, (X.shape[1],), "(C,), one per channel")
     eps = v.eps_value(eps)
+    relu = v.flag("relu", relu)
     v.batch_for_statistics("X", X.size // X.shape[1], "batch norm over (batch, features)")
-    Z2, c = bn.batchnorm_forward(_to_rows(X), gamma, beta, eps)
+    fwd = bn.bn_relu_forward if relu else bn.batchnorm_forward
+    Z2, c = fwd(_to_rows(X), gamma, beta, eps)
     return _from_rows(Z2, X.shape), ChannelBatchNormCache(X.shape, c)
 
 
+def batchnorm_channels_eval_forward(X, gamma, beta, running_mean, running_var, eps=1e-5, *,
+                                    relu=False):
+    """Inference for X (B, C, ...): the running statistics (C,) per channel (+ ReLU)."""
+    X = v.norm_input("X", X, 3, "(B, C, ...): per channel over every other axis")
+    gamma, beta = v.affine_params(X, gamma, beta, (X.shape[1],), "(C,), one per channel")
+    Z2 = bn.batchnorm_eval_forward(_to_rows(X), gamma, beta, running_mean, running_var, eps,
+                                   relu=relu)
+    return _from_rows(Z2, X.shape)
+
+
 def batchnorm_channels_backward(dZ, cache: ChannelBatchNormCache) -> ChannelBatchNormGrads:
-    """dX, dgamma, dbeta, dmean, dvar of batchnorm_channels_forward."""
+    """dX, dgamma, dbeta, dmean, dvar of batchnorm_channels_forward (with its ReLU
+    when the forward had relu=True: dZ is then ∂L/∂H)."""
     v.cache_of(cache, ChannelBatchNormCache, "batchnorm_channels_forward")
     dZ = v.upstream("dZ", dZ, cache.shape, cache.bn.Y.dtype)
-    g = bn.batchnorm_backward(_to_rows(dZ), cache.bn, full=False)
+    back = bn.bn_relu_backward if cache.bn.relu else bn.batchnorm_backward
+    g = back(_to_rows(dZ), cache.bn, full=False)
     return ChannelBatchNormGrads(_from_rows(g.dY, cache.shape), g.dgamma, g.dbeta,
                                  g.dmean, g.dvar)

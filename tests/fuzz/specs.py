@@ -439,6 +439,27 @@ spec("batchnorm_channels_forward", nk.batchnorm_channels_forward, b_bnc,
      ref=lambda a: [R.batchnorm_channels(a["X"], a["gamma"], a["beta"], a["eps"])])
 
 
+def b_bnc_eval(d):
+    a = b_bnc(d)
+    C = a["X"].shape[1]
+    a.update(running_mean=d.arr(C), running_var=d.arr(C, pos=True),
+             relu=bool(d.rng.integers(2)))
+    return a
+
+
+def bnc_eval_ref(a):
+    # channels last, as rows: inference batch norm per channel (bn_eval's formula)
+    X = R.f64(a["X"])
+    rows = np.moveaxis(X, 1, -1)
+    Z = R.bn_eval(rows, a["gamma"], a["beta"], a["running_mean"], a["running_var"],
+                  a["eps"], bool(a["relu"]))
+    return [np.moveaxis(Z, -1, 1)]
+
+
+spec("batchnorm_channels_eval_forward", nk.batchnorm_channels_eval_forward, b_bnc_eval,
+     scalars={"eps": EPS, "relu": [1, "no"]}, ref=bnc_eval_ref)
+
+
 def b_bnc_bwd(d):
     Z, cache = nk.batchnorm_channels_forward(**b_bnc(d))
     return dict(dZ=d.arr(*Z.shape), cache=cache)
