@@ -3,7 +3,7 @@
     nnkit list                          the walkthroughs
     nnkit lessons [NAME ...] [--seed N] [--list] [--json]   the verified derivations
     nnkit train [--dataset auto|digits|synthetic] [--optimizer NAME] [--epochs N] ...
-                                        the training example: curve, test accuracy
+                                        the training example: curve, validation accuracy
     nnkit conv --input B,W,H,C --out C_OUT -k K [-s S] [-p P] [-d D] [--layout] [--json]
                                         a conv's output shape, formula, params, MACs
     nnkit bottleneck [--channels C] [--reduction LO,HI] [--bias both|yes|no]
@@ -12,11 +12,16 @@
                     [--max-elements K] [--strict] [--json] [--verbose]
     nnkit bench [FAMILY ...] [--runs N] [--json FILE] [--quick] [--no-torch]
                                         timings against NumPy and PyTorch, with floors
+    nnkit --version                     the installed version
 
 Exit status:
   0  every check passed (`nnkit list`: always)
   1  a check failed (with --strict, a vacuous check counts as failed)
-  2  usage error: the subcommand's usage is printed to stderr
+  2  usage error: the subcommand's usage is printed to stderr, then one line
+     "nnkit COMMAND: error: ..." (also for a value the library refuses, such
+     as --lr inf, and an unwritable --json FILE, checked before any work);
+     never a traceback (NNKIT_TRACEBACK=1 shows it, for debugging)
+  130 interrupted (Ctrl-C)
 A reader that closes the pipe early (`nnkit gradcheck --json | head`) changes
 nothing: every check has run before the first line is printed, so there is
 no traceback and the status is still the verdict (0 or 1); under `set -o
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -157,7 +163,8 @@ def _add_lessons(sub) -> argparse.ArgumentParser:
                     "the measured discrepancy against its tolerance, PASS/FAIL.",
         epilog="Exit status: 0 all pass, 1 any lesson fails (or raises), 2 usage error.")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these lessons (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every lesson (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every lesson, >= 0 (default 0)")
     p.add_argument("--list", action="store_true", help="list the lessons without running them")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=_run_lessons)
@@ -170,6 +177,8 @@ def _run_lessons(args) -> int:
     unknown = [n for n in args.names if n not in reg]
     if unknown:
         args.parser.error(f"NAME: expected one of {sorted(reg)}, got {unknown[0]!r}")
+    if args.seed < 0:       # numpy's default_rng refuses it: every lesson would FAIL
+        args.parser.error(f"--seed: expected >= 0, got {args.seed}")
     names = args.names or list(reg)
     if args.list:
         _emit(format_table(("lesson", "problem", "title"),
@@ -210,7 +219,9 @@ def _add_train(sub) -> argparse.ArgumentParser:
         description="Train Linear(64, H, He init) -> ReLU -> Linear(H, 10) with softmax "
                     "cross-entropy on scikit-learn's 8x8 digits (when installed: pip install "
                     "'nnkit[examples]') or a synthetic set of the same shape; 80/20 seeded "
-                    "split. Prints the per-epoch table, the loss curve and the test accuracy.",
+                    "train/validation split. Prints the per-epoch table, the loss curve and "
+                    "the validation accuracy (the held-out 20 %, evaluated after every "
+                    "epoch: a validation set, not a test set).",
         epilog="Exit status: 0 after training, 2 usage error.")
     p.add_argument("--dataset", choices=("auto", "digits", "synthetic"), default="auto",
                    help="auto: digits when scikit-learn is installed (default)")
@@ -241,8 +252,8 @@ def _run_train(args) -> int:
         args.parser.error(f"--seed: expected >= 0, got {args.seed}")
     lr = {"adam": 1e-2, "sgd": 0.1, "momentum": 0.01, "adagrad": 0.1}[args.optimizer] \
         if args.lr is None else args.lr
-    if not lr > 0:
-        args.parser.error(f"--lr: expected > 0, got {lr}")
+    if not (math.isfinite(lr) and lr > 0):
+        args.parser.error(f"--lr: expected a finite number > 0, got {lr}")
     try:
         data = train.example_data(args.dataset, args.seed)
     except ImportError as exc:
@@ -256,22 +267,24 @@ def _run_train(args) -> int:
                      args.batch_size, X_val=data.X_test, y_val=data.y_test,
                      rng=np.random.default_rng(args.seed),
                      progress=not args.no_progress and not args.json)
-    test_loss, test_acc = train.evaluate(model, loss, data.X_test, data.y_test)
-    summary = dict(dataset=data.name, train=len(data.y_train), test=len(data.y_test),
+    # the held-out 20 % is scored after every epoch (the table's val columns) and
+    # watched while choosing --epochs and --lr: a validation set, named so
+    val_loss, val_acc = train.evaluate(model, loss, data.X_test, data.y_test)
+    summary = dict(dataset=data.name, train=len(data.y_train), validation=len(data.y_test),
                    optimizer=args.optimizer, lr=lr, epochs=args.epochs,
                    batch_size=args.batch_size, hidden=args.hidden, seed=args.seed,
-                   test_loss=test_loss, test_acc=test_acc, seconds=hist.seconds)
+                   val_loss=val_loss, val_acc=val_acc, seconds=hist.seconds)
     if args.json:
         _emit(json.dumps(dict(summary, history=hist.as_dict()), indent=2))
         return EXIT_OK
     _emit("\n".join([
-        f"dataset {data.name}: {len(data.y_train)} train / {len(data.y_test)} test, "
+        f"dataset {data.name}: {len(data.y_train)} train / {len(data.y_test)} validation, "
         f"{data.X_train.shape[1]} features, {data.classes} classes; MLP 64-{args.hidden}-"
         f"{data.classes}, {args.optimizer} lr={lr:g}, batch {args.batch_size}",
         hist.table(),
         f"train loss per batch  {train.sparkline(hist.batch_loss)}",
         f"val accuracy / epoch  {train.sparkline(hist.val_acc)}",
-        f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {args.epochs} epochs, "
+        f"validation accuracy {val_acc:.2%} (loss {val_loss:.4f}) after {args.epochs} epochs, "
         f"{hist.seconds:.2f} s"]))
     return EXIT_OK
 
@@ -429,7 +442,7 @@ def _run_bottleneck(args) -> int:
 
 # ----------------------------------------------------------------- bench
 def _add_bench(sub) -> argparse.ArgumentParser:
-    from .bench import FAMILIES
+    from .bench import ALIASES, FAMILIES
     p = sub.add_parser(
         "bench", help="time nnkit against NumPy and PyTorch, beside each kernel's floor",
         description="The side-by-side benchmarks (nnkit.bench): nnkit, NumPy and PyTorch "
@@ -438,10 +451,13 @@ def _add_bench(sub) -> argparse.ArgumentParser:
                     "share of it reached. The machine's load moves every cell: use --runs.",
         epilog="Exit status: 0 after the tables, 2 usage error.")
     p.add_argument("families", nargs="*", metavar="FAMILY",
-                   help=f"one or more of {', '.join(FAMILIES)} (default: all)")
+                   help=f"one or more of {', '.join(FAMILIES)} (default: all), or a "
+                        f"short name: a unique prefix (bn) or one of "
+                        f"{', '.join(sorted(ALIASES))}")
     p.add_argument("--runs", type=int, default=1, metavar="N",
                    help="run each family N times; every cell is the median (default 1)")
-    p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write the results to FILE (checked before the run)")
     p.add_argument("--quick", action="store_true",
                    help="tiny shapes, two calls each: checks the tables, not the speed")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
@@ -451,21 +467,50 @@ def _add_bench(sub) -> argparse.ArgumentParser:
 
 def _run_bench(args) -> int:
     from . import bench
-    bad = [f for f in args.families if f not in bench.FAMILIES]
-    if bad:
-        args.parser.error(f"FAMILY: expected one of {list(bench.FAMILIES)}, got {bad[0]!r}")
+    families = []
+    for name in args.families:
+        try:
+            fam = bench.resolve_family(name)
+        except ValueError as exc:
+            args.parser.error(f"FAMILY: {exc}")
+        if fam not in families:       # bn and bn_affine: one run
+            families.append(fam)
     if args.runs < 1:
         args.parser.error(f"--runs: expected >= 1, got {args.runs}")
-    res = bench.run(args.families, quick=args.quick, torch=not args.no_torch, runs=args.runs,
+    if args.json is not None:         # before the run, not after minutes of it
+        problem = _unwritable(args.json)
+        if problem:
+            args.parser.error(f"--json: {problem}")
+    res = bench.run(families, quick=args.quick, torch=not args.no_torch, runs=args.runs,
                     progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     text = [bench.header(res["machine"]) + (f"; median of {args.runs} runs"
                                             if args.runs > 1 else "")]
     text += ["\n" + t.text() for ts in res["families"].values() for t in ts]
     _emit("\n".join(text))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(bench.to_dict(res), runs=args.runs), f, indent=2)
+    if args.json is not None:
+        try:
+            with open(args.json, "w") as f:
+                json.dump(dict(bench.to_dict(res), runs=args.runs), f, indent=2)
+        except OSError as exc:        # the disk filled, the directory went away
+            args.parser.error(f"--json: cannot write {args.json!r}: {exc.strerror or exc}")
     return EXIT_OK
+
+
+def _unwritable(path: str) -> str | None:
+    """Why `path` cannot be written as a file, or None when it can."""
+    if path == "":
+        return "expected a file name, got ''"
+    if os.path.isdir(path):
+        return f"{path!r} is a directory, expected a file name"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"cannot write {path!r}: no directory {folder!r}"
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            return f"cannot write {path!r}: permission denied"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write {path!r}: directory {folder!r} is not writable"
+    return None
 
 
 # ------------------------------------------------------------------ main
@@ -478,6 +523,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="nnkit", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__[__doc__.index("Exit status:"):__doc__.index("Adding a subcommand")])
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         sp = add(sub)
@@ -506,7 +553,18 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"nnkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, MemoryError) as exc:
+        # a value the library refuses (nk.optim.Adam(lr=inf), Linear(64, 2**40)):
+        # in a script or CI, exit 2 and one line naming it, never a traceback
+        if os.environ.get("NNKIT_TRACEBACK"):
+            raise
+        what = "out of memory: " if isinstance(exc, MemoryError) else ""
+        args.parser.error(what + (" ".join(str(exc).split()) or type(exc).__name__))
 
 
 if __name__ == "__main__":

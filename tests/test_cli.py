@@ -81,7 +81,8 @@ def test_bad_command_exit_2_with_the_top_level_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
-    assert capsys.readouterr().err.startswith("usage: nnkit [-h] COMMAND")
+    err = capsys.readouterr().err
+    assert err.startswith("usage: nnkit [-h] [--version] COMMAND"), err
 
 
 def test_every_subcommand_with_a_bogus_flag_prints_its_own_usage(capsys):

@@ -10,6 +10,7 @@ GEMM rate) and the share of it reached.
     nnkit bench whitening --runs 3   cell-wise median of three runs
     nnkit bench conv --json out.json
     nnkit bench rnn --quick          tiny shapes: checks the tables, not the speed
+    nnkit bench bn                   a short name: bn_affine (see ALIASES)
 """
 from __future__ import annotations
 
@@ -23,11 +24,38 @@ from .. import _malloc
 from ._timing import SETTINGS, Table, median_tables
 
 FAMILIES = ("bn_affine", "whitening", "rnn", "conv", "norms", "optim")
+# Short names: what a table is called, or what one would type. A unique prefix
+# of a family (bn, white, opt) needs no entry; `-` stands for `_`.
+ALIASES = {"batchnorm": "bn_affine", "bn_relu": "bn_affine", "relu": "bn_affine",
+           "affine": "bn_affine", "dense": "bn_affine", "zca": "whitening",
+           "conv2d": "conv", "pool": "conv", "maxpool2d": "conv", "layernorm": "norms",
+           "adam": "optim", "optimizers": "optim"}
+
+
+def resolve_family(name: str) -> str:
+    """A family's name from itself, an alias (ALIASES) or a unique prefix: `bn` is
+    bn_affine. Anything else is a ValueError listing the families."""
+    if not isinstance(name, str):
+        raise TypeError(f"family: expected one of {list(FAMILIES)}, got "
+                        f"{type(name).__name__} {name!r}")
+    key = name.strip().lower().replace("-", "_")
+    if key in FAMILIES:
+        return key
+    if key in ALIASES:
+        return ALIASES[key]
+    hits = [f for f in FAMILIES if key and f.startswith(key)]
+    if len(hits) == 1:
+        return hits[0]
+    raise ValueError(f"expected one of {list(FAMILIES)} or a short name "
+                     f"({', '.join(sorted(ALIASES))}, or a unique prefix), got {name!r}"
+                     + (f" (a prefix of {hits})" if hits else ""))
 
 
 def run_family(name: str) -> list[Table]:
-    if name not in FAMILIES:
-        raise ValueError(f"family: expected one of {list(FAMILIES)}, got {name!r}")
+    try:
+        name = resolve_family(name)
+    except ValueError as exc:
+        raise ValueError(f"family: {exc}") from None
     return importlib.import_module(f"{__name__}.{name}").run()
 
 
@@ -37,7 +65,9 @@ def run(families=None, *, quick: bool = False, torch: bool = True, runs: int = 1
 
     runs > 1: every family `runs` times, each cell the median over the runs.
     """
-    families = list(families or FAMILIES)
+    if isinstance(families, str):       # run("bn"), not the letters b and n
+        families = [families]
+    families = list(dict.fromkeys(resolve_family(f) for f in (families or FAMILIES)))
     SETTINGS.quick, SETTINGS.torch = quick, torch
     _timing._RATES.clear()
     out = {}
