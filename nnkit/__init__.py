@@ -79,3 +79,6 @@ from .layers import AvgPool2d, Conv2d, Flatten, MaxPool2d
 
 # P9: sequence models from layers (the last time step of (T, B, C))
 from .layers import LastStep
+
+# the walkthroughs register themselves with nnkit.trace (plug-ins above the core)
+from . import walkthroughs  # noqa: E402,F401

@@ -130,6 +130,8 @@ def main(path: str) -> None:
     os.dup2(null, 1)
     sys.stdin = open(os.devnull)
     sys.stdout = open(os.devnull, "w")
+    import builtins
+    builtins.input = lambda prompt="": ""     # a stray input() reads an empty line
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     import runpy
     name = "__nnkit_derivation__"

@@ -12,6 +12,8 @@
                     [--max-elements K] [--strict] [--json] [--verbose]
     nnkit bench [FAMILY ...] [--runs N] [--json FILE] [--quick] [--no-torch]
                                         timings against NumPy and PyTorch, with floors
+    nnkit check FILE [-w NAME] [--set KEY=VALUE ...] [--strict] [--json]
+    nnkit check --template NAME         check your own derivation, formula by formula
     nnkit --version                     the installed version
 
 Exit status:
@@ -514,8 +516,68 @@ def _unwritable(path: str) -> str | None:
 
 
 # ------------------------------------------------------------------ main
+# ------------------------------------------------------------------ check
+def _add_check(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "check", help="check your own derivation: your formula for each gradient",
+        description="Judge a derivation file (one function per gradient, d + the node's "
+                    "key: dgamma, dv, dY, dh(t, ...)) formula by formula against the "
+                    "kernels' gradients and finite differences on the walkthrough's check "
+                    "configurations (float64); say what is wrong in each failing formula; "
+                    "then run your formulas chained and name the first node where the "
+                    "chain leaves the truth. The file runs in a child process with a time "
+                    "limit per call. Start from: nnkit check --template WALKTHROUGH > my.py",
+        epilog="Exit status: 0 every derived formula passes (TODO allowed; --strict: TODO "
+               "fails), 1 a formula fails, 2 usage (no such file, a syntax error, an "
+               "unknown walkthrough, a function named for a node that does not exist).")
+    p.add_argument("file", nargs="?", metavar="FILE", help="your derivation file")
+    p.add_argument("--walkthrough", "-w", metavar="NAME",
+                   help="the walkthrough (default: the file's WALKTHROUGH = \"...\")")
+    p.add_argument("--template", metavar="NAME",
+                   help="print a derivation file of stubs for walkthrough NAME and exit")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a configuration value on every check configuration "
+                        "(repeatable: --set B=7 --set eps=0.1)")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="time limit per formula call (default 5)")
+    p.add_argument("--strict", action="store_true", help="a TODO formula fails")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output for autograders")
+    p.set_defaults(run=_run_check)
+    return p
+
+
+def _run_check(args) -> int:
+    from . import derivation_check as dc
+    if args.template:
+        if args.file:
+            args.parser.error("--template: prints a template; got a FILE too")
+        try:
+            _emit(dc.template(args.template))
+        except ValueError as e:
+            args.parser.error(f"--template: {e}")
+        return EXIT_OK
+    if not args.file:
+        args.parser.error("FILE: expected a derivation file (or --template NAME)")
+    if not args.timeout > 0 or not math.isfinite(args.timeout):
+        args.parser.error(f"--timeout: expected a finite number > 0, got {args.timeout}")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            args.parser.error(f"--set: expected KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    try:
+        report = dc.check_derivation(args.file, args.walkthrough, timeout=args.timeout,
+                                     strict=args.strict, **overrides)
+    except dc.UsageError as e:
+        args.parser.error(str(e))
+    _emit(report.to_json() if args.json else report.table())
+    return report.exit_code
+
+
 COMMANDS = (_add_list, _add_gradcheck, _add_lessons, _add_train, _add_conv,
-            _add_bottleneck, _add_bench)
+            _add_bottleneck, _add_bench, _add_check)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,12 +14,10 @@ time, ...) declares
 that node's value and re-evaluates only its descendants, so intermediates such
 as m and v are checked as total derivatives (P2.3). The TUI, the CLI and the
 tests all go through `Trace`; walkthrough modules in nnkit/walkthroughs/
-register themselves and are discovered by `registry()`.
+register themselves (nnkit imports them) and `registry()` lists them.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -187,10 +185,8 @@ def register(cls):
 
 
 def registry() -> dict[str, Walkthrough]:
-    """Every registered walkthrough by name (imports nnkit.walkthroughs.* once)."""
-    from . import walkthroughs
-    for mod in pkgutil.iter_modules(walkthroughs.__path__):
-        importlib.import_module(f"{walkthroughs.__name__}.{mod.name}")
+    """Every registered walkthrough by name (nnkit.walkthroughs registers
+    nnkit's own when nnkit is imported; a user's @register adds to them)."""
     return dict(_REGISTRY)
 
 

@@ -53,6 +53,18 @@ def scale_shift_relu_nodes() -> list[Node]:
     ]
 
 
+def cross_entropy(Z, y) -> np.float64:
+    """L of the mlp and conv graphs: mean cross-entropy in float64, stable (subtract the row max); y is class
+    indices (B,) or targets (B, K)."""
+    Z = np.asarray(Z, np.float64)
+    logp = Z - Z.max(axis=1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    y = np.asarray(y)
+    if y.ndim == 1:
+        return -np.mean(logp[np.arange(len(y)), y])
+    return -np.sum(np.asarray(y, np.float64) * logp) / Z.shape[0]
+
+
 def cov(A) -> np.ndarray:
     """Biased sample covariance of the columns of A (rows are samples), float64."""
     A = np.asarray(A, np.float64)

@@ -20,8 +20,7 @@ import numpy as np
 import nnkit as nk
 
 from ..trace import Node, Param, Walkthrough, register
-from ._common import cast, common_params
-from .mlp import _cross_entropy
+from ._common import cast, common_params, cross_entropy
 
 
 def _conv(X, K, b, p):
@@ -73,6 +72,9 @@ class ConvNet(Walkthrough):
         Param("pool", "max", "2×2 pooling", choices=tuple(POOLS)),
         *common_params(),
     )
+    # the two leading axes of a 4-D node where they are not (sample, channel):
+    # the TUI's heatmap legend of K and ∂L/∂K (F, C, k, k) names them
+    axes = {"K": ("filter", "input channel")}
 
     def validate(self, cfg):
         for ax in ("H", "W"):
@@ -111,7 +113,7 @@ class ConvNet(Walkthrough):
             Node("Z", "Z = flatten(P) Vᵀ + c  (logits)", ("P", "V", "c"),
                  lambda P, V, c: P.reshape(P.shape[0], -1) @ V.T + c),
             Node("y", "y: class indices (constant)", role="constant"),
-            Node("L", "L = −(1/B) Σ_i log softmax(Z_i)[y_i]", ("Z", "y"), _cross_entropy,
+            Node("L", "L = −(1/B) Σ_i log softmax(Z_i)[y_i]", ("Z", "y"), cross_entropy,
                  role="loss"),
         ]
 

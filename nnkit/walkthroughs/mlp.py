@@ -19,19 +19,8 @@ import numpy as np
 import nnkit as nk
 
 from ..trace import Node, Param, Walkthrough, register
-from ._common import cast, common_params
+from ._common import cast, common_params, cross_entropy
 
-
-def _cross_entropy(Z, y):
-    """Mean cross-entropy in float64, stable (subtract the row max); y is class
-    indices (B,) or targets (B, K)."""
-    Z = np.asarray(Z, np.float64)
-    logp = Z - Z.max(axis=1, keepdims=True)
-    logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
-    y = np.asarray(y)
-    if y.ndim == 1:
-        return -np.mean(logp[np.arange(len(y)), y])
-    return -np.sum(np.asarray(y, np.float64) * logp) / Z.shape[0]
 
 
 @register
@@ -67,7 +56,7 @@ class MLPSoftmax(Walkthrough):
                  note="P4: ∂L/∂Z = (softmax(Z) − y)/B."),
             Node("y", "y: class indices or soft targets (constant)", role="constant"),
             Node("L", "L = −(1/B) Σ_i Σ_k y_ik log softmax(Z_i)_k", ("Z", "y"),
-                 _cross_entropy, role="loss"),
+                 cross_entropy, role="loss"),
         ]
 
     def leaves(self, cfg, rng):
