@@ -286,7 +286,7 @@ class SoftmaxCrossEntropy(Layer):
 
     def backward(self, dloss: float = 1.0):
         P = self.cache().P
-        return sm.softmax_cross_entropy_backward(self._cache, dloss,
+        return sm.softmax_cross_entropy_backward(dloss, self._cache,
                                                  out=self.out("dZ", P.shape, P.dtype))
 
     @property

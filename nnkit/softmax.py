@@ -1,6 +1,7 @@
 """P4: softmax cross-entropy, mean over the batch, numerically stable."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -33,13 +34,19 @@ def softmax_cross_entropy(logits, labels):
     return float(loss), SoftmaxCache(P, None, T)
 
 
-def softmax_cross_entropy_backward(cache: SoftmaxCache, dloss: float = 1.0, *, out=None):
-    """∂L/∂z = dloss · (ŷ − y) / B."""
+def softmax_cross_entropy_backward(dloss=1.0, cache: SoftmaxCache | None = None, *, out=None):
+    """∂L/∂z = dloss · (ŷ − y) / B, (B, K).
+
+    Arguments in the order of every backward, (upstream, cache): dloss is
+    ∂L'/∂L, 1 when the loss is the end of the graph. The older order
+    (cache) or (cache, dloss) is still accepted.
+    """
+    if isinstance(dloss, SoftmaxCache):          # the older (cache[, dloss]) order
+        dloss, cache = (1.0 if cache is None else cache), dloss
+    elif cache is None and not v.is_real(dloss):  # the older order with another object
+        v.cache_of(dloss, SoftmaxCache, "softmax_cross_entropy")
     v.cache_of(cache, SoftmaxCache, "softmax_cross_entropy")
-    try:
-        dloss = float(dloss)
-    except (TypeError, ValueError):
-        raise TypeError(f"dloss: expected a number (∂L'/∂L), got {dloss!r}") from None
+    dloss = v.real_number("dloss", dloss, -math.inf)
     P = cache.P
     dZ = v.out_array(out, P.shape, P.dtype)
     v.no_overlap(dZ, "out", P=P)

@@ -27,7 +27,7 @@ def softmax_gradient(seed: int) -> Result:
         yhat = e / e.sum(axis=1, keepdims=True)
         _, cache = sm.softmax_cross_entropy(z, labels)
         # nnkit's loss is the batch mean: its gradient is (ŷ − y)/B
-        kernel = B * sm.softmax_cross_entropy_backward(cache)
+        kernel = B * sm.softmax_cross_entropy_backward(1.0, cache)
         err_kernel = float(np.abs(kernel - (yhat - y)).max())
         err_fd = float("nan")
         if scale < 100:     # central differences of the summed loss, step 1e-6

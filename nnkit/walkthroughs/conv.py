@@ -137,7 +137,7 @@ class ConvNet(Walkthrough):
         P, cp = pool_forward(A)
         Z, ca = nk.affine_forward(P.reshape(P.shape[0], -1), values["V"], values["c"])
         _, cl = nk.softmax_cross_entropy(Z, values["y"])
-        dZ = nk.softmax_cross_entropy_backward(cl)
+        dZ = nk.softmax_cross_entropy_backward(1.0, cl)
         ga = nk.affine_backward(dZ, ca)
         dP = ga.dX.reshape(P.shape)
         dA = pool_backward(dP, cp)

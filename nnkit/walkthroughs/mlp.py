@@ -80,7 +80,7 @@ class MLPSoftmax(Walkthrough):
         A, cr = nk.relu_forward(Y1)
         Z, c2 = nk.affine_forward(A, values["W2"], values["b2"])
         _, cl = nk.softmax_cross_entropy(Z, values["y"])
-        dZ = nk.softmax_cross_entropy_backward(cl)
+        dZ = nk.softmax_cross_entropy_backward(1.0, cl)
         g2 = nk.affine_backward(dZ, c2)
         dY1 = nk.relu_backward(g2.dX, cr)
         g1 = nk.affine_backward(dY1, c1)

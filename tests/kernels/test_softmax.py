@@ -56,6 +56,10 @@ def test_softmax_xent_dloss_scales_gradient(ref, rng):
     _, c = nk.softmax_cross_entropy(logits, labels)
     _, _, dZ = ref.softmax_xent(logits, ref.one_hot(labels, 3))
     ref.assert_rel(nk.softmax_cross_entropy_backward(c, 2.5), 2.5 * dZ, 1e-12, "2.5 dZ")
+    # (upstream, cache), the order of every backward; the older (cache, dloss) above
+    ref.assert_rel(nk.softmax_cross_entropy_backward(2.5, c), 2.5 * dZ, 1e-12, "2.5 dZ")
+    with pytest.raises(TypeError, match="dloss: expected a finite number"):
+        nk.softmax_cross_entropy_backward("1", c)
 
 
 def test_softmax_xent_extreme_logits_stay_finite(ref, dtype):

@@ -224,8 +224,8 @@ P = lambda: [(np.zeros(3), np.zeros(3))]   # noqa: E731
 
 
 @pytest.mark.parametrize("make,exc,msg", [
-    (lambda: optim.SGD(P(), lr=-1.0), ValueError, "lr: expected a real number in [0.0, inf]"),
-    (lambda: optim.SGD(P(), lr="0.1"), TypeError, "lr: expected a real number"),
+    (lambda: optim.SGD(P(), lr=-1.0), ValueError, "lr: expected a finite number >= 0, got -1.0"),
+    (lambda: optim.SGD(P(), lr="0.1"), TypeError, "lr: expected a finite number"),
     (lambda: optim.SGD(P(), lr=float("nan")), ValueError, "lr:"),
     (lambda: optim.SGD(P(), lr=True), TypeError, "lr:"),
     (lambda: optim.SGD(P(), momentum=-0.5), ValueError, "momentum:"),

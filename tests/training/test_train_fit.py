@@ -204,12 +204,13 @@ def test_sparkline():
 
 
 # ------------------------------------------------------------ nnkit train
-def test_cli_train_prints_curve_and_test_accuracy(capsys):
+def test_cli_train_prints_curve_and_validation_accuracy(capsys):
     assert cli.main(["train", "--dataset", "synthetic", "--epochs", "3", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "dataset synthetic: 1438 train / 359 test" in out
-    assert "train loss per batch" in out and "test accuracy" in out
-    acc = float(out.split("test accuracy ")[1].split("%")[0])
+    assert "dataset synthetic: 1438 train / 359 validation" in out
+    assert "train loss per batch" in out and "validation accuracy" in out
+    assert "test" not in out          # the held-out rows are a validation set
+    acc = float(out.split("validation accuracy ")[1].split("%")[0])
     assert 70 < acc < 100
 
 
@@ -218,12 +219,13 @@ def test_cli_train_json(capsys):
                      "momentum", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["optimizer"] == "momentum" and data["lr"] == 0.01
-    assert len(data["history"]["train_loss"]) == 2 and 0 < data["test_acc"] <= 1
+    assert len(data["history"]["train_loss"]) == 2 and 0 < data["val_acc"] <= 1
 
 
 @pytest.mark.parametrize("argv,msg", [
     (["--epochs", "0"], "--epochs: expected >= 1"),
-    (["--lr", "-1"], "--lr: expected > 0"),
+    (["--lr", "-1"], "--lr: expected a finite number > 0"),
+    (["--lr", "inf"], "--lr: expected a finite number > 0, got inf"),
     (["--optimizer", "lbfgs"], "invalid choice"),
 ])
 def test_cli_train_usage_errors(capsys, argv, msg):

@@ -118,8 +118,8 @@ def test_bias_gradient_as_a_mean_fails_in_the_mlp(monkeypatch):
 def test_softmax_backward_mutants_fail_in_the_mlp(monkeypatch):
     real = nk.softmax_cross_entropy_backward
 
-    def no_batch_mean(cache, dloss=1.0, **kw):       # ŷ − y without the 1/B
-        return real(cache, dloss, **kw) * cache.P.shape[0]
+    def no_batch_mean(dloss, cache, **kw):           # ŷ − y without the 1/B
+        return real(dloss, cache, **kw) * cache.P.shape[0]
 
     monkeypatch.setattr(nk, "softmax_cross_entropy_backward", no_batch_mean)
     failed = _run_all(["mlp"])
