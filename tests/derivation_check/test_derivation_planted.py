@@ -313,3 +313,32 @@ def test_right_at_some_configurations_names_what_differs(plant):
     right, wrong = diagnosis[len("right at "):].split(", wrong at ")
     assert not set(right.split("; ")) & set(wrong.split("; ")), diagnosis
     assert "targets" in diagnosis
+
+
+# ------------------------------------------------------------- known defects
+SYMBOLIC = [
+    # walkthrough, formula, its planted body (a missing sum), symbolic shape, template line
+    ("whitening-zca", "dbeta", "def dbeta(dZ):\n    return dZ", "(M,)",
+     "def dH(G, H):\n    \"\"\"∂L/∂H, shape (B, M):"),
+    ("whitening-newton", "dW", "def dW(dY, X):\n    return X.T @ dY", "(M, N)",
+     "def dSigma(dYhat, Y, m, Sigma):\n    \"\"\"∂L/∂Sigma, shape (M, M):"),
+    ("conv", "db", "def db(dY):\n    return dY.sum(axis=(0, 2))", "(F,)",
+     "def dK(dY, X, b, K):\n    \"\"\"∂L/∂K, shape (F, C, k, k):"),
+]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "_dim_names probes the walkthrough with sizes 3, 4, 5, ... for its integer "
+    "parameters in order, and the probe fails validation for whitening (group_size=7 "
+    "> M=5) and conv (k runs past its maximum 7, which exhausts the sizes; H=5 with "
+    "k=3, padding=1 gives an odd conv output): their shapes are never named, so the "
+    "template says 'shape (8, 4)' and a wrong shape reads 'expected (4,) = (4,)'"))
+@pytest.mark.parametrize("walkthrough, name, source, shape, stub",
+                         SYMBOLIC, ids=[s[0] for s in SYMBOLIC])
+def test_shapes_are_named_by_the_walkthroughs_parameters(plant, walkthrough, name, source,
+                                                         shape, stub):
+    from nnkit.derivation_check import template
+    report = check(plant(walkthrough, name, source), configs=[{}])
+    diagnosis = failed_with(report, name)
+    assert diagnosis.startswith(f"wrong shape: expected {shape} = "), diagnosis
+    assert stub in template(walkthrough)
