@@ -74,6 +74,7 @@ def test_trajectory_matches_torch_on_the_same_network_and_data(name, cls, kw, tc
     tX, ty = torch.from_numpy(X), torch.from_numpy(y)
     losses = []
     for t in range(STEPS):
+        opt.zero_grad()                     # gradients accumulate, as in torch
         loss = crit(net(X), y)
         net.backward(crit.backward())
         opt.step()
