@@ -564,28 +564,28 @@ def conv_shape(name: str, shape, layout: str) -> tuple[int, int, int, int]:
 
 
 def conv_axis(axis: str, n: int, k: int, s: int, p: int, d: int, formula: str,
-              pair_index: str, status: int, kernel_text: str = "kernel") -> None:
+              pair_index: str, fault: str | None, kernel_text: str = "kernel") -> None:
     """One spatial axis's geometry; `formula` is its line with every term filled in.
 
-    status is nnkit._kernels.conv.geometry_status(n, k, s, p, d) (the Cython
-    shape logic); the message starts with the argument at fault and ends with
+    fault is what the kernels' shape logic found wrong (nnkit.conv_shapes reads
+    geometry_status): None, "size", "kernel", "stride", "dilation", "padding"
+    or "empty"; the message starts with the argument at fault and ends with
     the formula.
     """
-    from ._kernels import conv as _kc
-    if status == _kc.GEOM_OK:
+    if fault is None:
         return
-    if status == _kc.GEOM_SIZE:
+    if fault == "size":
         raise ValueError(f"input_shape: expected sizes >= 1, got {axis} = {n}: {formula}")
-    if status == _kc.GEOM_KERNEL:
+    if fault == "kernel":
         raise ValueError(f"kernel_size: expected sizes >= 1, got k{pair_index} = {k} "
                          f"(along {axis}): {formula}")
-    if status == _kc.GEOM_STRIDE:
+    if fault == "stride":
         raise ValueError(f"stride: expected strides >= 1, got s{pair_index} = {s} "
                          f"(along {axis}): {formula}")
-    if status == _kc.GEOM_DILATION:
+    if fault == "dilation":
         raise ValueError(f"dilation: expected dilations >= 1, got d{pair_index} = {d} "
                          f"(along {axis}): {formula}")
-    if status == _kc.GEOM_PADDING:
+    if fault == "padding":
         raise ValueError(f"padding: expected paddings >= 0, got p{pair_index} = {p} "
                          f"(along {axis}): {formula}")
     eff = d * (k - 1) + 1

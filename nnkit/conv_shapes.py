@@ -150,6 +150,12 @@ def _resolve_padding(padding, ks, ss, ds, names):
     return v.int_pair("padding", padding), (0, 0)
 
 
+# the kernels' geometry status codes as the fault _validate.conv_axis names
+_FAULTS = {_kc.GEOM_OK: None, _kc.GEOM_SIZE: "size", _kc.GEOM_KERNEL: "kernel",
+           _kc.GEOM_STRIDE: "stride", _kc.GEOM_DILATION: "dilation",
+           _kc.GEOM_PADDING: "padding", _kc.GEOM_EMPTY: "empty"}
+
+
 def _axes(names, sizes, ks, ss, ps, ds, kernel_text="kernel", extras=(0, 0)):
     axes = []
     for i, (ax, n, k, s, p, d, e) in enumerate(zip(names, sizes, ks, ss, ps, ds, extras)):
@@ -159,7 +165,7 @@ def _axes(names, sizes, ks, ss, ps, ds, kernel_text="kernel", extras=(0, 0)):
         status = _kc.geometry_status(n, k, s, p, d)
         if e and status in (_kc.GEOM_OK, _kc.GEOM_EMPTY):
             status = _kc.geometry_status(n + e, k, s, p, d)
-        v.conv_axis(ax, n, k, s, p, d, f, str(i + 1), status, kernel_text)
+        v.conv_axis(ax, n, k, s, p, d, f, str(i + 1), _FAULTS[status], kernel_text)
         axes.append(Axis(ax, n, k, s, p, d, _kc.output_size(n + e, k, s, p, d), f, e))
     return tuple(axes)
 
