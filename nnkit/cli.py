@@ -1,7 +1,7 @@
-"""`nnkit` command line: gradient checks, verified derivations, conv shapes, training, benchmarks.
+"""`nnkit` command line: gradient checks, lessons, your own derivations, conv shapes, training, benchmarks.
 
     nnkit list                          the walkthroughs
-    nnkit lessons [NAME ...] [--seed N] [--list] [--json]   the verified derivations
+    nnkit lessons [NAME ...] [--seed N] [--list] [--json]   the verified identities P1-P10
     nnkit train [--dataset auto|digits|synthetic] [--optimizer NAME] [--epochs N] ...
                                         the training example: curve, validation accuracy
     nnkit conv --input B,W,H,C --out C_OUT -k K [-s S] [-p P] [-d D] [--layout] [--json]
@@ -160,7 +160,7 @@ def _gradcheck_table(results, verbose: bool, strict: bool) -> str:
 # --------------------------------------------------------------- lessons
 def _add_lessons(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "lessons", help="run the verified derivations (P1-P10 identities) and check them",
+        "lessons", help="run the lessons (the verified identities of P1-P10) and check them",
         description="Run each lesson: both sides of an identity from seeded random data, "
                     "the measured discrepancy against its tolerance, PASS/FAIL.",
         epilog="Exit status: 0 all pass, 1 any lesson fails (or raises), 2 usage error.")
@@ -174,7 +174,7 @@ def _add_lessons(sub) -> argparse.ArgumentParser:
 
 
 def _run_lessons(args) -> int:
-    from .derivations import _report, registry
+    from .lessons import _report, registry
     reg = registry()
     unknown = [n for n in args.names if n not in reg]
     if unknown:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nnkit import cli
-from nnkit.derivations import _REGISTRY, Result, lesson, registry
+from nnkit.lessons import _REGISTRY, Result, lesson, registry
 
 NAMES = list(registry())
 

@@ -1,7 +1,7 @@
 """What every walkthrough shares: the seed and dtype parameters, the loss
 L = Σ G ⊙ H against a fixed upstream gradient, the affine head and the
-scale-shift-ReLU tail of the graphs that have them, and the covariance
-helpers the whitening walkthroughs and nnkit.lessons show. One definition each."""
+scale-shift-ReLU tail of the graphs that have them, and the loss of the mlp
+and conv graphs. One definition each."""
 from __future__ import annotations
 
 import numpy as np
@@ -63,21 +63,6 @@ def cross_entropy(Z, y) -> np.float64:
     if y.ndim == 1:
         return -np.mean(logp[np.arange(len(y)), y])
     return -np.sum(np.asarray(y, np.float64) * logp) / Z.shape[0]
-
-
-def cov(A) -> np.ndarray:
-    """Biased sample covariance of the columns of A (rows are samples), float64."""
-    A = np.asarray(A, np.float64)
-    Ac = A - A.mean(axis=0)
-    return Ac.T @ Ac / A.shape[0]
-
-
-def offdiag(C) -> float:
-    """max |off-diagonal entry| of a square matrix (0 for 1×1)."""
-    C = np.asarray(C)
-    if C.shape[0] < 2:
-        return 0.0
-    return float(np.max(np.abs(C - np.diag(np.diag(C)))))
 
 
 def cast(values: dict, dtype) -> dict:

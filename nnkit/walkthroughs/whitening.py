@@ -30,7 +30,8 @@ import nnkit as nk
 
 from ..trace import Node, Param, Trace, Walkthrough, register
 from ..whitening import METHODS
-from ._common import (FUSED, affine_nodes, cast, common_params, cov, offdiag,
+from .._samples import cov, offdiag
+from ._common import (FUSED, affine_nodes, cast, common_params,
                       scale_shift_relu_nodes)
 
 

@@ -151,7 +151,7 @@ def test_ctrl_c_is_130_without_a_traceback(monkeypatch, capsys):
 def test_lesson_run_refuses_a_negative_seed():
     """`nnkit lessons --seed -1` reported 26 lessons as FAIL: the seed, not the
     lessons, was wrong. In the library too it is a ValueError, not a FAIL."""
-    from nnkit.derivations import registry
+    from nnkit.lessons import registry
     les = next(iter(registry().values()))
     with pytest.raises(ValueError, match=r"^seed: expected an integer >= 0, got -1$"):
         les.run(-1)

@@ -90,7 +90,7 @@ def test_preactivation_gradcheck(dtype, rng):
 
 # ------------------------------------------------------------- the lessons
 def test_p9_lessons_pass():
-    from nnkit.derivations import registry
+    from nnkit.lessons import registry
     reg = registry()
     names = [n for n, les in reg.items() if les.problem.startswith("P9")]
     assert {"p9-1-preactivation-form", "p9-2-vanishing-bound",
@@ -101,7 +101,7 @@ def test_p9_lessons_pass():
 
 
 def test_p9_2_lesson_curves_are_bounded_below_the_threshold():
-    from nnkit.derivations import get
+    from nnkit.lessons import get
     res = get("p9-2-vanishing-bound").run(1)
     below = np.array(res.curves["‖∂h_T/∂h_0‖ (below)"])
     bound = np.array(res.curves["δ^T (below)"])
@@ -114,7 +114,7 @@ def test_p9_2_lesson_curves_are_bounded_below_the_threshold():
 def test_p9_3_counterexample_is_real():
     """The lesson's W has λ1(WᵀW) ≥ δ²/γ² for δ = 1 (the reversed condition)
     and yet ||∂h_T/∂h_0|| decays: recomputed here from its data."""
-    from nnkit.derivations import get
+    from nnkit.lessons import get
     res = get("p9-3-not-sufficient").run(0)
     row = res.rows[0]
     assert row["γ²·λ1(WᵀW)"] >= 1.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nnkit import optim
-from nnkit.derivations import get, p5_optimizers
+from nnkit.lessons import get, p5_optimizers
 
 P5 = ("p5-momentum-running-average", "p5-unrolled", "p5-bias-correction", "p5-adam-adagrad")
 

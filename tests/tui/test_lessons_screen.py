@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Sparkline, Static
 
-from nnkit.derivations import _REGISTRY, Result, lesson, registry
+from nnkit.lessons import _REGISTRY, Result, lesson, registry
 from nnkit.tui.screens.lessons import PENDING, LessonsScreen
 
 

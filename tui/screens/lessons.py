@@ -1,10 +1,10 @@
-"""Lessons: every verified derivation (nnkit.derivations) with its verdict.
+"""Lessons: every verified derivation (nnkit.lessons) with its verdict.
 
 The lessons run one after another in a worker thread (the screen stays live;
 each verdict appears as its lesson finishes). The highlighted lesson shows its
 table, notes, discrepancy against tolerance, and a sparkline per curve (P6's
 Monte Carlo error, P7's variance per layer, ...). Same numbers as
-`nnkit lessons`: both format through nnkit.derivations._report.
+`nnkit lessons`: both format through nnkit.lessons._report.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Sparkline, Static
 from textual.worker import get_current_worker
 
-from nnkit.derivations import Result, _report, registry
+from nnkit.lessons import Result, _report, registry
 
 PENDING = "…"
 

@@ -1,21 +1,20 @@
 """P2.4: batch norm against whitening batch norm, as verified lessons.
 
-The measured tables of `python -m nnkit.lessons` (decorrelation, cost, small
-batches, training) stay there; these lessons check the two identities behind
-them, with the data generator of nnkit.lessons.
+The measured tables of `python -m nnkit.bench.whitening_report` (decorrelation,
+cost, small batches, training) stay there; these lessons check the two
+identities behind them, on the same correlated samples.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import batchnorm as bn
-from .. import lessons as _lessons
 from .. import whitening as wh
 from ..gradcheck import numeric_gradient
-from ..walkthroughs._common import cov as _cov
-from ..walkthroughs._common import offdiag as _offdiag
+from .._samples import correlated, whitened_sample
+from .._samples import cov as _cov
+from .._samples import offdiag as _offdiag
 from . import Result, lesson
-from .p8_norms import whitened_sample
 
 
 @lesson("p2-whitening-decorrelation", "P2", "Whitening makes Cov(Ŷ) = Σ(Σ+εI)⁻¹ ≈ I; "
@@ -23,7 +22,7 @@ from .p8_norms import whitened_sample
 def decorrelation(seed: int) -> Result:
     rng = np.random.default_rng(seed)
     B, M, eps = 512, 32, 1e-5
-    Y = _lessons.correlated(B, M, M, rng)          # full rank, strongly correlated
+    Y = correlated(B, M, M, rng)          # full rank, strongly correlated
     g, b = np.ones(M), np.zeros(M)
     rows = [{"normalization": "input Y (correlation matrix)",
              "max|offdiag Cov(Ŷ)|": _offdiag(np.corrcoef(Y.T)), "max|Cov(Ŷ) − I|": float("nan")}]
@@ -45,7 +44,7 @@ def decorrelation(seed: int) -> Result:
         f"B = {B}, M = {M}, ε = {eps:g}; smallest eigenvalue of Σ: {lam_min:.3g}.",
         "Cov(Ŷ) = Σ(Σ+εI)⁻¹ in the eigenbasis: its distance from I is ε/(λ_min+ε); the "
         "tolerance is 10 ε/λ_min.",
-        "`python -m nnkit.lessons` adds the cost, small-batch and training tables."])
+        "`python -m nnkit.bench.whitening_report` adds the cost, small-batch and training tables."])
 
 
 @lesson("p2-whitening-small-batch", "P2", "B ≤ M: rank(Y − m) = B − 1, and Ŷ is white only "
@@ -55,7 +54,7 @@ def small_batch(seed: int) -> Result:
     M, eps = 32, 1e-5
     rows, worst = [], 0.0
     for B in (4, 8, 16, 32, 33, 64, 256):
-        Y = _lessons.correlated(B, M, M, rng)
+        Y = correlated(B, M, M, rng)
         _, c = wh.whitening_forward(Y, np.ones(M), np.zeros(M), eps)
         C = _cov(c.yhat)
         rank = int(np.linalg.matrix_rank(Y - Y.mean(0)))

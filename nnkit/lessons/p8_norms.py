@@ -6,6 +6,7 @@ import numpy as np
 from .. import batchnorm as bn
 from .. import norms
 from .. import weightnorm as wn
+from .._samples import whitened_sample
 from . import Result, lesson
 
 
@@ -39,14 +40,6 @@ def norm_axes(seed: int) -> Result:
     return Result(discrepancy=worst, tolerance=1e-12, rows=rows, notes=notes + [
         "X has shape (batch 4, channels 2, features 3); NumPy computes the same moments "
         "with X.mean(axis=...) on the axes named in the table."])
-
-
-def whitened_sample(n, d, rng):
-    """n samples of d features with sample mean exactly 0 and sample covariance exactly I."""
-    A = rng.standard_normal((n, d)) @ rng.standard_normal((d, d))
-    A -= A.mean(axis=0)
-    lam, V = np.linalg.eigh(A.T @ A / n)
-    return A @ V @ np.diag(lam ** -0.5) @ V.T
 
 
 @lesson("p8-weightnorm-bn", "P8", "x whitened: batch-normalizing uᵀx and scaling by γ "

@@ -1,6 +1,6 @@
 """P2.4 measured: batch norm against whitening batch norm.
 
-    python -m nnkit.lessons [--quick]
+    python -m nnkit.bench.whitening_report [--quick]
 
 Four tables, every number measured on this machine when you run it (seeded):
   1. decorrelation: max |off-diagonal| of Cov(Ŷ) on strongly correlated data
@@ -21,20 +21,14 @@ import time
 
 import numpy as np
 
-from . import batchnorm as bn
-from . import whitening as wh
-from ._table import format_table
-from .layers import (BatchNorm, Linear, Sequential, SoftmaxCrossEntropy,
-                     WhiteningBatchNorm)
-from .walkthroughs._common import cov as _cov
-from .walkthroughs._common import offdiag as _offdiag
-
-
-def correlated(B: int, M: int, factors: int, rng, noise: float = 0.1) -> np.ndarray:
-    """(B, M) features driven by `factors` shared latent variables plus noise."""
-    Zl = rng.standard_normal((B, factors))
-    A = rng.standard_normal((factors, M))
-    return Zl @ A + noise * rng.standard_normal((B, M)) + rng.standard_normal(M)
+from .. import batchnorm as bn
+from .. import whitening as wh
+from .._samples import correlated
+from .._samples import cov as _cov
+from .._samples import offdiag as _offdiag
+from .._table import format_table
+from ..layers import (BatchNorm, Linear, Sequential, SoftmaxCrossEntropy,
+                      WhiteningBatchNorm)
 
 
 def _table(title, header, rows):

@@ -1,13 +1,12 @@
-"""The verified derivations: each identity of the problem set, computed from
-random data and checked (`nnkit lessons`, the TUI's Lessons screen, tests).
+"""The lessons: each identity of the problem set P1-P10, computed from random
+data and checked (`nnkit lessons`, the TUI's Lessons screen, tests).
 
 A lesson is a function `fn(seed: int) -> Result` registered with `@lesson`:
 it computes both sides of an identity (or a measured quantity and its bound),
 and says how far apart they are against a stated tolerance. One module per
-problem (p4_softmax.py, p5_optimizers.py, ...), discovered on first use like
-the walkthroughs.
+problem (p4_softmax.py, p5_optimizers.py, ...), imported on first use.
 
-    from nnkit.derivations import Result, lesson
+    from nnkit.lessons import Result, lesson
 
     @lesson("p4-softmax-grad", "P4", "∂L/∂z = ŷ − y")
     def softmax_gradient(seed: int) -> Result:
