@@ -69,12 +69,13 @@ def formulas(namespace: dict, module_name: str) -> dict:
     return out
 
 
-def signature(fn) -> tuple[list[str], bool]:
-    """(parameter names, whether it takes **kwargs)."""
+def signature(fn) -> tuple[list[str], bool, list[str]]:
+    """(parameter names, whether it takes **kwargs, the names with a default:
+    bound when available, else left to their default)."""
     params = inspect.signature(fn).parameters.values()
-    names = [p.name for p in params
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return ([p.name for p in named], any(p.kind == p.VAR_KEYWORD for p in params),
+            [p.name for p in named if p.default is not p.empty])
 
 
 def call(fn, kwargs: dict, path: str | None = None):
@@ -152,7 +153,8 @@ def main(path: str) -> None:
     walkthrough = ns.get("WALKTHROUGH")
     _send(proto_out, {"ok": True, "walkthrough": walkthrough if isinstance(walkthrough, str)
                       else None, "functions": {n: s[0] for n, s in sigs.items()},
-                      "var_kw": [n for n, s in sigs.items() if s[1]]})
+                      "var_kw": [n for n, s in sigs.items() if s[1]],
+                      "optional": {n: s[2] for n, s in sigs.items()}})
     while True:
         msg = _recv(proto_in)
         if msg is None:

@@ -152,17 +152,30 @@ class _Names:
             return dict(self.tr.cfg)
         raise KeyError(name)
 
-    def kwargs(self, params: list[str], var_kw: bool, t: int | None) -> dict:
+    def kwargs(self, params: list[str], var_kw: bool, t: int | None, optional=()) -> dict:
+        """The arguments of a formula: each parameter bound by name (one with
+        a default keeps it when nothing of that name exists)."""
         names = self.available(t) if var_kw else params
         out = {}
         for p in names:
             try:
-                out[p] = self.get(p, t)
+                value = self.get(p, t)
             except KeyError as e:
-                if var_kw and p not in params:
+                if (var_kw and p not in params) or p in optional:
                     continue
                 raise _Unbound(p, e) from None
+            out[p] = value
         return out
+
+
+def _copied(value):
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, Steps):
+        return Steps({t: np.array(a, copy=True) for t, a in value.items()}, value._zeros)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
 
 
 class _Unbound(Exception):
@@ -186,7 +199,10 @@ class _InProcess:
         self.signatures = {n: signature(f) for n, f in self.functions.items()}
 
     def call(self, name: str, kwargs: dict):
-        return _call_in_process(self.functions[name], kwargs)
+        # the caller's arrays are the checker's own: a formula writing into an
+        # argument must not change what later formulas are fed and judged against
+        return _call_in_process(self.functions[name],
+                                {k: _copied(v) for k, v in kwargs.items()})
 
     def close(self) -> None:
         pass
@@ -206,7 +222,8 @@ class _Child:
             raise UsageError(f"{path}" + (f", line {line}" if line else "") + ": "
                              + hello.get("error", "could not be loaded"))
         self.walkthrough = hello.get("walkthrough")
-        self.signatures = {n: (p, n in hello["var_kw"]) for n, p in hello["functions"].items()}
+        self.signatures = {n: (p, n in hello["var_kw"], hello["optional"].get(n, []))
+                           for n, p in hello["functions"].items()}
 
     def _start(self) -> dict:
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -516,14 +533,14 @@ def _traces(w, configs, overrides) -> list[_trace.Trace]:
 def _run_formula(runner, fname, traces):
     """Every case of one formula against the truth; todo when it still raises
     NotImplementedError. A timeout or a dead process ends the formula's run."""
-    params, var_kw = runner.signatures[fname]
+    params, var_kw, optional = runner.signatures[fname]
     cases, todo, skipped = [], True, []
     for ci, tr in enumerate(traces):
         names = _Names(tr, tr.grads)
         for key in formula_keys(tr)[fname]:
             t = split_key(key)[1]
             try:
-                kwargs = names.kwargs(params, var_kw, t)
+                kwargs = names.kwargs(params, var_kw, t, optional)
             except _Unbound as u:
                 todo = False
                 cases.append(_Case(ci, key, False, problem=(
@@ -680,6 +697,8 @@ def _diagnose(fname, cases, failing, traces, terms) -> str:
 def _factor(failing, traces) -> str | None:
     """S = k·T in every failing case, k one of _FACTORS in all of them (the
     intersection: at B = 2, ×2 and ×B/(B−1) coincide)."""
+    if all(not np.any(c.student) for c in failing):
+        return "all zeros (a term or a path to this node left out?)"
     common, ratios = None, []
     for c in failing:
         S, T = c.student, c.truth
@@ -760,9 +779,9 @@ def _term_value(term: Term, tr, key, shape):
     t = split_key(key)[1]
     names = _Names(tr, tr.grads)
     try:
-        params, var_kw = signature(term.fn)
+        params, var_kw, optional = signature(term.fn)
         with np.errstate(all="ignore"):
-            val = np.asarray(term.fn(**names.kwargs(params, var_kw, t)), np.float64)
+            val = np.asarray(term.fn(**names.kwargs(params, var_kw, t, optional)), np.float64)
         return np.broadcast_to(val, shape)
     except _Unbound:            # a step the term does not reach (G_0, h_{T+1}): 0
         return np.zeros(shape)
@@ -827,49 +846,49 @@ def _shape_diagnosis(c: _Case, traces) -> str:
 
 
 def _symbolic_shape(w, tr, key) -> str:
-    """A node's shape in the walkthrough's parameter names: "(B, M)"."""
+    """A node's shape in the walkthrough's parameter names, "(B, M)": an axis is
+    the integer parameter equal to its size in every check configuration
+    (its size where none is)."""
     shape = np.shape(tr.values[key])
     if not shape:
         return "scalar"
-    sym = _dim_names(w)
-    probe = sym.get("_trace")
-    if probe is None:
-        return str(tuple(shape))
-    fam, t = split_key(key)
-    if t is not None:           # the same family at a step the probe has
-        key = next((k for k in probe.values if split_key(k)[0] == fam), key)
-    pshape = np.shape(probe.values.get(key, np.empty(0)))
-    if len(pshape) != len(shape):
-        return str(tuple(shape))
-    names = [sym.get(d, str(n)) for d, n in zip(pshape, shape)]
+    fam, _ = split_key(key)
+    probes = _probes(w)
+    ints = [p.name for p in w.params if type(p.default) is int and p.name != "seed"]
+    ints.sort(key=lambda k: k not in ("B", "M", "N", "T", "C", "K", "H"))
+    names = []
+    for i, n in enumerate(shape):
+        found = None
+        for p in ints:
+            sizes = [(pr.cfg[p], _axis(pr, fam, i)) for pr in probes]
+            sizes = [(c, a) for c, a in sizes if a is not None]
+            if sizes and all(c == a for c, a in sizes) and len({c for c, _ in sizes}) > 1:
+                found = p
+                break
+        names.append(found or str(n))
     return "(" + ", ".join(names) + (",)" if len(names) == 1 else ")")
 
 
-_DIMS: dict[str, dict] = {}
+def _axis(tr, fam, i):
+    key = next((k for k in tr.values if split_key(k)[0] == fam), None)
+    shape = np.shape(tr.values[key]) if key is not None else ()
+    return shape[i] if i < len(shape) else None
 
 
-def _dim_names(w) -> dict:
-    """Probe the walkthrough with distinct sizes for its integer parameters:
-    a dimension of that size is that parameter."""
-    if w.name in _DIMS:
-        return _DIMS[w.name]
-    out: dict[Any, Any] = {}
-    ints = [p for p in w.params if type(p.default) is int and p.name not in ("seed",)]
-    candidates = iter(range(3, 200))
-    cfg = {}
-    for p in ints:
-        for n in candidates:
-            if (p.minimum is None or n >= p.minimum) and (p.maximum is None or n <= p.maximum):
-                cfg[p.name] = n
-                break
-    try:
-        tr = _trace.Trace(w, **cfg)
-        out = {n: k for k, n in cfg.items()}
-        out["_trace"] = tr
-    except (ValueError, TypeError):
-        pass
-    _DIMS[w.name] = out
-    return out
+_PROBES: dict[str, list] = {}
+
+
+def _probes(w) -> list:
+    """The walkthrough's check configurations as traces (float64), once."""
+    if w.name not in _PROBES:
+        out = []
+        for cfg in w.check_configs():
+            try:
+                out.append(_trace.Trace(w, **{**cfg, "dtype": "float64"}))
+            except ValueError:
+                continue
+        _PROBES[w.name] = out
+    return _PROBES[w.name]
 
 
 # -------------------------------------------------------------------- chain
@@ -895,9 +914,9 @@ def _chain(runner, traces, keys, results) -> dict:
                 chain_ok[fname] = False
                 first = first or (fname, n.key)
                 continue
-            params, var_kw = runner.signatures[fname]
+            params, var_kw, optional = runner.signatures[fname]
             try:
-                kwargs = _Names(tr, grads).kwargs(params, var_kw, split_key(n.key)[1])
+                kwargs = _Names(tr, grads).kwargs(params, var_kw, split_key(n.key)[1], optional)
             except _Unbound:
                 continue
             answer = runner.call(fname, kwargs)

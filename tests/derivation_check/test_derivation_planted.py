@@ -327,12 +327,6 @@ SYMBOLIC = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_dim_names probes the walkthrough with sizes 3, 4, 5, ... for its integer "
-    "parameters in order, and the probe fails validation for whitening (group_size=7 "
-    "> M=5) and conv (k runs past its maximum 7, which exhausts the sizes; H=5 with "
-    "k=3, padding=1 gives an odd conv output): their shapes are never named, so the "
-    "template says 'shape (8, 4)' and a wrong shape reads 'expected (4,) = (4,)'"))
 @pytest.mark.parametrize("walkthrough, name, source, shape, stub",
                          SYMBOLIC, ids=[s[0] for s in SYMBOLIC])
 def test_shapes_are_named_by_the_walkthroughs_parameters(plant, walkthrough, name, source,

@@ -89,12 +89,6 @@ def test_module_ignores_imported_and_private_functions(tmp_path):
     assert nk.check_derivation(str(path), **BN).passed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "in-process sources get the trace's own arrays (_Names passes node values and "
-    "true gradients without a copy), so a formula that writes into an argument "
-    "(Y -= m) corrupts the values and gradients every later formula is fed and "
-    "judged against: here dm and dY FAIL and the chain blames dv, though every "
-    "return value is right (the same file passes: the child gets copies)"))
 def test_a_formula_writing_into_its_arguments_changes_nothing_in_process(bn_module, tmp_path):
     def dv(dYhat, Y, m, v, eps):
         Y -= m                                         # in place: the centred Y
