@@ -5,14 +5,10 @@ intermediates, the kernels' workspaces, NumPy's temporaries). With glibc's
 defaults a freed block that large goes back to the kernel (munmap, or a trim
 of the heap's top), and the next call's block is mapped and zeroed again:
 one page fault per 4 KB page, often more time than the kernel that fills it.
-Measured on the project machine (2 cores, AVX-512), whitening batch norm
-forward + backward with `out=`, a plain loop, per step:
-    (B, M) = (1024, 256) float64   ~3,000 faults, 14.5 ms  ->  0 faults, 11.9 ms
-             (4096, 512) float64   ~6,500 faults, 125 ms   ->  0 faults, 108 ms
-(`python benchmarks/bench_faults.py`: each case in a fresh process, glibc's
-defaults against these settings.) glibc raises its thresholds by itself after
-the first free of a large block, up to 32 MB, but trims whenever more than
-twice that is free at the heap's top, which a step's intermediates reach.
+glibc raises its thresholds by itself after the first free of a large
+block, up to 32 MB, but trims whenever more than twice that is free at the
+heap's top, which a step's intermediates reach. (`nnkit bench` prints how
+the allocator ran.)
 
 So at import nnkit asks glibc (mallopt) to serve blocks under 32 MB from the
 heap (M_MMAP_THRESHOLD, glibc's own maximum) and to keep up to 128 MB free at

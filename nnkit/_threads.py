@@ -2,20 +2,17 @@
 
 Two thread pools share the cores: the kernels' OpenMP team (libgomp) and
 OpenBLAS's own pool, which runs every matrix product. Each spins for a while
-after its work ends, waiting for more. Two consequences, both measured on the
-project's 2-core machine:
+after its work ends, waiting for more. Two consequences:
 
-1. libgomp spins ~300k iterations by default. Next to BLAS calls the spinning
-   team and OpenBLAS's spinning pool fight for the cores: a Linear ->
-   BatchNorm -> Linear training step at B = 256 took 32 ms instead of 13.
-   A short spin (GOMP_SPINCOUNT=1000, read once when libgomp loads, i.e.
-   when the kernels are first imported; a value the user set wins) keeps
-   back-to-back kernels fast and lets BLAS have the cores.
+1. libgomp spins ~300k iterations by default: next to BLAS calls the spinning
+   team and OpenBLAS's spinning pool fight for the cores. A short spin
+   (GOMP_SPINCOUNT=1000, read once when libgomp loads, i.e. when the kernels
+   are first imported; a value the user set wins) keeps back-to-back kernels
+   fast and lets BLAS have the cores.
 2. An O(B·M) pass that sits *between* BLAS calls (whitening, the RNN time
-   loop) still meets OpenBLAS's pool spinning on both cores; a second team
-   then fights it. Whitening at (B, M) = (1024, 64): 15.9 ms per forward +
-   backward with 2 OpenMP threads, 5.1 ms with 1. Those passes are O(BM)
-   against O(BM²) BLAS work, so one thread costs little.
+   loop) still meets OpenBLAS's pool spinning on both cores, and a second
+   team fights it; those passes are O(BM) against O(BM²) BLAS work, so one
+   thread costs little.
 
 Hence: memory-bound kernels that run alone (affine bias, ReLU, batch norm,
 softmax) use every core; passes beside BLAS use one, unless the user asks for
@@ -37,10 +34,9 @@ _CORES = os.cpu_count() or 1
 
 
 # NNKIT_NUM_THREADS is read on every kernel call (so it can change at run
-# time). os.environ.get costs ~1 us (it encodes the key on each call), as much
-# as a small kernel's loop; CPython's os.environ keeps its encoded mapping in
-# _data, updated by every os.environ[...] = ..., and a lookup there takes
-# ~25 ns. Where that attribute is missing, the public call.
+# time); os.environ.get encodes the key on each call, as costly as a small
+# kernel's loop, so the lookup goes to CPython's encoded mapping (_data, kept
+# current by os.environ[...] = ...), or the public call where that is missing.
 try:
     _ENV, _KEY = os.environ._data, os.environ.encodekey("NNKIT_NUM_THREADS")
 except AttributeError:                 # pragma: no cover - another Python
@@ -78,11 +74,9 @@ def free_core_threads() -> int:
     (an instant count, not the 1-minute average), at least 1; 1 where that
     file does not exist.
 
-    Why: such a team waits at every barrier for its slowest thread. With the
-    other core busy, the (100, 32, 64, 128) float32 RNN forward + BPTT took
-    31 ms split against 11.5 ms on one thread (11.8 ms against 9.1 ms idle).
-    A large product split once per call (gemm_team) loses nothing under the
-    same load, and uses kernel_threads().
+    Why: such a team waits at every barrier for its slowest thread, so a
+    thread the OS has descheduled stalls every step. A large product split
+    once per call (gemm_team) does not suffer so, and uses kernel_threads().
     """
     requested = _requested()
     if requested is not None:

@@ -102,14 +102,8 @@ def _eigh(S: np.ndarray):
     in the input's precision (float32 Σ -> ssyevd), on ONE OpenBLAS thread.
 
     One thread: syevd's tridiagonal reduction is BLAS-2 (memory-bound) and its
-    small BLAS-3 pieces do not pay for waking the pool; measured side by side
-    on the project's 2-core machine (loaded, median of 11, ms; 2 threads / 1):
-        M = 64   f64 14.5 / 0.51   f32 14.6 / 0.46
-        M = 256  f64 135  / 44.5   f32 1373 / 19.0
-        M = 512  f64 1167 / 223    f32  977 / 141
-    With 2 threads one descheduled thread stalls the other at every
-    synchronisation; one thread cannot be stalled that way. (syevr: within
-    ±40 % of syevd either way on one thread, no consistent winner, not used.)
+    small BLAS-3 pieces do not pay for waking the pool; with two threads one
+    descheduled thread stalls the other at every synchronisation.
     float32 input keeps a float32 eigendecomposition: its eigenvalues carry
     ~1e-7 λ_max absolute error, so Σ + εI with cond up to ~1e5 (ε = 1e-5 on
     unit-scale features) is still resolved; float64 input for worse-

@@ -9,8 +9,7 @@ kernels; the layer adds only what is state.
 Outputs are fresh arrays, as in every other framework: `a = m(X); b = m(2*X)`
 leaves `a` alone. `layer.reuse(True)` (or `Sequential(..., reuse_buffers=True)`)
 opts into reusing the output and input-gradient buffers across calls of the
-same shape, which saves the page faults of a fresh large array on each call
-(measured 1.03-1.08x on a B = 4096, 1024-wide float32 training step; README);
+same shape, which saves the page faults of a fresh large array on each call;
 a returned array is then overwritten by the layer's next call.
 """
 from __future__ import annotations

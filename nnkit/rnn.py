@@ -57,18 +57,10 @@ FORMS = ("standard", "preactivation")
 # sequence; they never meet inside the loop) from ROW_SPLIT_MIN, else it
 # splits the state's columns and meets at a barrier once per step, from
 # STEP_SPLIT_MIN (with BLAS: each step's product split by column blocks).
-# From a side-by-side timing of recur + bptt
-# per step over B = 1..256, M = 32..1024, tile and BLAS, one and two threads
-# (README, "Recurrent networks"): the tile kernel was faster than OpenBLAS up
-# to B M^2 = 2^24 (1.1-6x, float32 and float64) and at parity (within the
-# noise) from 2^25 to 2^28, where BLAS's blocking over k should start to
-# count, so BLAS takes over at 2^26; the column team paid from about 2^17 (8 x
-# 128 x 128: 8.4 -> 7.7 us per step float32, 14.4 -> 11.0 float64). The row
-# team pays sooner, instead of the second core's overlap of the projection
-# and weight gradients (_overlap): forward + backward, min of 7, 1 thread
-# with the overlap -> row team: (1000, 8, 32, 64) float32 3.72 -> 3.34 ms,
-# float64 5.89 -> 5.56; (500, 16, 32, 64) 3.74 -> 3.33, 5.90 -> 5.26;
-# (300, 32, 32, 32) 1.99 -> 1.99, 2.76 -> 2.92 (B M^2 = 2^15 or 2^16).
+# The limits below come from timing the step products over B = 1..256,
+# M = 32..1024 (`nnkit bench rnn`): the tile kernel beats OpenBLAS while the
+# packed Wh stays in cache, the column team pays once a step's product is
+# large enough to amortize a barrier, the row team (no barrier) sooner.
 # A build without AVX2 + FMA (NNKIT_PORTABLE=1) has only the plain loop, kept
 # to steps under PLAIN_MAX_MACS as before the tile kernel.
 TILE_MAX_MACS = 1 << 26          # both dtypes: the grid found the same limits
@@ -100,7 +92,7 @@ def _gemm_threads() -> int:
     """Threads for the large GEMMs over all T·B rows (projection, weight
     gradients): every core, each thread one single-threaded BLAS call on its
     block of rows (gemm_team in pyx/_common.pxd); BLAS itself stays at one
-    thread (serial_blas). Measured side by side on 2 cores: see README."""
+    thread (serial_blas), so the split is ours and no pool spins."""
     return kernel_threads()
 
 

@@ -72,12 +72,9 @@ from ._whitening_algebra import (METHODS, backward_algebra, block_diag, blocks_o
 
 # Below this many multiply-adds per group product (B·g²) a step runs with
 # SciPy's OpenBLAS on one thread: the products are too small for a second
-# thread to pay for its wake-up, and on the shared 2-core machine a 2-thread
-# pool next to other processes stalls at every synchronisation. Measured
-# under load (median of 9, forward + backward, ms, 2 threads / 1): (256, 64)
-# 89 / 2.7 float64, 94 / 1.5 float32. Larger steps keep every thread (on an
-# idle machine their GEMMs scale; under load 1 thread was still 1.7-2.6x
-# faster at (1024, 256) and (4096, 512): NNKIT_SERIAL_BLAS=1 forces it).
+# thread to pay for its wake-up, and a pool beside other processes stalls at
+# every synchronisation. Larger steps keep every thread (their GEMMs scale on
+# an idle machine); NNKIT_SERIAL_BLAS=1 forces one thread for them too.
 SERIAL_BLAS_MAX = 1 << 21
 
 
