@@ -38,6 +38,7 @@ other at every GEMM; see `nnkit bench conv`).
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -79,7 +80,8 @@ def _workspace(name: str, shape: tuple, dtype) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- conv2d
-class Conv2dCache(NamedTuple):
+@dataclass(frozen=True)
+class Conv2dCache:
     X: np.ndarray          # (B, C_in, H + eh, W + ew), the NCHW input the kernel read
     W: np.ndarray          # (C_out, C_in, kh, kw)
     b: np.ndarray | None   # (C_out,) or None
@@ -224,7 +226,8 @@ def _layer_padding(padding, kernel_size, stride, dilation):
 _MODES = {"max": 0, "avg": 1, "lp": 2}
 
 
-class Pool2dCache(NamedTuple):
+@dataclass(frozen=True)
+class Pool2dCache:
     kind: str                      # "max", "avg" or "lp"
     X: np.ndarray                  # (B, C, H, W) input, NCHW (the kernel's)
     Y: np.ndarray                  # (B, C, H', W') output, NCHW

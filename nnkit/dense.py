@@ -1,6 +1,7 @@
 """P1: the affine layer Y = X Wᵀ + b and ReLU, as (out, cache) / grads pairs."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -10,7 +11,8 @@ from ._kernels import dense as _k
 from ._threads import kernel_threads
 
 
-class AffineCache(NamedTuple):
+@dataclass(frozen=True)
+class AffineCache:
     X: np.ndarray  # (B, N)
     W: np.ndarray  # (M, N)
     b: np.ndarray  # (M,)
@@ -40,7 +42,7 @@ def affine_forward(X, W, b, *, out=None):
 def affine_backward(dY, cache: AffineCache, *, out=None) -> AffineGrads:
     """dX = dY W, dW = dYᵀ X, db = Σ_rows dY.  `out` receives dX (B, N)."""
     v.cache_of(cache, AffineCache, "affine_forward")
-    X, W, _ = cache
+    X, W = cache.X, cache.W
     dY = v.float_array("dY", dY, 2, "(B, M)", dtype=X.dtype)
     v.same_dim("dY", dY.shape[0], X.shape[0], "dY.shape[0] (B)")
     v.same_dim("dY", dY.shape[1], W.shape[0], "dY.shape[1] (M)")
@@ -52,8 +54,14 @@ def affine_backward(dY, cache: AffineCache, *, out=None) -> AffineGrads:
     return AffineGrads(dX, dW, db)
 
 
-class ReLUCache(NamedTuple):
+@dataclass(frozen=True)
+class ReLUCache:
     H: np.ndarray  # the output; [H > 0] is the mask [Y > 0]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """[Y > 0] (bool, Y's shape), computed on each read: [H > 0] is the same mask."""
+        return self.H > 0
 
 
 def relu_forward(Y, *, out=None):

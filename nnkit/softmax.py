@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -10,7 +10,8 @@ from . import _validate as v
 from ._kernels import dense as _k
 
 
-class SoftmaxCache(NamedTuple):
+@dataclass(frozen=True)
+class SoftmaxCache:
     P: np.ndarray                 # (B, K) softmax probabilities ŷ
     labels: np.ndarray | None     # (B,) int64 class indices, or None
     targets: np.ndarray | None    # (B, K) one-hot / soft targets, or None
