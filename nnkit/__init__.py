@@ -46,7 +46,7 @@ from .layers import (BatchNorm, BiRNN, Layer, Linear, ReLU, RNN, Sequential,
                      SoftmaxCrossEntropy, WhiteningBatchNorm)
 
 # P6, P8: dropout; layer, instance and channel batch norm; weight norm
-from .dropout import DropoutCache, DropoutGrads, dropout_backward, dropout_forward
+from .dropout import DropoutCache, dropout_backward, dropout_forward
 from .norms import (ChannelBatchNormCache, ChannelBatchNormGrads, RowNormCache,
                     RowNormGrads, batchnorm_channels_backward, batchnorm_channels_eval_forward,
                     batchnorm_channels_forward,

@@ -18,7 +18,6 @@ kernel would save one temporary, not the draw.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -37,10 +36,6 @@ class DropoutCache:
     def scale(self) -> float:
         """1/keep: the factor a kept element is multiplied by."""
         return 1.0 / self.keep
-
-
-class DropoutGrads(NamedTuple):
-    dX: np.ndarray
 
 
 def dropout_forward(X, keep, rng=None, training=True, *, out=None):
@@ -65,8 +60,8 @@ def dropout_forward(X, keep, rng=None, training=True, *, out=None):
     return Y, DropoutCache(mask, keep, X.shape, X.dtype)
 
 
-def dropout_backward(dY, cache: DropoutCache, *, out=None) -> DropoutGrads:
-    """dX = dY ⊙ R / keep (dY at eval)."""
+def dropout_backward(dY, cache: DropoutCache, *, out=None) -> np.ndarray:
+    """dX = dY ⊙ R / keep (dY at eval): the one gradient of the derivation, an array."""
     v.cache_of(cache, DropoutCache, "dropout_forward")
     dY = v.upstream("dY", dY, cache.shape, cache.dtype)
     dX = v.out_array(out, cache.shape, cache.dtype)
@@ -77,4 +72,4 @@ def dropout_backward(dY, cache: DropoutCache, *, out=None) -> DropoutGrads:
     else:
         np.multiply(dY, cache.mask, out=dX)
         dX *= cache.dtype.type(1.0 / cache.keep)
-    return DropoutGrads(dX)
+    return dX

@@ -387,7 +387,7 @@ class BatchNorm(_FeatureNorm):
     def backward(self, dout):
         if not isinstance(self._cache, norms.ChannelBatchNormCache):
             return super().backward(dout)
-        g = norms.batchnorm_channels_backward(dout, self.cache())
+        g = norms.batchnorm_channels_backward(dout, self.cache(), full=False)
         self.accumulate_grads(gamma=g.dgamma, beta=g.dbeta)
         return g.dX
 
@@ -677,7 +677,7 @@ class Dropout(Layer):
         return Y
 
     def backward(self, dY):
-        return dr.dropout_backward(dY, self.cache()).dX
+        return dr.dropout_backward(dY, self.cache())
 
     @property
     def mask(self):

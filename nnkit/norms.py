@@ -165,6 +165,8 @@ class ChannelBatchNormGrads(NamedTuple):
     dbeta: np.ndarray      # (C,)
     dmean: np.ndarray      # (C,)
     dvar: np.ndarray       # (C,)
+    dXhat: np.ndarray | None = None  # X's shape: γ ⊙ dZ (None when full=False)
+    dZ: np.ndarray | None = None     # X's shape: dH ⊙ [Z > 0] (relu=True and full only)
 
 
 def _to_rows(X):
@@ -206,12 +208,19 @@ def batchnorm_channels_eval_forward(X, gamma, beta, running_mean, running_var, e
     return _from_rows(Z2, X.shape)
 
 
-def batchnorm_channels_backward(dZ, cache: ChannelBatchNormCache) -> ChannelBatchNormGrads:
-    """dX, dgamma, dbeta, dmean, dvar of batchnorm_channels_forward (with its ReLU
-    when the forward had relu=True: dZ is then ∂L/∂H)."""
+def batchnorm_channels_backward(dZ, cache: ChannelBatchNormCache, *,
+                                full=True) -> ChannelBatchNormGrads:
+    """dX, dgamma, dbeta, dmean, dvar, dXhat of batchnorm_channels_forward (with
+    its ReLU when the forward had relu=True: dZ is then ∂L/∂H, and the result
+    also has the ReLU's dZ). full=False skips the X-sized intermediates dXhat
+    and dZ (the layer's path)."""
     v.cache_of(cache, ChannelBatchNormCache, "batchnorm_channels_forward")
+    full = v.flag("full", full)
     dZ = v.upstream("dZ", dZ, cache.shape, cache.bn.Y.dtype)
     back = bn.bn_relu_backward if cache.bn.relu else bn.batchnorm_backward
-    g = back(_to_rows(dZ), cache.bn, full=False)
-    return ChannelBatchNormGrads(_from_rows(g.dY, cache.shape), g.dgamma, g.dbeta,
-                                 g.dmean, g.dvar)
+    g = back(_to_rows(dZ), cache.bn, full=full)
+    relu_dZ = getattr(g, "dZ", None)
+    return ChannelBatchNormGrads(
+        _from_rows(g.dY, cache.shape), g.dgamma, g.dbeta, g.dmean, g.dvar,
+        None if g.dYhat is None else _from_rows(g.dYhat, cache.shape),
+        None if relu_dZ is None else _from_rows(relu_dZ, cache.shape))

@@ -73,7 +73,7 @@ class DropoutWalkthrough(Walkthrough):
         if not np.array_equal(cache.mask, values["R"] != 0):
             raise RuntimeError("dropout walkthrough: the kernel drew a different mask "
                                "from the same seed")
-        dH = nk.dropout_backward(values["G"], cache).dX
+        dH = nk.dropout_backward(values["G"], cache)
         dY = nk.relu_backward(dH, relu)
         a = nk.affine_backward(dY, aff)
         return dict(L=np.float64(1.0), D=values["G"], H=dH, Y=dY, X=a.dX, W=a.dW, b=a.db)

@@ -104,14 +104,12 @@ class NormsWalkthrough(Walkthrough):
         if kind == "batch":
             _, c = nk.batchnorm_channels_forward(X, g, b, eps)
             r = nk.batchnorm_channels_backward(G, c)
-            dXhat = G * _gb(g, kind)
         else:
             fwd, bwd = ((nk.layernorm_forward, nk.layernorm_backward) if kind == "layer"
                         else (nk.instancenorm_forward, nk.instancenorm_backward))
             _, c = fwd(X, g, b, eps)
             r = bwd(G, c)
-            dXhat = r.dXhat
-        return dict(L=np.float64(1.0), Z=G, gamma=r.dgamma, beta=r.dbeta, Xhat=dXhat,
+        return dict(L=np.float64(1.0), Z=G, gamma=r.dgamma, beta=r.dbeta, Xhat=r.dXhat,
                     v=r.dvar, m=r.dmean, X=r.dX)
 
     def insights(self, trace: Trace, key: str):

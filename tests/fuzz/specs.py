@@ -379,7 +379,7 @@ def dropout_bwd_ref(a):
     return [dY if c.mask is None else dY * c.mask / c.keep]
 
 
-spec("dropout_backward", lambda dY, cache: nk.dropout_backward(dY, cache).dX, b_dropout_bwd,
+spec("dropout_backward", nk.dropout_backward, b_dropout_bwd,
      cache_arg="cache", ref=dropout_bwd_ref, names=("dY", "cache"))
 
 
@@ -476,7 +476,8 @@ def bnc_bwd_ref(a):
     out = R.norm_backward(dZ, X, gam, c.bn.eps, 1, (shape[1], 1, 1))
     dX = np.moveaxis(out[0], 0, 1).reshape(shape)
     xh, _, _ = R.rownorm(X, None, None, c.bn.eps, 1)
-    return [dX, (dZ * xh).sum(axis=(1, 2)), dZ.sum(axis=(1, 2)), None, None]
+    dXhat = np.moveaxis(dZ * gam[:, None, None], 0, 1).reshape(shape)
+    return [dX, (dZ * xh).sum(axis=(1, 2)), dZ.sum(axis=(1, 2)), None, None, dXhat, None]
 
 
 spec("batchnorm_channels_backward", nk.batchnorm_channels_backward, b_bnc_bwd,

@@ -132,6 +132,25 @@ def test_batchnorm_channels_per_channel_reference(ref, rng, dtype, shape):
     ref.assert_rel(g.dX, want["dX"], tol * 100, "dX")   # a projection: cancellation, see above
 
 
+def test_batchnorm_channels_intermediates(rng):
+    """Like every backward, the channel batch norm names its intermediates:
+    dXhat = γ ⊙ dZ; with the fused ReLU also its dZ = dH ⊙ [Z > 0]; full=False
+    skips both (the layer's path) and leaves every other gradient as it was."""
+    X, gamma, beta, G = _inputs(rng, (5, 3, 4), (3,), np.float64)
+    _, cache = nk.batchnorm_channels_forward(X, gamma, beta)
+    g = nk.batchnorm_channels_backward(G, cache)
+    np.testing.assert_array_equal(g.dXhat, G * gamma.reshape(1, 3, 1))   # one rounding each
+    assert g.dZ is None
+    lean = nk.batchnorm_channels_backward(G, cache, full=False)
+    assert lean.dXhat is None and lean.dZ is None
+    for name in ("dX", "dgamma", "dbeta", "dmean", "dvar"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(g, name))
+    H, cache = nk.batchnorm_channels_forward(X, gamma, beta, relu=True)
+    g = nk.batchnorm_channels_backward(G, cache)
+    np.testing.assert_array_equal(g.dZ, np.where(H > 0, G, 0.0))
+    np.testing.assert_array_equal(g.dXhat, g.dZ * gamma.reshape(1, 3, 1))
+
+
 def test_batchnorm_layer_on_three_axes(ref, rng):
     X, _, _, G = _inputs(rng, (6, 3, 5), (3,), np.float64)
     layer = nk.BatchNorm(3)
