@@ -483,6 +483,61 @@ def param_pairs(params) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return out
 
 
+def step_number(step) -> int:
+    """An optimizer step t: an int >= 1, the number of this update counting from 1."""
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step: expected an integer >= 1 (t, the number of this update), "
+                        f"got {type(step).__name__} {step!r}")
+    if step < 1:
+        raise ValueError(f"step: expected an integer >= 1 (t, the number of this update; "
+                         f"1 on the first), got {step!r}")
+    return int(step)
+
+
+def step_arrays(param, grad, **states) -> list[np.ndarray]:
+    """One functional optimizer step's arrays, as flat views: [θ, g, *states].
+
+    θ and every state array (velocity, moments) are updated in place: each a
+    writeable C-contiguous float32/float64 array of θ's shape and dtype, no
+    two sharing memory. g has θ's shape and dtype (a non-contiguous g is
+    copied; it is only read) and shares no memory with them. A state given
+    as None is left out of the list.
+    """
+    if not isinstance(param, np.ndarray) or param.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"param: expected a float32/float64 numpy array, got "
+                        f"{type(param).__name__} {getattr(param, 'dtype', '')}".rstrip())
+    named = [("param", param)]
+    for name, s in states.items():
+        if s is None:
+            continue
+        if not isinstance(s, np.ndarray) or s.dtype != param.dtype:
+            raise TypeError(f"{name}: expected a numpy array of dtype {param.dtype} (the "
+                            f"parameter's), got {type(s).__name__} "
+                            f"{getattr(s, 'dtype', '')}".rstrip())
+        if s.shape != param.shape:
+            raise ValueError(f"{name}: expected shape {param.shape} (the parameter's), "
+                             f"got {s.shape}")
+        named.append((name, s))
+    for name, a in named:
+        if not a.flags.c_contiguous or not a.flags.writeable:
+            raise ValueError(f"{name}: expected a writeable C-contiguous array (it is "
+                             f"updated in place)")
+    if not isinstance(grad, np.ndarray) or grad.dtype != param.dtype:
+        raise TypeError(f"grad: expected a numpy array of dtype {param.dtype} (the "
+                        f"parameter's), got {type(grad).__name__} "
+                        f"{getattr(grad, 'dtype', '')}".rstrip())
+    if grad.shape != param.shape:
+        raise ValueError(f"grad: expected shape {param.shape} (the parameter's), "
+                         f"got {grad.shape}")
+    named.insert(1, ("grad", grad))
+    for i, (name, a) in enumerate(named):
+        for other, b in named[:i]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{name}: shares memory with {other}")
+    flat_g = grad.reshape(-1) if grad.flags.c_contiguous else np.ascontiguousarray(grad).ravel()
+    return [a.reshape(-1) if name != "grad" else flat_g for name, a in named]
+
+
 def init_shape(shape) -> tuple[int, ...]:
     """A weight shape in PyTorch's (out, in[, kh, kw, ...]) convention: ≥ 2 positive ints."""
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):

@@ -61,11 +61,11 @@ import math
 import numpy as np
 
 from . import _validate as v
-from ._kernels import optim as _k
+from . import optim_functional as functional
 from ._threads import kernel_threads
 
 __all__ = ["Optimizer", "SGD", "Momentum", "RunningAverage", "Adam", "AdaGrad",
-           "LRScheduler", "InverseSqrt", "StepLR"]
+           "LRScheduler", "InverseSqrt", "StepLR", "functional"]
 
 
 class Optimizer:
@@ -130,11 +130,8 @@ class SGD(Optimizer):
             raise ValueError("nesterov: expected momentum > 0 with nesterov=True, got momentum 0")
 
     def _update(self, p, g, state, p_shaped, nt):
-        if self.momentum == 0:
-            _k.sgd_step(p, g, self.lr, self.weight_decay, nt)
-        else:
-            _k.momentum_step(p, g, self._buffer(state, "buf", p_shaped), self.momentum, 1.0,
-                             self.lr, self.weight_decay, self.nesterov, nt)
+        buf = self._buffer(state, "buf", p_shaped) if self.momentum != 0 else None
+        functional._sgd(p, g, buf, self.lr, self.momentum, self.weight_decay, self.nesterov, nt)
 
 
 class Momentum(Optimizer):
@@ -149,8 +146,8 @@ class Momentum(Optimizer):
         self.momentum = v.real_number("momentum", momentum)
 
     def _update(self, p, g, state, p_shaped, nt):
-        _k.momentum_step(p, g, self._buffer(state, "v", p_shaped), self.momentum, self.lr,
-                         1.0, self.weight_decay, False, nt)
+        functional._momentum(p, g, self._buffer(state, "v", p_shaped), self.lr, self.momentum,
+                             self.weight_decay, nt)
 
 
 class RunningAverage(Optimizer):
@@ -169,9 +166,8 @@ class RunningAverage(Optimizer):
         self.bias_correction = v.flag("bias_correction", bias_correction)
 
     def _update(self, p, g, state, p_shaped, nt):
-        s = self.lr / (1.0 - self.beta ** self.t) if self.bias_correction else self.lr
-        _k.momentum_step(p, g, self._buffer(state, "v", p_shaped), self.beta, 1.0 - self.beta,
-                         s, self.weight_decay, False, nt)
+        functional._running_average(p, g, self._buffer(state, "v", p_shaped), self.t, self.lr,
+                                    self.beta, self.bias_correction, self.weight_decay, nt)
 
 
 class Adam(Optimizer):
@@ -185,18 +181,11 @@ class Adam(Optimizer):
         self.betas = v.betas_value(betas)
         self.eps = v.real_number("eps", eps)
 
-    def step(self) -> None:
-        b1, b2 = self.betas
-        t = self.t + 1
-        self._step_size = self.lr / (1.0 - b1 ** t)
-        self._inv_bc2_sqrt = 1.0 / math.sqrt(1.0 - b2 ** t)
-        super().step()
-
     def _update(self, p, g, state, p_shaped, nt):
         b1, b2 = self.betas
-        _k.adam_step(p, g, self._buffer(state, "m", p_shaped), self._buffer(state, "v", p_shaped),
-                     b1, b2, self._step_size, self._inv_bc2_sqrt, self.eps,
-                     self.weight_decay, nt)
+        functional._adam(p, g, self._buffer(state, "m", p_shaped),
+                         self._buffer(state, "v", p_shaped), self.t, self.lr, b1, b2, self.eps,
+                         self.weight_decay, nt)
 
 
 class AdaGrad(Optimizer):
@@ -211,9 +200,9 @@ class AdaGrad(Optimizer):
         self.lr_decay = v.real_number("lr_decay", lr_decay)
 
     def _update(self, p, g, state, p_shaped, nt):
-        clr = self.lr / (1.0 + (self.t - 1) * self.lr_decay)
         S = self._buffer(state, "sum", p_shaped, self.initial_accumulator_value)
-        _k.adagrad_step(p, g, S, clr, self.eps, self.weight_decay, nt)
+        functional._adagrad(p, g, S, self.t, self.lr, self.eps, self.weight_decay,
+                            self.lr_decay, nt)
 
 
 # ------------------------------------------------------------- schedules

@@ -807,6 +807,66 @@ if hasattr(nk.optim, "StepLR"):
          ref=schedule_ref("InverseSqrt"), scalars={"optimizer": [None, 3]})
 
 
+# the same steps as functions (nk.optim.functional): θ and the state arrays
+# are the caller's, updated in place; the first step from zero state
+# (AdaGrad's sum at 0) is the class's first step
+FUNCTIONAL = {"sgd": ("SGD", ("buf",)), "momentum": ("Momentum", ("v",)),
+              "running_average": ("RunningAverage", ("v",)), "adam": ("Adam", ("m", "v")),
+              "adagrad": ("AdaGrad", ("sum",))}
+
+
+def make_functional(name):
+    fn = getattr(nk.optim.functional, name)
+
+    def call(param, grad, **kw):
+        fn(param, grad, **kw)
+        return [np.array(param, copy=True)]
+    call.__name__ = name
+    return call
+
+
+def b_functional(name):
+    states = FUNCTIONAL[name][1]
+
+    def build(d):
+        a = b_opt(d)
+        a = dict(param=a["params"], grad=a["grads"], lr=0.05)
+        for s in states:
+            a[s] = np.zeros_like(a["param"])
+        if name in ("running_average", "adam", "adagrad"):
+            a["step"] = 1
+        if name == "sgd":
+            a["momentum"] = 0.9
+        return a
+    return build
+
+
+def functional_ref(name):
+    kind = FUNCTIONAL[name][0]
+
+    def ref(a):
+        kw = {k: v for k, v in a.items()
+              if k not in ("param", "grad", "step", "buf", "m", "v", "sum")}
+        if max(abs(float(kw.get("lr", 0.0))),
+               abs(float(kw.get("weight_decay", 0.0)))) > 1e30:   # θ overflows (IEEE, right)
+            return None
+        if a.get("step", 1) != 1 or any(np.any(a[s] != 0) for s in FUNCTIONAL[name][1]):
+            return None            # not the first step from zero state
+        return [R.optim_first_step(kind, a["param"], a["grad"], kw)]
+    return ref
+
+
+if hasattr(nk.optim, "functional"):
+    for _name, (_kind, _states) in FUNCTIONAL.items():
+        extra = dict(OPT_EXTRA[_kind])
+        extra.pop("initial_accumulator_value", None)
+        if _name in ("running_average", "adam", "adagrad"):
+            extra["step"] = [0, 2, 1.0, True, None]
+        spec(f"optim.functional.{_name}", make_functional(_name), b_functional(_name),
+             ref=functional_ref(_name), inplace=("param",) + _states, nan_policy=False,
+             scalars={**OPT_SCALARS, **extra}, names=("param", "grad") + _states)
+
+
 # ================================================================ train.fit
 def fit(X, y, epochs=1, batch_size=4):
     model = nk.Sequential(nk.Linear(3, 3, seed=0,
