@@ -18,6 +18,7 @@ from nnkit.trace import MAX_ELEMENTS, Trace
 from .messages import (CheckProgress, ChecksFinished, Exported, NodeChecked, StepData,
                        StepLoaded, TraceBuilt, WorkerFailed)
 from .screens.export import write_export
+from .widgets.channels import axis_names
 from .widgets.gradient import NUMERIC_TITLE
 from .widgets.steps import FORWARD, Step
 from .widgets.tensor import TensorData, prepare
@@ -34,15 +35,18 @@ def load_step(trace: Trace, step: Step, width: int) -> StepData:
     """Statistics, table and heatmap of a step's value (and views, or its
     analytic gradient): every O(size) pass. `width`: columns for heatmaps."""
     key = step.node.key
+    axes = axis_names(trace.walkthrough, key)
     data = StepData(insights=trace.insights(key), children=children(trace, key),
-                    value=prepare(f"{step.node.name}  value", trace.values[key], width=width))
+                    value=prepare(f"{step.node.name}  value", trace.values[key], width=width,
+                                  axes=axes))
     if step.phase == FORWARD:
         data.views = {name: prepare(name, arr, width=width)
                       for name, arr in trace.views(key).items()}
     else:
         report = trace.reports.get(key)
         data.analytic = prepare(f"analytic {step.title} (kernels)", trace.grad(key),
-                                mark=report.worst_index if report else None, width=width)
+                                mark=report.worst_index if report else None, width=width,
+                                axes=axes)
     return data
 
 
@@ -50,10 +54,11 @@ def check_node(trace: Trace, key: str, cancelled,
                width: int) -> tuple[TensorCheck, tuple[TensorData, TensorData]]:
     """The check, plus both gradients prepared with the worst element marked."""
     check = trace.check(key, max_elements=MAX_ELEMENTS, cancelled=cancelled)
+    axes = axis_names(trace.walkthrough, key)
     numeric = prepare(NUMERIC_TITLE, check.numeric, mark=check.worst_index,
-                      nan_means_unsampled=check.checked < check.total, width=width)
+                      nan_means_unsampled=check.checked < check.total, width=width, axes=axes)
     analytic = prepare(f"analytic ∂L/∂{trace.node(key).name} (kernels)", trace.grad(key),
-                       mark=check.worst_index, width=width)
+                       mark=check.worst_index, width=width, axes=axes)
     return check, (analytic, numeric)
 
 

@@ -50,8 +50,10 @@ async def test_key_opens_lessons_with_verdicts(started_app, planted):
         table = screen.query_one("#lesson-list", DataTable)
         table.move_cursor(row=list(screen.lessons).index("p7-relu-depth"))
         await pilot.pause()
+        head = str(screen.query_one("#lesson-head", Static).render())
+        table_text = str(screen.query_one("#lesson-table", Static).render())
         text = str(screen.query_one("#lesson-text", Static).render())
-        assert "p7-relu-depth" in text and "factor per layer" in text and "PASS" in text
+        assert "p7-relu-depth" in head and "factor per layer" in table_text and "PASS" in text
         sparks = screen.query(Sparkline)
         assert len(sparks) == len(screen.results["p7-relu-depth"].curves) == 3
         assert list(sparks.first().data) == screen.results["p7-relu-depth"].curves[

@@ -10,8 +10,9 @@ import pytest
 
 from nnkit.trace import registry
 from nnkit.tui.app import NnkitApp
+from nnkit.tui.widgets.tensor import fmt_number
 
-from tui_helpers import SIZE, settle
+from tui_helpers import SIZE, settle, shown
 
 SMALL = (80, 24)
 
@@ -51,10 +52,18 @@ def test_backward_step_yhat_with_its_check(snap_compare):
 
 
 def test_config_form(snap_compare):
+    """The form over the first step. It used to fail 3 times in 10 under load:
+    the snapshot was taken before the X table under the modal was drawn. It
+    waits on what is drawn now: the X table's first and last numbers on the
+    main screen before `c`, the dialog after."""
     async def run_before(pilot) -> None:
         await settle(pilot)
+        main = pilot.app.main
+        X = main.trace.values["X"]
+        await shown(pilot, fmt_number(X[0, 0]), fmt_number(X[-1, -1]), screen=main)
         await pilot.press("c")
-        await pilot.pause()
+        await shown(pilot, f"Configure {main.walkthrough.name}", "Apply", "Cancel")
+        await shown(pilot, fmt_number(X[0, 0]), fmt_number(X[-1, -1]), screen=main)
     assert snap_compare(NnkitApp(), terminal_size=SIZE, run_before=run_before)
 
 

@@ -61,7 +61,8 @@ async def test_short_run_finishes_with_test_accuracy():
         assert 0.5 < screen.finished.test_acc <= 1.0
         assert len(screen.query_one("#train-acc", Sparkline).data) == 3
         assert "done: 3 epochs on synthetic" in str(screen.query_one("#train-status").render())
-        assert "epoch  train loss" in str(screen.query_one("#train-table").render())
+        assert "epoch  train loss" in str(screen.query_one("#train-table-head").render())
+        assert str(screen.query_one("#train-table").render()).splitlines()[-1].split()[0] == "3"
 
 
 async def test_restart_ignores_the_cancelled_run():

@@ -21,3 +21,26 @@ async def settle(pilot, rounds: int = 200) -> None:
             if not any(w.is_running for w in app.workers):
                 return
     raise AssertionError("the app did not settle")
+
+
+def screen_lines(screen) -> list[str]:
+    """What `screen` shows, one string per terminal line, as its compositor
+    draws it (the same strips a snapshot is made of)."""
+    return ["".join(seg.text for seg in strip) for strip in screen._compositor.render_strips()]
+
+
+def screen_text(screen) -> str:
+    return "\n".join(screen_lines(screen))
+
+
+async def shown(pilot, *texts: str, screen=None, rounds: int = 500) -> None:
+    """Wait until every one of `texts` is drawn on `screen` (default: the
+    current one): on what the compositor draws, never on the clock."""
+    for _ in range(rounds):
+        await pilot.pause()
+        target = screen if screen is not None else pilot.app.screen
+        drawn = screen_text(target)
+        if all(t in drawn for t in texts):
+            return
+    missing = [t for t in texts if t not in drawn]
+    raise AssertionError(f"never drawn: {missing}\n{drawn}")

@@ -3,13 +3,18 @@ padding, dilation, channels), out the output shape with each axis's formula
 filled in, the parameter count and the MACs; beside it the ResNet bottleneck
 solver. Every answer and every error message comes from nnkit.conv_shapes,
 so a bad value shows exactly the library's message. Recomputed on every
-keystroke (O(1) arithmetic: no worker needed)."""
+keystroke (O(1) arithmetic: no worker needed).
+
+At 80×24 every answer is on screen without scrolling: the inputs are one line
+each (compact), so the output shape, its filled-in formulas, the parameters,
+the MACs and any error message sit right under them. Each column still
+scrolls when the terminal is smaller than that."""
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Select, Static
 
@@ -73,17 +78,17 @@ class ConvCalcScreen(Screen):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
     DEFAULT_CSS = """
     ConvCalcScreen #cc-body { height: 1fr; }
-    ConvCalcScreen .cc-col { width: 1fr; padding: 0 1; }
-    ConvCalcScreen .cc-row { height: 3; }
-    ConvCalcScreen .cc-row Label { width: 14; padding: 1 0; }
+    ConvCalcScreen .cc-col { width: 1fr; height: 1fr; padding: 0 1; }
+    ConvCalcScreen .cc-row { height: 1; }
+    ConvCalcScreen .cc-row Label { width: 14; }
     ConvCalcScreen .cc-row Input, ConvCalcScreen .cc-row Select { width: 1fr; }
     ConvCalcScreen .cc-result { margin-top: 1; height: auto; }
-    ConvCalcScreen .cc-title { text-style: bold; }
+    ConvCalcScreen .cc-title { text-style: bold; margin-bottom: 1; }
     """
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="cc-body"):
-            with Vertical(classes="cc-col"):
+            with VerticalScroll(classes="cc-col", can_focus=False):
                 yield Static("Convolution (P3): W' = ⌊(W + 2p − d·(k − 1) − 1)/s⌋ + 1",
                              classes="cc-title")
                 for fid, label, default in FIELDS[:1]:
@@ -92,11 +97,11 @@ class ConvCalcScreen(Screen):
                     yield Label("layout")
                     yield Select([("BWHC (P3: B, W, H, C)", "BWHC"),
                                   ("NCHW (PyTorch: B, C, H, W)", "NCHW")],
-                                 value="BWHC", allow_blank=False, id="cc-layout")
+                                 value="BWHC", allow_blank=False, compact=True, id="cc-layout")
                 for fid, label, default in FIELDS[1:]:
                     yield self._row(fid, label, default)
                 yield Static(id="cc-conv", classes="cc-result")
-            with Vertical(classes="cc-col"):
+            with VerticalScroll(classes="cc-col", can_focus=False):
                 yield Static("ResNet bottleneck (P3): 1×1 C→k, 3×3 k→k, 1×1 k→C",
                              classes="cc-title")
                 for fid, label, default in BOTTLENECK:
@@ -106,7 +111,8 @@ class ConvCalcScreen(Screen):
 
     @staticmethod
     def _row(fid: str, label: str, default: str) -> Horizontal:
-        return Horizontal(Label(label), Input(default, id=f"cc-{fid}"), classes="cc-row")
+        return Horizontal(Label(label), Input(default, id=f"cc-{fid}", compact=True),
+                          classes="cc-row")
 
     def on_mount(self) -> None:
         self.recompute()

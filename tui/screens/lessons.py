@@ -5,6 +5,11 @@ each verdict appears as its lesson finishes). The highlighted lesson shows its
 table, notes, discrepancy against tolerance, and a sparkline per curve (P6's
 Monte Carlo error, P7's variance per layer, ...). Same numbers as
 `nnkit lessons`: both format through nnkit.lessons._report.
+
+A lesson's table is wider than the pane at 80 and at 120 columns (up to 128
+characters): its rows never wrap (a wrapped header splits mid-word and puts
+values under the wrong column); the table scrolls sideways on its own
+(←/→, [ ], the mouse) while the title and notes above and below it wrap.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Sparkline, Static
@@ -38,7 +43,12 @@ class LessonsScreen(Screen):
     LessonsScreen #lessons-body { height: 1fr; }
     LessonsScreen #lesson-list { width: 44; height: 1fr; }   /* the columns + a scrollbar */
     LessonsScreen #lesson-detail { width: 1fr; height: 1fr; padding: 0 1; }
-    LessonsScreen #lesson-text { height: auto; }
+    LessonsScreen #lesson-head { height: auto; }
+    LessonsScreen #lesson-text { height: auto; margin-top: 1; }
+    LessonsScreen #lesson-table-scroll {
+        height: auto; overflow-x: auto; overflow-y: hidden; margin: 1 0;
+    }
+    LessonsScreen #lesson-table { width: auto; height: auto; }
     LessonsScreen #lesson-curves { height: auto; }
     LessonsScreen .curve-label { height: 1; margin-top: 1; }
     LessonsScreen Sparkline { height: 3; }
@@ -46,6 +56,11 @@ class LessonsScreen(Screen):
     BINDINGS = [
         Binding("escape,q", "close", "Back", tooltip="back to the walkthrough"),
         Binding("r", "rerun", "Re-run", tooltip="run every lesson again"),
+        # the list keeps ↑/↓; sideways keys scroll the lesson's table (its rows never wrap)
+        Binding("right,],shift+right", "scroll_table(1)", "Scroll table", key_display="←→",
+                priority=True, tooltip="scroll the lesson's table sideways"),
+        Binding("left,[,shift+left", "scroll_table(-1)", "Scroll table", show=False,
+                priority=True, tooltip="scroll the lesson's table sideways"),
     ]
 
     def __init__(self, seed: int = 0) -> None:
@@ -61,6 +76,9 @@ class LessonsScreen(Screen):
         with Horizontal(id="lessons-body"):
             yield DataTable(id="lesson-list", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="lesson-detail"):
+                yield Static(id="lesson-head")
+                with ScrollableContainer(id="lesson-table-scroll"):
+                    yield Static(id="lesson-table")
                 yield Static(id="lesson-text")
                 yield Vertical(id="lesson-curves")
         yield Footer()
@@ -108,15 +126,20 @@ class LessonsScreen(Screen):
         self.shown = name
         les = self.lessons[name]
         r = self.results.get(name)
+        head = Text()
+        head.append(f"{les.name}  ({les.problem})\n", style="bold")
+        head.append(les.title)
+        self.query_one("#lesson-head", Static).update(head)
+        table = _report.table(r) if r is not None else ""
+        self.query_one("#lesson-table", Static).update(
+            Text(table, no_wrap=True, overflow="ignore", end=""))
+        scroll = self.query_one("#lesson-table-scroll", ScrollableContainer)
+        scroll.display = bool(table)
+        scroll.scroll_to(x=0, animate=False)
         text = Text()
-        text.append(f"{les.name}  ({les.problem})\n", style="bold")
-        text.append(les.title + "\n\n")
         if r is None:
             text.append("running…", style="dim")
         else:
-            table = _report.table(r)
-            if table:
-                text.append(table + "\n\n")
             for note in r.notes:
                 text.append(note + "\n", style="dim")
             text.append("\n" + _report.summary(r),
@@ -136,6 +159,10 @@ class LessonsScreen(Screen):
                 box.mount_all(widgets)
 
     # ----------------------------------------------------------- actions
+    def action_scroll_table(self, direction: int) -> None:
+        scroll = self.query_one("#lesson-table-scroll", ScrollableContainer)
+        scroll.scroll_relative(x=direction * max(8, scroll.size.width // 2), animate=False)
+
     def action_close(self) -> None:
         self.workers.cancel_group(self, "lessons")
         self.app.pop_screen()

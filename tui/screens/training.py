@@ -6,6 +6,10 @@ them as a sparkline with the validation accuracy per epoch beneath. `x`
 cancels (the callback raises StopTraining at the next batch), `s` starts a
 new run, esc goes back (cancelling a run in progress). The model, data and
 optimizer are `nnkit train`'s example (nnkit.train.example_data/example_model).
+
+At 80×24 the title fits one line (the keys are in the footer) and the epoch
+table keeps its header in place while its rows, every epoch, scroll and stay
+anchored to the newest: the last epochs are always the ones on screen.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import numpy as np
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
@@ -25,6 +30,7 @@ from nnkit import optim, train
 from nnkit.layers import SoftmaxCrossEntropy
 
 MESSAGE_INTERVAL = 0.05     # seconds between progress messages from the worker
+TABLE_HEAD = "epoch  train loss  train acc  val loss  val acc"
 
 
 class TrainingProgress(Message):
@@ -50,11 +56,13 @@ class TrainingFinished(Message):
 
 class TrainingScreen(Screen):
     DEFAULT_CSS = """
-    TrainingScreen #train-title { height: 1; background: $panel; padding: 0 1; }
+    TrainingScreen #train-title { height: auto; background: $panel; padding: 0 1; }
     TrainingScreen #train-status { height: auto; padding: 0 1; }
     TrainingScreen .train-label { height: 1; margin-top: 1; padding: 0 1; }
     TrainingScreen Sparkline { height: 4; padding: 0 1; }
-    TrainingScreen #train-table { height: 1fr; padding: 0 1; }
+    TrainingScreen #train-table-head { height: 1; padding: 0 1; text-style: bold; }
+    TrainingScreen #train-table-scroll { height: 1fr; }
+    TrainingScreen #train-table { height: auto; padding: 0 1; }
     """
     BINDINGS = [
         Binding("x", "cancel", "Cancel", tooltip="stop the run after the current batch"),
@@ -77,18 +85,21 @@ class TrainingScreen(Screen):
         self.run_id = 0         # messages of an older (cancelled) run are ignored
 
     def compose(self) -> ComposeResult:
+        # the keys (x cancel, s restart, esc back) are in the footer
         yield Static(f"Training: MLP 64-{self.hidden}-10, Adam lr={self.lr:g}, batch "
-                     f"{self.batch_size}, {self.epochs} epochs; x cancel, s restart, esc back",
-                     id="train-title")
+                     f"{self.batch_size}, {self.epochs} epochs", id="train-title")
         yield Static("starting…", id="train-status")
         yield Static("train loss per batch", classes="train-label")
         yield Sparkline([], id="train-loss", summary_function=max)
         yield Static("validation accuracy per epoch", classes="train-label")
         yield Sparkline([], id="train-acc", summary_function=max)
-        yield Static("", id="train-table")
+        yield Static(TABLE_HEAD, id="train-table-head")
+        with VerticalScroll(id="train-table-scroll", can_focus=False):
+            yield Static("", id="train-table")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#train-table-scroll").anchor()    # newest epoch in view
         self.action_start()
 
     # ----------------------------------------------------------- actions
@@ -179,13 +190,11 @@ class TrainingScreen(Screen):
         self.query_one("#train-status", Static).update(text)
 
     def _table(self, h: dict) -> None:
-        lines = ["epoch  train loss  train acc  val loss  val acc"]
+        """Every epoch (the header stands above the scrolling rows)."""
         n = min((len(h[k]) for k in ("epoch", "train_loss", "train_acc", "val_loss",
                                       "val_acc")), default=0)
-        for i in range(max(0, n - 12), n):           # the last 12 epochs
-            e = h["epoch"][i]
-            lines.append(f"{e:>5}  {h['train_loss'][i]:>10.4f}  {h['train_acc'][i]:>9.2%}  "
-                         f"{h['val_loss'][i]:>8.4f}  {h['val_acc'][i]:>7.2%}")
+        lines = [f"{h['epoch'][i]:>5}  {h['train_loss'][i]:>10.4f}  {h['train_acc'][i]:>9.2%}  "
+                 f"{h['val_loss'][i]:>8.4f}  {h['val_acc'][i]:>7.2%}" for i in range(n)]
         self.query_one("#train-table", Static).update("\n".join(lines))
 
 

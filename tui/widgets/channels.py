@@ -1,7 +1,12 @@
 """4-D tensors (B, C, H, W) as one heatmap per channel: a mosaic with the
 channels left to right and the samples top to bottom, one blank cell between
 neighbours. The mosaic is a plain 2-D array plus a mask of the gap cells, so
-the existing Heatmap widget draws it (gaps in the background colour)."""
+the existing Heatmap widget draws it (gaps in the background colour).
+
+"Samples" and "channels" are the names of a batch's axes (X, Y: (B, C, H, W)).
+A filter bank K (F, C, k, k) is not a batch: its rows are filters and its
+columns input channels. A walkthrough names a node's two leading axes in its
+`axes` mapping ({"K": ("filter", "input channel")}); `axis_names` reads it."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +34,17 @@ def mosaic(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, gaps
 
 
-def note(shape: tuple) -> str:
+BATCH_AXES = ("sample", "channel")
+
+
+def axis_names(walkthrough, key: str) -> tuple[str, str]:
+    """(rows, columns) of node `key`'s mosaic: what its walkthrough calls its
+    two leading axes, else a batch's."""
+    return tuple(getattr(walkthrough, "axes", {}).get(key, BATCH_AXES))
+
+
+def note(shape: tuple, axes: tuple[str, str] = BATCH_AXES) -> str:
     B, C, H, W = shape
-    return (f"one {H}×{W} heatmap per channel: channels 0…{C - 1} left to right, "
-            f"samples 0…{B - 1} top to bottom")
+    rows, cols = axes
+    return (f"one {H}×{W} heatmap per {cols}: {cols}s 0…{C - 1} left to right, "
+            f"{rows}s 0…{B - 1} top to bottom")

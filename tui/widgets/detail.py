@@ -18,6 +18,10 @@ from .steps import BACKWARD, Step
 from .tensor import TensorData, TensorView
 
 
+REPORT_TITLE = "Gradient check of every node"
+SCROLL_HINT = "  ([ ] scroll sideways)"
+
+
 class DetailPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield FormulaPanel(id="formula")
@@ -25,7 +29,7 @@ class DetailPane(VerticalScroll):
         yield TensorView(id="value", classes="tensor")
         yield Vertical(id="views")
         with Vertical(id="report"):
-            yield Static("Gradient check of every node", id="report-title")
+            yield Static(REPORT_TITLE, id="report-title")
             yield ReportTable(id="report-table", show_cursor=False)
 
     def on_mount(self) -> None:
@@ -90,13 +94,28 @@ class DetailPane(VerticalScroll):
         box.display = report is not None
         if report is not None:
             self.query_one(ReportTable).show(report)
+            self._report_hint()
             self.call_after_refresh(box.scroll_visible)
 
+    def _report_hint(self) -> None:
+        """Say how to reach the columns the pane cuts off (from the table's
+        natural width: DataTable measures its own only when next idle)."""
+        table = self.query_one(ReportTable)
+        wide = table.natural_width > self.scrollable_content_region.width
+        self.query_one("#report-title", Static).update(
+            Text.assemble(REPORT_TITLE, (SCROLL_HINT if wide else "", "dim")))
+
+    def on_resize(self) -> None:
+        if self.query_one("#report").display:
+            self._report_hint()
+
     def scroll_tensors(self, direction: int) -> None:
-        """Scroll every number table and heatmap sideways (about a third of the pane)."""
+        """Scroll every number table, heatmap and the check report sideways
+        (about a third of the pane)."""
         step = max(8, self.size.width // 3)
         for widget in self.query(".tv-table, .tv-heat-scroll"):
             widget.scroll_relative(x=direction * step, animate=False)
+        self.query_one(ReportTable).scroll_columns(direction, step)
 
     def page(self, direction: int) -> None:
         self.scroll_relative(y=direction * max(1, self.size.height - 2), animate=False)

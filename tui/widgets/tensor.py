@@ -69,8 +69,10 @@ def index_2d(shape: tuple, index: tuple) -> tuple[int, int] | None:
 
 
 def prepare(title: str, array, *, mark: tuple | None = None,
-            nan_means_unsampled: bool = False, width: int = HEAT_COLS) -> TensorData:
-    """`width`: columns available, so a wide heatmap fits instead of scrolling."""
+            nan_means_unsampled: bool = False, width: int = HEAT_COLS,
+            axes: tuple[str, str] = channels.BATCH_AXES) -> TensorData:
+    """`width`: columns available, so a wide heatmap fits instead of scrolling;
+    `axes`: what a 4-D tensor's two leading axes are (its mosaic's legend)."""
     a = np.asarray(array)
     a2 = as_2d(a)
     rows, cols = a2.shape
@@ -78,7 +80,7 @@ def prepare(title: str, array, *, mark: tuple | None = None,
     stats_of = a
     if nan_means_unsampled:
         stats_of = a[~np.isnan(a)] if a.size else a
-    heat = _channel_mosaic(a, width) or dict(
+    heat = _channel_mosaic(a, width, axes) or dict(
         heat=downsample(a2, HEAT_ROWS, max(8, min(width, HEAT_COLS)),
                         skip_nan=nan_means_unsampled))
     return TensorData(
@@ -88,12 +90,12 @@ def prepare(title: str, array, *, mark: tuple | None = None,
         nan_means_unsampled=nan_means_unsampled, **heat)
 
 
-def _channel_mosaic(a: np.ndarray, width: int) -> dict:
+def _channel_mosaic(a: np.ndarray, width: int, axes: tuple[str, str]) -> dict:
     """(B, C, H, W) small enough: the heatmap is one map per channel."""
     if not channels.fits(a.shape, HEAT_ROWS, max(8, min(width, HEAT_COLS))):
         return {}
     heat, gaps = channels.mosaic(a)
-    return dict(heat=heat, gaps=gaps, channel_note=channels.note(a.shape))
+    return dict(heat=heat, gaps=gaps, channel_note=channels.note(a.shape, axes))
 
 
 def fmt_number(x: float) -> str:
