@@ -15,6 +15,7 @@ Extensions compile in parallel, one job per core.
 """
 import os
 import platform
+import runpy
 import shutil
 import sys
 
@@ -24,8 +25,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
-# One .pyx per kernel family; module name nnkit._kernels.<family>.
-FAMILIES = ["dense", "batchnorm", "whitening", "rnn", "norms", "optim", "conv"]
+# One .pyx per kernel; module name nnkit._kernels.<name>. The kernels are the ones
+# the families name in nnkit/families.py (plain data, read before nnkit is built).
+FAMILIES = runpy.run_path(os.path.join("nnkit", "families.py"))["KERNELS"]
 
 debug = os.environ.get("NNKIT_DEBUG_CYTHON", "") not in ("", "0")
 openmp = os.environ.get("NNKIT_NO_OPENMP", "") in ("", "0") and sys.platform != "darwin"
@@ -141,8 +143,8 @@ class IncrementalBuildExt(build_ext):
         super().build_extension(ext)
 
 
-# The TUI lives in tui/ but installs as nnkit.tui (DESIGN.md: the default
-# editable mode handles this mapping; editable_mode=compat/strict do not).
+# The TUI lives in tui/ but installs as nnkit.tui (pip's default editable mode
+# handles this mapping; editable_mode=compat and editable_mode=strict do not).
 packages = find_packages(include=["nnkit", "nnkit.*"])
 package_dir = {}
 if os.path.isdir("tui"):

@@ -21,9 +21,11 @@ import time
 
 from . import _timing
 from .. import _malloc
+from ..families import BENCH
 from ._timing import SETTINGS, Table, median_tables
 
-FAMILIES = ("bn_affine", "whitening", "rnn", "conv", "norms", "optim")
+# the benchmark modules, nnkit/bench/<family>.py: the ones nnkit.families names
+FAMILIES = BENCH
 # Short names: what a table is called, or what one would type. A unique prefix
 # of a family (bn, white, opt) needs no entry; `-` stands for `_`.
 ALIASES = {"batchnorm": "bn_affine", "bn_relu": "bn_affine", "relu": "bn_affine",

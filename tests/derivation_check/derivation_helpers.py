@@ -1,8 +1,9 @@
 """Helpers for the tests of nk.check_derivation (issue 26).
 
 files/ holds one correct derivation file per registered walkthrough, written
-by hand from ../shared/PROBLEMS.md and the walkthroughs' node formulas (never
-from the kernels). A planted file is one of them with one function replaced
+by hand from the problem set's formulas (P1-P10, as each walkthrough's module
+docstring states them) and the walkthroughs' node formulas (never from the
+kernels). A planted file is one of them with one function replaced
 (or one added), written to the test's tmp_path (the `plant` fixture of
 conftest.py).
 """
