@@ -1,13 +1,16 @@
 """nnkit: fast, exact, explorable neural-network kernels.
 
-Functional pairs return ``(out, cache)`` from forward and a named tuple of
-every gradient from backward; layer objects wrap them with parameters,
-gradients and running statistics; ``nnkit.trace`` steps through a derivation
-node by node; ``nnkit.gradcheck`` checks any forward/backward pair.
+Functional pairs return ``(out, cache)`` from forward and, from backward, a
+named tuple of every gradient (the array itself where there is only one);
+layer objects wrap them with parameters, gradients and running statistics;
+``nnkit.trace`` steps through a derivation node by node; ``nnkit.gradcheck``
+checks any forward/backward pair.
 
 One module per family holds its functional pairs, caches and named
-gradients (dense, softmax, batchnorm, whitening, rnn); every layer class is
-in ``nnkit.layers``; every argument check in ``nnkit._validate``.
+gradients; ``nnkit.families`` names every family once (kernels, module,
+walkthroughs, benchmarks, problems), and CONTRIBUTING.md states the contract
+they share. Every layer class is in ``nnkit.layers``; every argument check
+in ``nnkit._validate``.
 """
 # sets GOMP_SPINCOUNT before the kernels load libgomp: see nnkit._threads
 from . import _threads  # noqa: F401  (first: the kernels' OpenMP reads it)
