@@ -35,7 +35,8 @@ def softmax_cross_entropy(logits, labels):
     return float(loss), SoftmaxCache(P, None, T)
 
 
-def softmax_cross_entropy_backward(dloss=1.0, cache: SoftmaxCache | None = None, *, out=None):
+def softmax_cross_entropy_backward(dloss=1.0, cache: SoftmaxCache | None = None, *,
+                                   out=None) -> np.ndarray:
     """∂L/∂z = dloss · (ŷ − y) / B, (B, K).
 
     Arguments in the order of every backward, (upstream, cache): dloss is
