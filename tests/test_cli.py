@@ -14,6 +14,7 @@ def _run(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # the whole gradcheck as a program, 7-40 s; CI runs nnkit gradcheck too
 def test_gradcheck_subprocess_exit_0():
     p = _run("gradcheck")
     assert p.returncode == 0, p.stdout + p.stderr
