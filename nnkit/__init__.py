@@ -48,16 +48,16 @@ from .rnn import (BiRNNCache, BiRNNGrads, RNNCache, RNNGrads, birnn_backward,
 from .layers import (BatchNorm, BiRNN, Layer, Linear, ReLU, RNN, Sequential,
                      SoftmaxCrossEntropy, WhiteningBatchNorm)
 
-# P6, P8: dropout; layer, instance and channel batch norm; weight norm
+# P6, P8: dropout; layer, instance, group and channel batch norm; weight norm
 from .dropout import DropoutCache, dropout_backward, dropout_forward
-from .norms import (ChannelBatchNormCache, ChannelBatchNormGrads, RowNormCache,
-                    RowNormGrads, batchnorm_channels_backward, batchnorm_channels_eval_forward,
-                    batchnorm_channels_forward,
-                    instancenorm_backward, instancenorm_forward, layernorm_backward,
-                    layernorm_forward)
+from .norms import (ChannelBatchNormCache, ChannelBatchNormGrads, GroupNormCache,
+                    GroupNormGrads, RowNormCache, RowNormGrads, batchnorm_channels_backward,
+                    batchnorm_channels_eval_forward, batchnorm_channels_forward,
+                    groupnorm_backward, groupnorm_forward, instancenorm_backward,
+                    instancenorm_forward, layernorm_backward, layernorm_forward)
 from .weightnorm import (WeightNormCache, WeightNormGrads, weightnorm_backward,
                          weightnorm_forward)
-from .layers import Dropout, InstanceNorm, LayerNorm
+from .layers import Dropout, GroupNorm, InstanceNorm, LayerNorm
 
 # P5, P7: optimizers and schedules, initializers, the training loop
 # (nk.optim.Adam, nk.init.he_normal, nk.train.fit)

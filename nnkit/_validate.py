@@ -370,6 +370,19 @@ def affine_params(X, gamma, beta, shape: tuple, what: str):
     return out
 
 
+def num_groups(value, C: int, name: str = "num_groups") -> int:
+    """Group norm's number of groups: a positive int that divides the C channels."""
+    G = positive_int(name, value)
+    if C % G:
+        small = [d for d in range(1, math.isqrt(C) + 1) if C % d == 0]
+        divisors = sorted(set(small + [C // d for d in small]))
+        shown = divisors if len(divisors) <= 12 else divisors[:6] + ["..."] + divisors[-3:]
+        raise ValueError(f"{name}: expected a divisor of the {C} channels (C = X.shape[1]; "
+                         f"each group holds C/{name} whole channels), got {G}; divisors "
+                         f"of {C}: {', '.join(map(str, shown))}")
+    return G
+
+
 def spatial_for_statistics(name: str, S: int) -> None:
     if S < 2:
         raise ValueError(f"{name}: instance norm needs at least 2 elements per (sample, "

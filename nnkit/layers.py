@@ -321,8 +321,9 @@ class _FeatureNorm(Layer):
     def backward(self, dout):
         c = self.cache("needs a training-mode forward first (eval mode treats the "
                        "statistics as constants)")
+        shape = getattr(c, "shape", None) or c.Y.shape    # whitening's (B, C, ...) input
         g = self._backward_pair()(dout, c, full=False,
-                                  out=self.out("dY", c.Y.shape, c.Y.dtype, v.array_or_empty(dout)))
+                                  out=self.out("dY", shape, c.Y.dtype, v.array_or_empty(dout)))
         self.accumulate_grads(gamma=g.dgamma, beta=g.dbeta)
         return g.dY
 
@@ -397,6 +398,9 @@ class WhiteningBatchNorm(_FeatureNorm):
 
     Training: whiten with the batch's mean and Σ, update running_mean and the
     running whitening matrix (per group, momentum average). Eval: use them.
+    Y (B, num_features); or (B, C, ...), e.g. a conv net's (B, C, H, W): the C
+    channels whitened over every other axis (the decorrelated-batch-norm
+    authors' conv layers), by nk.whitening_forward on that input.
     """
 
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1,
@@ -417,8 +421,18 @@ class WhiteningBatchNorm(_FeatureNorm):
         return block_diag(self._running_W)
 
     def forward(self, Y):
-        Y = self._input(Y)
         g, b = self.params["gamma"], self.params["beta"]
+        if v.ndim_of(Y) >= 3:       # (B, C, ...): the channels over every other axis
+            Y = v.float_array("Y", Y, None, "(B, num_features, ...)", dtype=g.dtype,
+                               dtype_of="the layer's dtype")
+            v.same_dim("Y", Y.shape[1], g.shape[0], "Y.shape[1] (num_features)")
+            if not self.training:
+                self._cache = None
+                return wh.whitening_eval_forward(Y, g, b, self.running_mean,
+                                                 self.running_whitening,
+                                                 group_size=self.group_size, relu=self.relu)
+        else:
+            Y = self._input(Y)
         out = self.out("Z", Y.shape, Y.dtype, Y)
         if not self.training:
             self._cache = None
@@ -754,6 +768,45 @@ class InstanceNorm(Layer):
 
     def backward(self, dZ):
         g = norms.instancenorm_backward(dZ, self.cache(), full=False)
+        self.accumulate_grads(gamma=g.dgamma, beta=g.dbeta)
+        return g.dX
+
+
+class GroupNorm(Layer):
+    """Group norm (P8): X (B, C, ...), the C channels in num_groups groups, each
+    (sample, group) normalized over its channels and the rest; γ, β (C,).
+
+    The same in train and eval (no running statistics), γ = 1, β = 0 to start:
+    PyTorch's nn.GroupNorm(num_groups, num_channels).
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, *, eps: float = 1e-5,
+                 dtype=np.float64):
+        super().__init__()
+        C = v.positive_int("num_channels", num_channels)
+        self.num_groups = v.num_groups(num_groups, C)
+        self.eps = v.eps_value(eps)
+        dtype = v.float_dtype(dtype)
+        self.add_param("gamma", np.ones(C, dtype))
+        self.add_param("beta", np.zeros(C, dtype))
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_groups}, {self.params['gamma'].shape[0]}, eps={self.eps:g}"
+                + _dtype_repr(self))
+
+    def forward(self, X):
+        C = self.params["gamma"].shape[0]
+        X = v.float_array("X", X, None, "(B, C, ...)", dtype=self.params["gamma"].dtype,
+                           dtype_of="the layer's dtype")
+        if X.ndim < 2 or X.shape[1] != C:
+            raise ValueError(f"X: expected shape (B, {C}, ...) (num_channels = {C}, at "
+                             f"least 2 axes), got {X.shape}")
+        Z, self._cache = norms.groupnorm_forward(X, self.params["gamma"], self.params["beta"],
+                                                 self.num_groups, self.eps)
+        return Z
+
+    def backward(self, dZ):
+        g = norms.groupnorm_backward(dZ, self.cache(), full=False)
         self.accumulate_grads(gamma=g.dgamma, beta=g.dbeta)
         return g.dX
 

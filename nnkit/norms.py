@@ -1,16 +1,20 @@
-"""P8: layer norm, instance norm, and batch norm over channels.
+"""P8: layer norm, instance norm, group norm, and batch norm over channels.
 
-For X of shape (B, C, F) (P8's example is (4, 2, 3)) the three normalizations
+For X of shape (B, C, F) (P8's example is (4, 2, 3)) the four normalizations
 differ only in the axes they average over:
 
     batch norm     per channel c, over (batch, features):  mean (C,)
     layer norm     per sample b, over (channels, features): mean (B,)
     instance norm  per (sample, channel), over features:    mean (B, C)
+    group norm     per (sample, group of C/G channels), over
+                   (the group's channels, features):        mean (B, G)
 
 each with v the biased variance over the same axes, x̂ = (X − m)/√(v + ε) and
-Z = γ ⊙ x̂ + β. γ, β have shape X.shape[1:] for layer norm (as PyTorch's
-``F.layer_norm(X, X.shape[1:], weight, bias)``) and (C,) for instance and
-channel batch norm (``F.instance_norm``, ``F.batch_norm``).
+Z = γ ⊙ x̂ + β. Group norm with G = 1 is layer norm over (C, F) (with γ one
+per channel), with G = C instance norm. γ, β have shape X.shape[1:] for layer
+norm (as PyTorch's ``F.layer_norm(X, X.shape[1:], weight, bias)``) and (C,)
+for instance, group and channel batch norm (``F.instance_norm``,
+``F.group_norm``, ``F.batch_norm``).
 
 Backward returns every gradient the derivation names: dX, dgamma, dbeta, the
 total derivatives dmean, dvar (m feeds v and x̂) and dXhat = γ ⊙ dZ.
@@ -140,6 +144,121 @@ def instancenorm_backward(dZ, cache: RowNormCache, *, full=True, out=None) -> Ro
     return _row_backward(dZ, cache, full, out, "instancenorm_forward")
 
 
+# ---------------------------------------------------------------- group norm
+@dataclass(frozen=True)
+class GroupNormCache:
+    """What group norm's backward needs: the input and the (B, G) statistics."""
+    X: np.ndarray        # the input (B, C, ...), its own shape (never modified)
+    gamma: np.ndarray    # (C,)
+    beta: np.ndarray     # (C,)
+    eps: float
+    num_groups: int      # G, a divisor of C
+    mean: np.ndarray     # (B, G): over the group's C/G channels and every other axis
+    var: np.ndarray      # (B, G) biased
+    rstd: np.ndarray     # (B, G) 1/√(v+ε)
+
+    @property
+    def xhat(self) -> np.ndarray:
+        """x̂ = (X − m)/√(v+ε), X's shape (computed on each read)."""
+        B, G = self.mean.shape
+        X3 = self.X.reshape(B, G, -1)
+        return ((X3 - self.mean[:, :, None]) * self.rstd[:, :, None]).reshape(self.X.shape)
+
+
+class GroupNormGrads(NamedTuple):
+    dX: np.ndarray            # X's shape
+    dgamma: np.ndarray        # (C,): Σ over (batch, features) of dZ ⊙ x̂
+    dbeta: np.ndarray         # (C,): Σ dZ over the same axes
+    dmean: np.ndarray         # (B, G): total derivative w.r.t. m
+    dvar: np.ndarray          # (B, G): total derivative w.r.t. v
+    dXhat: np.ndarray | None  # X's shape: γ ⊙ dZ (None when full=False)
+
+
+def groupnorm_forward(X, gamma, beta, num_groups, eps=1e-5, *, out=None):
+    """Group norm: each sample's C channels in G groups of C/G consecutive
+    channels, each (sample, group) normalized over its channels and every
+    other axis; then γ, β per channel.
+
+    X (B, C, ...) with at least 2 axes ((B, C) is F = 1); num_groups G divides
+    C; gamma, beta (C,). Returns Z (X's shape) and the cache (mean, var, rstd
+    of shape (B, G)). Equals ``torch.nn.functional.group_norm(X, G, gamma,
+    beta, eps)``; G = 1 is layer norm over X.shape[1:] with γ per channel,
+    G = C instance norm. `out` receives Z.
+    """
+    X = v.norm_input("X", X, 2, "(B, C, ...): channels on axis 1, in groups")
+    B, C = X.shape[:2]
+    G = v.num_groups(num_groups, C)
+    gamma, beta = v.affine_params(X, gamma, beta, (C,), "(C,), one per channel")
+    eps = v.eps_value(eps)
+    R = B * G
+    Z = v.out_array(out, X.shape, X.dtype)
+    if out is not None:
+        v.no_overlap(Z, "out", X=X, gamma=gamma, beta=beta)
+    mean, var, rstd = (np.empty((B, G), X.dtype), np.empty((B, G), X.dtype),
+                       np.empty((B, G), X.dtype))
+    # The statistics and x̂: the row kernel on the (B·G, C/G·F) view, in its
+    # instance-norm mode with one (γ, β) = (1, 0) per row: it writes x̂.
+    _k.forward(X.reshape(R, -1), np.ones(G, X.dtype), np.zeros(G, X.dtype), G, eps,
+               Z.reshape(R, -1), mean.reshape(-1), var.reshape(-1), rstd.reshape(-1),
+               kernel_threads())
+    # The affine per channel in NumPy, in place: the row kernel takes γ either
+    # per column, the same for every row (layer norm), or one per row
+    # (instance norm); a group's row spans C/G channels whose γ change from
+    # row to row, which is neither (and no new kernel can be built here).
+    # Two in-place passes over Z, no temporary; a non-finite value propagates
+    # as it does in the kernels (nan_policy), without NumPy's warnings.
+    Z3 = Z.reshape(B, C, -1)
+    with np.errstate(all="ignore"):
+        np.multiply(Z3, gamma[:, None], out=Z3)
+        np.add(Z3, beta[:, None], out=Z3)
+    return Z, GroupNormCache(X, gamma, beta, eps, G, mean, var, rstd)
+
+
+def groupnorm_backward(dZ, cache: GroupNormCache, *, full=True,
+                       out=None) -> GroupNormGrads:
+    """Every gradient of group norm given dZ = ∂L/∂Z (X's shape).
+
+    full=False leaves dXhat out of the result (it is still computed: the
+    statistics' backward reads it); `out` receives dX.
+    """
+    v.cache_of(cache, GroupNormCache, "groupnorm_forward")
+    full = v.flag("full", full)
+    X = cache.X
+    dZ = v.upstream("dZ", dZ, X.shape, X.dtype)
+    B, C = X.shape[:2]
+    G = cache.num_groups
+    Cg = C // G
+    nt = kernel_threads()
+    dX = v.out_array(out, X.shape, X.dtype)
+    if out is not None:
+        v.no_overlap(dX, "out", dZ=dZ, X=X)
+    dXhat = np.empty_like(X)
+    dgamma, dbeta = np.empty(C, X.dtype), np.empty(C, X.dtype)
+    dmean, dvar = np.empty((B, G), X.dtype), np.empty((B, G), X.dtype)
+    # 1. Per channel, the row kernel in its instance-norm mode on the
+    #    (B·C, F) view, each row given its group's m and rstd: it sums
+    #    dgamma = Σ dZ ⊙ x̂ and dbeta = Σ dZ per channel (in double) and writes
+    #    dXhat = γ ⊙ dZ. Its dX, dmean, dvar are those of a per-channel
+    #    statistic, which this is not: dX goes to the buffer step 2 overwrites,
+    #    dmean/dvar to scratch.
+    m_c = np.repeat(cache.mean, Cg, axis=1).reshape(-1)
+    rstd_c = np.repeat(cache.rstd, Cg, axis=1).reshape(-1)
+    scratch = np.empty((2, B * C), X.dtype)
+    _k.backward(dZ.reshape(B * C, -1), X.reshape(B * C, -1), m_c, rstd_c, cache.gamma, C,
+                dX.reshape(B * C, -1), dXhat.reshape(B * C, -1), dgamma, dbeta,
+                scratch[0], scratch[1], nt)
+    # 2. The group statistics' backward: the same kernel on the (B·G, C/G·F)
+    #    view with γ = 1 per row and dXhat as the upstream gradient gives
+    #    dX = rstd (dx̂ − mean dx̂ − x̂ mean(dx̂ x̂)) and the group's dmean, dvar.
+    #    Its dgamma/dbeta (sums of dx̂ per group) are scratch.
+    R = B * G
+    ones, gscratch = np.ones(G, X.dtype), np.empty((2, G), X.dtype)
+    _k.backward(dXhat.reshape(R, -1), X.reshape(R, -1), cache.mean.reshape(-1),
+                cache.rstd.reshape(-1), ones, G, dX.reshape(R, -1), None,
+                gscratch[0], gscratch[1], dmean.reshape(-1), dvar.reshape(-1), nt)
+    return GroupNormGrads(dX, dgamma, dbeta, dmean, dvar, dXhat if full else None)
+
+
 # ------------------------------------------------ batch norm over channels
 @dataclass(frozen=True)
 class ChannelBatchNormCache:
@@ -156,7 +275,7 @@ class ChannelBatchNormCache:
 
     @property
     def xhat(self) -> np.ndarray:
-        return _from_rows(self.bn.yhat, self.shape)
+        return from_channel_rows(self.bn.yhat, self.shape)
 
 
 class ChannelBatchNormGrads(NamedTuple):
@@ -169,15 +288,21 @@ class ChannelBatchNormGrads(NamedTuple):
     dZ: np.ndarray | None = None     # X's shape: dH ⊙ [Z > 0] (relu=True and full only)
 
 
-def _to_rows(X):
+def channel_rows(X):
     """(B, C, ...) -> (B·F, C): channel last, one row per (sample, position)."""
     B, C = X.shape[:2]
     return np.ascontiguousarray(np.moveaxis(X.reshape(B, C, -1), 1, 2)).reshape(-1, C)
 
 
-def _from_rows(A, shape):
+def from_channel_rows(A, shape, out=None):
+    """(B·F, C) rows -> (B, C, ...) of `shape`; into `out` (C-contiguous) when given.
+    Shared with whitening's (B, C, ...) input."""
     B, C = shape[:2]
-    return np.ascontiguousarray(np.moveaxis(A.reshape(B, -1, C), 2, 1)).reshape(shape)
+    back = np.moveaxis(A.reshape(B, -1, C), 2, 1)
+    if out is None:
+        return np.ascontiguousarray(back).reshape(shape)
+    np.copyto(out.reshape(back.shape), back)
+    return out
 
 
 def batchnorm_channels_forward(X, gamma, beta, eps=1e-5, *, relu=False):
@@ -194,8 +319,8 @@ def batchnorm_channels_forward(X, gamma, beta, eps=1e-5, *, relu=False):
     relu = v.flag("relu", relu)
     v.batch_for_statistics("X", X.size // X.shape[1], "batch norm over (batch, features)")
     fwd = bn.bn_relu_forward if relu else bn.batchnorm_forward
-    Z2, c = fwd(_to_rows(X), gamma, beta, eps)
-    return _from_rows(Z2, X.shape), ChannelBatchNormCache(X.shape, c)
+    Z2, c = fwd(channel_rows(X), gamma, beta, eps)
+    return from_channel_rows(Z2, X.shape), ChannelBatchNormCache(X.shape, c)
 
 
 def batchnorm_channels_eval_forward(X, gamma, beta, running_mean, running_var, eps=1e-5, *,
@@ -203,9 +328,9 @@ def batchnorm_channels_eval_forward(X, gamma, beta, running_mean, running_var, e
     """Inference for X (B, C, ...): the running statistics (C,) per channel (+ ReLU)."""
     X = v.norm_input("X", X, 3, "(B, C, ...): per channel over every other axis")
     gamma, beta = v.affine_params(X, gamma, beta, (X.shape[1],), "(C,), one per channel")
-    Z2 = bn.batchnorm_eval_forward(_to_rows(X), gamma, beta, running_mean, running_var, eps,
+    Z2 = bn.batchnorm_eval_forward(channel_rows(X), gamma, beta, running_mean, running_var, eps,
                                    relu=relu)
-    return _from_rows(Z2, X.shape)
+    return from_channel_rows(Z2, X.shape)
 
 
 def batchnorm_channels_backward(dZ, cache: ChannelBatchNormCache, *,
@@ -218,9 +343,9 @@ def batchnorm_channels_backward(dZ, cache: ChannelBatchNormCache, *,
     full = v.flag("full", full)
     dZ = v.upstream("dZ", dZ, cache.shape, cache.bn.Y.dtype)
     back = bn.bn_relu_backward if cache.bn.relu else bn.batchnorm_backward
-    g = back(_to_rows(dZ), cache.bn, full=full)
+    g = back(channel_rows(dZ), cache.bn, full=full)
     relu_dZ = getattr(g, "dZ", None)
     return ChannelBatchNormGrads(
-        _from_rows(g.dY, cache.shape), g.dgamma, g.dbeta, g.dmean, g.dvar,
-        None if g.dYhat is None else _from_rows(g.dYhat, cache.shape),
-        None if relu_dZ is None else _from_rows(relu_dZ, cache.shape))
+        from_channel_rows(g.dY, cache.shape), g.dgamma, g.dbeta, g.dmean, g.dvar,
+        None if g.dYhat is None else from_channel_rows(g.dYhat, cache.shape),
+        None if relu_dZ is None else from_channel_rows(relu_dZ, cache.shape))

@@ -51,6 +51,13 @@ elementwise passes) runs in the Cython kernels; the g×g algebra (eigh through
 LAPACK, the divided differences) is nnkit._whitening_algebra, batched over
 equal-size groups.
 
+Convolutional input: Y (B, C, ...) -- a conv net's (B, C, H, W) -- whitens
+the C channels over every other axis, as the decorrelated-batch-norm authors
+do for conv layers (Huang et al. 2018): the (B·H·W, C) channel-last rows are
+the B of the formulas above, and the results go back to Y's shape. The cache
+then keeps the rows (Y, Yc, yhat are (B·H·W, C)) and `shape`, the input's
+shape; dY and dYhat come back in it.
+
 Running statistics (layer, inference): running_mean and the running whitening
 matrix W (per group) are exponential averages with `momentum`:
     running ← (1 − momentum)·running + momentum·batch
@@ -58,6 +65,7 @@ W comes from the biased Σ + εI of the batch (as IterNorm and DBN do).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -66,6 +74,7 @@ import numpy as np
 
 from . import _validate as v
 from ._kernels import whitening as _k
+from .norms import channel_rows, from_channel_rows
 from ._threads import kernel_threads, serial_blas
 from ._whitening_algebra import (METHODS, backward_algebra, block_diag, blocks_of,
                                  forward_algebra, kernel_args, stacks, transpose)
@@ -91,7 +100,8 @@ EPS_WHY = ("whitening needs Σ + εI positive definite: Σ is singular whenever 
 # ------------------------------------------------------------------ results
 @dataclass(frozen=True)
 class WhiteningCache:
-    Y: np.ndarray            # (B, M) the input (never modified)
+    Y: np.ndarray            # (B, M) the input (never modified), or the
+                             # (B·F, C) channel-last rows of a (B, C, ...) input
     gamma: np.ndarray        # (M,)
     beta: np.ndarray         # (M,)
     eps: float
@@ -106,6 +116,7 @@ class WhiteningCache:
     covs: list               # stacks of Σ blocks, see _whitening_algebra.stacks
     Ws: list                 # stacks of whitening matrices (Ŷ_k = Yc_k W_k)
     aux: list = field(repr=False)   # per stack: what the method's backward needs
+    shape: tuple | None = None      # the input's shape when it was (B, C, ...), else None
 
     @property
     def cov(self) -> np.ndarray:
@@ -160,7 +171,25 @@ class WhiteningReLUGrads(NamedTuple):
 
 
 # ------------------------------------------------------------------ forward
+CHANNELS_DOC = "(B, C, ...): the C channels whitened over every other axis"
+
+
+def _channel_input(Y, gamma, beta):
+    """A (B, C, ...) input checked, and its (B·F, C) channel-last rows."""
+    Y = v.norm_input("Y", Y, 3, CHANNELS_DOC)
+    gamma, beta = v.affine_params(Y, gamma, beta, (Y.shape[1],), "(C,), one per channel")
+    return Y, channel_rows(Y), gamma, beta
+
+
 def _forward(Y, gamma, beta, eps, method, group_size, iterations, relu, out):
+    if v.ndim_of(Y) >= 3:     # (B, C, ...): whiten the channels, rows of (B·F, C)
+        Y4, Y, gamma, beta = _channel_input(Y, gamma, beta)
+        Z4 = v.out_array(out, Y4.shape, Y4.dtype)
+        if out is not None:
+            v.no_overlap(Z4, "out", Y=Y4, gamma=gamma, beta=beta)
+        Z, cache = _forward(Y, gamma, beta, eps, method, group_size, iterations, relu, None)
+        return (from_channel_rows(Z, Y4.shape, Z4),
+                dataclasses.replace(cache, shape=Y4.shape))
     Y, gamma, beta = v.feature_params(Y, gamma, beta)
     eps = v.eps_positive(eps, EPS_WHY)
     method = v.choice("method", method, METHODS)
@@ -202,6 +231,8 @@ def whitening_forward(Y, gamma, beta, eps=1e-5, method="zca", group_size=None, *
     Z = γ ⊙ Ŷ + β with Ŷ = Yc W(Σ); method in zca, pca, cholesky, newton
     (`iterations` T for newton); group_size g whitens groups of g features
     (the last group is smaller when g does not divide M). eps must be > 0.
+    Y (B, C, ...) with γ, β (C,) whitens the C channels over every other
+    axis (the (B·F, C) rows; Z in Y's shape, see the module doc).
     """
     return _forward(Y, gamma, beta, eps, method, group_size, iterations, False, out)
 
@@ -216,6 +247,18 @@ def whitening_relu_forward(Y, gamma, beta, eps=1e-5, method="zca", group_size=No
 def _backward(dout, cache: WhiteningCache, full, out, name):
     full = v.flag("full", full)
     Y = cache.Y
+    if cache.shape is not None:     # a (B, C, ...) input: through its channel rows
+        dout = v.upstream(name, dout, cache.shape, Y.dtype)
+        dY4 = v.out_array(out, cache.shape, Y.dtype)
+        if out is not None:
+            v.no_overlap(dY4, "out", **{name: dout, "Y": Y})
+        g = list(_backward(channel_rows(dout), dataclasses.replace(cache, shape=None), full,
+                           None, name))
+        g[0] = from_channel_rows(g[0], cache.shape, dY4)
+        for i in (5, 6):            # dYhat, the ReLU's dZ
+            if g[i] is not None:
+                g[i] = from_channel_rows(g[i], cache.shape)
+        return tuple(g)
     dout = v.upstream(name, dout, Y.shape, Y.dtype)
     B, M = Y.shape
     g = cache.group_size
@@ -268,7 +311,7 @@ def whitening_backward(dZ, cache: WhiteningCache, *, full=True, out=None) -> Whi
     """Every gradient of whitening BN given dZ = ∂L/∂Z: dY, dγ, dβ, dm, dΣ, dŶ.
 
     full=False skips the (M, M) dcov and the (B, M) dYhat (the layer's path);
-    `out` receives dY.
+    `out` receives dY. For a (B, C, ...) input dY and dYhat have its shape.
     """
     v.cache_of(cache, WhiteningCache, "whitening_forward")
     if cache.relu:
@@ -291,8 +334,17 @@ def whitening_eval_forward(Y, gamma, beta, running_mean, running_whitening, *,
     """Inference: Z = γ ⊙ (Y − running_mean) W_run + β (+ ReLU). Any B ≥ 1.
 
     running_whitening is the (M, M) block-diagonal W (only its diagonal
-    blocks of the group size are read).
+    blocks of the group size are read). Y (B, C, ...) with M = C: per
+    channel over every other axis, Z in Y's shape.
     """
+    if v.ndim_of(Y) >= 3:
+        Y4, Y, gamma, beta = _channel_input(Y, gamma, beta)
+        Z4 = v.out_array(out, Y4.shape, Y4.dtype)
+        if out is not None:
+            v.no_overlap(Z4, "out", Y=Y4)
+        Z = whitening_eval_forward(Y, gamma, beta, running_mean, running_whitening,
+                                   group_size=group_size, relu=relu)
+        return from_channel_rows(Z, Y4.shape, Z4)
     Y, gamma, beta = v.feature_params(Y, gamma, beta)
     B, M = Y.shape
     g = v.group_size(group_size, M)

@@ -208,6 +208,33 @@ def batchnorm_channels(X, gamma, beta, eps):
     return f64(gamma).reshape(cs) * (X - m) / np.sqrt(v + float(eps)) + f64(beta).reshape(cs)
 
 
+def groupnorm(X, gamma, beta, G, eps):
+    """Per (sample, group of C/G channels) over the group's channels and the rest."""
+    X = f64(X)
+    B, C = X.shape[:2]
+    Xg = X.reshape(B, int(G), -1)
+    m = Xg.mean(axis=2, keepdims=True)
+    v = ((Xg - m) ** 2).mean(axis=2, keepdims=True)
+    xh = ((Xg - m) / np.sqrt(v + float(eps))).reshape(X.shape)
+    return f64(gamma).reshape(_cshape(X)) * xh + f64(beta).reshape(_cshape(X))
+
+
+def groupnorm_backward(dZ, X, gamma, G, eps):
+    """[dX, dγ, dβ, dx̂]: the row formula on the (B, G, C/G·F) view, γ per channel."""
+    X, dZ = f64(X), f64(dZ)
+    B, C = X.shape[:2]
+    Xg = X.reshape(B, int(G), -1)
+    m = Xg.mean(axis=2, keepdims=True)
+    v = ((Xg - m) ** 2).mean(axis=2, keepdims=True)
+    xh = (Xg - m) / np.sqrt(v + float(eps))
+    dxh = (dZ * f64(gamma).reshape(_cshape(X))).reshape(xh.shape)
+    dX = (dxh - dxh.mean(axis=2, keepdims=True)
+          - xh * (dxh * xh).mean(axis=2, keepdims=True)) / np.sqrt(v + float(eps))
+    red = (0,) + tuple(range(2, X.ndim))
+    return [dX.reshape(X.shape), (dZ * xh.reshape(X.shape)).sum(axis=red), dZ.sum(axis=red),
+            dxh.reshape(X.shape)]
+
+
 def weightnorm(u, gamma):
     u = f64(u)
     return f64(gamma)[:, None] * u / np.linalg.norm(u, axis=1, keepdims=True)

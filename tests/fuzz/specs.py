@@ -275,6 +275,75 @@ spec("whitening_eval_forward", nk.whitening_eval_forward, b_wh_eval,
                                      bool(a["relu"]))])
 
 
+# (B, C, ...) input: the C channels whitened over every other axis, through
+# the (B·F, C) channel-last rows (the references above on those rows)
+def _channel_rows(Y):
+    Y = np.asarray(Y)
+    return np.moveaxis(Y.reshape(Y.shape[0], Y.shape[1], -1), 1, 2).reshape(-1, Y.shape[1])
+
+
+def _from_channel_rows(A, shape):
+    return np.moveaxis(A.reshape(shape[0], -1, shape[1]), 2, 1).reshape(shape)
+
+
+def b_wh_channels(d):
+    B, C = d.dim(2, 6), d.dim(1, 12)
+    sp = (d.dim(1, 5),) + tuple(d.dim(1, 5) for _ in range(int(d.rng.integers(0, 2))))
+    return dict(Y=d.arr(B, C, *sp), gamma=d.arr(C), beta=d.arr(C), eps=1e-3,
+                method=d.choice(METHODS),
+                group_size=d.choice([None, int(d.rng.integers(1, C + 1))]),
+                iterations=int(d.rng.integers(1, 8)))
+
+
+def wh_channels_ref(relu):
+    rows_ref = wh_ref(relu)
+
+    def ref(a):
+        shape = np.shape(a["Y"])
+        if len(shape) < 3:
+            return None
+        want = rows_ref({**a, "Y": _channel_rows(a["Y"])})
+        return None if want is None else [_from_channel_rows(want[0], shape)]
+    return ref
+
+
+spec("whitening_forward[channels]", nk.whitening_forward, b_wh_channels, scalars=WH_SCALARS,
+     ref=wh_channels_ref(False), sizes=("small", "small", "small", "one", "large"))
+spec("whitening_relu_forward[channels]", nk.whitening_relu_forward, b_wh_channels,
+     scalars=WH_SCALARS, ref=wh_channels_ref(True),
+     sizes=("small", "small", "small", "one", "large"))
+
+
+def b_wh_channels_bwd(d):
+    Z, cache = nk.whitening_forward(**b_wh_channels(d))
+    return dict(dZ=d.arr(*Z.shape), cache=cache, full=bool(d.rng.integers(2)))
+
+
+spec("whitening_backward[channels]", nk.whitening_backward, b_wh_channels_bwd,
+     cache_arg="cache", scalars={"full": [1]}, sizes=("small", "small", "one", "large"))
+
+
+def b_wh_channels_eval(d):
+    a = b_wh_channels(d)
+    C = a["Y"].shape[1]
+    return dict(Y=a["Y"], gamma=a["gamma"], beta=a["beta"], running_mean=d.arr(C),
+                running_whitening=d.arr(C, C), group_size=a["group_size"],
+                relu=bool(d.rng.integers(2)))
+
+
+def wh_channels_eval_ref(a):
+    shape = np.shape(a["Y"])
+    if len(shape) < 3:
+        return None
+    Z = R.whitening_eval(_channel_rows(a["Y"]), a["gamma"], a["beta"], a["running_mean"],
+                         a["running_whitening"], a["group_size"], bool(a["relu"]))
+    return [_from_channel_rows(Z, shape)]
+
+
+spec("whitening_eval_forward[channels]", nk.whitening_eval_forward, b_wh_channels_eval,
+     scalars={"group_size": [0, 2.0, -1], "relu": ["yes"]}, ref=wh_channels_eval_ref)
+
+
 # ======================================================================= rnn
 def b_rnn(d):
     T, B, N, M = d.dim(1, 24), d.dim(), d.dim(), d.dim(1, 32)
@@ -426,6 +495,38 @@ spec("layernorm_backward", nk.layernorm_backward,
 spec("instancenorm_backward", nk.instancenorm_backward,
      b_rownorm_bwd(nk.instancenorm_forward, b_instnorm), cache_arg="cache",
      scalars={"full": [1]}, ref=rownorm_bwd_ref(2))
+
+
+def _divisor(d, C):
+    return d.choice([k for k in range(1, C + 1) if C % k == 0])
+
+
+def b_groupnorm(d):
+    B, C = d.dim(), d.dim()
+    sp = tuple(d.dim(1, 6) for _ in range(int(d.rng.integers(0, 3))))
+    return dict(X=d.arr(B, C, *sp), gamma=d.arr(C), beta=d.arr(C),
+                num_groups=_divisor(d, C), eps=1e-5)
+
+
+GN_GROUPS = [0, -1, 2.0, "2", True, 7, 10**6]
+spec("groupnorm_forward", nk.groupnorm_forward, b_groupnorm,
+     scalars={"eps": EPS, "num_groups": GN_GROUPS},
+     ref=lambda a: [R.groupnorm(a["X"], a["gamma"], a["beta"], a["num_groups"], a["eps"])])
+
+
+def b_groupnorm_bwd(d):
+    Z, cache = nk.groupnorm_forward(**b_groupnorm(d))
+    return dict(dZ=d.arr(*Z.shape), cache=cache, full=bool(d.rng.integers(2)))
+
+
+def groupnorm_bwd_ref(a):
+    c = a["cache"]
+    dX, dg, db, dxh = R.groupnorm_backward(a["dZ"], c.X, c.gamma, c.num_groups, c.eps)
+    return [dX, dg, db, None, None, dxh if a["full"] is True else None]
+
+
+spec("groupnorm_backward", nk.groupnorm_backward, b_groupnorm_bwd, cache_arg="cache",
+     scalars={"full": [1]}, ref=groupnorm_bwd_ref)
 
 
 def b_bnc(d):
@@ -1033,6 +1134,20 @@ layer_spec("WhiteningBatchNorm", nk.WhiteningBatchNorm, b_wbn_layer,
            sizes=("small", "small", "one", "large"))
 
 
+def b_wbn_channels_layer(d):
+    a = b_wbn_layer(d)
+    B, C = a["X"].shape
+    shape = (B, C, d.dim(1, 5), d.dim(1, 5))
+    return {**a, "X": d.arr(*shape), "dY": d.arr(*shape)}
+
+
+layer_spec("WhiteningBatchNorm[channels]", nk.WhiteningBatchNorm, b_wbn_channels_layer,
+           scalars={"num_features": [0], "group_size": [0, 2.0]},
+           names=("num_features", "eps", "momentum", "method", "group_size", "iterations",
+                  "dtype", "Y", "dZ", "dH"),
+           sizes=("small", "small", "one", "large"))
+
+
 def b_rnn_layer(d):
     T, B, N, M = d.dim(1, 16), d.dim(), d.dim(), d.dim(1, 24)
     return dict(input_size=N, hidden_size=M, activation=d.choice(["tanh", "sigmoid", "relu"]),
@@ -1115,6 +1230,26 @@ def in_layer_ref(a):
 layer_spec("InstanceNorm", nk.InstanceNorm, b_in_layer, ref=in_layer_ref,
            scalars={"num_channels": [0], "eps": EPS},
            names=("num_channels", "eps", "dtype", "dZ"))
+
+
+def b_gn_layer(d):
+    B, C = d.dim(), d.dim()
+    sp = tuple(d.dim(1, 6) for _ in range(int(d.rng.integers(0, 3))))
+    return dict(num_groups=_divisor(d, C), num_channels=C, eps=1e-5, dtype=d.dtype,
+                X=d.arr(B, C, *sp), dY=d.arr(B, C, *sp))
+
+
+def gn_layer_ref(a):
+    X = R.f64(a["X"])
+    C, G = X.shape[1], a["num_groups"]
+    Z = R.groupnorm(X, np.ones(C), np.zeros(C), G, a["eps"])
+    dX, dg, db, _ = R.groupnorm_backward(a["dY"], X, np.ones(C), G, a["eps"])
+    return [Z, dX, db, dg]
+
+
+layer_spec("GroupNorm", nk.GroupNorm, b_gn_layer, ref=gn_layer_ref,
+           scalars={"num_groups": GN_GROUPS, "num_channels": [0, 2.5], "eps": EPS},
+           names=("num_groups", "num_channels", "eps", "dtype", "dZ"))
 
 if hasattr(nk, "Conv2d"):
     def b_conv_layer(d):
