@@ -85,9 +85,9 @@ def test_the_correct_file_passes(walkthrough):
 
 
 def test_norms_file_is_checked_on_every_norm():
-    """The norms file branches on `norm`: the check configurations cover all three."""
+    """The norms file branches on `norm`: the check configurations cover all four."""
     report, _ = checked("norms")
-    assert {c["norm"] for c in report.configs} == {"batch", "layer", "instance"}
+    assert {c["norm"] for c in report.configs} == {"batch", "layer", "instance", "group"}
     assert report.passed
 
 
