@@ -368,6 +368,14 @@ class DerivationReport:
     chain: dict
     configs: list[dict]
     strict: bool = False
+    # per configuration, node key -> the student's gradient (what the app shows
+    # beside the analytic and numeric ones); a key is absent where the formula
+    # is TODO, raised or returned something that is not an array
+    student: list[dict] = field(default_factory=list, repr=False)
+
+    def verdict_of(self, key: str) -> FormulaResult | None:
+        """The result of the formula that gives node `key`'s gradient."""
+        return next((f for f in self.formulas if key in f.nodes), None)
 
     @property
     def derived(self) -> list[FormulaResult]:
@@ -489,8 +497,13 @@ def check_derivation(source, walkthrough: str | None = None, *, timeout: float =
         chain = _chain(runner, traces, keys, results)
     finally:
         runner.close()
+    student = [{} for _ in traces]
+    for cs in cases.values():
+        for c in cs:
+            if c.student is not None:
+                student[c.config][c.key] = c.student
     return DerivationReport(w.name, label, list(results.values()), chain,
-                            [dict(t.cfg) for t in traces], strict)
+                            [dict(t.cfg) for t in traces], strict, student)
 
 
 def _runner(source, timeout):
