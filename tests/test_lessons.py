@@ -58,7 +58,8 @@ def test_cli_json(planted, capsys):
     assert data["passed"] is False
     by = {d["name"]: d for d in data["lessons"]}
     assert by["p8-norm-axes"]["passed"] and not by["zz-planted-failure"]["passed"]
-    assert by["p8-norm-axes"]["rows"][0]["mean shape"] == "(2,)"
+    assert by["p8-norm-axes"]["rows"][0]["mean shape"] == "(4,)"       # batch norm's: (C,)
+    assert by["p8-norm-axes"]["rows"][3]["mean shape"] == "(4, 2)"     # group norm's: (B, G)
 
 
 def test_cli_usage(capsys):
@@ -71,7 +72,7 @@ def test_cli_usage(capsys):
 
 # A lesson that cannot fail checks nothing: plant a wrong kernel (or a wrong
 # shape calculator) under each of the P1, P2, P3 and P10 lessons (and the
-# whitening eigengap lesson) and it fails.
+# whitening eigengap and the P8 norm lessons) and it fails.
 def _scaled(fn, field, factor):
     def wrong(*a, **k):
         r = fn(*a, **k)
@@ -86,9 +87,11 @@ def _mutants():
     import nnkit.conv as conv
     import nnkit.conv_shapes as cs
     import nnkit.dense as dense
+    import nnkit.norms as norms
     import nnkit.whitening as wh
     bn_forward, out_shape = bn.batchnorm_forward, cs.conv2d_output_shape
     solve, avg_backward = cs.solve_bottleneck, conv.avgpool2d_backward
+    gn_forward = norms.groupnorm_forward
 
     def no_eps_forward(Y, gamma, beta, eps=1e-5, **kw):      # Ŷ = (Y − m)/√v: ε ignored
         Z, c = bn_forward(Y, gamma, beta, eps, **kw)
@@ -105,6 +108,14 @@ def _mutants():
         s = solve(*a, **k)
         return s._replace(widths=s.widths[:-1])
 
+    def interleaved_groups(X, gamma, beta, num_groups, *a, **k):
+        # groups of channels c ≡ g (mod G) instead of consecutive channels:
+        # the same with 1 group or C groups, wrong in between
+        C = X.shape[1]
+        perm = np.argsort(np.arange(C) % num_groups, kind="stable")
+        Z, c = gn_forward(X[:, perm], gamma[perm], beta[perm], num_groups, *a, **k)
+        return Z[:, np.argsort(perm)], c
+
     return {
         "p1-affine-backward": (dense, "affine_backward",
                                _scaled(dense.affine_backward, "db", 2.0)),
@@ -119,13 +130,17 @@ def _mutants():
                                   _scaled(wh.whitening_backward, "dcov", 1.001)),
         "p10-pool-gradients": (conv, "avgpool2d_backward",
                                lambda *a, **k: avg_backward(*a, **k) * 1.001),
+        "p8-norm-axes": (norms, "groupnorm_forward", interleaved_groups),
+        "p8-groupnorm-limits": (norms, "groupnorm_backward",
+                                _scaled(norms.groupnorm_backward, "dgamma", 1.001)),
     }
 
 
 @pytest.mark.parametrize("name", ["p1-affine-backward", "p2-bn-epsilon", "p2-bn-moments",
                                   "p2-bn-total-derivatives", "p2-bn-jacobian",
                                   "p2-whitening-eigengap", "p3-conv-output-shape",
-                                  "p3-bottleneck", "p10-pool-gradients"])
+                                  "p3-bottleneck", "p10-pool-gradients", "p8-norm-axes",
+                                  "p8-groupnorm-limits"])
 def test_lesson_fails_on_a_planted_error(name, monkeypatch):
     module, attr, wrong = _mutants()[name]
     monkeypatch.setattr(module, attr, wrong)
