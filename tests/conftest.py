@@ -8,7 +8,9 @@ its own output.
 """
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from types import SimpleNamespace
 
 
@@ -52,6 +54,86 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # path (B*M >= 65536) runs with a team of two on every machine.
 os.environ.setdefault("NNKIT_NUM_THREADS", "2")
 
+
+# --------------------------------------------------------------- markers
+# `slow` and `torch` are registered in pyproject.toml. The default run leaves
+# out `slow` (addopts -m "not slow"); CI runs `pytest -m slow` as a stage.
+# `torch` is put here on every test that compares with PyTorch: a module
+# whose `torch` global is the torch module (module-level
+# `torch = pytest.importorskip("torch")`), or a test whose own source calls
+# `importorskip("torch")`. CI installs torch==2.13.0 and runs
+# `NNKIT_REQUIRE_TORCH=1 pytest -m torch`: then a missing torch is an error
+# and a torch test that skips is a failure, never a silent skip.
+REQUIRE_TORCH = os.environ.get("NNKIT_REQUIRE_TORCH", "") not in ("", "0")
+_TORCH_CALL = re.compile(r"""importorskip\(\s*["']torch["']""")
+
+
+def _uses_torch(item) -> bool:
+    mod = getattr(item, "module", None)
+    t = getattr(mod, "torch", None)
+    if getattr(t, "__name__", None) == "torch" and inspect.ismodule(t):
+        return True
+    fn = getattr(item, "function", None)
+    if fn is None:
+        return False
+    try:
+        return bool(_TORCH_CALL.search(inspect.getsource(fn)))
+    except (OSError, TypeError):
+        return False
+
+
+def pytest_configure(config):
+    if REQUIRE_TORCH:
+        try:
+            import torch
+        except ImportError as exc:
+            raise pytest.UsageError(
+                f"NNKIT_REQUIRE_TORCH=1 but torch cannot be imported ({exc}); "
+                "install it with: pip install torch==2.13.0") from exc
+        config._nnkit_torch_passed = 0
+        del torch           # imported only to fail early
+
+
+def pytest_report_header(config):
+    if REQUIRE_TORCH:
+        import torch
+        return f"nnkit: NNKIT_REQUIRE_TORCH=1, torch {torch.__version__}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not item.get_closest_marker("torch") and _uses_torch(item):
+            item.add_marker(pytest.mark.torch)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if not REQUIRE_TORCH or not item.get_closest_marker("torch"):
+        return
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        why = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"NNKIT_REQUIRE_TORCH=1: a torch test may not skip ({why})"
+    elif report.passed and report.when == "call":
+        item.config._nnkit_torch_passed += 1
+
+
+def pytest_collectreport(report):
+    """A module-level importorskip("torch") skips the whole file at collection."""
+    if REQUIRE_TORCH and report.skipped and "torch" in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"NNKIT_REQUIRE_TORCH=1: a torch module may not skip ({report.longrepr})"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """NNKIT_REQUIRE_TORCH=1 and no torch test passed (none selected, say): a failure."""
+    if REQUIRE_TORCH and exitstatus in (0, 5) and \
+            getattr(session.config, "_nnkit_torch_passed", 0) == 0:
+        print("\nNNKIT_REQUIRE_TORCH=1 but no torch test passed")
+        session.exitstatus = 1
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,13 @@ and resizes the terminal (down to 40×12) every ~150 keys.
 Asserts: no exception (run_test re-raises one), the app answers a key within
 a second at the end, no worker is left running after quit.
 
-    NNKIT_MONKEY_KEYS=100000 pytest -q -p no:cacheprovider tests/tui/test_monkey.py
+The monkey is a soak test (5,000 keys: five minutes and more on a 2-core
+machine): marked slow, so the default `pytest` leaves it out and CI's
+`pytest -m slow` stage runs it. The bugs it found have fast regression tests
+of their own (below, and in the other tests/tui files).
+
+    pytest -m slow tests/tui/test_monkey.py
+    NNKIT_MONKEY_KEYS=100000 pytest -m slow -q -p no:cacheprovider tests/tui/test_monkey.py
     NNKIT_MONKEY_SEED=7 ...      another sequence (default 0)
 
 A failure prints the seed and the last 40 keys, and writes the whole sequence
@@ -23,6 +29,8 @@ import asyncio
 import os
 import random
 import time
+
+import pytest
 
 from nnkit.trace import registry
 from nnkit.tui.app import NnkitApp
@@ -123,6 +131,7 @@ def palette_without_quit(monkeypatch):
     monkeypatch.setattr(NnkitApp, "get_system_commands", commands)
 
 
+@pytest.mark.slow
 async def test_monkey(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)        # the export modal takes typed (relative) paths
     guard_option_list_paging(monkeypatch)
@@ -228,34 +237,33 @@ async def test_double_enter_in_a_modal_is_not_a_crash(tmp_path, monkeypatch):
     """Found by the monkey: Enter twice before the first dismiss lands (keys
     queue while a check runs) made the second Input.Submitted / OptionSelected
     dismiss a modal no longer on the stack: ScreenStackError, the app died.
-    Config (c), walkthrough picker (w) and export (e) modals."""
+    Config (c), walkthrough picker (w) and export (e) modals, and the config's
+    Cancel button: one app for the four (an app start is most of the cost);
+    each case begins on the main screen and must leave the app running."""
     monkeypatch.chdir(tmp_path)        # Enter in the export modal exports here
-    for opener in ("c", "w", "e"):
-        app = NnkitApp()
-        async with app.run_test(size=(100, 32)) as pilot:
-            await settle(pilot)
-            await pilot.press(opener)
-            assert app.screen is not app.main
+    app = NnkitApp()
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settle(pilot)
+        for opener in ("c", "w", "e", "cancel"):
+            await pilot.press("c" if opener == "cancel" else opener)
+            assert app.screen is not app.main, opener
+            if opener == "cancel":
+                app.screen.query_one("#cancel").focus()
             send_key(app, "enter")
             send_key(app, "enter")
             await settle(pilot)
-        app = NnkitApp()
-        async with app.run_test(size=(100, 32)) as pilot:   # the config's Cancel button
-            await settle(pilot)
-            await pilot.press("c")
-            app.screen.query_one("#cancel").focus()
-            send_key(app, "enter")
-            send_key(app, "enter")
-            await settle(pilot)
-            await pilot.press("escape")
-            await settle(pilot)
+            for _ in range(3):        # a modal still open (the config's Cancel): close it
+                if app.screen is app.main:
+                    break
+                await pilot.press("escape")
+                await settle(pilot)
+            assert app.is_running and app.screen is app.main, (opener, app.screen)
 
 
 def test_textual_option_list_paging_bug():
     """The Textual bug the monkey works around: an OptionList that has options
     but no laid-out lines (height 0, before its first render) raises KeyError
     on page down. Fails (xpass) once Textual fixes it: then drop the guard."""
-    import pytest
     from textual.widgets import OptionList
     ol = OptionList("a", "b")
     ol.highlighted = 0
