@@ -83,5 +83,14 @@ from .layers import AvgPool2d, Conv2d, Flatten, MaxPool2d
 # P9: sequence models from layers (the last time step of (T, B, C))
 from .layers import LastStep
 
+# training like a PyTorch script: activations and losses (NumPy), checkpoints
+from .activations import (BCEWithLogitsCache, GELUCache, LeakyReLUCache, MSECache,
+                          SigmoidCache, TanhCache, bcewithlogits_loss,
+                          bcewithlogits_loss_backward, gelu_backward, gelu_forward,
+                          leaky_relu_backward, leaky_relu_forward, mse_loss,
+                          mse_loss_backward, sigmoid_backward, sigmoid_forward,
+                          tanh_backward, tanh_forward)
+from .layers import BCEWithLogitsLoss, GELU, LeakyReLU, MSELoss, Sigmoid, Tanh
+
 # the walkthroughs register themselves with nnkit.trace (plug-ins above the core)
 from . import walkthroughs  # noqa: E402,F401

@@ -910,3 +910,96 @@ class Flatten(Layer):
             raise ValueError(f"dY: expected shape {(shape[0], int(np.prod(shape[1:])))} "
                              f"(the forward output), got {dY.shape}")
         return dY.reshape(shape)
+
+
+# ============================================================================
+# Training like a PyTorch script (issue 27): activations and losses
+# (nnkit.activations, NumPy), checkpoints (state_dict / load_state_dict).
+# Kept together here, apart from the families above.
+# ============================================================================
+from . import activations as act  # noqa: E402
+
+
+class Tanh(Layer):
+    """H = tanh(X), any shape (torch.nn.Tanh)."""
+
+    def forward(self, X):
+        H, self._cache = act.tanh_forward(X)
+        return H
+
+    def backward(self, dH):
+        return act.tanh_backward(dH, self.cache())
+
+
+class Sigmoid(Layer):
+    """S = σ(X) = 1/(1 + e^{−X}), any shape (torch.nn.Sigmoid)."""
+
+    def forward(self, X):
+        S, self._cache = act.sigmoid_forward(X)
+        return S
+
+    def backward(self, dS):
+        return act.sigmoid_backward(dS, self.cache())
+
+
+class LeakyReLU(Layer):
+    """H = X for X > 0, negative_slope·X elsewhere (torch.nn.LeakyReLU)."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = act._slope(negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope:g}"
+
+    def forward(self, X):
+        H, self._cache = act.leaky_relu_forward(X, self.negative_slope)
+        return H
+
+    def backward(self, dH):
+        return act.leaky_relu_backward(dH, self.cache())
+
+
+class GELU(Layer):
+    """H = x Φ(x), or its tanh approximation (torch.nn.GELU(approximate=...))."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = v.choice("approximate", approximate, ("none", "tanh"))
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+    def forward(self, X):
+        H, self._cache = act.gelu_forward(X, self.approximate)
+        return H
+
+    def backward(self, dH):
+        return act.gelu_backward(dH, self.cache())
+
+
+class _Loss(Layer):
+    _fns: tuple = ()
+    _pred = "pred"
+
+    def forward(self, pred, target=None):
+        if target is None:
+            raise TypeError(f"target: expected an array of {self._pred}'s shape, got None")
+        loss, self._cache = type(self)._fns[0](pred, target)
+        return loss
+
+    def backward(self, dloss: float = 1.0):
+        return type(self)._fns[1](dloss, self.cache())
+
+
+class MSELoss(_Loss):
+    """Loss layer: forward(pred, target) -> mean((pred − target)²); backward() -> dpred
+    (torch.nn.MSELoss())."""
+    _fns = (act.mse_loss, act.mse_loss_backward)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Loss layer: forward(logits, target) -> mean binary cross-entropy of σ(logits)
+    against targets in [0, 1]; backward() -> dlogits (torch.nn.BCEWithLogitsLoss())."""
+    _fns = (act.bcewithlogits_loss, act.bcewithlogits_loss_backward)
+    _pred = "logits"

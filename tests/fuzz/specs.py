@@ -1330,3 +1330,155 @@ def foreign_cache(spec: Spec, rng):
                  or (_variant(c, own) and not spec.any_variant))]
     name, c = pool[int(rng.integers(len(pool)))]
     return c, f"cache of {name}"
+
+
+# ======================================= activations and losses (nnkit.activations)
+def _act_ref_fns():
+    from scipy import special
+
+    def gelu(x, approx):
+        if approx == "tanh":
+            return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + special.erf(x / np.sqrt(2)))
+
+    def dgelu(x, approx):
+        if approx == "tanh":
+            k = np.sqrt(2 / np.pi)
+            t = np.tanh(k * (x + 0.044715 * x ** 3))
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t ** 2) * k * (1 + 3 * 0.044715 * x ** 2)
+        return 0.5 * (1 + special.erf(x / np.sqrt(2))) + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
+
+    return {
+        "tanh": (lambda x, **k: np.tanh(x), lambda x, **k: 1 - np.tanh(x) ** 2),
+        "sigmoid": (lambda x, **k: special.expit(x),
+                    lambda x, **k: special.expit(x) * (1 - special.expit(x))),
+        "leaky_relu": (lambda x, negative_slope=0.01, **k: np.where(x > 0, x, negative_slope * x),
+                       lambda x, negative_slope=0.01, **k: np.where(x > 0, 1.0, negative_slope)),
+        "gelu": (lambda x, approximate="none", **k: gelu(x, approximate),
+                 lambda x, approximate="none", **k: dgelu(x, approximate)),
+    }
+
+
+ACT_REFS = _act_ref_fns()
+ACT_OPTS = {"tanh": {}, "sigmoid": {}, "leaky_relu": {"negative_slope": [float("nan"), "0.1", None]},
+            "gelu": {"approximate": ["erf", None, 1]}}
+ACT_LAYERS = {"tanh": ("Tanh", nk.Tanh), "sigmoid": ("Sigmoid", nk.Sigmoid),
+              "leaky_relu": ("LeakyReLU", nk.LeakyReLU), "gelu": ("GELU", nk.GELU)}
+
+
+def _act_opts(name, d):
+    if name == "leaky_relu":
+        return {"negative_slope": d.choice([0.01, 0.2, -0.5])}
+    if name == "gelu":
+        return {"approximate": d.choice(["none", "tanh"])}
+    return {}
+
+
+def _act_specs(name):
+    fwd, bwd = ACT_REFS[name]
+    f_fn = getattr(nk, f"{name}_forward")
+    b_fn = getattr(nk, f"{name}_backward")
+    up = "dS" if name == "sigmoid" else "dH"
+
+    def b_fwd(d):
+        shape = tuple(d.dim() for _ in range(int(d.rng.integers(1, 4))))
+        return dict(X=d.arr(*shape), **_act_opts(name, d))
+
+    def opts(a):
+        return {k: a[k] for k in ("negative_slope", "approximate") if k in a}
+
+    spec(f"{name}_forward", f_fn, b_fwd, ref=lambda a: [fwd(R.f64(a["X"]), **opts(a))],
+         scalars=ACT_OPTS[name])
+
+    def b_bwd(d):
+        a = b_fwd(d)
+        X = a.pop("X")
+        H, cache = f_fn(X, **a)
+        return {up: d.arr(*H.shape), "cache": cache}
+
+    def bwd_ref(a):
+        c = a["cache"]
+        X = getattr(c, "X", None)
+        if X is None:
+            return None          # tanh/sigmoid keep only the output: checked in the forward's ref
+        kw = {k: getattr(c, k) for k in ("negative_slope", "approximate") if hasattr(c, k)}
+        return [R.f64(a[up]) * bwd(R.f64(X), **kw)]
+
+    spec(f"{name}_backward", b_fn, b_bwd, cache_arg="cache", ref=bwd_ref)
+
+    lname, cls = ACT_LAYERS[name]
+
+    def b_layer(d):
+        shape = tuple(d.dim() for _ in range(int(d.rng.integers(1, 4))))
+        return dict(X=d.arr(*shape), dY=d.arr(*shape), **_act_opts(name, d))
+
+    def layer_ref(a):
+        x = R.f64(a["X"])
+        return [fwd(x, **opts(a)), R.f64(a["dY"]) * bwd(x, **opts(a))]
+
+    layer_spec(lname, cls, b_layer, ref=layer_ref, scalars=ACT_OPTS[name],
+               names=("negative_slope", "approximate", "Y", up))
+
+
+for _act in ACT_REFS:
+    _act_specs(_act)
+
+
+def _loss_refs(kind, P, T):
+    P, T = R.f64(P), R.f64(T)
+    n = P.size
+    if kind == "mse":
+        return np.asarray(np.mean((P - T) ** 2)), 2 * (P - T) / n
+    from scipy import special
+    L = np.maximum(P, 0) - P * T + np.log1p(np.exp(-np.abs(P)))
+    return np.asarray(L.mean()), (special.expit(P) - T) / n
+
+
+def _loss_specs(kind, fn, bfn, lname, cls, pred):
+    def b_loss(d):
+        shape = tuple(d.dim() for _ in range(int(d.rng.integers(1, 4))))
+        T = d.arr(*shape)
+        if kind == "bce":
+            T = (np.abs(T) / (1 + np.abs(T))).astype(T.dtype)
+        return {pred: d.arr(*shape), "target": T}
+
+    spec(fn.__name__, fn, b_loss, outputs=lambda r: [np.asarray(r[0])],
+         ref=lambda a: [_loss_refs(kind, a[pred], a["target"])[0]])
+
+    def b_bwd(d):
+        _, cache = fn(**b_loss(d))
+        return dict(dloss=float(d.rng.standard_normal()), cache=cache)
+
+    def bwd_ref(a):
+        c = a["cache"]
+        if abs(float(a["dloss"])) > 1e30:   # float32 dpred overflows to inf (IEEE, right)
+            return None
+        if kind == "mse":
+            return [R.f64(a["dloss"]) * 2 * R.f64(c.diff) / c.diff.size]
+        return [R.f64(a["dloss"]) * _loss_refs(kind, c.logits, c.target)[1]]
+
+    spec(bfn.__name__, bfn, b_bwd, cache_arg="cache", ref=bwd_ref,
+         scalars={"dloss": ["1", None, float("nan")]})
+
+    def layer_call(X, target, dY):
+        lay = cls()
+        loss = lay.forward(X, target)
+        return [np.asarray(loss), lay.backward(dY)]
+
+    def b_layer(d):
+        a = b_loss(d)
+        return dict(X=a[pred], target=a["target"], dY=float(d.rng.standard_normal()))
+
+    def layer_ref(a):
+        L, dP = _loss_refs(kind, a["X"], a["target"])
+        if abs(float(a["dY"])) > 1e30:      # float32 dpred overflows to inf (IEEE, right)
+            return [L, None]
+        return [L, dP * R.f64(a["dY"])]
+
+    spec(lname, layer_call, b_layer, ref=layer_ref, scalars={"dY": ["1", None]},
+         names=(pred, "target", "dloss"))
+
+
+_loss_specs("mse", nk.mse_loss, nk.mse_loss_backward, "MSELoss", nk.MSELoss, "pred")
+_loss_specs("bce", nk.bcewithlogits_loss, nk.bcewithlogits_loss_backward, "BCEWithLogitsLoss",
+            nk.BCEWithLogitsLoss, "logits")

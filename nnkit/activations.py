@@ -1,0 +1,307 @@
+"""Activations and regression/binary losses: tanh, sigmoid, leaky ReLU, GELU;
+mean squared error and binary cross-entropy on logits.
+
+NumPy, not Cython: each forward and backward is one or two ufunc passes with
+out= (no kernel yet: a Cython kernel needs a rebuild, left for later; ReLU's
+kernel in pyx/dense.pyx is the model). Same contract as every family:
+
+  tanh_forward(X) -> (H, TanhCache)           tanh_backward(dH, cache) -> dX = dH (1 − H²)
+  sigmoid_forward(X) -> (S, SigmoidCache)     sigmoid_backward(dS, cache) -> dX = dS S (1 − S)
+  leaky_relu_forward(X, negative_slope=0.01)  dX = dH (1 if X > 0 else slope)
+  gelu_forward(X, approximate="none"|"tanh")  torch.nn.functional.gelu, both forms
+  mse_loss(pred, target) -> (L, MSECache)     L = mean((pred − target)²)
+  mse_loss_backward(dloss, cache) -> dpred = dloss · 2 (pred − target) / n
+  bcewithlogits_loss(logits, target) -> (L, BCEWithLogitsCache)
+      L = mean(max(x, 0) − x t + log(1 + e^{−|x|}))   (stable for any x: no exp overflows)
+  bcewithlogits_loss_backward(dloss, cache) -> dlogits = dloss · (σ(x) − t) / n
+
+Losses are means over every element (torch's reduction="mean") and return a
+Python float, as softmax_cross_entropy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from . import _validate as v
+
+__all__ = ["TanhCache", "SigmoidCache", "LeakyReLUCache", "GELUCache", "MSECache",
+           "BCEWithLogitsCache", "tanh_forward", "tanh_backward", "sigmoid_forward",
+           "sigmoid_backward", "leaky_relu_forward", "leaky_relu_backward", "gelu_forward",
+           "gelu_backward", "mse_loss", "mse_loss_backward", "bcewithlogits_loss",
+           "bcewithlogits_loss_backward"]
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_GELU_C = 0.044715
+
+
+@dataclass(frozen=True)
+class TanhCache:
+    H: np.ndarray           # tanh(X)
+
+
+@dataclass(frozen=True)
+class SigmoidCache:
+    S: np.ndarray           # σ(X)
+
+
+@dataclass(frozen=True)
+class LeakyReLUCache:
+    X: np.ndarray
+    negative_slope: float
+
+    @property
+    def mask(self) -> np.ndarray:
+        """X > 0: where the slope is 1."""
+        return self.X > 0
+
+
+@dataclass(frozen=True)
+class GELUCache:
+    X: np.ndarray
+    approximate: str
+
+
+@dataclass(frozen=True)
+class MSECache:
+    diff: np.ndarray        # pred − target
+
+    @property
+    def n(self) -> int:
+        return self.diff.size
+
+
+@dataclass(frozen=True)
+class BCEWithLogitsCache:
+    logits: np.ndarray
+    target: np.ndarray
+
+    @property
+    def probs(self) -> np.ndarray:
+        """σ(logits)."""
+        return special.expit(self.logits)
+
+
+def _input(name, X):
+    return v.float_array(name, X, None, "(any shape)")
+
+
+def _output(out, X):
+    Y = v.out_array(out, X.shape, X.dtype)
+    v.no_overlap(Y, "out", X=X)
+    return Y
+
+
+def _upstream(name, d, like):
+    d = v.float_array(name, d, like.ndim, f"{like.shape} (the forward output's shape)",
+                      dtype=like.dtype)
+    if d.shape != like.shape:
+        raise ValueError(f"{name}: expected shape {like.shape} (the forward output), "
+                         f"got {d.shape}")
+    return d
+
+
+# ------------------------------------------------------------------ tanh
+def tanh_forward(X, *, out=None):
+    """H = tanh(X), elementwise, any shape."""
+    X = _input("X", X)
+    H = _output(out, X)
+    np.tanh(X, out=H)
+    return H, TanhCache(H)
+
+
+def tanh_backward(dH, cache: TanhCache, *, out=None) -> np.ndarray:
+    """dX = dH ⊙ (1 − H²)."""
+    v.cache_of(cache, TanhCache, "tanh_forward")
+    H = cache.H
+    dH = _upstream("dH", dH, H)
+    dX = v.out_array(out, H.shape, H.dtype)
+    v.no_overlap(dX, "out", dH=dH, H=H)
+    np.multiply(H, H, out=dX)
+    np.subtract(1, dX, out=dX)
+    dX *= dH
+    return dX
+
+
+# --------------------------------------------------------------- sigmoid
+def sigmoid_forward(X, *, out=None):
+    """S = 1/(1 + e^{−X}), elementwise (scipy.special.expit: no overflow)."""
+    X = _input("X", X)
+    S = _output(out, X)
+    special.expit(X, out=S)
+    return S, SigmoidCache(S)
+
+
+def sigmoid_backward(dS, cache: SigmoidCache, *, out=None) -> np.ndarray:
+    """dX = dS ⊙ S ⊙ (1 − S)."""
+    v.cache_of(cache, SigmoidCache, "sigmoid_forward")
+    S = cache.S
+    dS = _upstream("dS", dS, S)
+    dX = v.out_array(out, S.shape, S.dtype)
+    v.no_overlap(dX, "out", dS=dS, S=S)
+    np.subtract(1, S, out=dX)
+    dX *= S
+    dX *= dS
+    return dX
+
+
+# ------------------------------------------------------------ leaky ReLU
+def _slope(negative_slope) -> float:
+    return v.real_number("negative_slope", negative_slope, -math.inf)
+
+
+def leaky_relu_forward(X, negative_slope=0.01, *, out=None):
+    """H = X where X > 0, negative_slope·X elsewhere (torch.nn.LeakyReLU)."""
+    X = _input("X", X)
+    slope = _slope(negative_slope)
+    H = _output(out, X)
+    np.multiply(X, X.dtype.type(slope), out=H)
+    np.copyto(H, X, where=X > 0)
+    return H, LeakyReLUCache(X, slope)
+
+
+def leaky_relu_backward(dH, cache: LeakyReLUCache, *, out=None) -> np.ndarray:
+    """dX = dH where X > 0, negative_slope·dH elsewhere."""
+    v.cache_of(cache, LeakyReLUCache, "leaky_relu_forward")
+    X = cache.X
+    dH = _upstream("dH", dH, X)
+    dX = v.out_array(out, X.shape, X.dtype)
+    v.no_overlap(dX, "out", dH=dH, X=X)
+    np.multiply(dH, X.dtype.type(cache.negative_slope), out=dX)
+    np.copyto(dX, dH, where=X > 0)
+    return dX
+
+
+# ------------------------------------------------------------------ GELU
+def gelu_forward(X, approximate="none", *, out=None):
+    """GELU(x) = x Φ(x) (approximate="none"), or with Φ ≈ ½(1 + tanh(√(2/π)(x + 0.044715x³)))
+    (approximate="tanh"), as torch.nn.functional.gelu."""
+    X = _input("X", X)
+    approximate = v.choice("approximate", approximate, ("none", "tanh"))
+    H = _output(out, X)
+    if approximate == "none":
+        np.multiply(X, X.dtype.type(_INV_SQRT_2), out=H)
+        special.erf(H, out=H)
+    else:
+        np.multiply(X, X, out=H)
+        H *= X.dtype.type(_GELU_C)
+        H += 1
+        H *= X
+        H *= X.dtype.type(_SQRT_2_OVER_PI)
+        np.tanh(H, out=H)
+    H += 1
+    H *= X
+    H *= X.dtype.type(0.5)
+    return H, GELUCache(X, approximate)
+
+
+def gelu_backward(dH, cache: GELUCache, *, out=None) -> np.ndarray:
+    """dX = dH ⊙ (Φ(x) + x φ(x)) (exact), or the derivative of the tanh form:
+    ½(1 + t) + ½ x (1 − t²) √(2/π) (1 + 3·0.044715 x²), t = tanh(√(2/π)(x + 0.044715x³))."""
+    v.cache_of(cache, GELUCache, "gelu_forward")
+    X = cache.X
+    dH = _upstream("dH", dH, X)
+    dX = v.out_array(out, X.shape, X.dtype)
+    v.no_overlap(dX, "out", dH=dH, X=X)
+    f = X.dtype.type
+    if cache.approximate == "none":
+        cdf = special.erf(X * f(_INV_SQRT_2))
+        cdf += 1
+        cdf *= f(0.5)
+        np.multiply(X, X, out=dX)
+        dX *= f(-0.5)
+        np.exp(dX, out=dX)
+        dX *= X
+        dX *= f(_INV_SQRT_2PI)
+        dX += cdf
+    else:
+        x2 = X * X
+        t = x2 * f(_GELU_C)
+        t += 1
+        t *= X
+        t *= f(_SQRT_2_OVER_PI)
+        np.tanh(t, out=t)
+        # dX = ½(1 + t) + ½ x (1 − t²) √(2/π) (1 + 3c x²)
+        x2 *= f(3 * _GELU_C)
+        x2 += 1
+        x2 *= X
+        x2 *= f(0.5 * _SQRT_2_OVER_PI)
+        np.multiply(t, t, out=dX)
+        np.subtract(1, dX, out=dX)
+        dX *= x2
+        t += 1
+        t *= f(0.5)
+        dX += t
+    dX *= dH
+    return dX
+
+
+# ---------------------------------------------------------------- losses
+def _pair(pred_name, pred, target):
+    P = v.float_array(pred_name, pred, None, "(any shape)")
+    v.nonempty(pred_name, P, "(any shape)")
+    T = v.float_array("target", target, P.ndim, f"{P.shape} (the shape of {pred_name})",
+                      dtype=P.dtype, dtype_of=f"the dtype of {pred_name}")
+    if T.shape != P.shape:
+        raise ValueError(f"target: expected shape {P.shape} (the shape of {pred_name}), "
+                         f"got {T.shape}")
+    return P, T
+
+
+def _dloss(dloss) -> float:
+    return v.real_number("dloss", dloss, -math.inf)
+
+
+def mse_loss(pred, target):
+    """L = (1/n) Σ (pred − target)², n = pred.size (torch.nn.MSELoss, reduction="mean").
+    Returns (loss as a Python float, cache)."""
+    P, T = _pair("pred", pred, target)
+    diff = np.subtract(P, T)
+    loss = float(np.vdot(diff.reshape(-1), diff.reshape(-1)) / diff.size)
+    return loss, MSECache(diff)
+
+
+def mse_loss_backward(dloss=1.0, cache: MSECache | None = None, *, out=None) -> np.ndarray:
+    """∂L/∂pred = dloss · 2 (pred − target) / n."""
+    v.cache_of(cache, MSECache, "mse_loss")
+    dloss = _dloss(dloss)
+    diff = cache.diff
+    dP = v.out_array(out, diff.shape, diff.dtype)
+    v.no_overlap(dP, "out", diff=diff)
+    np.multiply(diff, diff.dtype.type(2.0 * dloss / diff.size), out=dP)
+    return dP
+
+
+def bcewithlogits_loss(logits, target):
+    """L = (1/n) Σ [max(x, 0) − x t + log(1 + e^{−|x|})], x the logits, t in [0, 1]
+    (torch.nn.BCEWithLogitsLoss, reduction="mean"; the stable form: e^{−|x|} ≤ 1).
+    Returns (loss as a Python float, cache)."""
+    X, T = _pair("logits", logits, target)
+    terms = np.abs(X)
+    np.negative(terms, out=terms)
+    np.exp(terms, out=terms)
+    np.log1p(terms, out=terms)
+    terms += np.maximum(X, 0)
+    terms -= X * T
+    loss = float(terms.sum(dtype=np.float64) / terms.size) if X.dtype == np.float64 \
+        else float(terms.mean())
+    return loss, BCEWithLogitsCache(X, T)
+
+
+def bcewithlogits_loss_backward(dloss=1.0, cache: BCEWithLogitsCache | None = None, *,
+                                out=None) -> np.ndarray:
+    """∂L/∂x = dloss · (σ(x) − t) / n."""
+    v.cache_of(cache, BCEWithLogitsCache, "bcewithlogits_loss")
+    dloss = _dloss(dloss)
+    X, T = cache.logits, cache.target
+    dX = v.out_array(out, X.shape, X.dtype)
+    v.no_overlap(dX, "out", logits=X, target=T)
+    special.expit(X, out=dX)
+    dX -= T
+    dX *= X.dtype.type(dloss / X.size)
+    return dX
