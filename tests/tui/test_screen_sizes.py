@@ -193,9 +193,40 @@ async def test_config_help_text_whole_at_80x24(started_app):
         assert len(fused.help) > 70          # the long one, longer than its column
 
 
-async def test_training_title_and_last_epochs_at_80x24():
+async def test_long_config_form_keeps_its_buttons_at_80x24(started_app):
+    """whitening-zca has nine fields, taller than the dialog at 80×24: the
+    fields scroll, the buttons stay inside the dialog (they were cut off)."""
+    async with started_app("whitening-zca", size=SMALL) as pilot:
+        await pilot.press("c")
+        form = pilot.app.screen
+        assert isinstance(form, ConfigScreen)
+        await shown(pilot, "Configure whitening-zca")
+        dialog = form.query_one("#config-dialog").region
+        for ident in ("#apply", "#cancel"):
+            button = form.query_one(ident).region
+            assert button.height and dialog.contains_region(button), (ident, button, dialog)
+            assert button.bottom < dialog.bottom          # above the dialog's border
+        text = screen_text(form)
+        assert "Apply" in text and "Cancel" in text, text
+        fields = form.query_one("#config-fields")
+        assert fields.max_scroll_y > 0                     # the fields scroll instead
+        # the last field is reachable: tab to it, it scrolls into view
+        last = form.query(".field-editor").last()
+        last.focus()
+        await pilot.pause()
+        await shown(pilot, form.walkthrough.params[-1].help)
+
+
+async def test_help_foot_visible_at_80x24(started_app):
+    async with started_app(size=SMALL) as pilot:
+        await pilot.press("question_mark")
+        await shown(pilot, "nnkit-tui: keys", "esc / ? / q: close")
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
+async def test_training_title_and_last_epochs(size):
     app = NnkitApp()
-    async with app.run_test(size=SMALL) as pilot:
+    async with app.run_test(size=size) as pilot:
         await settle(pilot)
         screen = TrainingScreen(dataset="synthetic", epochs=20)
         await app.push_screen(screen)
@@ -214,8 +245,17 @@ async def test_training_title_and_last_epochs_at_80x24():
         last = f"{h.epoch[-1]:>5}  {h.train_loss[-1]:>10.4f}"
         await shown(pilot, "epoch  train loss  train acc  val loss  val acc", last)
         footer = screen.query_one(Footer).region.y
-        row = next(i for i, line in enumerate(screen_lines(screen)) if last in line)
+        lines = screen_lines(screen)
+        row = next(i for i, line in enumerate(lines) if last in line)
         assert row < footer
+        # the rows follow the header with no gap: the newest at the bottom when
+        # they overflow (80×24), all 20 from the first when they fit (120×40)
+        head = next(i for i, line in enumerate(lines) if "epoch  train loss" in line)
+        shown_epochs = [(line.split() or [""])[0] for line in lines[head + 1:row + 1]]
+        expected = [str(e) for e in range(21 - len(shown_epochs), 21)]
+        assert shown_epochs == expected, lines[head:row + 1]
+        if size == LARGE:
+            assert shown_epochs[0] == "1"
         # the keys the title no longer lists are in the footer
         text = screen_lines(screen)[footer]
         assert "x Cancel" in text and "s Start" in text and "esc Back" in text

@@ -8,8 +8,8 @@ new run, esc goes back (cancelling a run in progress). The model, data and
 optimizer are `nnkit train`'s example (nnkit.train.example_data/example_model).
 
 At 80×24 the title fits one line (the keys are in the footer) and the epoch
-table keeps its header in place while its rows, every epoch, scroll and stay
-anchored to the newest: the last epochs are always the ones on screen.
+table keeps its header in place while its rows, every epoch, scroll and
+follow the newest: the last epochs are the ones on screen.
 """
 from __future__ import annotations
 
@@ -94,12 +94,11 @@ class TrainingScreen(Screen):
         yield Static("validation accuracy per epoch", classes="train-label")
         yield Sparkline([], id="train-acc", summary_function=max)
         yield Static(TABLE_HEAD, id="train-table-head")
-        with VerticalScroll(id="train-table-scroll", can_focus=False):
+        with VerticalScroll(id="train-table-scroll"):      # ↑/↓ read older epochs
             yield Static("", id="train-table")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#train-table-scroll").anchor()    # newest epoch in view
         self.action_start()
 
     # ----------------------------------------------------------- actions
@@ -195,7 +194,14 @@ class TrainingScreen(Screen):
                                       "val_acc")), default=0)
         lines = [f"{h['epoch'][i]:>5}  {h['train_loss'][i]:>10.4f}  {h['train_acc'][i]:>9.2%}  "
                  f"{h['val_loss'][i]:>8.4f}  {h['val_acc'][i]:>7.2%}" for i in range(n)]
+        scroll = self.query_one("#train-table-scroll", VerticalScroll)
+        # follow the newest epoch unless the user has scrolled up to read older
+        # ones (not Widget.anchor(): Textual 8 then draws a short table at the
+        # bottom of the pane, under blank lines)
+        follow = scroll.scroll_y >= scroll.max_scroll_y
         self.query_one("#train-table", Static).update("\n".join(lines))
+        if follow:
+            scroll.scroll_end(animate=False)
 
 
 def _tail(values: list[float], n: int = 400) -> list[float]:
