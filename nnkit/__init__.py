@@ -91,6 +91,8 @@ from .activations import (BCEWithLogitsCache, GELUCache, LeakyReLUCache, MSECach
                           mse_loss_backward, sigmoid_backward, sigmoid_forward,
                           tanh_backward, tanh_forward)
 from .layers import BCEWithLogitsLoss, GELU, LeakyReLU, MSELoss, Sigmoid, Tanh
+from .optim import clip_grad_norm_
+from .checkpoint import load, save
 
 # the walkthroughs register themselves with nnkit.trace (plug-ins above the core)
 from . import walkthroughs  # noqa: E402,F401

@@ -30,6 +30,7 @@ from . import norms
 from . import weightnorm as wn
 from . import init as nkinit
 from . import conv
+from . import checkpoint as _checkpoint
 from ._random import generator
 from ._whitening_algebra import block_diag, stacks
 
@@ -88,10 +89,36 @@ class Layer:
         self.grads[name] = np.zeros_like(value)
         return value
 
-    def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    # running statistics saved by state_dict (not parameters: no gradient)
+    buffer_names: tuple = ()
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(name, parameter) for every parameter, as torch.nn.Module.named_parameters();
+        the gradient of each is self.grads[name] (named_parameters_and_grads)."""
+        yield from self.params.items()
+
+    def named_parameters_and_grads(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """(name, parameter, its gradient) for every parameter."""
         for name, p in self.params.items():
             yield name, p, self.grads[name]
+
+    def named_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(name, array) of every running statistic (BatchNorm's running_mean/var, ...)."""
+        for name in self.buffer_names:
+            yield name, getattr(self, name)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and running statistic by name (torch's
+        state_dict): what load_state_dict reads back and nk.save writes."""
+        return _checkpoint.layer_state_dict(self)
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> "Layer":
+        """Copy a state dict's arrays into this layer's parameters and running
+        statistics, in place (flat or nested by nk.load). A missing key
+        (KeyError), a misshaped one (ValueError), or with strict=True an unknown
+        one is refused, naming the key, before anything is written."""
+        _checkpoint.load_layer_state_dict(self, state_dict, strict)
+        return self
 
     def parameters(self) -> list[np.ndarray]:
         """Every parameter array (each once), as torch.nn.Module.parameters()."""
@@ -347,6 +374,8 @@ class BatchNorm(_FeatureNorm):
     and BatchNorm2d) by nk.batchnorm_channels_forward.
     """
 
+    buffer_names = ("running_mean", "running_var")
+
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1,
                  relu: bool = False, dtype=np.float64):
         self.eps = v.eps_value(eps)
@@ -419,6 +448,13 @@ class WhiteningBatchNorm(_FeatureNorm):
     def running_whitening(self) -> np.ndarray:
         """The running W, (M, M) block diagonal."""
         return block_diag(self._running_W)
+
+    def named_buffers(self):
+        """running_mean and the running whitening, one stack of group matrices per
+        group size ("running_whitening.0", ...)."""
+        yield "running_mean", self.running_mean
+        for i, W in enumerate(self._running_W):
+            yield f"running_whitening.{i}", W
 
     def forward(self, Y):
         g, b = self.params["gamma"], self.params["beta"]
@@ -614,7 +650,7 @@ class Sequential(Layer):
             if id(layer) in seen:
                 continue
             seen.add(id(layer))
-            for name, p, g in layer.named_parameters():
+            for name, p, g in layer.named_parameters_and_grads():
                 self.params[f"{i}.{name}"] = p
                 self.grads[f"{i}.{name}"] = g
         reuse_buffers = v.flag("reuse_buffers", reuse_buffers)
@@ -638,6 +674,15 @@ class Sequential(Layer):
         lines = [f"  ({i}): " + repr(layer).replace("\n", "\n  ")
                  for i, layer in enumerate(self.layers)]
         return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
+
+    def named_buffers(self):
+        """Every layer's running statistics as "<index>.<name>" (each layer once)."""
+        seen: set[int] = set()
+        for i, layer in enumerate(self.layers):
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                for name, b in layer.named_buffers():
+                    yield f"{i}.{name}", b
 
     def train(self, mode: bool = True) -> "Sequential":
         super().train(mode)

@@ -23,6 +23,14 @@ The updates, with g' = g + weight_decay·θ (PyTorch's L2 form):
     adam             m = β1·m + (1−β1)·g', v = β2·v + (1−β2)·g'²,
                      θ −= lr·m̂/(√v̂ + eps), m̂ = m/(1−β1^t), v̂ = v/(1−β2^t)
     adagrad          S += g'², θ −= clr·g'/(√S + eps), clr = lr/(1 + (t−1)·lr_decay)
+    adamw            θ *= 1 − lr·λ (decoupled decay), then adam with weight_decay 0
+                     (torch.optim.AdamW)
+    rmsprop          s = α·s + (1−α)·g'², (centered: ḡ = ḡ + (1−α)(g' − ḡ), s − ḡ²),
+                     d = √(...) + eps; θ −= lr·g'/d, or with momentum μ:
+                     buf = μ·buf + g'/d, θ −= lr·buf         (torch.optim.RMSprop)
+
+adamw runs adam's kernel after one NumPy pass for the decay; rmsprop is NumPy
+ufuncs with out= (no kernel: a Cython kernel needs a rebuild, left for later).
 
 Arithmetic is in the parameter's dtype, as torch.optim's.
 """
@@ -30,11 +38,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import _validate as check
 from ._kernels import optim as _k
 from ._threads import kernel_threads
 
-__all__ = ["sgd", "momentum", "running_average", "adam", "adagrad"]
+__all__ = ["sgd", "momentum", "running_average", "adam", "adagrad", "adamw", "rmsprop"]
 
 
 # --------------------------------------------------------- the steps
@@ -61,6 +71,34 @@ def _adam(p, g, m, vel, t, lr, b1, b2, eps, wd, nt) -> None:
     step_size = lr / (1.0 - b1 ** t)
     invbc2_sqrt = 1.0 / math.sqrt(1.0 - b2 ** t)
     _k.adam_step(p, g, m, vel, b1, b2, step_size, invbc2_sqrt, eps, wd, nt)
+
+
+def _adamw(p, g, m, vel, t, lr, b1, b2, eps, wd, nt) -> None:
+    if wd != 0:
+        p *= p.dtype.type(1.0 - lr * wd)
+    _adam(p, g, m, vel, t, lr, b1, b2, eps, 0.0, nt)
+
+
+def _rmsprop(p, g, sq, gavg, buf, lr, alpha, eps, wd, mu, centered) -> None:
+    """torch.optim.RMSprop's single-tensor step in its operation order (NumPy)."""
+    f = p.dtype.type
+    if wd != 0:
+        g = g + f(wd) * p
+    sq *= f(alpha)
+    sq += f(1.0 - alpha) * (g * g)
+    if centered:
+        gavg += f(1.0 - alpha) * (g - gavg)          # lerp(ḡ, g, 1 − α), weight < 0.5
+        avg = sq - gavg * gavg
+        np.sqrt(avg, out=avg)
+    else:
+        avg = np.sqrt(sq)
+    avg += f(eps)
+    if mu > 0:
+        buf *= f(mu)
+        buf += g / avg
+        p -= f(lr) * buf
+    else:
+        p -= f(lr) * (g / avg)
 
 
 def _adagrad(p, g, S, t, lr, eps, wd, lr_decay, nt) -> None:
@@ -154,6 +192,42 @@ def adagrad(param, grad, sum, step, *, lr, eps=1e-10, weight_decay=0.0,  # noqa:
     lr_decay = check.real_number("lr_decay", lr_decay)
     p, g, S = check.step_arrays(param, grad, sum=_required("sum", sum))
     _adagrad(p, g, S, step, lr, eps, wd, lr_decay, kernel_threads())
+
+
+def adamw(param, grad, m, v, step, *, lr, betas=(0.9, 0.999), eps=1e-8,
+          weight_decay=1e-2) -> None:
+    """torch.optim.AdamW's step (amsgrad=False), in place: θ *= 1 − lr·weight_decay,
+    then Adam's moments and update without weight decay in the gradient."""
+    step = check.step_number(step)
+    lr = check.real_number("lr", lr)
+    b1, b2 = check.betas_value(betas)
+    eps = check.real_number("eps", eps)
+    wd = check.real_number("weight_decay", weight_decay)
+    p, g, mm, vv = check.step_arrays(param, grad, m=_required("m", m), v=_required("v", v))
+    _adamw(p, g, mm, vv, step, lr, b1, b2, eps, wd, kernel_threads())
+
+
+def rmsprop(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+            momentum=0.0, centered=False, grad_avg=None, momentum_buffer=None) -> None:
+    """torch.optim.RMSprop's step, in place: square_avg (and grad_avg when centered,
+    momentum_buffer when momentum > 0, each zeros before the first step) and θ."""
+    lr = check.real_number("lr", lr)
+    alpha = check.real_number("alpha", alpha, 0.0, 1.0)
+    eps = check.real_number("eps", eps)
+    wd = check.real_number("weight_decay", weight_decay)
+    mu = check.real_number("momentum", momentum)
+    centered = check.flag("centered", centered)
+    states = {"square_avg": _required("square_avg", square_avg)}
+    if centered:
+        states["grad_avg"] = _required("grad_avg", grad_avg)
+    if mu > 0:
+        states["momentum_buffer"] = _required("momentum_buffer", momentum_buffer)
+    arrs = check.step_arrays(param, grad, **states)
+    p, g, sq = arrs[:3]
+    rest = iter(arrs[3:])
+    gavg = next(rest) if centered else None
+    buf = next(rest) if mu > 0 else None
+    _rmsprop(p, g, sq, gavg, buf, lr, alpha, eps, wd, mu, centered)
 
 
 def _required(name: str, state):

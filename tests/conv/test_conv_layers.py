@@ -95,7 +95,7 @@ def _train(model, X, y, epochs, lr=0.1, batch=32, seed=0):
             idx = order[i:i + batch]
             total += loss_fn(model(X[idx]), y[idx]) * len(idx)
             model.backward(loss_fn.backward())
-            for _, p, g in model.named_parameters():
+            for _, p, g in model.named_parameters_and_grads():
                 p -= lr * g
         losses.append(total / len(X))
     return losses

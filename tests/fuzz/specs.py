@@ -24,6 +24,9 @@ NOT_FUZZED = {
     "init": "module: every initializer has its own spec (init.<name>)",
     "optim": "module: every optimizer and schedule has its own spec (optim.<name>)",
     "train": "module: train.fit has its own spec",
+    "save": "writes a file: its inputs (nested dicts, unsavable leaves, paths) are "
+            "tests/training/test_checkpoint.py's",
+    "load": "reads a file nk.save wrote: tests/training/test_checkpoint.py",
     "conv": "module: its public functions are re-exported and fuzzed by name",
     "Layer": "abstract base (forward raises NotImplementedError)",
     "check_derivation": "runs a student's file in a child process: its hostile inputs "
@@ -891,6 +894,8 @@ def schedule_ref(kind):
         lr = float(a["lr"])
         if kind == "StepLR":
             gm = 0.1 if a.get("gamma") is None else float(a["gamma"])
+            if gm > 1e30:          # gamma^k overflows: inf (IEEE, right)
+                return None
             return [np.asarray([lr * gm ** (k // int(a["step_size"])) for k in range(1, 5)])]
         return [np.asarray([lr / np.sqrt(k + 1) for k in range(1, 5)])]
     return ref
@@ -1482,3 +1487,114 @@ def _loss_specs(kind, fn, bfn, lname, cls, pred):
 _loss_specs("mse", nk.mse_loss, nk.mse_loss_backward, "MSELoss", nk.MSELoss, "pred")
 _loss_specs("bce", nk.bcewithlogits_loss, nk.bcewithlogits_loss_backward, "BCEWithLogitsLoss",
             nk.BCEWithLogitsLoss, "logits")
+
+
+# ============================ optimizers, schedules, clipping (issue 27, PyTorch-style)
+def _first_step_ref(kind):
+    """The first step from zero state, float64, written from torch's update rules."""
+    def ref(a):
+        kw = {k: x for k, x in a.items() if k not in ("params", "grads")}
+        lr = float(kw.get("lr", 1e-3 if kind == "AdamW" else 1e-2))
+        wd = float(kw.get("weight_decay", 1e-2 if kind == "AdamW" else 0.0))
+        if max(abs(lr), abs(wd)) > 1e30:
+            return None
+        p, g = R.f64(a["params"]), R.f64(a["grads"])
+        if kind == "AdamW":
+            b1, b2 = kw.get("betas", (0.9, 0.999))
+            eps = float(kw.get("eps", 1e-8))
+            p = p * (1 - lr * wd)
+            m, v2 = (1 - b1) * g, (1 - b2) * g * g
+            return [p - lr / (1 - b1) * m / (np.sqrt(v2 / (1 - b2)) + eps)]
+        alpha, eps = float(kw.get("alpha", 0.99)), float(kw.get("eps", 1e-8))
+        mu, centered = float(kw.get("momentum", 0.0)), bool(kw.get("centered", False))
+        g = g + wd * p
+        s = (1 - alpha) * g * g
+        if centered:
+            ga = (1 - alpha) * g
+            s = s - ga * ga
+        d = np.sqrt(s) + eps
+        return [p - lr * g / d]        # buf = g/d on the first step with momentum too
+    return ref
+
+
+OPT_EXTRA["AdamW"] = OPT_EXTRA["Adam"]
+OPT_EXTRA["RMSprop"] = {"alpha": [-0.1, 1.5, "0.9"], "eps": [-1.0, 0.0],
+                        "momentum": [-0.5, 0.9], "centered": [1, "yes", True]}
+for _kind in ("AdamW", "RMSprop"):
+    spec(f"optim.{_kind}", make_opt(_kind), b_opt, ref=_first_step_ref(_kind),
+         inplace=("params",), nan_policy=False,
+         scalars={**OPT_SCALARS, **OPT_EXTRA[_kind]}, names=("params", "grads"))
+
+
+def _sched_call(kind):
+    def call(lr, optimizer="sgd", **kw):
+        p = np.zeros(3)
+        opt = nk.optim.SGD([(p, np.ones(3))], lr=lr, momentum=0.9) \
+            if isinstance(optimizer, str) and optimizer == "sgd" else optimizer
+        s = getattr(nk.optim, kind)(opt, **kw)
+        if kind == "ReduceLROnPlateau":
+            return [np.asarray([s.step(1.0) for _ in range(4)])]
+        return [np.asarray([s.step() for _ in range(4)])]
+    call.__name__ = kind
+    return call
+
+
+SCHEDULES = {
+    "MultiStepLR": (lambda d: dict(lr=0.1, milestones=[1, 3], gamma=0.5),
+                    {"milestones": [3, [0], ["a"], None], "gamma": [-1.0, "x"]},
+                    lambda a: [0.1 * a["gamma"] ** sum(m <= k for m in a["milestones"])
+                               for k in range(1, 5)]),
+    "ExponentialLR": (lambda d: dict(lr=0.1, gamma=0.5), {"gamma": [-1.0, "x", None]},
+                      lambda a: [0.1 * a["gamma"] ** k for k in range(1, 5)]),
+    "CosineAnnealingLR": (lambda d: dict(lr=0.1, T_max=8, eta_min=0.0),
+                          {"T_max": [0, 2.5, "8"], "eta_min": [-1.0, "0"]},
+                          lambda a: [a["eta_min"] + (0.1 - a["eta_min"])
+                                     * (1 + np.cos(np.pi * k / a["T_max"])) / 2
+                                     for k in range(1, 5)]),
+    "OneCycleLR": (lambda d: dict(lr=0.1, max_lr=1.0, total_steps=10),
+                   {"max_lr": [-1.0, "1", None], "total_steps": [0, 2.0],
+                    "pct_start": [1.5, -0.1], "anneal_strategy": ["sin", 1],
+                    "div_factor": [-1.0]}, None),
+    "ReduceLROnPlateau": (lambda d: dict(lr=0.1, patience=1, factor=0.5),
+                          {"patience": [-1, 1.5], "factor": [1.0, -0.5, "x"],
+                           "mode": ["mean", None], "threshold_mode": ["x"]},
+                          lambda a: [0.1, 0.1, 0.05, 0.05]),
+}
+def _sched_ref(f):
+    def ref(a):
+        a = {k: (float(x) if k in ("gamma", "eta_min") else x) for k, x in a.items()}
+        if a.get("gamma", 0.0) > 1e30:    # gamma^k overflows: inf (IEEE, right)
+            return None
+        return [np.asarray(f(a))]
+    return ref
+
+
+for _kind, (_build, _scalars, _ref) in SCHEDULES.items():
+    spec(f"optim.{_kind}", _sched_call(_kind), _build,
+         ref=None if _ref is None else _sched_ref(_ref),
+         scalars={**_scalars, "optimizer": [None, 3]})
+
+
+def clip_call(grads, max_norm=1.0, norm_type=2.0):
+    # copies: the engine keeps copies of top-level arrays for the reference, not of lists
+    if isinstance(grads, list):
+        grads = [np.array(g) if isinstance(g, np.ndarray) else g for g in grads]
+    total = nk.clip_grad_norm_(grads, max_norm, norm_type)
+    return [np.asarray(total)] + [np.array(g) for g in (grads if isinstance(grads, list) else [])]
+
+
+def clip_ref(a):
+    gs = [R.f64(g) for g in a["grads"]]
+    nt = float(a["norm_type"])
+    total = max(np.max(np.abs(g)) for g in gs) if np.isinf(nt) else \
+        np.linalg.norm([np.linalg.norm(g.ravel(), nt) for g in gs], nt)
+    c = min(1.0, float(a["max_norm"]) / (total + 1e-6))
+    return [np.asarray(total)] + [g * c for g in gs]
+
+
+spec("clip_grad_norm_", clip_call,
+     lambda d: dict(grads=[d.arr(d.dim(), d.dim()), d.arr(d.dim())],
+                    max_norm=d.choice([0.5, 1.0, 100.0]), norm_type=d.choice([2.0, 1.0, np.inf])),
+     ref=clip_ref, inplace=("grads",), nan_policy=False,
+     scalars={"max_norm": [-1.0, "1", None], "norm_type": [0.0, -2.0, "2", None]},
+     names=("params",))

@@ -258,9 +258,9 @@ def test_sequential_reuse_buffers_trains_the_same_and_reuses_its_outputs():
         for _ in range(3):
             losses.append(float(crit(m(X), y)))
             m.backward(crit.backward())
-            for _, p, g in m.named_parameters():
+            for _, p, g in m.named_parameters_and_grads():
                 p -= 0.1 * g
-        runs[reuse] = (losses, {k: p.copy() for k, p, _ in m.named_parameters()})
+        runs[reuse] = (losses, {k: p.copy() for k, p, _ in m.named_parameters_and_grads()})
     assert runs[True][0] == runs[False][0]
     for k, p in runs[False][1].items():
         np.testing.assert_array_equal(runs[True][1][k], p)

@@ -236,4 +236,5 @@ def test_shared_memory_is_refused():
 
 def test_functional_is_reachable_from_nk_optim():
     assert nk.optim.functional is F
-    assert set(F.__all__) == {"sgd", "momentum", "running_average", "adam", "adagrad"}
+    assert set(F.__all__) == {"sgd", "momentum", "running_average", "adam", "adagrad",
+                              "adamw", "rmsprop"}
