@@ -24,6 +24,20 @@ Gradients accumulate (as in PyTorch), so each batch starts with
 stops the run after that batch and `fit` returns the history with
 `stopped = True` (the TUI's cancel key does this).
 
+PyTorch-script options: `drop_last=True` skips the last, smaller batch;
+`batch_axis=1` cuts the batches along axis 1 of X, for time-major sequences
+(T, B, N) of nk.RNN / nk.BiRNN (y is cut along its axis 0 when it holds one
+label or target per sequence, along axis 1 when it is time-major too);
+`scheduler=` an nk.optim schedule stepped after every epoch
+(`scheduler_step="epoch"`, the default) or every batch ("batch"); a
+ReduceLROnPlateau is given the epoch's validation loss (the train loss
+without a validation set; the batch's loss per batch). `early_stopping=
+EarlyStopping(patience, min_delta)` stops when the validation loss (train
+loss without a validation set) has not improved by more than min_delta for
+`patience` epochs (`restore_best=True` loads the best epoch's state_dict back);
+`History.stopped` is then True and `History.best_epoch` the best epoch. A
+callback of your own stops the same way by raising StopTraining.
+
 `example_data` and `example_model` are the `nnkit train` example: scikit-learn's
 8×8 digits (1797 images, 10 classes; the optional extra
 `pip install nnkit[examples]`) or, without scikit-learn, a synthetic set of the
@@ -41,7 +55,7 @@ import numpy as np
 from . import _validate as v
 from ._random import generator
 
-__all__ = ["fit", "evaluate", "History", "Progress", "StopTraining", "Dataset",
+__all__ = ["fit", "evaluate", "History", "Progress", "StopTraining", "EarlyStopping", "Dataset",
            "example_data", "example_model", "sparkline"]
 
 
@@ -61,6 +75,7 @@ class History:
     batch_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
     stopped: bool = False
+    best_epoch: int | None = None     # with early_stopping: the epoch of the best loss
 
     def as_dict(self) -> dict:
         """A snapshot (copies of the lists: safe to hand to another thread)."""
@@ -90,6 +105,66 @@ class Progress:
     history: History
 
 
+class EarlyStopping:
+    """Stop `fit` when the monitored loss (validation, or train without a validation
+    set) has not fallen by more than `min_delta` for `patience` epochs (as Keras'
+    EarlyStopping). restore_best=True loads the best epoch's model.state_dict()
+    back when it stops (or at the end)."""
+
+    def __init__(self, patience: int = 5, min_delta: float = 0.0, restore_best: bool = False):
+        self.patience = v.positive_int("patience", patience)
+        self.min_delta = v.real_number("min_delta", min_delta)
+        self.restore_best = v.flag("restore_best", restore_best)
+        self.reset()
+
+    def reset(self) -> None:
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.best_state = None
+
+    def update(self, epoch: int, value: float, model=None) -> bool:
+        """Record one epoch's loss; True when training should stop."""
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            if self.restore_best and model is not None:
+                self.best_state = model.state_dict()
+            return False
+        self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+    def __repr__(self) -> str:
+        return (f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta:g}, "
+                f"restore_best={self.restore_best})")
+
+
+def _batch_data(X, y, batch_axis: int, name_X="X", name_y="y"):
+    """X with its samples along batch_axis; y cut along axis 0 (one per sample) or,
+    when time-major like X, along batch_axis. Returns (X, y, n, y_axis)."""
+    if batch_axis == 0:
+        X, y = v.labelled_data(X, y, name_X, name_y)
+        return X, y, X.shape[0], 0
+    X = v.float_array(name_X, X, None, "(T, n, features...), time-major")
+    if X.ndim < 2:
+        raise ValueError(f"{name_X}: expected at least 2 axes with batch_axis=1 (T, n, ...), "
+                         f"got shape {X.shape}")
+    v.nonempty(name_X, X, "(T, n, features...)")
+    n = X.shape[1]
+    try:
+        y = np.asarray(y)
+    except Exception as exc:  # noqa: BLE001 -- ragged lists and the like
+        raise TypeError(f"{name_y}: expected integer labels or float targets, got "
+                        f"{type(y).__name__} ({exc})") from None
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"{name_y}: expected integer labels or float targets, got {y.dtype}")
+    if y.ndim >= 1 and y.shape[0] == n:
+        return X, y, n, 0
+    if y.ndim >= 2 and y.shape[1] == n:
+        return X, y, n, 1
+    raise ValueError(f"{name_y}: expected {n} labels or targets (one per sequence, axis 1 of "
+                     f"{name_X}) along axis 0, or time-major along axis 1, got shape {y.shape}")
+
+
 def _check_model(model, loss, optimizer) -> None:
     for name, obj, methods in (("model", model, ("forward", "backward", "train", "eval")),
                                ("loss", loss, ("forward", "backward")),
@@ -112,39 +187,61 @@ def _correct(out: np.ndarray, y: np.ndarray) -> float:
     return math.nan
 
 
-def evaluate(model, loss, X, y, batch_size: int = 512) -> tuple[float, float]:
+def evaluate(model, loss, X, y, batch_size: int = 512, *,
+             batch_axis: int = 0) -> tuple[float, float]:
     """(mean loss, accuracy) of `model` on (X, y) in eval mode; the mode is restored."""
-    X, y = v.labelled_data(X, y)
+    batch_axis = _axis(batch_axis)
+    X, y, n, y_axis = _batch_data(X, y, batch_axis)
     batch_size = v.positive_int("batch_size", batch_size)
     was_training = getattr(model, "training", True)
     model.eval()
     try:
         total = correct = 0.0
-        for i in range(0, X.shape[0], batch_size):
-            out = model.forward(X[i:i + batch_size])
-            yb = y[i:i + batch_size]
-            total += float(loss.forward(out, yb)) * yb.shape[0]
+        for i in range(0, n, batch_size):
+            idx = np.arange(i, min(i + batch_size, n))
+            out = model.forward(np.take(X, idx, axis=batch_axis))
+            yb = np.take(y, idx, axis=y_axis)
+            total += float(loss.forward(out, yb)) * idx.shape[0]
             correct += _correct(np.asarray(out), yb)
     finally:
         model.train(was_training)
-    n = X.shape[0]
     return total / n, correct / n
+
+
+def _axis(batch_axis) -> int:
+    if isinstance(batch_axis, (bool, np.bool_)) or batch_axis not in (0, 1):
+        raise ValueError(f"batch_axis: expected 0 (samples first) or 1 (time-major "
+                         f"(T, B, ...)), got {batch_axis!r}")
+    return int(batch_axis)
 
 
 def fit(model, loss, optimizer, X, y, epochs: int, batch_size: int, *, X_val=None,
         y_val=None, shuffle: bool = True, rng: np.random.Generator | None = None,
-        progress: bool = True, callback: Callable[[Progress], None] | None = None
+        progress: bool = True, callback: Callable[[Progress], None] | None = None,
+        drop_last: bool = False, batch_axis: int = 0, scheduler=None,
+        scheduler_step: str = "epoch", early_stopping: EarlyStopping | None = None
         ) -> History:
     """Train `model` on (X, y) with `optimizer` for `epochs` epochs; returns the History."""
     _check_model(model, loss, optimizer)
-    X, y = v.labelled_data(X, y)
+    batch_axis = _axis(batch_axis)
+    X, y, n, y_axis = _batch_data(X, y, batch_axis)
+    drop_last = v.flag("drop_last", drop_last)
+    scheduler_step = v.choice("scheduler_step", scheduler_step, ("epoch", "batch"))
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise TypeError(f"scheduler: expected an nk.optim schedule (with step()), got "
+                        f"{type(scheduler).__name__}")
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(f"early_stopping: expected nk.train.EarlyStopping(...) or None, got "
+                        f"{type(early_stopping).__name__}")
+    from .optim import ReduceLROnPlateau
+    plateau = isinstance(scheduler, ReduceLROnPlateau)
     epochs = v.positive_int("epochs", epochs)
     batch_size = v.positive_int("batch_size", batch_size)
     if (X_val is None) != (y_val is None):
         raise ValueError("X_val: expected X_val and y_val together (or neither), got "
                          f"{'only X_val' if y_val is None else 'only y_val'}")
     if X_val is not None:
-        X_val, y_val = v.labelled_data(X_val, y_val, "X_val", "y_val")
+        X_val, y_val, _, _ = _batch_data(X_val, y_val, batch_axis, "X_val", "y_val")
     shuffle = v.flag("shuffle", shuffle)
     progress = v.flag("progress", progress)
     if callback is not None and not callable(callback):
@@ -158,8 +255,13 @@ def fit(model, loss, optimizer, X, y, epochs: int, batch_size: int, *, X_val=Non
                         f"zero_grad), got {type(optimizer).__name__} and "
                         f"{type(model).__name__} without it")
 
-    n = X.shape[0]
-    batches = math.ceil(n / batch_size)
+    batches = n // batch_size if drop_last else math.ceil(n / batch_size)
+    if batches == 0:
+        raise ValueError(f"batch_size: expected at most {n} (the number of samples) with "
+                         f"drop_last=True, got {batch_size}: no batch would run")
+    seen = batches * batch_size if drop_last else n
+    if early_stopping is not None:
+        early_stopping.reset()
     hist = History()
     bar = _Bar(epochs * batches) if progress else None
     t0 = time.perf_counter()
@@ -170,13 +272,18 @@ def fit(model, loss, optimizer, X, y, epochs: int, batch_size: int, *, X_val=Non
             total = correct = 0.0
             for b in range(batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
-                Xb, yb = X[idx], y[idx]
+                if batch_axis == 0:
+                    Xb, yb = X[idx], y[idx]
+                else:
+                    Xb, yb = np.take(X, idx, axis=1), np.take(y, idx, axis=y_axis)
                 zero_grad()
                 out = model.forward(Xb)
                 batch_loss = float(loss.forward(out, yb))
                 batch_correct = _correct(np.asarray(out), yb)
                 model.backward(loss.backward())
                 optimizer.step()
+                if scheduler is not None and scheduler_step == "batch":
+                    scheduler.step(batch_loss) if plateau else scheduler.step()
                 total += batch_loss * idx.shape[0]
                 correct += batch_correct
                 hist.batch_loss.append(batch_loss)
@@ -187,23 +294,34 @@ def fit(model, loss, optimizer, X, y, epochs: int, batch_size: int, *, X_val=Non
                     callback(Progress("batch", epoch, epochs, b + 1, batches, batch_loss, acc,
                                       hist))
             hist.epoch.append(epoch)
-            hist.train_loss.append(total / n)
-            hist.train_acc.append(correct / n)
+            hist.train_loss.append(total / seen)
+            hist.train_acc.append(correct / seen)
             hist.lr.append(float(getattr(optimizer, "lr", math.nan)))
             if X_val is not None:
-                vl, va = evaluate(model, loss, X_val, y_val)
+                vl, va = evaluate(model, loss, X_val, y_val, batch_axis=batch_axis)
             else:
                 vl = va = math.nan
             hist.val_loss.append(vl)
             hist.val_acc.append(va)
+            monitored = vl if X_val is not None else total / seen
+            if scheduler is not None and scheduler_step == "epoch":
+                scheduler.step(monitored) if plateau else scheduler.step()
             if bar is not None:
                 bar.epoch_line(hist)
             if callback is not None:
-                callback(Progress("epoch", epoch, epochs, batches, batches, total / n,
-                                  correct / n, hist))
+                callback(Progress("epoch", epoch, epochs, batches, batches, total / seen,
+                                  correct / seen, hist))
+            if early_stopping is not None:
+                stop = early_stopping.update(epoch, monitored, model)
+                hist.best_epoch = early_stopping.best_epoch
+                if stop:
+                    raise StopTraining(f"early stopping: no improvement for "
+                                       f"{early_stopping.patience} epochs")
     except StopTraining:
         hist.stopped = True
     finally:
+        if early_stopping is not None and early_stopping.best_state is not None:
+            model.load_state_dict(early_stopping.best_state)
         model.train()
         hist.seconds = time.perf_counter() - t0
         if bar is not None:
