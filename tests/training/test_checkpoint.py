@@ -133,3 +133,35 @@ def test_save_load_round_trip(tmp_path):
         nk.save([1, 2], tmp_path / "x.npz")
     with pytest.raises(TypeError, match="bad"):
         nk.save({"bad": object()}, tmp_path / "x.npz")
+
+
+@pytest.mark.parametrize("make", [
+    lambda o: optim.OneCycleLR(o, max_lr=0.5, total_steps=30),
+    lambda o: optim.MultiStepLR(o, [3, 7, 7], gamma=0.5),
+    lambda o: optim.ReduceLROnPlateau(o, patience=1, factor=0.5),
+    lambda o: optim.StepLR(o, 4, gamma=0.3),
+])
+def test_schedule_state_through_a_file(tmp_path, make):
+    def objects():
+        p = np.zeros(3)
+        o = optim.SGD([(p, np.ones(3))], lr=0.1, momentum=0.9)
+        return o, make(o)
+
+    def advance(o, s, k):
+        o.step()
+        if isinstance(s, optim.ReduceLROnPlateau):
+            return s.step(1.0 + (k % 3 == 0))
+        return s.step()
+
+    o1, s1 = objects()
+    want = [advance(o1, s1, k) for k in range(20)]
+    o2, s2 = objects()
+    got = [advance(o2, s2, k) for k in range(8)]
+    nk.save({"o": o2.state_dict(), "s": s2.state_dict()}, tmp_path / "s.npz")
+    ck = nk.load(tmp_path / "s.npz")
+    o3, s3 = objects()
+    o3.load_state_dict(ck["o"])
+    s3.load_state_dict(ck["s"])
+    got += [advance(o3, s3, k) for k in range(8, 20)]
+    assert got == want
+    assert o3.param_groups[0]["momentum"] == o1.param_groups[0]["momentum"]
