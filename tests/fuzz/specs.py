@@ -1598,3 +1598,40 @@ spec("clip_grad_norm_", clip_call,
      ref=clip_ref, inplace=("grads",), nan_policy=False,
      scalars={"max_norm": [-1.0, "1", None], "norm_type": [0.0, -2.0, "2", None]},
      names=("params",))
+
+
+# the two new steps as functions (nk.optim.functional.adamw / rmsprop), first step
+# from zero state against the same references as the classes
+def _b_fn_new(name):
+    def build(d):
+        a = b_opt(d)
+        out = dict(param=a["params"], grad=a["grads"], lr=0.05)
+        if name == "adamw":
+            out.update(m=np.zeros_like(out["param"]), v=np.zeros_like(out["param"]), step=1)
+        else:
+            out["square_avg"] = np.zeros_like(out["param"])
+        return out
+    return build
+
+
+def _fn_new_ref(name):
+    kind = {"adamw": "AdamW", "rmsprop": "RMSprop"}[name]
+    states = ("m", "v") if name == "adamw" else ("square_avg",)
+
+    def ref(a):
+        if a.get("step", 1) != 1 or any(np.any(a[s] != 0) for s in states if s in a):
+            return None
+        if name == "rmsprop" and (a.get("centered") or float(a.get("momentum", 0)) > 0):
+            return None           # grad_avg / momentum_buffer not given: refused or not first
+        kw = {k: x for k, x in a.items() if k not in ("param", "grad", "step") + states}
+        return _first_step_ref(kind)(dict(params=a["param"], grads=a["grad"], **kw))
+    return ref
+
+
+for _name, _states, _extra in (("adamw", ("m", "v"), {**OPT_EXTRA["Adam"],
+                                                      "step": [0, 2, 1.0, True, None]}),
+                               ("rmsprop", ("square_avg",), OPT_EXTRA["RMSprop"])):
+    spec(f"optim.functional.{_name}", make_functional(_name), _b_fn_new(_name),
+         ref=_fn_new_ref(_name), inplace=("param",) + _states, nan_policy=False,
+         scalars={**OPT_SCALARS, **_extra},
+         names=("param", "grad", "grad_avg", "momentum_buffer") + _states)
