@@ -143,17 +143,8 @@ class IncrementalBuildExt(build_ext):
         super().build_extension(ext)
 
 
-# The TUI lives in tui/ but installs as nnkit.tui (pip's default editable mode
-# handles this mapping; editable_mode=compat and editable_mode=strict do not).
-packages = find_packages(include=["nnkit", "nnkit.*"])
-package_dir = {}
-if os.path.isdir("tui"):
-    packages += ["nnkit.tui"] + ["nnkit.tui." + p for p in find_packages("tui")]
-    package_dir["nnkit.tui"] = "tui"
-
 setup(
-    packages=packages,
-    package_dir=package_dir,
+    packages=find_packages(include=["nnkit", "nnkit.*"]),
     package_data={"nnkit.tui": ["*.tcss"]},
     cmdclass={"build_ext": IncrementalBuildExt},
     ext_modules=extensions,
