@@ -37,7 +37,7 @@ def test_every_alias_names_a_family_and_shadows_no_prefix():
     ("whitening", "whitening"), ("rnn", "rnn"), ("conv2d", "conv"), ("maxpool2d", "conv"),
     ("layernorm", "norms"), ("adam", "optim")])
 def test_a_table_name_names_its_family(table, family):
-    """What --json (tests/test_bench.py's TABLES) calls a benchmark table also
+    """What --json (tests/bench/test_bench.py's TABLES) calls a benchmark table also
     runs its family on the command line."""
     assert bench.resolve_family(table) == family
 

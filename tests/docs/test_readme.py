@@ -13,7 +13,7 @@ import pytest
 
 import numpy as np
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 CONTINUES = "# continues the previous block"
 
 

@@ -8,7 +8,7 @@ with any input (np.shares_memory, exact). Exceptions by design, named in the
 spec: arguments updated in place (optimizer parameters, running statistics,
 numeric_gradient's x, which is perturbed and restored) and Flatten, whose
 output is documented as a view of its input. out= buffers alias by request
-and are tested in tests/kernels/test_memory.py.
+and are tested in tests/memory/test_out_buffers.py.
 """
 from __future__ import annotations
 

@@ -27,8 +27,9 @@ PYTHONPATH="$dir" LD_PRELOAD="$asan_lib" ASAN_OPTIONS=detect_leaks=0 python -c "
 import pkgutil, nnkit._kernels as k, nnkit._kernels.dense as d
 assert d.__file__.startswith('$dir'), d.__file__      # the clone's kernels, not the shared tree's
 print('kernels:', sorted(m.name for m in pkgutil.iter_modules(k.__path__)), 'from', '$dir')"
-tests=(tests/kernels tests/rnn tests/conv tests/norms tests/training/test_optim_numpy.py
-       tests/test_trace_time.py tests/fuzz tests/memory/test_threads.py)
+tests=(tests/kernels tests/dense tests/softmax tests/batchnorm tests/whitening tests/layers
+       tests/rnn tests/conv tests/norms tests/training/test_optim_numpy.py
+       tests/walkthroughs/test_trace_time.py tests/fuzz tests/memory/test_threads.py)
 existing=()
 for t in "${tests[@]}"; do [ -e "$t" ] && existing+=("$t"); done
 echo "== pytest under ASan: ${existing[*]}"

@@ -85,7 +85,7 @@ def test_node_values_and_gradients_against_reference(ref):
                   v=r.dvar, X=dX, W=dW)
     for k, w in expect.items():
         ref.assert_rel(t.grad(k), w, 1e-11, f"d{k}")
-    # dY and dm cancel (see tests/kernels/test_batchnorm): absolute against term size
+    # dY and dm cancel (see tests/batchnorm/test_batchnorm.py): absolute against term size
     term = np.abs(r.dYhat) / np.sqrt(want["v"] + 1e-3)
     assert np.max(np.abs(t.grad("Y") - r.dY)) <= 1e-12 * term.max()
     assert np.max(np.abs(t.grad("m") - r.dmean)) <= 1e-12 * term.sum(axis=0).max()
