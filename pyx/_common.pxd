@@ -225,55 +225,13 @@ cdef inline floating relu_grad(floating dh, floating z) noexcept nogil:
 
 
 # ------------------------------------------------------- streaming stores
-# A large output (bigger than the caches) written with ordinary stores costs
-# three passes over memory: the line is first read (write-allocate), then
-# written back. Non-temporal stores write it without the read. Measured here
-# (2 threads, y = x*x over 64 MB float32, counted as read + write): ordinary
-# stores 19-21 GB/s, streaming 25-31 GB/s. A small output is left in cache
-# instead: the next layer reads it from there.
+# An output larger than the caches is written with streaming stores
+# (pyx/include/nnkit_stream.h: no read of each line before its write); a
+# small one with ordinary stores, so that the next layer reads it from cache.
 #   stream_copy(dst, src, n): dst[0:n] = src[0:n], src a small L1 buffer the
 #   kernel just wrote; end the thread's work with stream_fence().
 # Kernels stream when the array is at least STREAM_MIN_BYTES (streams()).
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    #if defined(__AVX__)
-    #include <immintrin.h>
-    #define NNKIT_STREAM_ALIGN 32
-    #elif defined(__SSE2__)
-    #include <emmintrin.h>
-    #define NNKIT_STREAM_ALIGN 16
-    #endif
-    /* dst[0:n] = src[0:n], n bytes: memcpy up to dst's first vector-aligned
-       address, aligned streaming stores, memcpy for the tail. One function
-       for both dtypes: a streamed vector is the same bytes whatever it holds. */
-    static inline void nnkit_stream_bytes(char* dst, const char* src, size_t n) {
-        size_t i = 0;
-    #ifdef NNKIT_STREAM_ALIGN
-        size_t head = (NNKIT_STREAM_ALIGN - (uintptr_t)dst % NNKIT_STREAM_ALIGN)
-                      % NNKIT_STREAM_ALIGN;
-        if (head <= n) {
-            memcpy(dst, src, head);
-            i = head;
-    #if defined(__AVX__)
-            for (; i + 32 <= n; i += 32)
-                _mm256_stream_si256((__m256i*)(dst + i), _mm256_loadu_si256((const __m256i*)(src + i)));
-    #else
-            for (; i + 16 <= n; i += 16)
-                _mm_stream_si128((__m128i*)(dst + i), _mm_loadu_si128((const __m128i*)(src + i)));
-    #endif
-        }
-    #endif
-        if (i < n) memcpy(dst + i, src + i, n - i);
-    }
-    /* streaming stores are weakly ordered: fence before other threads read */
-    static inline void nnkit_stream_fence(void) {
-    #ifdef NNKIT_STREAM_ALIGN
-        _mm_sfence();
-    #endif
-    }
-    """
+cdef extern from "nnkit_stream.h":
     void nnkit_stream_bytes(char* dst, const char* src, size_t n) nogil
     void nnkit_stream_fence() nogil
 

@@ -22,32 +22,16 @@ from _common cimport floating, gemm_rowmajor, stream_copy, stream_fence, streams
 from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, NNKIT_TILE_WIDE, nnkit_plain_gemm_d,
                    nnkit_plain_gemm_f)
 
-cdef extern from *:
-    """
-    /* one float32 panel row (16 values, 64 bytes) copied as two 32-byte
-       vectors (gcc's inlined memcpy of 64 bytes used four 16-byte moves) */
-    typedef float nnkit_cv_f __attribute__((vector_size(32), aligned(4), may_alias));
-    static inline void nnkit_copy64_f(float* d, const float* s) {
-        nnkit_cv_f a = *(const nnkit_cv_f*)s, b = *(const nnkit_cv_f*)(s + 8);
-        *(nnkit_cv_f*)d = a; *(nnkit_cv_f*)(d + 8) = b;
-    }
-    /* the tile kernel behind a call: inlined into _implicit_gemm's packing
-       loops, gcc ran out of registers and reloaded loop bounds from the
-       stack inside its k loop (perf annotate; 2 of 9 instructions) */
-    __attribute__((noinline)) static void nnkit_conv_tile_f(Py_ssize_t B, Py_ssize_t K,
-            Py_ssize_t M, Py_ssize_t jb, const float* V, const float* P, int acc, float* out) {
-        nnkit_small_gemm_f(B, K, M, 0, jb, V, P, acc, out);
-    }
-    __attribute__((noinline)) static void nnkit_conv_tile_d(Py_ssize_t B, Py_ssize_t K,
-            Py_ssize_t M, Py_ssize_t jb, const double* V, const double* P, int acc, double* out) {
-        nnkit_small_gemm_d(B, K, M, 0, jb, V, P, acc, out);
-    }
-    """
+# The calls into the tile kernel, and the panel row copy: pyx/include/nnkit_conv.h.
+cdef extern from "nnkit_conv.h":
+    # d[0:16] = s[0:16]: one float32 panel row (64 bytes)
     void nnkit_copy64_f(float* d, const float* s) noexcept nogil
+    # out[:, 0:jb] (+)= V (B, K) op(W)[:, 0:jb], op(W) packed in P
     void nnkit_conv_tile_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t jb,
                            const float* V, const float* P, int acc, float* out) noexcept nogil
     void nnkit_conv_tile_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t jb,
                            const double* V, const double* P, int acc, double* out) noexcept nogil
+
 
 # ----------------------------------------------------------- shape logic
 # Geometry status codes (nnkit.conv_shapes turns them into messages that
@@ -182,7 +166,7 @@ cdef void _col2im(const floating* dcol, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
 
 # ------------------------------------------------ im2col into panels
 # The implicit GEMM (float32, where the build has the tile kernel,
-# pyx/_tile.pxd): im2col writes its (K, L) columns, a block of output
+# pyx/include/nnkit_tile.h): im2col writes its (K, L) columns, a block of output
 # positions at a time, straight into the tile kernel's packed layout (panels
 # of pw = 16 columns, each a contiguous (K, pw) block; the L mod pw columns
 # left over as one (K, rest) block), and the kernel multiplies Wm (C_out, K)
@@ -499,7 +483,7 @@ cdef void _backward_one(const floating* dy, const floating* x, const floating* W
 
 
 # The (R, N) matrix src[r*rs + c*cs] in the tile kernel's packed layout
-# (pyx/_tile.pxd): panels of pw columns, each a contiguous (R, pw) block,
+# (pyx/include/nnkit_tile.h): panels of pw columns, each a contiguous (R, pw) block,
 # then the N mod pw columns left over as one (R, rest) row-major block. The
 # loop runs along whichever of rows and columns is contiguous in src.
 cdef void _pack_panels(const floating* src, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t R,

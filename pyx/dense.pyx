@@ -10,12 +10,7 @@ from libc.math cimport exp, log
 from libc.stdlib cimport malloc, free
 from _common cimport column_sums, floating, gemm_rowmajor, relu_grad, relu_value, team_size
 
-cdef extern from *:
-    """
-    #ifndef NNKIT_DEBUG
-    #define NNKIT_DEBUG 0
-    #endif
-    """
+cdef extern from "nnkit_base.h":
     int NNKIT_DEBUG
 
 # True in the bounds-checked build (NNKIT_DEBUG_CYTHON=1); tests assert it there.
