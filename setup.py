@@ -26,7 +26,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 # One .pyx per kernel family; module name nnkit._kernels.<family>.
-FAMILIES = ["dense", "batchnorm", "whitening", "rnn", "norms", "optim", "conv"]
+FAMILIES = ["dense", "batchnorm", "whitening", "rnn", "norms", "optim", "conv", "pool"]
 # The hand-written C the kernels include (cdef extern from "nnkit_*.h").
 INCLUDE_DIR = os.path.join("pyx", "include")
 
