@@ -251,3 +251,25 @@ cdef inline void stream_copy(floating* dst, const floating* src, Py_ssize_t n) n
 
 cdef inline void stream_fence() noexcept nogil:
     nnkit_stream_fence()
+
+
+# ------------------------------------------------------------- workspaces
+# A kernel's scratch is one workspace: one allocation, carved into pieces of
+# whole cache lines, freed with free() before the kernel returns.
+cdef extern from "nnkit_base.h":
+    void* nnkit_aligned_alloc(size_t nbytes) noexcept nogil
+
+
+cdef inline size_t lines(size_t nbytes) noexcept nogil:
+    """nbytes rounded up to whole 64-byte lines: each piece of a workspace
+    starts on a line of its own, so no two pieces share one."""
+    return (nbytes + 63) & ~(<size_t>63)
+
+
+cdef inline void* workspace(size_t nbytes, str kernel) except NULL:
+    """nbytes of scratch on a 64-byte boundary (free() releases it), or
+    MemoryError naming the kernel and the size. Called with the GIL held."""
+    cdef void* p = nnkit_aligned_alloc(nbytes)
+    if p == NULL:
+        raise MemoryError(f"{kernel}: no memory for a workspace of {nbytes} bytes")
+    return p

@@ -19,8 +19,3 @@ cdef extern from "nnkit_tile.h":
     int NNKIT_PANEL_F         # panel width in columns; 0: no tile kernel in this build
     int NNKIT_PANEL_D
     int NNKIT_TILE_WIDE       # 1: the AVX-512 kernel (512-bit vectors)
-
-
-# line-aligned memory for packed panels (free() releases it)
-cdef extern from "nnkit_base.h":
-    void* nnkit_aligned_alloc(size_t nbytes) noexcept nogil

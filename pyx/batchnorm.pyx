@@ -27,10 +27,10 @@
 
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from libc.stdlib cimport malloc, free
-from _common cimport (CHUNK_ROWS, STREAM_BUFFER, clear_sums, floating, flush_partials,
+from libc.stdlib cimport free
+from _common cimport (CHUNK_ROWS, STREAM_BUFFER, clear_sums, floating, flush_partials, lines,
                       relu_grad, relu_value, row_start, row_team, stream_copy, stream_fence,
-                      streams, team_size)
+                      streams, team_size, workspace)
 
 # rows per chunk of the statistics pass: about CHUNK_BYTES of Y (looked at a
 # second time from L2), at most CHUNK_ROWS
@@ -184,23 +184,21 @@ def forward_train(const floating[:, ::1] Y,        # IN (B, M)
     cdef floating* mean = &stats[0, 0]
     cdef floating* var = &stats[1, 0]
     cdef floating* inv_std = &stats[2, 0]
-    cdef double* sums = <double*>malloc(STATS_SUMS * nt * M * sizeof(double))
-    cdef floating* scratch = <floating*>malloc((STATS_SCRATCH * nt + 2) * M * sizeof(floating))
+    cdef bint stream = streams(B * M, sizeof(floating))
+    # workspace: sums (doubles), scratch (floats, then scale and shift), and
+    # the streaming-store buffers (STREAM_BUFFER per thread) when streaming
+    cdef size_t sums_bytes = lines(STATS_SUMS * nt * M * sizeof(double))
+    cdef size_t scratch_bytes = lines((STATS_SCRATCH * nt + 2) * M * sizeof(floating))
+    cdef size_t buf_bytes = nt * STREAM_BUFFER * sizeof(floating) if stream else 0
+    cdef char* ws = <char*>workspace(sums_bytes + scratch_bytes + buf_bytes,
+                                     "batchnorm forward")
+    cdef double* sums = <double*>ws
+    cdef floating* scratch = <floating*>(ws + sums_bytes)
+    cdef floating* buf = <floating*>(ws + sums_bytes + scratch_bytes) if stream else NULL
+    cdef floating* scale = scratch + STATS_SCRATCH * nt * M   # gamma * inv_std, rounded
+    cdef floating* shift = scale + M                           # beta
     cdef double* mean_t
     cdef double* m2_t
-    cdef floating* scale       # gamma * inv_std, rounded to the input type
-    cdef floating* shift       # beta
-    cdef bint stream = streams(B * M, sizeof(floating))
-    cdef floating* buf = NULL  # streaming-store buffers, STREAM_BUFFER per thread
-    if stream:
-        buf = <floating*>malloc(nt * STREAM_BUFFER * sizeof(floating))
-    if sums == NULL or scratch == NULL or (stream and buf == NULL):
-        free(sums)
-        free(scratch)
-        free(buf)
-        raise MemoryError("batchnorm forward: no memory for the workspace")
-    scale = scratch + STATS_SCRATCH * nt * M
-    shift = scale + M
     with nogil:
         for t in prange(nt, schedule="static", num_threads=nt):
             _stats_rows(&Y[0, 0], row_start(t, nt, B), row_start(t + 1, nt, B), M,
@@ -229,9 +227,7 @@ def forward_train(const floating[:, ::1] Y,        # IN (B, M)
             _output_rows(&Y[0, 0], row_start(t, nt, B), row_start(t + 1, nt, B), M, mean,
                          scale, shift, relu, &out[0, 0],
                          NULL if buf == NULL else buf + t * STREAM_BUFFER)
-    free(sums)
-    free(scratch)
-    free(buf)
+    free(ws)
     return None
 
 
@@ -379,29 +375,23 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
     cdef floating* dbeta = &dvecs[1, 0]
     cdef floating* dmean = &dvecs[2, 0]
     cdef floating* dvar = &dvecs[3, 0]
-    cdef double* sums = <double*>malloc(GRAD_SUMS * nt * M * sizeof(double))
-    cdef floating* scratch = <floating*>malloc((GRAD_SCRATCH * nt + 3) * M * sizeof(floating))
-    cdef double* sum_dz          # thread 0's sums after the merge
-    cdef double* sum_dz_yhat
-    cdef double* sum_yc
-    cdef floating* direct
-    cdef floating* mean_term
-    cdef floating* var_inv       # var_term inv: the dY sweep's factor of (Y - m)
     cdef bint stream = streams(B * M, sizeof(floating))
-    cdef floating* buf = NULL  # streaming-store buffers, STREAM_BUFFER per thread
-    if stream:
-        buf = <floating*>malloc(nt * STREAM_BUFFER * sizeof(floating))
-    if sums == NULL or scratch == NULL or (stream and buf == NULL):
-        free(sums)
-        free(scratch)
-        free(buf)
-        raise MemoryError("batchnorm backward: no memory for the workspace")
-    sum_dz = sums
-    sum_dz_yhat = sums + M
-    sum_yc = sums + 2 * M
-    direct = scratch + GRAD_SCRATCH * nt * M
-    mean_term = direct + M
-    var_inv = mean_term + M
+    # workspace: sums (doubles), scratch (floats, then direct, mean_term and
+    # var_inv), and the streaming-store buffers when streaming
+    cdef size_t sums_bytes = lines(GRAD_SUMS * nt * M * sizeof(double))
+    cdef size_t scratch_bytes = lines((GRAD_SCRATCH * nt + 3) * M * sizeof(floating))
+    cdef size_t buf_bytes = nt * STREAM_BUFFER * sizeof(floating) if stream else 0
+    cdef char* ws = <char*>workspace(sums_bytes + scratch_bytes + buf_bytes,
+                                     "batchnorm backward")
+    cdef double* sums = <double*>ws
+    cdef floating* scratch = <floating*>(ws + sums_bytes)
+    cdef floating* buf = <floating*>(ws + sums_bytes + scratch_bytes) if stream else NULL
+    cdef double* sum_dz = sums              # thread 0's sums after the merge
+    cdef double* sum_dz_yhat = sums + M
+    cdef double* sum_yc = sums + 2 * M
+    cdef floating* direct = scratch + GRAD_SCRATCH * nt * M
+    cdef floating* mean_term = direct + M
+    cdef floating* var_inv = mean_term + M  # var_term inv: the dY sweep's factor of (Y - m)
     with nogil:
         for j in range(M):
             # the forward's scale, rounded the same way, so the recomputed
@@ -438,7 +428,5 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
                         dZ_out[i, j] = dz
                     if want_dyh:
                         dYhat_out[i, j] = dz * gamma[j]
-    free(sums)
-    free(scratch)
-    free(buf)
+    free(ws)
     return None

@@ -40,8 +40,9 @@
 
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from libc.stdlib cimport malloc, free
-from _common cimport floating, row_start, stream_copy, stream_fence, streams, team_size
+from libc.stdlib cimport free
+from _common cimport (floating, lines, row_start, stream_copy, stream_fence, streams, team_size,
+                      workspace)
 
 # NORMS_TEAM: the kernels below wake their thread team at half batch norm's
 # size (team_size(2 * R * D)): a row is read three times (two statistics
@@ -196,9 +197,7 @@ def forward(const floating[:, ::1] X,        # IN  (R, D) rows to normalize
     if nt > R:
         nt = <int>R
     if streams(R * D, sizeof(floating)):
-        buf = <floating*>malloc(nt * CHUNK * sizeof(floating))
-        if buf == NULL:
-            raise MemoryError("norms forward: no memory for the stream buffer")
+        buf = <floating*>workspace(nt * CHUNK * sizeof(floating), "norms forward")
     with nogil:
         for t in prange(nt, schedule="static", num_threads=nt):
             _forward_rows(&X[0, 0], row_start(t, nt, R), row_start(t + 1, nt, R), D,
@@ -362,23 +361,23 @@ def backward(const floating[:, ::1] dY,       # IN  (R, D) upstream gradient
     cdef double* ws
     cdef floating* fl
     cdef double acc, acc2
+    cdef size_t sums_bytes
     if nt > R:
         nt = <int>R
     if dXhat is not None:
         dxh = &dXhat[0, 0]
+    # workspace: layer norm, per thread sg, sb (D doubles each) and pg, pb (D
+    # floats each); instance norm, rg, rb (R doubles each); then the
+    # streaming-store buffers (CHUNK per thread) when streaming
     if C == 0:
-        # per thread: sg, sb (D doubles each) and pg, pb (D floats each)
-        ws = <double*>malloc(2 * nt * D * sizeof(double) + 2 * nt * D * sizeof(floating))
+        sums_bytes = lines(2 * nt * D * sizeof(double) + 2 * nt * D * sizeof(floating))
     else:
-        # rg, rb: R doubles each
-        ws = <double*>malloc(2 * R * sizeof(double))
-    if ws == NULL:
-        raise MemoryError("norms backward: no memory for the workspace")
+        sums_bytes = lines(2 * R * sizeof(double))
     if streams(R * D, sizeof(floating)):
-        buf = <floating*>malloc(nt * CHUNK * sizeof(floating))
-        if buf == NULL:
-            free(ws)
-            raise MemoryError("norms backward: no memory for the stream buffer")
+        ws = <double*>workspace(sums_bytes + nt * CHUNK * sizeof(floating), "norms backward")
+        buf = <floating*>(<char*>ws + sums_bytes)
+    else:
+        ws = <double*>workspace(sums_bytes, "norms backward")
     with nogil:
         if C == 0:
             fl = <floating*>(ws + 2 * nt * D)
@@ -414,6 +413,5 @@ def backward(const floating[:, ::1] dY,       # IN  (R, D) upstream gradient
                     r = r + C
                 dgamma[j] = <floating>acc
                 dbeta[j] = <floating>acc2
-    free(buf)
     free(ws)
     return None

@@ -17,8 +17,8 @@
 from cython.parallel cimport prange, threadid
 from libc.math cimport fabs, pow, sqrt
 from libc.string cimport memset
-from libc.stdlib cimport free, malloc
-from _common cimport floating, stream_copy, stream_fence, streams, team_size
+from libc.stdlib cimport free
+from _common cimport floating, stream_copy, stream_fence, streams, team_size, workspace
 
 cdef enum:
     POOL_MAX = 0
@@ -183,9 +183,7 @@ def maxpool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
     cdef const int* arg
     cdef floating* rows = NULL      # 2W values per thread: the streamed pair of rows
     if two and streams(P * H * W, sizeof(floating)):
-        rows = <floating*>malloc(nt * 2 * W * sizeof(floating))
-        if rows == NULL:
-            raise MemoryError("maxpool2d backward: no memory for the row buffers")
+        rows = <floating*>workspace(nt * 2 * W * sizeof(floating), "maxpool2d backward")
     for q in prange(P, nogil=True, schedule="static", num_threads=nt):
         dx = &dX[q, 0, 0]
         dy = &dY[q, 0, 0]

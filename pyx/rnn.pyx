@@ -39,11 +39,11 @@
 from cython.parallel cimport parallel, prange, threadid
 from scipy.linalg.cython_blas cimport sgemv, dgemv
 from libc.math cimport sqrt
-from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
-from _common cimport column_sums, floating, gemm_rowmajor, gemm_team, relu_grad, relu_value
-from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_aligned_alloc, nnkit_small_gemm_d,
-                   nnkit_small_gemm_f)
+from libc.stdlib cimport free
+from libc.string cimport memcpy, memset
+from _common cimport (column_sums, floating, gemm_rowmajor, gemm_team, lines, relu_grad,
+                      relu_value, workspace)
+from _tile cimport NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_small_gemm_d, nnkit_small_gemm_f
 
 cdef enum:
     ACT_TANH = 0
@@ -95,19 +95,16 @@ cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
 VECTOR_TILES = NNKIT_PANEL_F > 0
 
 
-cdef floating* _pack(const floating* W, Py_ssize_t K, Py_ssize_t M, bint transpose) noexcept nogil:
-    """op(W) (K, M) in the tile kernel's packed layout (see NNKIT_PANEL
-    above), op(W)[k, j] = W[j, k] for W (M, K) (transpose; the forward's
-    Wh^T, the projection's Wx^T) or W[k, j] for W (K, M) (the backward's Wh):
-    panels of PW columns as contiguous (K, PW) blocks, then the leftover
-    columns as a (K, rest) block. On a 64-byte boundary (nnkit_aligned_alloc;
-    free() releases it); NULL when out of memory. Done
+cdef floating* _pack(const floating* W, Py_ssize_t K, Py_ssize_t M, bint transpose,
+                     floating* P) noexcept nogil:
+    """P (K M values, from a workspace: on a 64-byte boundary) = op(W) (K, M)
+    in the tile kernel's packed layout (pyx/include/nnkit_tile.h), op(W)[k, j]
+    = W[j, k] for W (M, K) (transpose; the forward's Wh^T) or W[k, j] for
+    W (K, M) (the backward's Wh): panels of PW columns as contiguous (K, PW)
+    blocks, then the leftover columns as a (K, rest) block. Returns P. Done
     once per call, O(K M)."""
     cdef Py_ssize_t pw = NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D
     cdef Py_ssize_t M2 = M - M % pw if pw > 0 else 0, rest = M - M2, j, k, c
-    cdef floating* P = <floating*>nnkit_aligned_alloc(K * M * sizeof(floating))
-    if P == NULL:
-        return NULL
     for k in range(K):
         for j in range(M):
             c = j * K + k if transpose else k * M + j
@@ -371,9 +368,8 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
     cdef floating* Gp = &G[0, 0] if G is not None else NULL
     cdef floating* WhT = NULL         # Wh^T packed for the tile kernel, else NULL
     if tile:
-        WhT = _pack(&Wh[0, 0], M, M, True)
-        if WhT == NULL:
-            raise MemoryError("rnn recur: no memory for Wh^T")
+        WhT = _pack(&Wh[0, 0], M, M, True,
+                    <floating*>workspace(M * M * sizeof(floating), "rnn recur"))
     with nogil:
         if tile and nthreads > 1:
             with parallel(num_threads=nthreads):
@@ -449,12 +445,12 @@ def project_recur(const floating[:, ::1] X,   # IN  (T*B, N)
     cdef floating* Gp = &G[0, 0] if G is not None else NULL
     cdef const floating* bp = &b[0] if b is not None else NULL
     cdef int tid, nteam
-    cdef floating* WhT = _pack(&Wh[0, 0], M, M, True)
-    cdef long* ready = <long*>calloc(1, sizeof(long))
-    if WhT == NULL or ready == NULL:
-        free(WhT)
-        free(ready)
-        raise MemoryError("rnn project_recur: no memory for Wh^T")
+    # workspace: Wh^T packed, then the count of projected steps on a line of its own
+    cdef size_t packed_bytes = lines(M * M * sizeof(floating))
+    cdef char* ws = <char*>workspace(packed_bytes + lines(sizeof(long)), "rnn project_recur")
+    cdef floating* WhT = _pack(&Wh[0, 0], M, M, True, <floating*>ws)
+    cdef long* ready = <long*>(ws + packed_bytes)
+    ready[0] = 0
     with nogil:
         with parallel(num_threads=nthreads):
             tid = threadid()
@@ -464,8 +460,7 @@ def project_recur(const floating[:, ::1] X,   # IN  (T*B, N)
             if tid == 0:
                 _recur_share(0, 1, &h0[0, 0], &Wh[0, 0], WhT, act, reverse, preact, T, B, M,
                              &H[0, 0], Gp, 1, ready)
-    free(WhT)
-    free(ready)
+    free(ws)
     return None
 
 
@@ -534,17 +529,16 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
     cdef const floating* Gp = &G[0, 0] if G is not None else NULL
     cdef floating* dhp = &dh[0, 0] if dh is not None else NULL
     cdef double acc
-    # the backward product is D_next Wh: Wh packed for the tile kernel
-    cdef floating* W_kj = NULL
-    # part[t * nthreads + tid]: each thread's Σ dh_t^2 over its columns
-    cdef double* part = <double*>calloc(T * nthreads, sizeof(double))
-    if part == NULL:
-        raise MemoryError("rnn bptt: no memory for the norm sums")
-    if tile:
-        W_kj = _pack(&Wh[0, 0], M, M, False)
-        if W_kj == NULL:
-            free(part)
-            raise MemoryError("rnn bptt: no memory for packed Wh")
+    # workspace: part[t * nthreads + tid], each thread's Σ dh_t^2 over its
+    # columns; then, for the tile kernel, Wh packed (the backward product is
+    # D_next Wh)
+    cdef size_t part_bytes = lines(T * nthreads * sizeof(double))
+    cdef char* ws = <char*>workspace(part_bytes + (M * M * sizeof(floating) if tile else 0),
+                                     "rnn bptt")
+    cdef double* part = <double*>ws
+    cdef floating* W_kj = _pack(&Wh[0, 0], M, M, False, <floating*>(ws + part_bytes)) \
+        if tile else NULL
+    memset(part, 0, T * nthreads * sizeof(double))
     with nogil:
         if tile and nthreads > 1:
             with parallel(num_threads=nthreads):
@@ -560,8 +554,7 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
             for u in range(nthreads):
                 acc = acc + part[t * nthreads + u]
             norms[t] = sqrt(acc)
-    free(W_kj)
-    free(part)
+    free(ws)
     return None
 
 
@@ -739,14 +732,17 @@ def bptt_grads(const floating[:, ::1] dH,    # IN  (T*B, M)
     cdef const floating* Gp = &G[0, 0] if G is not None else NULL
     cdef floating* dhp = &dh[0, 0] if dh is not None else NULL
     cdef int tid, nteam
-    cdef floating* W_kj = _pack(&Wh[0, 0], M, M, False)
-    cdef double* part = <double*>calloc(T, sizeof(double))
-    cdef long* progress = <long*>calloc(1, sizeof(long))
-    if W_kj == NULL or part == NULL or progress == NULL:
-        free(W_kj)
-        free(part)
-        free(progress)
-        raise MemoryError("rnn bptt_grads: no memory for packed Wh")
+    # workspace: Wh packed, the norm sums part[t], and the count of finished
+    # steps, each on lines of its own
+    cdef size_t packed_bytes = lines(M * M * sizeof(floating))
+    cdef size_t part_bytes = lines(T * sizeof(double))
+    cdef char* ws = <char*>workspace(packed_bytes + part_bytes + lines(sizeof(long)),
+                                     "rnn bptt_grads")
+    cdef floating* W_kj = _pack(&Wh[0, 0], M, M, False, <floating*>ws)
+    cdef double* part = <double*>(ws + packed_bytes)
+    cdef long* progress = <long*>(ws + packed_bytes + part_bytes)
+    memset(part, 0, T * sizeof(double))
+    progress[0] = 0
     with nogil:
         with parallel(num_threads=nthreads):
             tid = threadid()
@@ -764,9 +760,7 @@ def bptt_grads(const floating[:, ::1] dH,    # IN  (T*B, M)
         for t in range(T):
             norms[t] = sqrt(part[t])
         column_sums(&D[0, 0], R, M, &acc[0], &db[0])
-    free(W_kj)
-    free(part)
-    free(progress)
+    free(ws)
     return None
 
 

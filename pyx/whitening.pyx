@@ -39,12 +39,12 @@
 
 from cython.parallel cimport prange
 from libc.math cimport isfinite, sqrt, NAN
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport free
 from scipy.linalg.cython_blas cimport dsyrk, ssyrk
 from scipy.linalg.cython_lapack cimport dsyevd, ssyevd
 from _common cimport (CHUNK_ROWS, FeatureGroup, clear_sums, column_sums_rows, feature_group,
-                      floating, flush_partials, gemm_rowmajor, group_count, relu_grad,
-                      relu_value, row_start, row_team, syrk_rowmajor, team_size)
+                      floating, flush_partials, gemm_rowmajor, group_count, lines, relu_grad,
+                      relu_value, row_start, row_team, syrk_rowmajor, team_size, workspace)
 
 
 cdef inline floating* group_matrix(floating[:, :, ::1] full, floating[:, ::1] rem,
@@ -82,13 +82,11 @@ def center(const floating[:, ::1] Y,       # IN (B, M)
            int nthreads):
     cdef Py_ssize_t B = Y.shape[0], M = Y.shape[1], t, i, j
     cdef int nt = row_team(B, M, nthreads)
-    # per thread: M doubles of column sums and M floats of chunk partials
-    cdef double* sums = <double*>malloc(nt * M * sizeof(double))
-    cdef floating* partials = <floating*>malloc(nt * M * sizeof(floating))
-    if sums == NULL or partials == NULL:
-        free(sums)
-        free(partials)
-        raise MemoryError("whitening center: no memory for the workspace")
+    # workspace, per thread: M doubles of column sums and M floats of chunk partials
+    cdef size_t sums_bytes = lines(nt * M * sizeof(double))
+    cdef char* ws = <char*>workspace(sums_bytes + nt * M * sizeof(floating), "whitening center")
+    cdef double* sums = <double*>ws
+    cdef floating* partials = <floating*>(ws + sums_bytes)
     with nogil:
         _threaded_column_sums(&Y[0, 0], B, M, nt, sums, partials)
         for j in range(M):
@@ -99,8 +97,7 @@ def center(const floating[:, ::1] Y,       # IN (B, M)
         _threaded_column_sums(&Yc[0, 0], B, M, nt, sums, partials)
         for j in range(M):
             colsum[j] = sums[j]
-    free(sums)
-    free(partials)
+    free(ws)
     return None
 
 
@@ -194,16 +191,15 @@ def backward_pointwise(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with
     cdef int nt = row_team(B, M, nthreads)
     cdef floating* pdz = NULL
     cdef floating* pdyh = NULL
-    # per thread: sums [sum dZ | sum dZ Yhat] (2M doubles) and scratch
-    # [their chunk partials | a masked row] (3M floats); then mean dZ (M floats)
-    cdef double* sums = <double*>malloc(2 * nt * M * sizeof(double))
-    cdef floating* scratch = <floating*>malloc((3 * nt + 1) * M * sizeof(floating))
-    cdef floating* mean_dz
-    if sums == NULL or scratch == NULL:
-        free(sums)
-        free(scratch)
-        raise MemoryError("whitening backward: no memory for the workspace")
-    mean_dz = scratch + 3 * nt * M
+    # workspace, per thread: sums [sum dZ | sum dZ Yhat] (2M doubles) and
+    # scratch [their chunk partials | a masked row] (3M floats); then mean dZ
+    # (M floats)
+    cdef size_t sums_bytes = lines(2 * nt * M * sizeof(double))
+    cdef char* ws = <char*>workspace(sums_bytes + (3 * nt + 1) * M * sizeof(floating),
+                                     "whitening backward")
+    cdef double* sums = <double*>ws
+    cdef floating* scratch = <floating*>(ws + sums_bytes)
+    cdef floating* mean_dz = scratch + 3 * nt * M
     if dZ_out is not None:
         pdz = &dZ_out[0, 0]
     if dYhat_out is not None:
@@ -224,8 +220,7 @@ def backward_pointwise(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with
             _pointwise_write(&dout[0, 0], &yhat[0, 0], row_start(t, nt, B),
                              row_start(t + 1, nt, B), M, &gamma[0], &beta[0], relu,
                              mean_dz, &dZc[0, 0], pdz, pdyh)
-    free(sums)
-    free(scratch)
+    free(ws)
     return None
 
 
@@ -350,15 +345,6 @@ cdef enum:
     MIRROR_TILE = 32        # tile side of the transposing loops
 
 
-cdef void* _scratch(Py_ssize_t nbytes, str kernel) except NULL:
-    """A g x g kernel's scratch (malloc, at least one byte; the caller frees
-    it), or MemoryError naming the kernel. Called with the GIL held."""
-    cdef void* p = malloc(max(nbytes, 1))
-    if p == NULL:
-        raise MemoryError(f"{kernel}: no memory for the scratch")
-    return p
-
-
 # ZCA's W_k = D_k Lambda_k^(-1/2) D_k^T for every block of a stack, full
 # symmetric. From SYRK_MIN_GROUP on: Q = D Lambda^(-1/4), then one syrk
 # (g^3 flops, half a gemm's) for the upper triangle and the lower triangle
@@ -380,7 +366,7 @@ def zca_matrix_stack(const floating[:, :, ::1] D,     # IN (n, g, g) eigenvector
     cdef floating one = 1
     cdef floating zero = 0
     cdef Py_ssize_t gg = <Py_ssize_t>g * g
-    cdef floating* q = <floating*>_scratch((gg + g) * sizeof(floating), "zca_matrix_stack")
+    cdef floating* q = <floating*>workspace((gg + g) * sizeof(floating), "zca_matrix_stack")
     cdef floating* root = q + gg
     with nogil:
         for k in range(n):
@@ -443,7 +429,7 @@ def zca_backward_stack(const floating[:, :, ::1] dW,    # IN (n, g, g)
     cdef Py_ssize_t n = dW.shape[0], k, i, j
     cdef int g = <int>dW.shape[1]
     cdef Py_ssize_t gg = <Py_ssize_t>g * g
-    cdef floating* sym = <floating*>_scratch(2 * gg * sizeof(floating), "zca_backward_stack")
+    cdef floating* sym = <floating*>workspace(2 * gg * sizeof(floating), "zca_backward_stack")
     cdef floating* tmp
     cdef floating* s
     cdef const floating* d
@@ -490,7 +476,7 @@ def expansion_factors(const floating[:, :, ::1] dS,    # IN (n, g, g)
     cdef floating two_over_b = <floating>(2.0 / B)
     cdef double a0, a1, a2, a3
     # per block: u = gamma o db and cs in the input type, (2, g) scratch
-    cdef floating* u = <floating*>_scratch(2 * g * sizeof(floating), "expansion_factors")
+    cdef floating* u = <floating*>workspace(2 * g * sizeof(floating), "expansion_factors")
     cdef floating* c = u + g
     with nogil:
         for k in range(n):
@@ -566,7 +552,7 @@ def eigh_stack(const floating[:, :, ::1] S,        # IN (n, g, g) symmetric
                          f"{need} elements, over LAPACK's 32-bit limit")
     lwork = <int>need
     # one block: work (lwork values), then iwork (a multiple of 4 bytes in)
-    work = <floating*>_scratch(lwork * sizeof(floating) + liwork * sizeof(int), "eigh_stack")
+    work = <floating*>workspace(lwork * sizeof(floating) + liwork * sizeof(int), "eigh_stack")
     iwork = <int*>(work + lwork)
     with nogil:
         for k in range(n):
