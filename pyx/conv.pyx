@@ -162,28 +162,18 @@ cdef void _col2im(const floating* dcol, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
 
 
 # ------------------------------------------------ im2col into panels
-# The implicit GEMM (float32, where the build has the tile kernel,
-# pyx/include/nnkit_tile.h): im2col writes its (K, L) columns, a block of output
-# positions at a time, straight into the tile kernel's packed layout (panels
-# of pw = 16 columns, each a contiguous (K, pw) block; the L mod pw columns
-# left over as one (K, rest) block), and the kernel multiplies Wm (C_out, K)
-# by the block while it sits in L2: no separate packing pass, no (K, L)
-# matrix in L3, and a product that keeps a 4 x pw tile of Y in registers
-# over all of K. Timed alone on one core, a sample's (64, 576) x (576, 3136) product:
-# OpenBLAS sgemm 3.56 ms (65 GF/s; it packs both operands on every call),
-# the tile kernel on packed columns 2.48 ms (93 GF/s); (16, 27) x (27, 1024):
-# 31 against 94 GF/s.
+# The implicit GEMM (where the build has the tile kernel,
+# pyx/include/nnkit_tile.h): im2col writes its (K, L) columns, a block of
+# output positions at a time, straight into the tile kernel's packed layout
+# (panels of pw columns, each a contiguous (K, pw) block; the L mod pw
+# columns left over as one (K, rest) block), and the kernel multiplies Wm
+# (C_out, K) by the block while it sits in L2: no separate packing pass, no
+# (K, L) matrix in L3, and a product that keeps a tile of Y in registers
+# over all of K (BLAS would pack both operands again on every call).
 cdef inline Py_ssize_t _panel_width(floating* unused) noexcept nogil:
     """Columns per packed panel of the implicit GEMM; 0 (im2col + BLAS) in a
-    build without the tile kernel, and for float64 under AVX2. Forward,
-    kernel alone, both builds alternating in one process (min of 7), im2col
-    + BLAS time / implicit GEMM time at the benchmark shapes 32x3x32x32 ->
-    16, 16x64x56x56 -> 64, 64x32x16x16 -> 64, AVX2: float32 1.38x, 1.22x,
-    1.11x; float64 0.89x, 0.98x, 0.88x (dgemm is faster: 0.730 against 0.817
-    ms, 61.7 against 63.1, 8.95 against 10.2). With the AVX-512 kernel
-    float64 gains too: forward through the API, alternating processes,
-    three rounds, 0.60-0.65 -> 0.51-0.55 ms, 5.0 -> 4.3-5.1, 29.4-30.3 ->
-    24.6-26.3."""
+    build without the tile kernel, and for float64 under AVX2, where dgemm
+    is faster than the 256-bit kernel (the 512-bit one beats it)."""
     if floating is float:
         return NNKIT_PANEL_F
     else:
@@ -309,9 +299,8 @@ cdef inline floating* _aligned(floating* p) noexcept nogil:
 
 cdef inline Py_ssize_t block_columns(Py_ssize_t K, Py_ssize_t width) noexcept nogil:
     """Output positions per packed block of the implicit GEMM: about 64K
-    values (256 KB float32, half of L2), whole panels, at least one. 16x64x56x56
-    float32 forward with blocks of 16K / 32K / 64K / 128K / 256K values:
-    28.3 / 24.9 / 24.3 / 25.2 / 26.2 ms."""
+    values (256 KB float32, half of L2: the block stays in L2 while it is
+    multiplied), whole panels, at least one."""
     cdef Py_ssize_t n = (65536 // K) // width * width if width > 0 else 0
     return n if n > width else width
 
@@ -320,10 +309,8 @@ cdef inline Py_ssize_t block_columns(Py_ssize_t K, Py_ssize_t width) noexcept no
 # block's columns packed into buf (block_columns(K, width) * K values; by
 # flat shift when the rows line up, else one run per output row), then
 # multiplied while they sit in L2; the L mod width positions left over as
-# one (K, rest) block through the plain loop. The flat packing, forward
-# alone, min of 100 / 10, against runs per row: 64x32x16x16 -> 64 4.2
-# against 5.1 ms, 32x3x32x32 -> 16 0.39 / 0.44, 16x64x56x56 -> 64 24.4 /
-# 26.5.
+# one (K, rest) block through the plain loop. The flat packing copies one
+# long run per row of the block instead of one short run per output row.
 cdef void _implicit_gemm(const floating* x, const floating* Wm, Py_ssize_t C, Py_ssize_t H,
                          Py_ssize_t W, Py_ssize_t Co, int kh, int kw, int sh, int sw,
                          int ph, int pw, int dh, int dw, Py_ssize_t Ho, Py_ssize_t Wo,
@@ -364,8 +351,9 @@ cdef inline bint _is_pointwise(int kh, int kw, int sh, int sw, int ph, int pw) n
 
 # ------------------------------------------------------ conv2d forward
 # Per sample n:  col = im2col(x_n) (K x L);  y_n = b 1ᵀ + Wm col  (C_out x L).
-# Passes: im2col (read x K/C_in... times, write col once), one write of y_n
-# with b, GEMM 2*C_out*K*L flops accumulating into it (beta = 1).
+# Passes: im2col (reads x kh*kw times, writes col once; the implicit GEMM
+# keeps col in L2 a block at a time), one write of y_n with b, and the GEMM,
+# 2*C_out*K*L flops, accumulating into it (beta = 1).
 cdef void _forward_one(const floating* x, const floating* Wm, const floating* b,
                        Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Co,
                        int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
@@ -389,6 +377,7 @@ cdef void _forward_one(const floating* x, const floating* Wm, const floating* b,
                   cm, <int>L, <floating>1.0, y, <int>L)
 
 
+# The forward of every sample (formula and passes above, at "conv2d forward").
 def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
                    const floating[:, ::1] Wm,         # IN  (C_out, K)
                    const floating[::1] b,             # IN  (C_out,) (zeros: no bias)
@@ -430,8 +419,7 @@ def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
 # - BLAS: the whole (K, L) col and dcol of a sample, two GEMMs, col2im.
 # - tiled (both dtypes, where the build has the tile kernel): the same
 #   products a block of output positions at a time (_backward_tiled): no
-#   (K, L) matrix in L3, no BLAS packing (on the benchmark shapes, BLAS's
-#   packing copies and im2col/col2im were 30 % of the backward's profile).
+#   (K, L) matrix in L3, no BLAS packing copies.
 cdef inline void _db_sums(const floating* dy, Py_ssize_t Co, Py_ssize_t L,
                           double* dbacc) noexcept nogil:
     """dbacc[o] += Σ_l dy[o, l] in double, four partial sums (one sum alone
@@ -563,8 +551,8 @@ cdef void _gather_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssiz
 #   D[(c,i,j), l - l0] = x_c[l + δ],  δ = (i dh - ph) W + j dw - pw,
 # except the taps that fall off a row's ends (ow + j dw - pw outside
 # [0, W)) and the rows above and below the plane, which are padding. So a
-# row is one long copy instead of one short run per output row (at W' = 16
-# the runs' loop overheads cost as much as the copies). [la, lb): the
+# row is one long copy instead of one short run per output row (at small W'
+# a run's loop overhead costs as much as its copy). [la, lb): the
 # positions whose tap is inside the plane's rows and flat extent.
 cdef inline Py_ssize_t _flat_tap(Py_ssize_t H, Py_ssize_t W, Py_ssize_t i, Py_ssize_t j,
                                  int ph, int pw, int dh, int dw, Py_ssize_t l0, Py_ssize_t nb,
@@ -690,10 +678,7 @@ cdef inline Py_ssize_t _tile_width(floating* unused) noexcept nogil:
 # fixed few hundred cycles per row of col (K rows: the run bounds, the row
 # ends) against 4 C_out nb flops per row, so blocks stay long (400
 # positions) rather than inside L2; their buffers are capped at
-# BACKWARD_BLOCK bytes. Measured per block size (backward alone, min of 15,
-# 256 KB / 1 MB / 2 MB / 400 positions): 16x64x56x56 -> 64 float32
-# 53.3 / 46.6 / 47.0 / 45.6 ms, 64x32x16x16 -> 64 8.43 / 8.15 / 8.10 /
-# 8.20, 32x3x32x32 -> 16 (K = 27: 368 positions) 0.73 ms, 1008 0.85.
+# BACKWARD_BLOCK bytes.
 cdef enum:
     BLOCK_POSITIONS = 400
     BACKWARD_BLOCK = 1 << 22
@@ -705,8 +690,7 @@ cdef inline Py_ssize_t backward_block_columns(Py_ssize_t K, Py_ssize_t Co, Py_ss
     BLOCK_POSITIONS, fewer if the block's col and dcol (K, nb) and dy's two
     packings (C_out, nb) would pass BACKWARD_BLOCK bytes; a multiple of 16
     (at least 16) unless one block holds all L. Never rows a multiple of
-    4 KB apart: their lines share L1 sets (one block of 1024 positions at
-    32x3x32x32 float32 0.91 ms, of 1008 0.79)."""
+    4 KB apart: their lines would share L1 sets and evict each other."""
     cdef Py_ssize_t n = (BACKWARD_BLOCK // itemsize // (2 * (K + Co))) // 16 * 16
     n = min(n, <Py_ssize_t>BLOCK_POSITIONS)
     if n < 16:
@@ -762,6 +746,10 @@ cdef void _backward_tiled(const floating* dy, const floating* x, const floating*
     _db_sums(dy, Co, L, dbacc)
 
 
+# The backward of every sample (formulas above, at "conv2d backward").
+# Passes per sample: read dy_n and x_n (im2col again), write dx_n, with the
+# two GEMMs' 4*C_out*K*L flops in between (col and dcol: whole (K, L)
+# matrices on the BLAS path, one L2-sized block at a time when tiled).
 def conv2d_backward(const floating[:, :, ::1] dY,     # IN  (B, C_out, L)
                     const floating[:, :, :, ::1] X,   # IN  (B, C, H, W)
                     const floating[:, ::1] Wm,        # IN  (C_out, K)

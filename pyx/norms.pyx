@@ -179,6 +179,9 @@ cdef void _forward_rows(const floating* X, Py_ssize_t r0, Py_ssize_t r1, Py_ssiz
         stream_fence()
 
 
+# Training forward (formulas at the top): per row m, v, rstd, then
+# y = g (x - m) rstd + b. Passes over (R, D): read X, write Y: 2 (the row's
+# second and third looks come from cache; Y streamed out when large).
 def forward(const floating[:, ::1] X,        # IN  (R, D) rows to normalize
             const floating[::1] gamma,       # IN  (D,) layer norm, (C,) instance norm
             const floating[::1] beta,        # IN  like gamma
@@ -339,6 +342,9 @@ cdef void _in_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
         stream_fence()
 
 
+# Training backward (formulas at the top): dX, dgamma, dbeta, dmean, dvar.
+# Passes over (R, D): read dY and X, write dX: 3 (sweep 2 re-reads the row
+# from cache; dX streamed out when large); one more write for dXhat.
 def backward(const floating[:, ::1] dY,       # IN  (R, D) upstream gradient
              const floating[:, ::1] X,        # IN  (R, D) the forward's input
              const floating[::1] mean,        # IN  (R,)

@@ -6,8 +6,8 @@
 # C-contiguous, of one dtype and of one length (flat views of the parameter's
 # shape) and that θ and g do not overlap (the state is the optimizer's own);
 # nothing here raises on bad input. Arithmetic is in the parameter's dtype, as
-# torch.optim's: float32 Adam in double arithmetic was compute bound (sqrt and
-# division at half the vector width).
+# torch.optim's: float32 Adam in double arithmetic would be compute bound
+# (sqrt and division at half the vector width).
 #
 # Weight decay is PyTorch's L2 form: the gradient used is g' = g + wd·θ
 # (computed in a register; the caller's gradient array is never written).
@@ -19,11 +19,11 @@
 #
 # -fno-math-errno (this module only, the distutils line above): with C's
 # default errno, gcc guards every sqrt with a branch to libm for negative
-# inputs and leaves the loop scalar (measured 120 ms for a 10M float32 Adam
-# step against 25 ms vectorized); the arguments here are sums of squares.
-# Neither `#pragma GCC optimize` nor the optimize attribute turned it off.
-# The loops are C functions over a slice with restrict pointers; Cython's
-# prange hands each thread whole CHUNK-sized slices.
+# inputs and leaves the loop scalar; the arguments here are sums of squares.
+# It has to be a command-line flag: `#pragma GCC optimize` and the optimize
+# attribute do not turn errno off. The loops are C functions over a slice
+# with restrict pointers; Cython's prange hands each thread whole
+# CHUNK-sized slices.
 
 from cython.parallel cimport prange
 from _common cimport floating, team_size

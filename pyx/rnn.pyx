@@ -15,7 +15,7 @@
 # time loops, one (B, M) x (M, M) product (nnkit's tile kernel with Wh packed
 # once per sequence, or BLAS for large steps) and a few elementwise passes
 # per step. Python runs them with OpenBLAS on one thread
-# (nnkit/_blas_threads.py says why, with measurements); the cores are used
+# (nnkit/_blas_threads.py says why); the cores are used
 # by splitting the work ourselves: the weight gradients as two tasks or by
 # row blocks (gemm_team); a large step's time loop on a team, by blocks of
 # the batch's rows (no meeting inside the loop) or, for a batch too small to
@@ -235,12 +235,9 @@ cdef inline void _share_columns(int tid, int nteam, Py_ssize_t M, Py_ssize_t pw,
 # runs its whole time loop without reading another thread's values, so the
 # team never meets inside the loop. Columns need every row of h_{t-1}: the
 # team meets at a barrier each step, and each thread's half of h_t crosses to
-# the other core. Measured at (T, B, M) = (100, 32, 128) float32 tanh,
-# recur alone: 1 thread 1.88 ms, columns on 2 threads 1.14-2.16 ms (2.16 when
-# the host was busy), the two 16-row halves on 2 threads 1.09 ms.
-# Row blocks start at multiples of 4, so every row takes the same path
-# through the tile kernel (4-row tile or leftover row) as on one thread: the
-# same bits whatever the team.
+# the other core, so row blocks come first. Row blocks start at multiples of
+# 4, so every row takes the same path through the tile kernel (4-row tile or
+# leftover row) as on one thread: the same bits whatever the team.
 cdef enum:
     ROWS_PER_TILE = 4      # rows of the tile kernel's register tile (nnkit_tile.h)
 TILE_ROWS = ROWS_PER_TILE  # for nnkit/rnn.py's policy
@@ -680,9 +677,8 @@ def weight_grads(const floating[:, ::1] D,   # IN  (T*B, M)
     cdef int task
     # two threads, two tasks of about equal work (dWh: M^2 R multiply-adds;
     # dX and dWx: 2 M N R), each single-threaded BLAS calls on whole
-    # products: faster than splitting every product over both threads (A/B,
-    # min of 20: (1000, 8, 32, 64) float32 1.93 -> 1.21 ms, (100, 32, 64,
-    # 128) 1.69 -> 1.50, (50, 64, 256, 512) 21.1 -> 19.9; float64 4-10 %)
+    # products: faster than splitting every product over both threads (one
+    # wake of the team for all of them, and no product cut into halves)
     cdef bint tasks = (nthreads == 2 and N <= M <= 4 * N
                        and <double>R * M * (M + 2 * N) >= TASKS_MIN)
     with nogil:

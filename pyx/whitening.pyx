@@ -19,8 +19,8 @@
 # The O(B g^2) products and the O(B M) passes live here, and the g x g
 # steps that run on every ZCA call, one call per stack of groups: the
 # eigendecomposition (eigh_stack), W (zca_matrix_stack) and the backward's
-# dW, dSigma and expansion factors. Each used to be a few NumPy calls on
-# (n, g, g) arrays, whose fixed cost dominated at small g. The other methods'
+# dW, dSigma and expansion factors: as NumPy calls on (n, g, g) arrays,
+# their fixed cost would dominate at small g. The other methods'
 # algebra (pca, cholesky, newton) stays in nnkit._whitening_algebra with
 # NumPy, batched over the groups. Matrix products go through BLAS
 # (gemm_rowmajor, syrk_rowmajor); LAPACK through scipy.linalg.cython_lapack.
@@ -31,7 +31,7 @@
 #
 # The O(B M) passes split rows between threads (row_start), each thread with
 # its own accumulators: row-sequential streams, not column blocks (a column
-# block touches one page per row per block; it ran 5-10x slower).
+# block touches one page, and so takes one TLB miss, per row per block).
 #
 # Called only from nnkit.whitening and nnkit._whitening_algebra: shapes,
 # dtypes, eps > 0 and B >= 2 are checked and every output is allocated before
@@ -322,8 +322,8 @@ def backward_expand(const floating[:, ::1] dZc,   # IN (B, M)
 # matrices. The g x g algebra of nnkit.whitening goes through this (SciPy's
 # OpenBLAS, the same library as every other kernel call) rather than NumPy's
 # matmul: NumPy links a second OpenBLAS whose idle threads spin on the 2
-# cores while SciPy's work, and vice versa (measured: 25 ms instead of
-# 0.5 ms for a 64 x 64 eigh right after a syrk).
+# cores while SciPy's work, and vice versa (a 64 x 64 eigh right after a
+# syrk then waits on them).
 # Flops: 2 n g^3.
 def gemm_stack(const floating[:, :, ::1] A,       # IN (n, g, g)
                const floating[:, :, ::1] B,       # IN (n, g, g)
@@ -352,9 +352,8 @@ cdef enum:
 # Q_k^T, so Q Q^T is syrk's "T" product of it; column-major lower triangle =
 # row-major upper. Narrower blocks: one gemm (D Lambda^(-1/2)) D^T.
 # lam^(-1/4) as sqrt(sqrt(lam)) in the input type, each root rounded (as
-# NumPy's np.sqrt twice did). The NumPy mirror syrk replaced (np.triu twice
-# and a transposed add) took twice the syrk's own time (0.68 vs 0.32 ms at
-# g = 256 float32); the NumPy scaling around it ~10 us per call at g = 64.
+# np.sqrt twice rounds). The mirror is a tiled loop here: in NumPy (np.triu
+# twice and a transposed add) it would cost more than the syrk itself.
 # Flops: n g^3 (syrk) or 2 n g^3 (gemm), plus n g^2.
 def zca_matrix_stack(const floating[:, :, ::1] D,     # IN (n, g, g) eigenvectors (columns)
                      const floating[:, ::1] lam,      # IN (n, g) eigenvalues
@@ -392,9 +391,8 @@ def zca_matrix_stack(const floating[:, :, ::1] D,     # IN (n, g, g) eigenvector
 
 
 # The per-group g x g steps of the backward around the method's dW -> dSigma
-# (nnkit.whitening._backward_kernels), for a stack of n blocks. Each was a
-# handful of NumPy calls on (n, g, g) arrays: at (256, 64) float64 they took
-# ~100 us of Python beside ~330 us of kernels (line profile, 2000 steps).
+# (nnkit.whitening._backward_kernels), for a stack of n blocks: one kernel
+# call each, where NumPy would spend a handful of calls' Python overhead.
 # gamma, colsum, dbeta are the groups' (n, g) slices of the (M,) vectors.
 #
 # dW_k = (P_k + cs_k db_k^T / B) diag(gamma_k)        dW = Yc^T dYhat, with
@@ -501,7 +499,6 @@ def expansion_factors(const floating[:, :, ::1] dS,    # IN (n, g, g)
                 dmean[k, i] = <floating>(-((a0 + a1) + (a2 + a3)))
             # A = diag(gamma) W^T by MIRROR_TILE x MIRROR_TILE tiles: the
             # strided reads of W's columns stay within a tile's cache lines
-            # (row by row they took 0.13 ms at g = 256, 0.58-0.81 at 512)
             bi = 0
             while bi < g:
                 bj = 0
@@ -522,10 +519,9 @@ def expansion_factors(const floating[:, :, ::1] dS,    # IN (n, g, g)
 # A block with a non-finite entry gets NaN lam_k and D_k (the NaN policy
 # "propagate": LAPACK would fail with an opaque code); syevd's info for block
 # k goes to info[k] (0 = converged).
-# Why a kernel: inside the (256, 64) float64 step the SciPy wrapper loop it
-# replaces took 413 us per call against 385 us for this one (syevd alone:
-# 357): a finiteness check in NumPy, the wrapper's checks and workspace, the
-# copy of its Fortran-ordered result, a Python loop over the groups.
+# Why a kernel: SciPy's wrapper adds a finiteness check in NumPy, its own
+# checks and workspace, the copy of its Fortran-ordered result and a Python
+# loop over the groups to every call.
 # syevd overwrites its input with the eigenvectors, column-major: the block is
 # copied into D_k (symmetric, so the row-major copy is the same matrix), and
 # the result, D^T in row-major terms, is transposed in place.
