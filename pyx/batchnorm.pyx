@@ -59,6 +59,18 @@ cdef extern from "nnkit_bn.h":
                        const double* vi, int relu, double* dst) noexcept nogil
 
 
+# A training kernel's workspace: n_sums doubles, then n_scratch values of the
+# input type, then (when streaming) STREAM_BUFFER values per thread for the
+# streaming stores. at[0], at[1]: the byte offsets of the scratch and of the
+# buffers (at[1] = 0: no streaming).
+cdef char* _workspace(Py_ssize_t n_sums, Py_ssize_t n_scratch, size_t itemsize, int nt,
+                      bint stream, str kernel, Py_ssize_t* at) except NULL:
+    at[0] = lines(n_sums * sizeof(double))
+    at[1] = at[0] + lines(n_scratch * itemsize) if stream else 0
+    return <char*>workspace(at[0] + lines(n_scratch * itemsize)
+                            + (nt * STREAM_BUFFER * itemsize if stream else 0), kernel)
+
+
 # ------------------------------------------------------------- statistics
 # Rows [r0, r1) of Y (B, M): mean and M2 per feature into sums = [mean | m2]
 # (2M doubles); scratch = [csum | cm2 | cm1] (3M floats of the input type).
@@ -183,17 +195,13 @@ def forward_train(const floating[:, ::1] Y,        # IN (B, M)
     cdef floating* mean = &stats[0, 0]
     cdef floating* var = &stats[1, 0]
     cdef floating* inv_std = &stats[2, 0]
-    cdef bint stream = streams(B * M, sizeof(floating))
-    # workspace: sums (doubles), scratch (floats, then scale and shift), and
-    # the streaming-store buffers (STREAM_BUFFER per thread) when streaming
-    cdef size_t sums_bytes = lines(STATS_SUMS * nt * M * sizeof(double))
-    cdef size_t scratch_bytes = lines((STATS_SCRATCH * nt + 2) * M * sizeof(floating))
-    cdef size_t buf_bytes = nt * STREAM_BUFFER * sizeof(floating) if stream else 0
-    cdef char* ws = <char*>workspace(sums_bytes + scratch_bytes + buf_bytes,
-                                     "batchnorm forward")
+    cdef Py_ssize_t at[2]
+    cdef char* ws = _workspace(STATS_SUMS * nt * M, (STATS_SCRATCH * nt + 2) * M,
+                               sizeof(floating), nt, streams(B * M, sizeof(floating)),
+                               "batchnorm forward", at)
     cdef double* sums = <double*>ws
-    cdef floating* scratch = <floating*>(ws + sums_bytes)
-    cdef floating* buf = <floating*>(ws + sums_bytes + scratch_bytes) if stream else NULL
+    cdef floating* scratch = <floating*>(ws + at[0])    # then scale and shift
+    cdef floating* buf = <floating*>(ws + at[1]) if at[1] > 0 else NULL
     cdef floating* scale = scratch + STATS_SCRATCH * nt * M   # gamma * inv_std, rounded
     cdef floating* shift = scale + M                           # beta
     cdef double* mean_t
@@ -374,17 +382,13 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
     cdef floating* dbeta = &dvecs[1, 0]
     cdef floating* dmean = &dvecs[2, 0]
     cdef floating* dvar = &dvecs[3, 0]
-    cdef bint stream = streams(B * M, sizeof(floating))
-    # workspace: sums (doubles), scratch (floats, then direct, mean_term and
-    # var_inv), and the streaming-store buffers when streaming
-    cdef size_t sums_bytes = lines(GRAD_SUMS * nt * M * sizeof(double))
-    cdef size_t scratch_bytes = lines((GRAD_SCRATCH * nt + 3) * M * sizeof(floating))
-    cdef size_t buf_bytes = nt * STREAM_BUFFER * sizeof(floating) if stream else 0
-    cdef char* ws = <char*>workspace(sums_bytes + scratch_bytes + buf_bytes,
-                                     "batchnorm backward")
+    cdef Py_ssize_t at[2]
+    cdef char* ws = _workspace(GRAD_SUMS * nt * M, (GRAD_SCRATCH * nt + 3) * M,
+                               sizeof(floating), nt, streams(B * M, sizeof(floating)),
+                               "batchnorm backward", at)
     cdef double* sums = <double*>ws
-    cdef floating* scratch = <floating*>(ws + sums_bytes)
-    cdef floating* buf = <floating*>(ws + sums_bytes + scratch_bytes) if stream else NULL
+    cdef floating* scratch = <floating*>(ws + at[0])    # then direct, mean_term, var_inv
+    cdef floating* buf = <floating*>(ws + at[1]) if at[1] > 0 else NULL
     cdef double* sum_dz = sums              # thread 0's sums after the merge
     cdef double* sum_dz_yhat = sums + M
     cdef double* sum_yc = sums + 2 * M
