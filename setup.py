@@ -13,6 +13,7 @@ again. A compiled module is reused when it is newer than its sources and was
 built with the same flavour and flags (build/flavour.txt records them).
 Extensions compile in parallel, one job per core.
 """
+import glob
 import os
 import platform
 import runpy
@@ -28,6 +29,8 @@ from setuptools.command.build_ext import build_ext
 # One .pyx per kernel; module name nnkit._kernels.<name>. The kernels are the ones
 # the families name in nnkit/families.py (plain data, read before nnkit is built).
 FAMILIES = runpy.run_path(os.path.join("nnkit", "families.py"))["KERNELS"]
+# The hand-written C the kernels include (cdef extern from "nnkit_*.h").
+INCLUDE_DIR = os.path.join("pyx", "include")
 
 debug = os.environ.get("NNKIT_DEBUG_CYTHON", "") not in ("", "0")
 openmp = os.environ.get("NNKIT_NO_OPENMP", "") in ("", "0") and sys.platform != "darwin"
@@ -85,12 +88,12 @@ def _is_fresh(family: str) -> bool:
     installs SciPy afresh every time, so its cython_blas.pxd always looks new
     to Cython's own dependency check (the SciPy version is in the stamp).
     """
-    import glob
     built = glob.glob(os.path.join("nnkit", "_kernels", family + ".*.so"))
     generated = os.path.join(build_dir, "pyx", family + ".c")
     if len(built) != 1 or not os.path.exists(generated):
         return False
-    inputs = [stamp, generated, os.path.join("pyx", family + ".pyx")] + glob.glob("pyx/*.pxd")
+    inputs = ([stamp, generated, os.path.join("pyx", family + ".pyx")] + glob.glob("pyx/*.pxd")
+              + glob.glob(os.path.join(INCLUDE_DIR, "*.h")))
     return all(os.path.getmtime(p) <= os.path.getmtime(built[0]) for p in inputs)
 
 
@@ -102,6 +105,8 @@ def _extension(family: str, source: str) -> Extension:
     return Extension(
         f"nnkit._kernels.{family}",
         [source],
+        include_dirs=[INCLUDE_DIR],
+        depends=sorted(glob.glob(os.path.join(INCLUDE_DIR, "*.h"))),
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=[("NNKIT_DEBUG", "1" if debug else "0")],

@@ -20,11 +20,12 @@ end (right / bottom) than at the start, as PyTorch. The kernels pad both
 ends equally, so the forward copies X with that one extra row / column of
 zeros (np.pad) and runs the kernel on the copy; the backward crops dX back.
 
-Algorithm (pyx/conv.pyx): per sample, im2col (K = C_in·kh·kw rows, H'W'
-columns) and one GEMM Y_n = W col + b; backward recomputes col, forms
-dW += dY_n colᵀ and dcol = Wᵀ dY_n, and col2im. Where the build has nnkit's
-tile kernel (pyx/_tile.pxd) and a team splits the batch (`_tiled`), the
-products run on it a block of output positions at a time, so no (K, H'W')
+Algorithm (pyx/conv.pyx; pooling in pyx/pool.pyx): per sample, im2col
+(K = C_in·kh·kw rows, H'W' columns) and one GEMM Y_n = W col + b; backward
+recomputes col, forms dW += dY_n colᵀ and dcol = Wᵀ dY_n, and col2im. Where
+the build has nnkit's tile kernel (pyx/include/nnkit_tile.h) and a team
+splits the batch (`_tiled`), the products run on it a block of output
+positions at a time, so no (K, H'W')
 column matrix is written: the float32 forward packs each block straight
 into the kernel's panels; the backward (both dtypes) takes blocks of up to
 400 positions. Otherwise, and for the float64 forward (dgemm measured
@@ -45,6 +46,7 @@ import numpy as np
 
 from . import _validate as v
 from ._kernels import conv as _k
+from ._kernels import pool as _kp
 from ._threads import blas_controllable, kernel_threads, serial_blas
 from .conv_shapes import (LAYOUTS, POOL_KINDS, Axis, BottleneckSolution, ConvShape, Count,  # noqa: F401
                           Summary, SummaryRow, axis_formula, basic_block_params,
@@ -255,10 +257,10 @@ def _pool_forward(kind, X, kernel_size, stride, padding, p, out, layout):
     Y = Yout if layout == "NCHW" else np.empty((B, C, a1.out, a2.out), X.dtype)
     arg = np.empty(Y.shape, np.int32) if kind == "max" else np.empty((1, 1, 1), np.int32)
     P = B * C
-    _k.pool2d_forward(X.reshape(P, H, W), _MODES[kind], p, a1.k, a2.k, a1.s, a2.s, a1.p,
-                      a2.p, Y.reshape(P, a1.out, a2.out),
-                      arg.reshape(P, a1.out, a2.out) if kind == "max" else arg,
-                      kernel_threads())
+    _kp.pool2d_forward(X.reshape(P, H, W), _MODES[kind], p, a1.k, a2.k, a1.s, a2.s, a1.p,
+                       a2.p, Y.reshape(P, a1.out, a2.out),
+                       arg.reshape(P, a1.out, a2.out) if kind == "max" else arg,
+                       kernel_threads())
     if layout == "BWHC":
         Yout[...] = Y.transpose(0, 3, 2, 1)
     return Yout, Pool2dCache(kind, X, Y, arg if kind == "max" else None, (a1.k, a2.k),
@@ -308,12 +310,12 @@ def _pool_backward(kind, dY, cache, out):
     P, (Ho, Wo) = B * C, Y.shape[2:]
     (kh, kw), (sh, sw), (ph, pw) = cache.kernel_size, cache.stride, cache.padding
     if kind == "max":
-        _k.maxpool2d_backward(dY.reshape(P, Ho, Wo), cache.argmax.reshape(P, Ho, Wo),
-                              kh, kw, sh, sw, ph, pw, dX.reshape(P, H, W), kernel_threads())
+        _kp.maxpool2d_backward(dY.reshape(P, Ho, Wo), cache.argmax.reshape(P, Ho, Wo),
+                               kh, kw, sh, sw, ph, pw, dX.reshape(P, H, W), kernel_threads())
     else:
-        _k.pool2d_backward(dY.reshape(P, Ho, Wo), X.reshape(P, H, W), Y.reshape(P, Ho, Wo),
-                           _MODES[kind], cache.p, kh, kw, sh, sw, ph, pw,
-                           dX.reshape(P, H, W), kernel_threads())
+        _kp.pool2d_backward(dY.reshape(P, Ho, Wo), X.reshape(P, H, W), Y.reshape(P, Ho, Wo),
+                            _MODES[kind], cache.p, kh, kw, sh, sw, ph, pw,
+                            dX.reshape(P, H, W), kernel_threads())
     if bwhc:
         dXout[...] = dX.transpose(0, 3, 2, 1)
     return dXout

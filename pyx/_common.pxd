@@ -19,9 +19,8 @@ cdef enum:
     # team costs a few microseconds, more than the whole loop at small shapes.
     PARALLEL_MIN_ELEMENTS = 65536
     # Rows per partial sum kept in the input type before it is added to a
-    # double total. 64 float32 terms are good to ~1e-7 relative and the loop
-    # runs 8 float32 lanes per AVX2 op with no float->double conversion; a
-    # float32 sum over a whole batch of 16384 rows is off by ~1e-6 or worse.
+    # double total: 64 float32 terms stay good to ~1e-7 relative, and the loop
+    # runs on full float32 lanes with no float->double conversion.
     CHUNK_ROWS = 64
     # gemm_team splits a product over the threads from this many multiply-adds
     GEMM_TEAM_MIN_F32 = 1 << 24
@@ -79,9 +78,8 @@ cdef inline void gemm_team(int nt, bint trans_a, bint trans_b, int m, int n, int
     stalls the serial RNN loop): the large products still get every core,
     from a team that sleeps after its short spin (nnkit/_threads.py).
     Products under GEMM_TEAM_MIN multiply-adds stay on the calling thread:
-    waking the team cost more than it saved there (measured on 2 cores, the
-    RNN's weight gradients, 1 thread / 2: float32 0.79-0.84x at 2-13 M per
-    product, 1.29-1.50x from 16 M; float64 1.40x already at 1.6 M)."""
+    below it waking the team costs more than it saves (float64 reaches the
+    break-even four times sooner than float32)."""
     cdef int t, m0, m1
     cdef double least = GEMM_TEAM_MIN_F64
     if floating is float:
@@ -225,55 +223,13 @@ cdef inline floating relu_grad(floating dh, floating z) noexcept nogil:
 
 
 # ------------------------------------------------------- streaming stores
-# A large output (bigger than the caches) written with ordinary stores costs
-# three passes over memory: the line is first read (write-allocate), then
-# written back. Non-temporal stores write it without the read. Measured here
-# (2 threads, y = x*x over 64 MB float32, counted as read + write): ordinary
-# stores 19-21 GB/s, streaming 25-31 GB/s. A small output is left in cache
-# instead: the next layer reads it from there.
+# An output larger than the caches is written with streaming stores
+# (pyx/include/nnkit_stream.h: no read of each line before its write); a
+# small one with ordinary stores, so that the next layer reads it from cache.
 #   stream_copy(dst, src, n): dst[0:n] = src[0:n], src a small L1 buffer the
 #   kernel just wrote; end the thread's work with stream_fence().
 # Kernels stream when the array is at least STREAM_MIN_BYTES (streams()).
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    #if defined(__AVX__)
-    #include <immintrin.h>
-    #define NNKIT_STREAM_ALIGN 32
-    #elif defined(__SSE2__)
-    #include <emmintrin.h>
-    #define NNKIT_STREAM_ALIGN 16
-    #endif
-    /* dst[0:n] = src[0:n], n bytes: memcpy up to dst's first vector-aligned
-       address, aligned streaming stores, memcpy for the tail. One function
-       for both dtypes: a streamed vector is the same bytes whatever it holds. */
-    static inline void nnkit_stream_bytes(char* dst, const char* src, size_t n) {
-        size_t i = 0;
-    #ifdef NNKIT_STREAM_ALIGN
-        size_t head = (NNKIT_STREAM_ALIGN - (uintptr_t)dst % NNKIT_STREAM_ALIGN)
-                      % NNKIT_STREAM_ALIGN;
-        if (head <= n) {
-            memcpy(dst, src, head);
-            i = head;
-    #if defined(__AVX__)
-            for (; i + 32 <= n; i += 32)
-                _mm256_stream_si256((__m256i*)(dst + i), _mm256_loadu_si256((const __m256i*)(src + i)));
-    #else
-            for (; i + 16 <= n; i += 16)
-                _mm_stream_si128((__m128i*)(dst + i), _mm_loadu_si128((const __m128i*)(src + i)));
-    #endif
-        }
-    #endif
-        if (i < n) memcpy(dst + i, src + i, n - i);
-    }
-    /* streaming stores are weakly ordered: fence before other threads read */
-    static inline void nnkit_stream_fence(void) {
-    #ifdef NNKIT_STREAM_ALIGN
-        _mm_sfence();
-    #endif
-    }
-    """
+cdef extern from "nnkit_stream.h":
     void nnkit_stream_bytes(char* dst, const char* src, size_t n) nogil
     void nnkit_stream_fence() nogil
 
@@ -293,3 +249,25 @@ cdef inline void stream_copy(floating* dst, const floating* src, Py_ssize_t n) n
 
 cdef inline void stream_fence() noexcept nogil:
     nnkit_stream_fence()
+
+
+# ------------------------------------------------------------- workspaces
+# A kernel's scratch is one workspace: one allocation, carved into pieces of
+# whole cache lines, freed with free() before the kernel returns.
+cdef extern from "nnkit_base.h":
+    void* nnkit_aligned_alloc(size_t nbytes) noexcept nogil
+
+
+cdef inline size_t lines(size_t nbytes) noexcept nogil:
+    """nbytes rounded up to whole 64-byte lines: each piece of a workspace
+    starts on a line of its own, so no two pieces share one."""
+    return (nbytes + 63) & ~(<size_t>63)
+
+
+cdef inline void* workspace(size_t nbytes, str kernel) except NULL:
+    """nbytes of scratch on a 64-byte boundary (free() releases it), or
+    MemoryError naming the kernel and the size. Called with the GIL held."""
+    cdef void* p = nnkit_aligned_alloc(nbytes)
+    if p == NULL:
+        raise MemoryError(f"{kernel}: no memory for a workspace of {nbytes} bytes")
+    return p

@@ -9,8 +9,8 @@
 # (M doubles) that stay in L1/L2. The rows are split between the threads
 # (row_start in _common.pxd); each thread keeps its own accumulators, merged
 # afterwards. The alternative, giving each thread a block of columns, reads a
-# short piece of every row per block: one page per row per block, and TLB
-# misses made it about 10x slower.
+# short piece of every row per block: one page, and so one TLB miss, per row
+# per block.
 #
 # The statistics pass is one pass over memory yet exact two-pass variance:
 # rows go in chunks small enough to stay in L2, each chunk gets its own mean
@@ -18,8 +18,7 @@
 # Chan et al.'s formula  M2 = M2a + M2b + delta^2 na nb / (na + nb).
 #
 # Sums run in the input type over CHUNK_ROWS rows, then in double: a float32
-# running sum over B = 16384 rows is off by ~1e-2 relative, the chunked one
-# by ~5e-8.
+# running sum over a large batch keeps only two or three digits.
 #
 # Called only from nnkit.batchnorm (shapes, dtypes, eps, B >= 2 checked,
 # outputs allocated). Arguments: inputs (# IN), outputs (# OUT), thread count;
@@ -27,10 +26,10 @@
 
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from libc.stdlib cimport malloc, free
-from _common cimport (CHUNK_ROWS, STREAM_BUFFER, clear_sums, floating, flush_partials,
+from libc.stdlib cimport free
+from _common cimport (CHUNK_ROWS, STREAM_BUFFER, clear_sums, floating, flush_partials, lines,
                       relu_grad, relu_value, row_start, row_team, stream_copy, stream_fence,
-                      streams, team_size)
+                      streams, team_size, workspace)
 
 # rows per chunk of the statistics pass: about CHUNK_BYTES of Y (looked at a
 # second time from L2), at most CHUNK_ROWS
@@ -42,107 +41,8 @@ cdef enum:
     GRAD_SCRATCH = 3     # per thread, M floats each: their chunk partials
 
 
-# The backward's two sweeps in C on 32-byte vectors (GCC/Clang vector
-# extensions, as pyx/norms.pyx: ymm registers here, SSE halves or scalars in
-# a portable build). Per vector of columns j, with c = y - m and the
-# forward's z = c s + b (same expression, same rounding: the mask below is
-# the forward's exactly), dz = dh where z > 0 or z is NaN, else 0:
-#   reduce (rows a and b): psb += dz_a + dz_b;  psg += dz_a c_a + dz_b c_b;
-#                          psc += c_a + c_b      (the input type; Yhat's inv
-#                          is applied per chunk, in double)
-#   dy:    dst = s dz - mt - vi c   (mt = mean_term, vi = var_term inv)
-# The first version, Cython loops, wrote the masked rows to a buffer (gcc
-# would not vectorize a select inside the accumulation) and took xh = c inv
-# per element. Both builds alternating (min of 5 x 2000 calls), 256 x 1024
-# backward on 2 threads: float32 129-144 -> 122-125 us, float64 250-275 ->
-# 212-229 us; 1 thread float32 198-228 -> 195-208 us.
-cdef extern from *:
-    """
-    #include <string.h>
-    typedef float nnkit_bf __attribute__((vector_size(32)));
-    typedef int nnkit_bfi __attribute__((vector_size(32)));
-    typedef double nnkit_bd __attribute__((vector_size(32)));
-    typedef long long nnkit_bdi __attribute__((vector_size(32)));
-
-    #define NNKIT_BN_KERNELS(SUF, T, VEC, IVEC)                                   \\
-    enum { NNKIT_BVL_##SUF = 32 / sizeof(T) };                                  \\
-    static inline VEC nnkit_bld_##SUF(const T* p) { VEC v; memcpy(&v, p, 32); return v; } \\
-    static inline void nnkit_bst_##SUF(T* p, VEC v) { memcpy(p, &v, 32); }      \\
-    /* dh where z > 0 or z is NaN (not z <= 0), else 0: relu_grad */           \\
-    static inline VEC nnkit_bmask_##SUF(VEC dh, VEC z) {                        \\
-        const VEC zero = {0};                                                   \\
-        return (VEC)((IVEC)dh & ~(IVEC)(z <= zero));                            \\
-    }                                                                           \\
-    static inline T nnkit_bmask1_##SUF(T dh, T z) { return z <= 0 ? 0 : dh; }  \\
-    /* rows a (and b when two) of the reduce sweep, columns [0, M) */           \\
-    static void nnkit_bn_reduce_##SUF(const T* ya, const T* yb, const T* da,    \\
-            const T* db, Py_ssize_t M, const T* m, const T* s, const T* bt,     \\
-            int relu, int two, T* psb, T* psg, T* psc) {                        \\
-        const Py_ssize_t L = NNKIT_BVL_##SUF;                                   \\
-        Py_ssize_t j = 0;                                                       \\
-        if (two) {                                                              \\
-            for (; j + L <= M; j += L) {                                        \\
-                VEC mm = nnkit_bld_##SUF(m + j);                                \\
-                VEC ca = nnkit_bld_##SUF(ya + j) - mm;                          \\
-                VEC cb = nnkit_bld_##SUF(yb + j) - mm;                          \\
-                VEC za = nnkit_bld_##SUF(da + j), zb = nnkit_bld_##SUF(db + j); \\
-                if (relu) {                                                     \\
-                    VEC ss = nnkit_bld_##SUF(s + j), bb = nnkit_bld_##SUF(bt + j); \\
-                    za = nnkit_bmask_##SUF(za, ca * ss + bb);                   \\
-                    zb = nnkit_bmask_##SUF(zb, cb * ss + bb);                   \\
-                }                                                               \\
-                nnkit_bst_##SUF(psb + j, nnkit_bld_##SUF(psb + j) + (za + zb)); \\
-                nnkit_bst_##SUF(psg + j, nnkit_bld_##SUF(psg + j) + (za * ca + zb * cb)); \\
-                nnkit_bst_##SUF(psc + j, nnkit_bld_##SUF(psc + j) + (ca + cb)); \\
-            }                                                                   \\
-            for (; j < M; j++) {                                                \\
-                T ca = ya[j] - m[j], cb = yb[j] - m[j], za = da[j], zb = db[j]; \\
-                if (relu) {                                                     \\
-                    za = nnkit_bmask1_##SUF(za, ca * s[j] + bt[j]);             \\
-                    zb = nnkit_bmask1_##SUF(zb, cb * s[j] + bt[j]);             \\
-                }                                                               \\
-                psb[j] += za + zb; psg[j] += za * ca + zb * cb; psc[j] += ca + cb; \\
-            }                                                                   \\
-        } else {                                                                \\
-            for (; j + L <= M; j += L) {                                        \\
-                VEC ca = nnkit_bld_##SUF(ya + j) - nnkit_bld_##SUF(m + j);      \\
-                VEC za = nnkit_bld_##SUF(da + j);                               \\
-                if (relu)                                                       \\
-                    za = nnkit_bmask_##SUF(za, ca * nnkit_bld_##SUF(s + j)      \\
-                                               + nnkit_bld_##SUF(bt + j));      \\
-                nnkit_bst_##SUF(psb + j, nnkit_bld_##SUF(psb + j) + za);        \\
-                nnkit_bst_##SUF(psg + j, nnkit_bld_##SUF(psg + j) + za * ca);   \\
-                nnkit_bst_##SUF(psc + j, nnkit_bld_##SUF(psc + j) + ca);        \\
-            }                                                                   \\
-            for (; j < M; j++) {                                                \\
-                T ca = ya[j] - m[j], za = da[j];                                \\
-                if (relu) za = nnkit_bmask1_##SUF(za, ca * s[j] + bt[j]);       \\
-                psb[j] += za; psg[j] += za * ca; psc[j] += ca;                  \\
-            }                                                                   \\
-        }                                                                       \\
-    }                                                                           \\
-    /* dst[0:n] = s dz - mt - vi c for one row's columns [0, n) */              \\
-    static void nnkit_bn_dy_##SUF(const T* y, const T* dh, Py_ssize_t n,        \\
-            const T* m, const T* s, const T* bt, const T* mt, const T* vi,      \\
-            int relu, T* dst) {                                                 \\
-        const Py_ssize_t L = NNKIT_BVL_##SUF;                                   \\
-        Py_ssize_t j = 0;                                                       \\
-        for (; j + L <= n; j += L) {                                            \\
-            VEC c = nnkit_bld_##SUF(y + j) - nnkit_bld_##SUF(m + j);            \\
-            VEC ss = nnkit_bld_##SUF(s + j), dz = nnkit_bld_##SUF(dh + j);      \\
-            if (relu) dz = nnkit_bmask_##SUF(dz, c * ss + nnkit_bld_##SUF(bt + j)); \\
-            nnkit_bst_##SUF(dst + j, ss * dz - nnkit_bld_##SUF(mt + j)          \\
-                                     - nnkit_bld_##SUF(vi + j) * c);            \\
-        }                                                                       \\
-        for (; j < n; j++) {                                                    \\
-            T c = y[j] - m[j], dz = dh[j];                                      \\
-            if (relu) dz = nnkit_bmask1_##SUF(dz, c * s[j] + bt[j]);            \\
-            dst[j] = s[j] * dz - mt[j] - vi[j] * c;                             \\
-        }                                                                       \\
-    }
-    NNKIT_BN_KERNELS(f, float, nnkit_bf, nnkit_bfi)
-    NNKIT_BN_KERNELS(d, double, nnkit_bd, nnkit_bdi)
-    """
+# The backward's two sweeps, in C on 32-byte vectors: pyx/include/nnkit_bn.h.
+cdef extern from "nnkit_bn.h":
     void nnkit_bn_reduce_f(const float* ya, const float* yb, const float* da, const float* db,
                            Py_ssize_t M, const float* m, const float* s, const float* bt,
                            int relu, int two, float* psb, float* psg,
@@ -157,6 +57,18 @@ cdef extern from *:
     void nnkit_bn_dy_d(const double* y, const double* dh, Py_ssize_t n, const double* m,
                        const double* s, const double* bt, const double* mt,
                        const double* vi, int relu, double* dst) noexcept nogil
+
+
+# A training kernel's workspace: n_sums doubles, then n_scratch values of the
+# input type, then (when streaming) STREAM_BUFFER values per thread for the
+# streaming stores. at[0], at[1]: the byte offsets of the scratch and of the
+# buffers (at[1] = 0: no streaming).
+cdef char* _workspace(Py_ssize_t n_sums, Py_ssize_t n_scratch, size_t itemsize, int nt,
+                      bint stream, str kernel, Py_ssize_t* at) except NULL:
+    at[0] = lines(n_sums * sizeof(double))
+    at[1] = at[0] + lines(n_scratch * itemsize) if stream else 0
+    return <char*>workspace(at[0] + lines(n_scratch * itemsize)
+                            + (nt * STREAM_BUFFER * itemsize if stream else 0), kernel)
 
 
 # ------------------------------------------------------------- statistics
@@ -283,23 +195,17 @@ def forward_train(const floating[:, ::1] Y,        # IN (B, M)
     cdef floating* mean = &stats[0, 0]
     cdef floating* var = &stats[1, 0]
     cdef floating* inv_std = &stats[2, 0]
-    cdef double* sums = <double*>malloc(STATS_SUMS * nt * M * sizeof(double))
-    cdef floating* scratch = <floating*>malloc((STATS_SCRATCH * nt + 2) * M * sizeof(floating))
+    cdef Py_ssize_t at[2]
+    cdef char* ws = _workspace(STATS_SUMS * nt * M, (STATS_SCRATCH * nt + 2) * M,
+                               sizeof(floating), nt, streams(B * M, sizeof(floating)),
+                               "batchnorm forward", at)
+    cdef double* sums = <double*>ws
+    cdef floating* scratch = <floating*>(ws + at[0])    # then scale and shift
+    cdef floating* buf = <floating*>(ws + at[1]) if at[1] > 0 else NULL
+    cdef floating* scale = scratch + STATS_SCRATCH * nt * M   # gamma * inv_std, rounded
+    cdef floating* shift = scale + M                           # beta
     cdef double* mean_t
     cdef double* m2_t
-    cdef floating* scale       # gamma * inv_std, rounded to the input type
-    cdef floating* shift       # beta
-    cdef bint stream = streams(B * M, sizeof(floating))
-    cdef floating* buf = NULL  # streaming-store buffers, STREAM_BUFFER per thread
-    if stream:
-        buf = <floating*>malloc(nt * STREAM_BUFFER * sizeof(floating))
-    if sums == NULL or scratch == NULL or (stream and buf == NULL):
-        free(sums)
-        free(scratch)
-        free(buf)
-        raise MemoryError("batchnorm forward: no memory for the workspace")
-    scale = scratch + STATS_SCRATCH * nt * M
-    shift = scale + M
     with nogil:
         for t in prange(nt, schedule="static", num_threads=nt):
             _stats_rows(&Y[0, 0], row_start(t, nt, B), row_start(t + 1, nt, B), M,
@@ -328,9 +234,7 @@ def forward_train(const floating[:, ::1] Y,        # IN (B, M)
             _output_rows(&Y[0, 0], row_start(t, nt, B), row_start(t + 1, nt, B), M, mean,
                          scale, shift, relu, &out[0, 0],
                          NULL if buf == NULL else buf + t * STREAM_BUFFER)
-    free(sums)
-    free(scratch)
-    free(buf)
+    free(ws)
     return None
 
 
@@ -478,29 +382,19 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
     cdef floating* dbeta = &dvecs[1, 0]
     cdef floating* dmean = &dvecs[2, 0]
     cdef floating* dvar = &dvecs[3, 0]
-    cdef double* sums = <double*>malloc(GRAD_SUMS * nt * M * sizeof(double))
-    cdef floating* scratch = <floating*>malloc((GRAD_SCRATCH * nt + 3) * M * sizeof(floating))
-    cdef double* sum_dz          # thread 0's sums after the merge
-    cdef double* sum_dz_yhat
-    cdef double* sum_yc
-    cdef floating* direct
-    cdef floating* mean_term
-    cdef floating* var_inv       # var_term inv: the dY sweep's factor of (Y - m)
-    cdef bint stream = streams(B * M, sizeof(floating))
-    cdef floating* buf = NULL  # streaming-store buffers, STREAM_BUFFER per thread
-    if stream:
-        buf = <floating*>malloc(nt * STREAM_BUFFER * sizeof(floating))
-    if sums == NULL or scratch == NULL or (stream and buf == NULL):
-        free(sums)
-        free(scratch)
-        free(buf)
-        raise MemoryError("batchnorm backward: no memory for the workspace")
-    sum_dz = sums
-    sum_dz_yhat = sums + M
-    sum_yc = sums + 2 * M
-    direct = scratch + GRAD_SCRATCH * nt * M
-    mean_term = direct + M
-    var_inv = mean_term + M
+    cdef Py_ssize_t at[2]
+    cdef char* ws = _workspace(GRAD_SUMS * nt * M, (GRAD_SCRATCH * nt + 3) * M,
+                               sizeof(floating), nt, streams(B * M, sizeof(floating)),
+                               "batchnorm backward", at)
+    cdef double* sums = <double*>ws
+    cdef floating* scratch = <floating*>(ws + at[0])    # then direct, mean_term, var_inv
+    cdef floating* buf = <floating*>(ws + at[1]) if at[1] > 0 else NULL
+    cdef double* sum_dz = sums              # thread 0's sums after the merge
+    cdef double* sum_dz_yhat = sums + M
+    cdef double* sum_yc = sums + 2 * M
+    cdef floating* direct = scratch + GRAD_SCRATCH * nt * M
+    cdef floating* mean_term = direct + M
+    cdef floating* var_inv = mean_term + M  # var_term inv: the dY sweep's factor of (Y - m)
     with nogil:
         for j in range(M):
             # the forward's scale, rounded the same way, so the recomputed
@@ -537,7 +431,5 @@ def backward_train(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with the
                         dZ_out[i, j] = dz
                     if want_dyh:
                         dYhat_out[i, j] = dz * gamma[j]
-    free(sums)
-    free(scratch)
-    free(buf)
+    free(ws)
     return None

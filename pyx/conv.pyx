@@ -1,7 +1,6 @@
-# Convolution and pooling (P3, P10): the output-size arithmetic, im2col +
-# GEMM convolution (on nnkit's tile kernel by blocks of output positions:
-# the float32 forward and the backward; else BLAS), and max / average / Lp
-# pooling.
+# Convolution (P3): the output-size arithmetic, and im2col + GEMM
+# convolution, on nnkit's tile kernel by blocks of output positions (the
+# float32 forward and the backward), else on BLAS. Pooling: pyx/pool.pyx.
 #
 # Layout is PyTorch's NCHW: X (B, C, H, W), W (C_out, C_in, kh, kw) seen as
 # the matrix Wm (C_out, K) with K = C_in*kh*kw, Y (B, C_out, H'*W').
@@ -14,40 +13,22 @@
 # output and workspace; nothing here raises on bad input.
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport fabs, pow, sqrt
 from libc.string cimport memcpy, memset
 from libc.stdint cimport uintptr_t
-from libc.stdlib cimport free, malloc
-from _common cimport floating, gemm_rowmajor, stream_copy, stream_fence, streams, team_size
+from _common cimport floating, gemm_rowmajor
 from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, NNKIT_TILE_WIDE, nnkit_plain_gemm_d,
                    nnkit_plain_gemm_f)
 
-cdef extern from *:
-    """
-    /* one float32 panel row (16 values, 64 bytes) copied as two 32-byte
-       vectors (gcc's inlined memcpy of 64 bytes used four 16-byte moves) */
-    typedef float nnkit_cv_f __attribute__((vector_size(32), aligned(4), may_alias));
-    static inline void nnkit_copy64_f(float* d, const float* s) {
-        nnkit_cv_f a = *(const nnkit_cv_f*)s, b = *(const nnkit_cv_f*)(s + 8);
-        *(nnkit_cv_f*)d = a; *(nnkit_cv_f*)(d + 8) = b;
-    }
-    /* the tile kernel behind a call: inlined into _implicit_gemm's packing
-       loops, gcc ran out of registers and reloaded loop bounds from the
-       stack inside its k loop (perf annotate; 2 of 9 instructions) */
-    __attribute__((noinline)) static void nnkit_conv_tile_f(Py_ssize_t B, Py_ssize_t K,
-            Py_ssize_t M, Py_ssize_t jb, const float* V, const float* P, int acc, float* out) {
-        nnkit_small_gemm_f(B, K, M, 0, jb, V, P, acc, out);
-    }
-    __attribute__((noinline)) static void nnkit_conv_tile_d(Py_ssize_t B, Py_ssize_t K,
-            Py_ssize_t M, Py_ssize_t jb, const double* V, const double* P, int acc, double* out) {
-        nnkit_small_gemm_d(B, K, M, 0, jb, V, P, acc, out);
-    }
-    """
+# The calls into the tile kernel, and the panel row copy: pyx/include/nnkit_conv.h.
+cdef extern from "nnkit_conv.h":
+    # d[0:16] = s[0:16]: one float32 panel row (64 bytes)
     void nnkit_copy64_f(float* d, const float* s) noexcept nogil
+    # out[:, 0:jb] (+)= V (B, K) op(W)[:, 0:jb], op(W) packed in P
     void nnkit_conv_tile_f(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t jb,
                            const float* V, const float* P, int acc, float* out) noexcept nogil
     void nnkit_conv_tile_d(Py_ssize_t B, Py_ssize_t K, Py_ssize_t M, Py_ssize_t jb,
                            const double* V, const double* P, int acc, double* out) noexcept nogil
+
 
 # ----------------------------------------------------------- shape logic
 # Geometry status codes (nnkit.conv_shapes turns them into messages that
@@ -181,28 +162,18 @@ cdef void _col2im(const floating* dcol, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W
 
 
 # ------------------------------------------------ im2col into panels
-# The implicit GEMM (float32, where the build has the tile kernel,
-# pyx/_tile.pxd): im2col writes its (K, L) columns, a block of output
-# positions at a time, straight into the tile kernel's packed layout (panels
-# of pw = 16 columns, each a contiguous (K, pw) block; the L mod pw columns
-# left over as one (K, rest) block), and the kernel multiplies Wm (C_out, K)
-# by the block while it sits in L2: no separate packing pass, no (K, L)
-# matrix in L3, and a product that keeps a 4 x pw tile of Y in registers
-# over all of K. Timed alone on one core, a sample's (64, 576) x (576, 3136) product:
-# OpenBLAS sgemm 3.56 ms (65 GF/s; it packs both operands on every call),
-# the tile kernel on packed columns 2.48 ms (93 GF/s); (16, 27) x (27, 1024):
-# 31 against 94 GF/s.
+# The implicit GEMM (where the build has the tile kernel,
+# pyx/include/nnkit_tile.h): im2col writes its (K, L) columns, a block of
+# output positions at a time, straight into the tile kernel's packed layout
+# (panels of pw columns, each a contiguous (K, pw) block; the L mod pw
+# columns left over as one (K, rest) block), and the kernel multiplies Wm
+# (C_out, K) by the block while it sits in L2: no separate packing pass, no
+# (K, L) matrix in L3, and a product that keeps a tile of Y in registers
+# over all of K (BLAS would pack both operands again on every call).
 cdef inline Py_ssize_t _panel_width(floating* unused) noexcept nogil:
     """Columns per packed panel of the implicit GEMM; 0 (im2col + BLAS) in a
-    build without the tile kernel, and for float64 under AVX2. Forward,
-    kernel alone, both builds alternating in one process (min of 7), im2col
-    + BLAS time / implicit GEMM time at the benchmark shapes 32x3x32x32 ->
-    16, 16x64x56x56 -> 64, 64x32x16x16 -> 64, AVX2: float32 1.38x, 1.22x,
-    1.11x; float64 0.89x, 0.98x, 0.88x (dgemm is faster: 0.730 against 0.817
-    ms, 61.7 against 63.1, 8.95 against 10.2). With the AVX-512 kernel
-    float64 gains too: forward through the API, alternating processes,
-    three rounds, 0.60-0.65 -> 0.51-0.55 ms, 5.0 -> 4.3-5.1, 29.4-30.3 ->
-    24.6-26.3."""
+    build without the tile kernel, and for float64 under AVX2, where dgemm
+    is faster than the 256-bit kernel (the 512-bit one beats it)."""
     if floating is float:
         return NNKIT_PANEL_F
     else:
@@ -328,9 +299,8 @@ cdef inline floating* _aligned(floating* p) noexcept nogil:
 
 cdef inline Py_ssize_t block_columns(Py_ssize_t K, Py_ssize_t width) noexcept nogil:
     """Output positions per packed block of the implicit GEMM: about 64K
-    values (256 KB float32, half of L2), whole panels, at least one. 16x64x56x56
-    float32 forward with blocks of 16K / 32K / 64K / 128K / 256K values:
-    28.3 / 24.9 / 24.3 / 25.2 / 26.2 ms."""
+    values (256 KB float32, half of L2: the block stays in L2 while it is
+    multiplied), whole panels, at least one."""
     cdef Py_ssize_t n = (65536 // K) // width * width if width > 0 else 0
     return n if n > width else width
 
@@ -339,10 +309,8 @@ cdef inline Py_ssize_t block_columns(Py_ssize_t K, Py_ssize_t width) noexcept no
 # block's columns packed into buf (block_columns(K, width) * K values; by
 # flat shift when the rows line up, else one run per output row), then
 # multiplied while they sit in L2; the L mod width positions left over as
-# one (K, rest) block through the plain loop. The flat packing, forward
-# alone, min of 100 / 10, against runs per row: 64x32x16x16 -> 64 4.2
-# against 5.1 ms, 32x3x32x32 -> 16 0.39 / 0.44, 16x64x56x56 -> 64 24.4 /
-# 26.5.
+# one (K, rest) block through the plain loop. The flat packing copies one
+# long run per row of the block instead of one short run per output row.
 cdef void _implicit_gemm(const floating* x, const floating* Wm, Py_ssize_t C, Py_ssize_t H,
                          Py_ssize_t W, Py_ssize_t Co, int kh, int kw, int sh, int sw,
                          int ph, int pw, int dh, int dw, Py_ssize_t Ho, Py_ssize_t Wo,
@@ -383,8 +351,9 @@ cdef inline bint _is_pointwise(int kh, int kw, int sh, int sw, int ph, int pw) n
 
 # ------------------------------------------------------ conv2d forward
 # Per sample n:  col = im2col(x_n) (K x L);  y_n = b 1ᵀ + Wm col  (C_out x L).
-# Passes: im2col (read x K/C_in... times, write col once), one write of y_n
-# with b, GEMM 2*C_out*K*L flops accumulating into it (beta = 1).
+# Passes: im2col (reads x kh*kw times, writes col once; the implicit GEMM
+# keeps col in L2 a block at a time), one write of y_n with b, and the GEMM,
+# 2*C_out*K*L flops, accumulating into it (beta = 1).
 cdef void _forward_one(const floating* x, const floating* Wm, const floating* b,
                        Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Co,
                        int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
@@ -408,6 +377,7 @@ cdef void _forward_one(const floating* x, const floating* Wm, const floating* b,
                   cm, <int>L, <floating>1.0, y, <int>L)
 
 
+# The forward of every sample (formula and passes above, at "conv2d forward").
 def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
                    const floating[:, ::1] Wm,         # IN  (C_out, K)
                    const floating[::1] b,             # IN  (C_out,) (zeros: no bias)
@@ -449,8 +419,7 @@ def conv2d_forward(const floating[:, :, :, ::1] X,    # IN  (B, C, H, W)
 # - BLAS: the whole (K, L) col and dcol of a sample, two GEMMs, col2im.
 # - tiled (both dtypes, where the build has the tile kernel): the same
 #   products a block of output positions at a time (_backward_tiled): no
-#   (K, L) matrix in L3, no BLAS packing (on the benchmark shapes, BLAS's
-#   packing copies and im2col/col2im were 30 % of the backward's profile).
+#   (K, L) matrix in L3, no BLAS packing copies.
 cdef inline void _db_sums(const floating* dy, Py_ssize_t Co, Py_ssize_t L,
                           double* dbacc) noexcept nogil:
     """dbacc[o] += Σ_l dy[o, l] in double, four partial sums (one sum alone
@@ -499,7 +468,7 @@ cdef void _backward_one(const floating* dy, const floating* x, const floating* W
 
 
 # The (R, N) matrix src[r*rs + c*cs] in the tile kernel's packed layout
-# (pyx/_tile.pxd): panels of pw columns, each a contiguous (R, pw) block,
+# (pyx/include/nnkit_tile.h): panels of pw columns, each a contiguous (R, pw) block,
 # then the N mod pw columns left over as one (R, rest) row-major block. The
 # loop runs along whichever of rows and columns is contiguous in src.
 cdef void _pack_panels(const floating* src, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t R,
@@ -582,8 +551,8 @@ cdef void _gather_columns(const floating* x, Py_ssize_t C, Py_ssize_t H, Py_ssiz
 #   D[(c,i,j), l - l0] = x_c[l + δ],  δ = (i dh - ph) W + j dw - pw,
 # except the taps that fall off a row's ends (ow + j dw - pw outside
 # [0, W)) and the rows above and below the plane, which are padding. So a
-# row is one long copy instead of one short run per output row (at W' = 16
-# the runs' loop overheads cost as much as the copies). [la, lb): the
+# row is one long copy instead of one short run per output row (at small W'
+# a run's loop overhead costs as much as its copy). [la, lb): the
 # positions whose tap is inside the plane's rows and flat extent.
 cdef inline Py_ssize_t _flat_tap(Py_ssize_t H, Py_ssize_t W, Py_ssize_t i, Py_ssize_t j,
                                  int ph, int pw, int dh, int dw, Py_ssize_t l0, Py_ssize_t nb,
@@ -709,10 +678,7 @@ cdef inline Py_ssize_t _tile_width(floating* unused) noexcept nogil:
 # fixed few hundred cycles per row of col (K rows: the run bounds, the row
 # ends) against 4 C_out nb flops per row, so blocks stay long (400
 # positions) rather than inside L2; their buffers are capped at
-# BACKWARD_BLOCK bytes. Measured per block size (backward alone, min of 15,
-# 256 KB / 1 MB / 2 MB / 400 positions): 16x64x56x56 -> 64 float32
-# 53.3 / 46.6 / 47.0 / 45.6 ms, 64x32x16x16 -> 64 8.43 / 8.15 / 8.10 /
-# 8.20, 32x3x32x32 -> 16 (K = 27: 368 positions) 0.73 ms, 1008 0.85.
+# BACKWARD_BLOCK bytes.
 cdef enum:
     BLOCK_POSITIONS = 400
     BACKWARD_BLOCK = 1 << 22
@@ -724,8 +690,7 @@ cdef inline Py_ssize_t backward_block_columns(Py_ssize_t K, Py_ssize_t Co, Py_ss
     BLOCK_POSITIONS, fewer if the block's col and dcol (K, nb) and dy's two
     packings (C_out, nb) would pass BACKWARD_BLOCK bytes; a multiple of 16
     (at least 16) unless one block holds all L. Never rows a multiple of
-    4 KB apart: their lines share L1 sets (one block of 1024 positions at
-    32x3x32x32 float32 0.91 ms, of 1008 0.79)."""
+    4 KB apart: their lines would share L1 sets and evict each other."""
     cdef Py_ssize_t n = (BACKWARD_BLOCK // itemsize // (2 * (K + Co))) // 16 * 16
     n = min(n, <Py_ssize_t>BLOCK_POSITIONS)
     if n < 16:
@@ -781,6 +746,10 @@ cdef void _backward_tiled(const floating* dy, const floating* x, const floating*
     _db_sums(dy, Co, L, dbacc)
 
 
+# The backward of every sample (formulas above, at "conv2d backward").
+# Passes per sample: read dy_n and x_n (im2col again), write dx_n, with the
+# two GEMMs' 4*C_out*K*L flops in between (col and dcol: whole (K, L)
+# matrices on the BLAS path, one L2-sized block at a time when tiled).
 def conv2d_backward(const floating[:, :, ::1] dY,     # IN  (B, C_out, L)
                     const floating[:, :, :, ::1] X,   # IN  (B, C, H, W)
                     const floating[:, ::1] Wm,        # IN  (C_out, K)
@@ -868,253 +837,3 @@ def forward_col_size(Py_ssize_t K, Py_ssize_t L, bint float32, bint tiled):
     if width == 0:
         return K * L
     return block_columns(K, width) * K + ALIGN_BYTES // (4 if float32 else 8)   # + _aligned's slack
-
-
-# ------------------------------------------------------------- pooling
-# Planes (B*C, H, W) -> (B*C, H', W'), one OpenMP thread per block of planes.
-# Max: y = the largest value of the window (padding never wins: it is -inf),
-#   argmax[plane, oh, ow] = its flat index ih*W + iw in the plane; ties go to
-#   the first in row-major window order (strict >), as PyTorch; a NaN wins.
-# Avg: y = Σ window / (kh*kw): padding counts as zeros (PyTorch's default
-#   count_include_pad=True).
-# Lp:  y = (Σ_window |x|^p)^(1/p) (no padding).
-# Forward: one read of x, one write of y (and of argmax).
-cdef enum:
-    POOL_MAX = 0
-    POOL_AVG = 1
-    POOL_LP = 2
-
-
-cdef void _pool_plane(const floating* x, Py_ssize_t H, Py_ssize_t W, int kh, int kw,
-                      int sh, int sw, int ph, int pw, Py_ssize_t Ho, Py_ssize_t Wo,
-                      int mode, double p, floating* y, int* arg) noexcept nogil:
-    # The window of output (oh, ow) is rows h0+i, columns w0+j; [i0, i1) x
-    # [j0, j1) is its part inside the plane (padding is never read). Pooling
-    # pads at most half a window (checked in Python), so it is never empty.
-    cdef Py_ssize_t oh, ow, i, j, h0, w0, i0, i1, j0, j1, k, best_i
-    cdef floating best, v
-    cdef double acc, a
-    cdef double inv = 1.0 / (kh * kw)
-    for oh in range(Ho):
-        h0 = oh * sh - ph
-        i0 = max(0, -h0)
-        i1 = min(kh, H - h0)
-        for ow in range(Wo):
-            w0 = ow * sw - pw
-            j0 = max(0, -w0)
-            j1 = min(kw, W - w0)
-            if mode == POOL_MAX:
-                best_i = -1
-                best = 0
-                for i in range(i0, i1):
-                    k = (h0 + i) * W + w0
-                    for j in range(j0, j1):
-                        v = x[k + j]
-                        if best_i < 0 or v > best or v != v:
-                            best = v
-                            best_i = k + j
-                y[oh * Wo + ow] = best
-                arg[oh * Wo + ow] = <int>best_i
-                continue
-            acc = 0.0
-            for i in range(i0, i1):
-                k = (h0 + i) * W + w0
-                for j in range(j0, j1):
-                    if mode == POOL_AVG:
-                        acc = acc + x[k + j]
-                    else:
-                        a = fabs(x[k + j])
-                        if p == 2.0:
-                            acc = acc + a * a
-                        elif p == 1.0:
-                            acc = acc + a
-                        else:
-                            acc = acc + pow(a, p)
-            if mode == POOL_AVG:
-                y[oh * Wo + ow] = <floating>(acc * inv)
-            elif p == 2.0:
-                y[oh * Wo + ow] = <floating>sqrt(acc)
-            elif p == 1.0:
-                y[oh * Wo + ow] = <floating>acc
-            else:
-                y[oh * Wo + ow] = <floating>pow(acc, 1.0 / p)
-
-
-# 2x2 stride-2 unpadded max pooling of a plane with even H, W: the windows
-# tile the plane, two input rows per output row (the benchmark's case).
-cdef void _max2x2_plane(const floating* x, Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo,
-                        floating* y, int* arg) noexcept nogil:
-    cdef Py_ssize_t oh, ow, k0, k1
-    cdef floating a, b, c, d, m
-    cdef int idx
-    for oh in range(Ho):
-        k0 = 2 * oh * W
-        k1 = k0 + W
-        for ow in range(Wo):
-            a = x[k0 + 2 * ow]
-            b = x[k0 + 2 * ow + 1]
-            c = x[k1 + 2 * ow]
-            d = x[k1 + 2 * ow + 1]
-            m = a
-            idx = <int>(k0 + 2 * ow)
-            if b > m or b != b:
-                m = b
-                idx = <int>(k0 + 2 * ow + 1)
-            if c > m or c != c:
-                m = c
-                idx = <int>(k1 + 2 * ow)
-            if d > m or d != d:
-                m = d
-                idx = <int>(k1 + 2 * ow + 1)
-            y[oh * Wo + ow] = m
-            arg[oh * Wo + ow] = idx
-
-
-# Pooling forward, one plane per thread. Passes: read X once, write Y (and the
-# int32 arg-max for max pooling): n + n/(kh kw) values (+ n/(kh kw) ints).
-# Flops: kh kw compares (max) or adds (avg; Lp adds a pow) per output.
-def pool2d_forward(const floating[:, :, ::1] X,     # IN  (planes, H, W)
-                   int mode, double p, int kh, int kw, int sh, int sw, int ph, int pw,
-                   floating[:, :, ::1] Y,           # OUT (planes, H', W')
-                   int[:, :, ::1] argmax,           # OUT (planes, H', W') (max only)
-                   int nthreads):
-    cdef Py_ssize_t P = X.shape[0], H = X.shape[1], W = X.shape[2]
-    cdef Py_ssize_t Ho = Y.shape[1], Wo = Y.shape[2], q
-    cdef bint tiled = (mode == POOL_MAX and kh == 2 and kw == 2 and sh == 2 and sw == 2
-                       and ph == 0 and pw == 0)
-    cdef int* a0 = &argmax[0, 0, 0] if mode == POOL_MAX else NULL
-    for q in prange(P, nogil=True, schedule="static",
-                    num_threads=team_size(P * H * W, nthreads)):
-        if tiled:
-            _max2x2_plane(&X[q, 0, 0], W, Ho, Wo, &Y[q, 0, 0], a0 + q * Ho * Wo)
-        else:
-            _pool_plane(&X[q, 0, 0], H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, mode, p,
-                        &Y[q, 0, 0], a0 + q * Ho * Wo if a0 != NULL else NULL)
-
-
-# 2x2 stride-2 max backward of a plane with even H, W: the input rows 2oh and
-# 2oh + 1 (2W contiguous values) of output row oh are written together, dy
-# where the arg-max points and 0 elsewhere, into `rows` (2W values of
-# scratch) when dX is streamed out, else in place.
-cdef void _max2x2_backward_plane(const floating* dy, const int* arg, Py_ssize_t W,
-                                 Py_ssize_t Ho, Py_ssize_t Wo, floating* dx,
-                                 floating* rows) noexcept nogil:
-    cdef Py_ssize_t oh, ow, k0, a
-    cdef floating g
-    cdef floating zero = 0
-    cdef floating* t
-    for oh in range(Ho):
-        k0 = 2 * oh * W
-        t = rows if rows != NULL else dx + k0
-        for ow in range(Wo):
-            g = dy[oh * Wo + ow]
-            a = arg[oh * Wo + ow] - k0       # its offset in the two rows
-            t[2 * ow] = g if a == 2 * ow else zero
-            t[2 * ow + 1] = g if a == 2 * ow + 1 else zero
-            t[W + 2 * ow] = g if a == W + 2 * ow else zero
-            t[W + 2 * ow + 1] = g if a == W + 2 * ow + 1 else zero
-        if rows != NULL:
-            stream_copy(dx + k0, rows, 2 * W)
-    if rows != NULL:
-        stream_fence()                   # this thread's streamed plane is visible
-
-
-# Max backward: dx = 0, dx[argmax] += dy (several windows may pick the same
-# input when they overlap). When the windows tile the plane exactly (s = k,
-# no padding, H = H'k, W = W'k) every input is written once, dy at the arg-max
-# and 0 elsewhere: one write of dx, no zero pass.
-# Passes: read dY and the arg-max (n/(kh kw) each), write dX (n); untiled, a
-# zero pass over dX first. Flops: none but compares (tiled) or n/(kh kw) adds.
-def maxpool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
-                       const int[:, :, ::1] argmax,    # IN  (planes, H', W')
-                       int kh, int kw, int sh, int sw, int ph, int pw,
-                       floating[:, :, ::1] dX,         # OUT (planes, H, W)
-                       int nthreads):
-    cdef Py_ssize_t P = dX.shape[0], H = dX.shape[1], W = dX.shape[2]
-    cdef Py_ssize_t Ho = dY.shape[1], Wo = dY.shape[2], q, oh, ow, i, j, base, am
-    cdef bint tiled = (sh == kh and sw == kw and ph == 0 and pw == 0
-                       and H == Ho * kh and W == Wo * kw)
-    cdef bint two = tiled and kh == 2 and kw == 2
-    cdef int nt = team_size(P * H * W, nthreads)
-    cdef floating g
-    cdef floating* dx
-    cdef const floating* dy
-    cdef const int* arg
-    cdef floating* rows = NULL      # 2W values per thread: the streamed pair of rows
-    if two and streams(P * H * W, sizeof(floating)):
-        rows = <floating*>malloc(nt * 2 * W * sizeof(floating))
-        if rows == NULL:
-            raise MemoryError("maxpool2d backward: no memory for the row buffers")
-    for q in prange(P, nogil=True, schedule="static", num_threads=nt):
-        dx = &dX[q, 0, 0]
-        dy = &dY[q, 0, 0]
-        arg = &argmax[q, 0, 0]
-        if two:
-            _max2x2_backward_plane(dy, arg, W, Ho, Wo, dx,
-                                   NULL if rows == NULL else rows + threadid() * 2 * W)
-        elif tiled:
-            for oh in range(Ho):
-                for ow in range(Wo):
-                    g = dy[oh * Wo + ow]
-                    am = arg[oh * Wo + ow]
-                    base = oh * kh * W + ow * kw
-                    for i in range(kh):
-                        for j in range(kw):
-                            dx[base + i * W + j] = g if base + i * W + j == am else 0
-        else:
-            memset(dx, 0, H * W * sizeof(floating))
-            for oh in range(Ho * Wo):
-                if arg[oh] >= 0:
-                    dx[arg[oh]] += dy[oh]
-    free(rows)
-
-
-# Avg backward: dx = 0, then every window adds dy/(kh*kw) to its inputs.
-# Lp backward: dx_i += dy * |x_i|^(p-1) sign(x_i) / y^(p-1)  (0 where y = 0).
-# Passes: zero dX, read dY (and X, Y for Lp), then kh kw read-modify-writes of
-# dX per output (from cache when the windows are small). Flops: kh kw per
-# output (avg), ~10 kh kw with the pow (Lp).
-def pool2d_backward(const floating[:, :, ::1] dY,   # IN  (planes, H', W')
-                    const floating[:, :, ::1] X,    # IN  (planes, H, W) (Lp only)
-                    const floating[:, :, ::1] Y,    # IN  (planes, H', W') (Lp only)
-                    int mode, double p, int kh, int kw, int sh, int sw, int ph, int pw,
-                    floating[:, :, ::1] dX,         # OUT (planes, H, W)
-                    int nthreads):
-    cdef Py_ssize_t P = dX.shape[0], H = dX.shape[1], W = dX.shape[2]
-    cdef Py_ssize_t Ho = dY.shape[1], Wo = dY.shape[2], q, oh, ow, i, j, ih, iw
-    cdef double g, yv, xv, scale
-    cdef double inv = 1.0 / (kh * kw)
-    cdef floating* dx
-    for q in prange(P, nogil=True, schedule="static",
-                    num_threads=team_size(P * H * W, nthreads)):
-        dx = &dX[q, 0, 0]
-        memset(dx, 0, H * W * sizeof(floating))
-        for oh in range(Ho):
-            for ow in range(Wo):
-                g = dY[q, oh, ow]
-                if mode == POOL_AVG:
-                    g = g * inv
-                else:
-                    yv = Y[q, oh, ow]
-                    if yv == 0:
-                        continue
-                    g = g / (yv if p == 2.0 else pow(yv, p - 1.0))
-                for i in range(kh):
-                    ih = oh * sh - ph + i
-                    if ih < 0 or ih >= H:
-                        continue
-                    for j in range(kw):
-                        iw = ow * sw - pw + j
-                        if iw < 0 or iw >= W:
-                            continue
-                        if mode == POOL_AVG:
-                            dx[ih * W + iw] += g
-                        else:
-                            xv = X[q, ih, iw]
-                            if p == 2.0:
-                                scale = xv
-                            elif p == 1.0:
-                                scale = (xv > 0) - (xv < 0)
-                            else:
-                                scale = pow(fabs(xv), p - 1.0) * ((xv > 0) - (xv < 0))
-                            dx[ih * W + iw] += g * scale

@@ -7,15 +7,11 @@
 
 from cython.parallel cimport prange
 from libc.math cimport exp, log
-from libc.stdlib cimport malloc, free
-from _common cimport column_sums, floating, gemm_rowmajor, relu_grad, relu_value, team_size
+from libc.stdlib cimport free
+from _common cimport (column_sums, floating, gemm_rowmajor, relu_grad, relu_value, team_size,
+                      workspace)
 
-cdef extern from *:
-    """
-    #ifndef NNKIT_DEBUG
-    #define NNKIT_DEBUG 0
-    #endif
-    """
+cdef extern from "nnkit_base.h":
     int NNKIT_DEBUG
 
 # True in the bounds-checked build (NNKIT_DEBUG_CYTHON=1); tests assert it there.
@@ -50,7 +46,7 @@ def affine_backward(const floating[:, ::1] dY,   # IN (B, M)
                     floating[:, ::1] dW,         # OUT (M, N)
                     floating[::1] db):           # OUT (M,)
     cdef Py_ssize_t B = dY.shape[0], M = dY.shape[1], N = X.shape[1], i, j
-    cdef double* acc
+    cdef double* acc = <double*>workspace(M * sizeof(double), "affine_backward")
     with nogil:
         gemm_rowmajor(False, False, <int>B, <int>N, <int>M, <floating>1.0,
                       &dY[0, 0], <int>M, &W[0, 0], <int>N, <floating>0.0,
@@ -58,12 +54,8 @@ def affine_backward(const floating[:, ::1] dY,   # IN (B, M)
         gemm_rowmajor(True, False, <int>M, <int>N, <int>B, <floating>1.0,
                       &dY[0, 0], <int>M, &X[0, 0], <int>N, <floating>0.0,
                       &dW[0, 0], <int>N)
-        acc = <double*>malloc(M * sizeof(double))
-        if acc != NULL:
-            column_sums(&dY[0, 0], B, M, acc, &db[0])
-            free(acc)
-    if acc == NULL:
-        raise MemoryError("affine_backward: no memory for the db accumulator")
+        column_sums(&dY[0, 0], B, M, acc, &db[0])
+    free(acc)
 
 
 # H = max(Y, 0), NaN propagating (relu_value in _common.pxd). Any shape:

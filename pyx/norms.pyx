@@ -16,7 +16,7 @@
 #
 # Memory plan: each row is worked on while it sits in cache. Rows are split
 # between the threads in contiguous blocks (sequential streams).
-#   forward : a row is read in chunks (4 KB, see "statistics" below): sum
+#   forward : a row is read in chunks (4 KB, NNKIT_FWD_CHUNK): sum
 #             the chunk, then a second look from L1 for its centred sums
 #             (exact two-pass statistics, chunks merged by Chan's formula);
 #             then the output sweep re-reads the row (from L1/L2 for rows
@@ -40,140 +40,22 @@
 
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-from libc.stdlib cimport malloc, free
-from _common cimport floating, row_start, stream_copy, stream_fence, streams, team_size
+from libc.stdlib cimport free
+from _common cimport (floating, lines, row_start, stream_copy, stream_fence, streams, team_size,
+                      workspace)
 
 # NORMS_TEAM: the kernels below wake their thread team at half batch norm's
 # size (team_size(2 * R * D)): a row is read three times (two statistics
-# looks and the output sweep), so the loop pays for the team sooner. Measured
-# float32, min of 7 x 2000 calls, 1 thread / 2 threads, fwd + bwd in us:
-# 64 x 768: 21 + 34 / 12 + 24;  32 x 768: 12 + 21 / 12 + 25 (stays at 1).
-# With the vector-register sums below (min of 5 x 20000 calls): 64 x 768
-# 17 + 23 / 10 + 18.
+# looks and the output sweep), so the loop pays for the team sooner.
 cdef enum:
     CHUNK = 2048          # elements per output sweep chunk (the stream buffer)
     MAX_CHUNK_ROWS = 64   # rows per float-type column partial (layer norm backward)
 
 
 # ------------------------------------------------------------- statistics
-# The chunk sums run in C on 32-byte vectors (GCC/Clang vector extensions:
-# AVX's ymm registers here; gcc splits them into SSE halves or scalars on
-# targets without AVX, so this one code serves every build). Accumulators are
-# whole registers held over the chunk, and a chunk has 32 terms per lane:
-#   forward : 4 vectors per sum (32 float32 / 16 float64 lanes), chunks of
-#             NNKIT_FWD_CHUNK = 128 vector lanes (1024 float32, 512 float64)
-#   backward: 2 vectors per sum (three sums), chunks of NNKIT_BWD_CHUNK =
-#             64 vector lanes (512 float32, 256 float64)
-# then the lanes of a chunk go to double, folded pairwise. Leftovers (fewer
-# than a loop's step) go one by one to one scalar of the input type.
-# The first version kept LANES = 64 partials in stack arrays: the loop loaded
-# and stored every accumulator on every element, 5 stores per 8 elements in
-# the backward (perf annotate), 29 us for a 64 x 768 float32 backward.
-cdef extern from *:
-    """
-    #include <string.h>
-    typedef float nnkit_vf __attribute__((vector_size(32)));
-    typedef double nnkit_vd __attribute__((vector_size(32)));
-
-    #define NNKIT_NORM_KERNELS(SUF, T, VEC)                                      \\
-    enum { NNKIT_VL_##SUF = 32 / sizeof(T) };                                   \\
-    static inline VEC nnkit_ld_##SUF(const T* p) { VEC v; memcpy(&v, p, 32); return v; } \\
-    static inline void nnkit_st_##SUF(T* p, VEC v) { memcpy(p, &v, 32); }       \\
-    /* the lanes of v, pairwise, in double */                                   \\
-    static inline double nnkit_fold_##SUF(VEC v) {                              \\
-        double t[NNKIT_VL_##SUF];                                               \\
-        for (int i = 0; i < NNKIT_VL_##SUF; i++) t[i] = (double)v[i];           \\
-        for (int w = NNKIT_VL_##SUF / 2; w >= 1; w /= 2)                        \\
-            for (int i = 0; i < w; i++) t[i] = t[i] + t[i + w];                 \\
-        return t[0];                                                            \\
-    }                                                                           \\
-    /* sum of x[0:n], n <= 128 VL: 4 vector accumulators */                     \\
-    static double nnkit_chunk_sum_##SUF(const T* x, Py_ssize_t n) {             \\
-        const Py_ssize_t L = NNKIT_VL_##SUF;                                    \\
-        VEC s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};                             \\
-        T tail = 0;                                                             \\
-        Py_ssize_t j = 0;                                                       \\
-        for (; j + 4 * L <= n; j += 4 * L) {                                    \\
-            s0 += nnkit_ld_##SUF(x + j);         s1 += nnkit_ld_##SUF(x + j + L); \\
-            s2 += nnkit_ld_##SUF(x + j + 2 * L); s3 += nnkit_ld_##SUF(x + j + 3 * L); \\
-        }                                                                       \\
-        for (; j < n; j++) tail += x[j];                                        \\
-        return nnkit_fold_##SUF((s0 + s1) + (s2 + s3)) + (double)tail;          \\
-    }                                                                           \\
-    /* *s1 = sum (x - c), *s2 = sum (x - c)^2 over x[0:n], n <= 128 VL */      \\
-    static void nnkit_chunk_centred_##SUF(const T* x, Py_ssize_t n, T c,        \\
-                                          double* s1, double* s2) {             \\
-        const Py_ssize_t L = NNKIT_VL_##SUF;                                    \\
-        VEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                             \\
-        VEC q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};                             \\
-        T ta = 0, tq = 0;                                                       \\
-        Py_ssize_t j = 0;                                                       \\
-        for (; j + 4 * L <= n; j += 4 * L) {                                    \\
-            VEC d0 = nnkit_ld_##SUF(x + j) - c;                                 \\
-            VEC d1 = nnkit_ld_##SUF(x + j + L) - c;                             \\
-            VEC d2 = nnkit_ld_##SUF(x + j + 2 * L) - c;                         \\
-            VEC d3 = nnkit_ld_##SUF(x + j + 3 * L) - c;                         \\
-            a0 += d0; a1 += d1; a2 += d2; a3 += d3;                             \\
-            q0 += d0 * d0; q1 += d1 * d1; q2 += d2 * d2; q3 += d3 * d3;         \\
-        }                                                                       \\
-        for (; j < n; j++) { T d = x[j] - c; ta += d; tq += d * d; }            \\
-        *s1 = nnkit_fold_##SUF((a0 + a1) + (a2 + a3)) + (double)ta;             \\
-        *s2 = nnkit_fold_##SUF((q0 + q1) + (q2 + q3)) + (double)tq;             \\
-    }                                                                           \\
-    /* backward sweep 1 over x[0:n], dy[0:n], n <= 64 VL, xh = (x - m) s:      \\
-       *a += sum w dy, *b += sum w dy xh, *sx += sum xh, with w = g[j] (layer   \\
-       norm) or 1 (g NULL: instance norm); when pg is not NULL also the column  \\
-       partials pg[j] += dy xh, pb[j] += dy (layer norm's dgamma, dbeta) */     \\
-    static void nnkit_chunk_bwd_##SUF(const T* x, const T* dy, const T* g,      \\
-                                      Py_ssize_t n, T m, T s, T* pg, T* pb,     \\
-                                      double* a, double* b, double* sx) {       \\
-        const Py_ssize_t L = NNKIT_VL_##SUF;                                    \\
-        VEC a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0}, x0 = {0}, x1 = {0};         \\
-        T ta = 0, tb = 0, tx = 0;                                               \\
-        Py_ssize_t j = 0;                                                       \\
-        if (g != NULL) {                                                        \\
-            for (; j + 2 * L <= n; j += 2 * L) {                                \\
-                VEC h0 = (nnkit_ld_##SUF(x + j) - m) * s;                       \\
-                VEC h1 = (nnkit_ld_##SUF(x + j + L) - m) * s;                   \\
-                VEC y0 = nnkit_ld_##SUF(dy + j), y1 = nnkit_ld_##SUF(dy + j + L); \\
-                VEC w0 = y0 * nnkit_ld_##SUF(g + j);                            \\
-                VEC w1 = y1 * nnkit_ld_##SUF(g + j + L);                        \\
-                a0 += w0; a1 += w1; b0 += w0 * h0; b1 += w1 * h1;               \\
-                x0 += h0; x1 += h1;                                             \\
-                nnkit_st_##SUF(pg + j, nnkit_ld_##SUF(pg + j) + y0 * h0);       \\
-                nnkit_st_##SUF(pg + j + L, nnkit_ld_##SUF(pg + j + L) + y1 * h1); \\
-                nnkit_st_##SUF(pb + j, nnkit_ld_##SUF(pb + j) + y0);            \\
-                nnkit_st_##SUF(pb + j + L, nnkit_ld_##SUF(pb + j + L) + y1);    \\
-            }                                                                   \\
-            for (; j < n; j++) {                                                \\
-                T h = (x[j] - m) * s, w = dy[j] * g[j];                         \\
-                ta += w; tb += w * h; tx += h;                                  \\
-                pg[j] += dy[j] * h; pb[j] += dy[j];                             \\
-            }                                                                   \\
-        } else {                                                                \\
-            for (; j + 2 * L <= n; j += 2 * L) {                                \\
-                VEC h0 = (nnkit_ld_##SUF(x + j) - m) * s;                       \\
-                VEC h1 = (nnkit_ld_##SUF(x + j + L) - m) * s;                   \\
-                VEC y0 = nnkit_ld_##SUF(dy + j), y1 = nnkit_ld_##SUF(dy + j + L); \\
-                a0 += y0; a1 += y1; b0 += y0 * h0; b1 += y1 * h1;               \\
-                x0 += h0; x1 += h1;                                             \\
-            }                                                                   \\
-            for (; j < n; j++) {                                                \\
-                T h = (x[j] - m) * s;                                           \\
-                ta += dy[j]; tb += dy[j] * h; tx += h;                          \\
-            }                                                                   \\
-        }                                                                       \\
-        *a += nnkit_fold_##SUF(a0 + a1) + (double)ta;                           \\
-        *b += nnkit_fold_##SUF(b0 + b1) + (double)tb;                           \\
-        *sx += nnkit_fold_##SUF(x0 + x1) + (double)tx;                          \\
-    }
-    NNKIT_NORM_KERNELS(f, float, nnkit_vf)
-    NNKIT_NORM_KERNELS(d, double, nnkit_vd)
-    #define NNKIT_FWD_CHUNK_F (128 * NNKIT_VL_f)
-    #define NNKIT_FWD_CHUNK_D (128 * NNKIT_VL_d)
-    #define NNKIT_BWD_CHUNK_F (64 * NNKIT_VL_f)
-    #define NNKIT_BWD_CHUNK_D (64 * NNKIT_VL_d)
-    """
+# The chunk sums, in C on 32-byte vectors with whole registers as
+# accumulators: pyx/include/nnkit_norms.h.
+cdef extern from "nnkit_norms.h":
     double nnkit_chunk_sum_f(const float* x, Py_ssize_t n) noexcept nogil
     double nnkit_chunk_sum_d(const double* x, Py_ssize_t n) noexcept nogil
     void nnkit_chunk_centred_f(const float* x, Py_ssize_t n, float c, double* s1,
@@ -297,6 +179,9 @@ cdef void _forward_rows(const floating* X, Py_ssize_t r0, Py_ssize_t r1, Py_ssiz
         stream_fence()
 
 
+# Training forward (formulas at the top): per row m, v, rstd, then
+# y = g (x - m) rstd + b. Passes over (R, D): read X, write Y: 2 (the row's
+# second and third looks come from cache; Y streamed out when large).
 def forward(const floating[:, ::1] X,        # IN  (R, D) rows to normalize
             const floating[::1] gamma,       # IN  (D,) layer norm, (C,) instance norm
             const floating[::1] beta,        # IN  like gamma
@@ -315,9 +200,7 @@ def forward(const floating[:, ::1] X,        # IN  (R, D) rows to normalize
     if nt > R:
         nt = <int>R
     if streams(R * D, sizeof(floating)):
-        buf = <floating*>malloc(nt * CHUNK * sizeof(floating))
-        if buf == NULL:
-            raise MemoryError("norms forward: no memory for the stream buffer")
+        buf = <floating*>workspace(nt * CHUNK * sizeof(floating), "norms forward")
     with nogil:
         for t in prange(nt, schedule="static", num_threads=nt):
             _forward_rows(&X[0, 0], row_start(t, nt, R), row_start(t + 1, nt, R), D,
@@ -459,6 +342,9 @@ cdef void _in_backward_rows(const floating* dY, const floating* X, Py_ssize_t r0
         stream_fence()
 
 
+# Training backward (formulas at the top): dX, dgamma, dbeta, dmean, dvar.
+# Passes over (R, D): read dY and X, write dX: 3 (sweep 2 re-reads the row
+# from cache; dX streamed out when large); one more write for dXhat.
 def backward(const floating[:, ::1] dY,       # IN  (R, D) upstream gradient
              const floating[:, ::1] X,        # IN  (R, D) the forward's input
              const floating[::1] mean,        # IN  (R,)
@@ -481,23 +367,23 @@ def backward(const floating[:, ::1] dY,       # IN  (R, D) upstream gradient
     cdef double* ws
     cdef floating* fl
     cdef double acc, acc2
+    cdef size_t sums_bytes
     if nt > R:
         nt = <int>R
     if dXhat is not None:
         dxh = &dXhat[0, 0]
+    # workspace: layer norm, per thread sg, sb (D doubles each) and pg, pb (D
+    # floats each); instance norm, rg, rb (R doubles each); then the
+    # streaming-store buffers (CHUNK per thread) when streaming
     if C == 0:
-        # per thread: sg, sb (D doubles each) and pg, pb (D floats each)
-        ws = <double*>malloc(2 * nt * D * sizeof(double) + 2 * nt * D * sizeof(floating))
+        sums_bytes = lines(2 * nt * D * sizeof(double) + 2 * nt * D * sizeof(floating))
     else:
-        # rg, rb: R doubles each
-        ws = <double*>malloc(2 * R * sizeof(double))
-    if ws == NULL:
-        raise MemoryError("norms backward: no memory for the workspace")
+        sums_bytes = lines(2 * R * sizeof(double))
     if streams(R * D, sizeof(floating)):
-        buf = <floating*>malloc(nt * CHUNK * sizeof(floating))
-        if buf == NULL:
-            free(ws)
-            raise MemoryError("norms backward: no memory for the stream buffer")
+        ws = <double*>workspace(sums_bytes + nt * CHUNK * sizeof(floating), "norms backward")
+        buf = <floating*>(<char*>ws + sums_bytes)
+    else:
+        ws = <double*>workspace(sums_bytes, "norms backward")
     with nogil:
         if C == 0:
             fl = <floating*>(ws + 2 * nt * D)
@@ -533,6 +419,5 @@ def backward(const floating[:, ::1] dY,       # IN  (R, D) upstream gradient
                     r = r + C
                 dgamma[j] = <floating>acc
                 dbeta[j] = <floating>acc2
-    free(buf)
     free(ws)
     return None

@@ -6,8 +6,8 @@
 # C-contiguous, of one dtype and of one length (flat views of the parameter's
 # shape) and that θ and g do not overlap (the state is the optimizer's own);
 # nothing here raises on bad input. Arithmetic is in the parameter's dtype, as
-# torch.optim's: float32 Adam in double arithmetic was compute bound (sqrt and
-# division at half the vector width).
+# torch.optim's: float32 Adam in double arithmetic would be compute bound
+# (sqrt and division at half the vector width).
 #
 # Weight decay is PyTorch's L2 form: the gradient used is g' = g + wd·θ
 # (computed in a register; the caller's gradient array is never written).
@@ -19,97 +19,26 @@
 #
 # -fno-math-errno (this module only, the distutils line above): with C's
 # default errno, gcc guards every sqrt with a branch to libm for negative
-# inputs and leaves the loop scalar (measured 120 ms for a 10M float32 Adam
-# step against 25 ms vectorized); the arguments here are sums of squares.
-# Neither `#pragma GCC optimize` nor the optimize attribute turned it off.
-# The loops are C functions over a slice with restrict pointers; Cython's
-# prange hands each thread whole CHUNK-sized slices.
+# inputs and leaves the loop scalar; the arguments here are sums of squares.
+# It has to be a command-line flag: `#pragma GCC optimize` and the optimize
+# attribute do not turn errno off. The loops are C functions over a slice
+# with restrict pointers; Cython's prange hands each thread whole
+# CHUNK-sized slices.
 
 from cython.parallel cimport prange
 from _common cimport floating, team_size
 
-cdef extern from *:
-    """
-    #include <stddef.h>
-    #define NK_OPT static inline
-    enum { NK_SGD, NK_MOMENTUM, NK_ADAM, NK_ADAGRAD };
-    #define NK_DEFINE_OPTIM(T, S, SQRT)                                                      \
-    NK_OPT void nk_sgd_##S(T* restrict p, const T* restrict g, ptrdiff_t n,           \
-                                  double lr_, double wd_) {                                  \
-        const T lr = (T)lr_, wd = (T)wd_;                                                    \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                  \
-            T gi = g[i] + wd * p[i];                                                         \
-            p[i] = p[i] - lr * gi;                                                           \
-        }                                                                                    \
-    }                                                                                        \
-    NK_OPT void nk_momentum_##S(T* restrict p, const T* restrict g, T* restrict buf,  \
-                                       ptrdiff_t n, double mu_, double c_, double s_,        \
-                                       double wd_, int nesterov) {                           \
-        const T mu = (T)mu_, c = (T)c_, s = (T)s_, wd = (T)wd_;                              \
-        if (nesterov) {                                                                      \
-            for (ptrdiff_t i = 0; i < n; i++) {                                              \
-                T gi = g[i] + wd * p[i];                                                     \
-                T b = mu * buf[i] + c * gi;                                                  \
-                buf[i] = b;                                                                  \
-                p[i] = p[i] - s * (gi + mu * b);                                             \
-            }                                                                                \
-        } else {                                                                             \
-            for (ptrdiff_t i = 0; i < n; i++) {                                              \
-                T gi = g[i] + wd * p[i];                                                     \
-                T b = mu * buf[i] + c * gi;                                                  \
-                buf[i] = b;                                                                  \
-                p[i] = p[i] - s * b;                                                         \
-            }                                                                                \
-        }                                                                                    \
-    }                                                                                        \
-    NK_OPT void nk_adam_##S(T* restrict p, const T* restrict g, T* restrict m,        \
-                                   T* restrict v, ptrdiff_t n, double b1_, double b2_,       \
-                                   double step_size_, double inv_bc2_sqrt_, double eps_,     \
-                                   double wd_) {                                             \
-        const T b1 = (T)b1_, b2 = (T)b2_, a1 = (T)(1.0 - b1_), a2 = (T)(1.0 - b2_);          \
-        const T step_size = (T)step_size_, inv_bc2_sqrt = (T)inv_bc2_sqrt_;                  \
-        const T eps = (T)eps_, wd = (T)wd_;                                                  \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                  \
-            T gi = g[i] + wd * p[i];                                                         \
-            T mi = b1 * m[i] + a1 * gi;                                                      \
-            T vi = b2 * v[i] + a2 * gi * gi;                                                 \
-            m[i] = mi;                                                                       \
-            v[i] = vi;                                                                       \
-            p[i] = p[i] - step_size * mi / (SQRT(vi) * inv_bc2_sqrt + eps);                  \
-        }                                                                                    \
-    }                                                                                        \
-    NK_OPT void nk_adagrad_##S(T* restrict p, const T* restrict g, T* restrict S_,    \
-                                      ptrdiff_t n, double clr_, double eps_, double wd_) {   \
-        const T clr = (T)clr_, eps = (T)eps_, wd = (T)wd_;                                   \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                  \
-            T gi = g[i] + wd * p[i];                                                         \
-            T si = S_[i] + gi * gi;                                                          \
-            S_[i] = si;                                                                      \
-            p[i] = p[i] - clr * gi / (SQRT(si) + eps);                                       \
-        }                                                                                    \
-    }                                                                                        \
-    NK_OPT void nk_step_##S(int rule, T* p, const T* g, T* s1, T* s2, ptrdiff_t n,           \
-                            const double* h) {                                               \
-        switch (rule) {                                                                      \
-        case NK_SGD: nk_sgd_##S(p, g, n, h[0], h[1]); break;                                 \
-        case NK_MOMENTUM: nk_momentum_##S(p, g, s1, n, h[0], h[1], h[2], h[3], (int)h[4]);   \
-            break;                                                                           \
-        case NK_ADAM: nk_adam_##S(p, g, s1, s2, n, h[0], h[1], h[2], h[3], h[4], h[5]);      \
-            break;                                                                           \
-        default: nk_adagrad_##S(p, g, s1, n, h[0], h[1], h[2]);                              \
-        }                                                                                    \
-    }
-    NK_DEFINE_OPTIM(float, f, __builtin_sqrtf)
-    NK_DEFINE_OPTIM(double, d, __builtin_sqrt)
-    """
+# The rules' loops, in C over a slice with restrict pointers:
+# pyx/include/nnkit_optim.h.
+cdef extern from "nnkit_optim.h":
     enum:
-        NK_SGD, NK_MOMENTUM, NK_ADAM, NK_ADAGRAD
+        NNKIT_SGD, NNKIT_MOMENTUM, NNKIT_ADAM, NNKIT_ADAGRAD
     # one slice of rule `rule` (s1, s2: its state arrays, unused ones any valid
     # pointer); h: the rule's hyperparameters in its C function's order
-    void nk_step_f(int rule, float* p, const float* g, float* s1, float* s2, Py_ssize_t n,
-                   const double* h) noexcept nogil
-    void nk_step_d(int rule, double* p, const double* g, double* s1, double* s2,
-                   Py_ssize_t n, const double* h) noexcept nogil
+    void nnkit_step_f(int rule, float* p, const float* g, float* s1, float* s2, Py_ssize_t n,
+                      const double* h) noexcept nogil
+    void nnkit_step_d(int rule, double* p, const double* g, double* s1, double* s2,
+                      Py_ssize_t n, const double* h) noexcept nogil
 
 # Elements per slice a thread takes at a time (static schedule: contiguous runs).
 DEF CHUNK = 16384
@@ -131,9 +60,9 @@ cdef void _steps(int rule, floating[::1] p, const floating[::1] g, floating[::1]
         lo = c * CHUNK
         k = min(CHUNK, n - lo)
         if floating is float:
-            nk_step_f(rule, &p[lo], &g[lo], &s1[lo], &s2[lo], k, h)
+            nnkit_step_f(rule, &p[lo], &g[lo], &s1[lo], &s2[lo], k, h)
         else:
-            nk_step_d(rule, &p[lo], &g[lo], &s1[lo], &s2[lo], k, h)
+            nnkit_step_d(rule, &p[lo], &g[lo], &s1[lo], &s2[lo], k, h)
 
 
 # SGD: θ ← θ − lr·g'.   Reads θ, g; writes θ (3 arrays of traffic).
@@ -142,7 +71,7 @@ def sgd_step(floating[::1] p,           # IN/OUT θ
              double lr, double wd, int nthreads):
     cdef double h[2]
     h[:] = [lr, wd]
-    _steps(NK_SGD, p, g, p, p, h, nthreads)
+    _steps(NNKIT_SGD, p, g, p, p, h, nthreads)
     return None
 
 
@@ -160,7 +89,7 @@ def momentum_step(floating[::1] p,       # IN/OUT θ
                   int nthreads):
     cdef double h[5]
     h[:] = [mu, c, s, wd, nesterov]
-    _steps(NK_MOMENTUM, p, g, buf, buf, h, nthreads)
+    _steps(NNKIT_MOMENTUM, p, g, buf, buf, h, nthreads)
     return None
 
 
@@ -180,7 +109,7 @@ def adam_step(floating[::1] p,           # IN/OUT θ
               double eps, double wd, int nthreads):
     cdef double h[6]
     h[:] = [beta1, beta2, step_size, inv_bc2_sqrt, eps, wd]
-    _steps(NK_ADAM, p, g, m, v, h, nthreads)
+    _steps(NNKIT_ADAM, p, g, m, v, h, nthreads)
     return None
 
 
@@ -194,5 +123,5 @@ def adagrad_step(floating[::1] p,         # IN/OUT θ
                  double clr, double eps, double wd, int nthreads):
     cdef double h[3]
     h[:] = [clr, eps, wd]
-    _steps(NK_ADAGRAD, p, g, S, S, h, nthreads)
+    _steps(NNKIT_ADAGRAD, p, g, S, S, h, nthreads)
     return None

@@ -19,8 +19,8 @@
 # The O(B g^2) products and the O(B M) passes live here, and the g x g
 # steps that run on every ZCA call, one call per stack of groups: the
 # eigendecomposition (eigh_stack), W (zca_matrix_stack) and the backward's
-# dW, dSigma and expansion factors. Each used to be a few NumPy calls on
-# (n, g, g) arrays, whose fixed cost dominated at small g. The other methods'
+# dW, dSigma and expansion factors: as NumPy calls on (n, g, g) arrays,
+# their fixed cost would dominate at small g. The other methods'
 # algebra (pca, cholesky, newton) stays in nnkit._whitening_algebra with
 # NumPy, batched over the groups. Matrix products go through BLAS
 # (gemm_rowmajor, syrk_rowmajor); LAPACK through scipy.linalg.cython_lapack.
@@ -31,7 +31,7 @@
 #
 # The O(B M) passes split rows between threads (row_start), each thread with
 # its own accumulators: row-sequential streams, not column blocks (a column
-# block touches one page per row per block; it ran 5-10x slower).
+# block touches one page, and so takes one TLB miss, per row per block).
 #
 # Called only from nnkit.whitening and nnkit._whitening_algebra: shapes,
 # dtypes, eps > 0 and B >= 2 are checked and every output is allocated before
@@ -39,12 +39,12 @@
 
 from cython.parallel cimport prange
 from libc.math cimport isfinite, sqrt, NAN
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport free
 from scipy.linalg.cython_blas cimport dsyrk, ssyrk
 from scipy.linalg.cython_lapack cimport dsyevd, ssyevd
 from _common cimport (CHUNK_ROWS, FeatureGroup, clear_sums, column_sums_rows, feature_group,
-                      floating, flush_partials, gemm_rowmajor, group_count, relu_grad,
-                      relu_value, row_start, row_team, syrk_rowmajor, team_size)
+                      floating, flush_partials, gemm_rowmajor, group_count, lines, relu_grad,
+                      relu_value, row_start, row_team, syrk_rowmajor, team_size, workspace)
 
 
 cdef inline floating* group_matrix(floating[:, :, ::1] full, floating[:, ::1] rem,
@@ -82,13 +82,11 @@ def center(const floating[:, ::1] Y,       # IN (B, M)
            int nthreads):
     cdef Py_ssize_t B = Y.shape[0], M = Y.shape[1], t, i, j
     cdef int nt = row_team(B, M, nthreads)
-    # per thread: M doubles of column sums and M floats of chunk partials
-    cdef double* sums = <double*>malloc(nt * M * sizeof(double))
-    cdef floating* partials = <floating*>malloc(nt * M * sizeof(floating))
-    if sums == NULL or partials == NULL:
-        free(sums)
-        free(partials)
-        raise MemoryError("whitening center: no memory for the workspace")
+    # workspace, per thread: M doubles of column sums and M floats of chunk partials
+    cdef size_t sums_bytes = lines(nt * M * sizeof(double))
+    cdef char* ws = <char*>workspace(sums_bytes + nt * M * sizeof(floating), "whitening center")
+    cdef double* sums = <double*>ws
+    cdef floating* partials = <floating*>(ws + sums_bytes)
     with nogil:
         _threaded_column_sums(&Y[0, 0], B, M, nt, sums, partials)
         for j in range(M):
@@ -99,8 +97,7 @@ def center(const floating[:, ::1] Y,       # IN (B, M)
         _threaded_column_sums(&Yc[0, 0], B, M, nt, sums, partials)
         for j in range(M):
             colsum[j] = sums[j]
-    free(sums)
-    free(partials)
+    free(ws)
     return None
 
 
@@ -194,16 +191,15 @@ def backward_pointwise(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with
     cdef int nt = row_team(B, M, nthreads)
     cdef floating* pdz = NULL
     cdef floating* pdyh = NULL
-    # per thread: sums [sum dZ | sum dZ Yhat] (2M doubles) and scratch
-    # [their chunk partials | a masked row] (3M floats); then mean dZ (M floats)
-    cdef double* sums = <double*>malloc(2 * nt * M * sizeof(double))
-    cdef floating* scratch = <floating*>malloc((3 * nt + 1) * M * sizeof(floating))
-    cdef floating* mean_dz
-    if sums == NULL or scratch == NULL:
-        free(sums)
-        free(scratch)
-        raise MemoryError("whitening backward: no memory for the workspace")
-    mean_dz = scratch + 3 * nt * M
+    # workspace, per thread: sums [sum dZ | sum dZ Yhat] (2M doubles) and
+    # scratch [their chunk partials | a masked row] (3M floats); then mean dZ
+    # (M floats)
+    cdef size_t sums_bytes = lines(2 * nt * M * sizeof(double))
+    cdef char* ws = <char*>workspace(sums_bytes + (3 * nt + 1) * M * sizeof(floating),
+                                     "whitening backward")
+    cdef double* sums = <double*>ws
+    cdef floating* scratch = <floating*>(ws + sums_bytes)
+    cdef floating* mean_dz = scratch + 3 * nt * M
     if dZ_out is not None:
         pdz = &dZ_out[0, 0]
     if dYhat_out is not None:
@@ -224,8 +220,7 @@ def backward_pointwise(const floating[:, ::1] dout,   # IN (B, M) dZ, or dH with
             _pointwise_write(&dout[0, 0], &yhat[0, 0], row_start(t, nt, B),
                              row_start(t + 1, nt, B), M, &gamma[0], &beta[0], relu,
                              mean_dz, &dZc[0, 0], pdz, pdyh)
-    free(sums)
-    free(scratch)
+    free(ws)
     return None
 
 
@@ -327,8 +322,8 @@ def backward_expand(const floating[:, ::1] dZc,   # IN (B, M)
 # matrices. The g x g algebra of nnkit.whitening goes through this (SciPy's
 # OpenBLAS, the same library as every other kernel call) rather than NumPy's
 # matmul: NumPy links a second OpenBLAS whose idle threads spin on the 2
-# cores while SciPy's work, and vice versa (measured: 25 ms instead of
-# 0.5 ms for a 64 x 64 eigh right after a syrk).
+# cores while SciPy's work, and vice versa (a 64 x 64 eigh right after a
+# syrk then waits on them).
 # Flops: 2 n g^3.
 def gemm_stack(const floating[:, :, ::1] A,       # IN (n, g, g)
                const floating[:, :, ::1] B,       # IN (n, g, g)
@@ -350,15 +345,6 @@ cdef enum:
     MIRROR_TILE = 32        # tile side of the transposing loops
 
 
-cdef void* _scratch(Py_ssize_t nbytes, str kernel) except NULL:
-    """A g x g kernel's scratch (malloc, at least one byte; the caller frees
-    it), or MemoryError naming the kernel. Called with the GIL held."""
-    cdef void* p = malloc(max(nbytes, 1))
-    if p == NULL:
-        raise MemoryError(f"{kernel}: no memory for the scratch")
-    return p
-
-
 # ZCA's W_k = D_k Lambda_k^(-1/2) D_k^T for every block of a stack, full
 # symmetric. From SYRK_MIN_GROUP on: Q = D Lambda^(-1/4), then one syrk
 # (g^3 flops, half a gemm's) for the upper triangle and the lower triangle
@@ -366,9 +352,8 @@ cdef void* _scratch(Py_ssize_t nbytes, str kernel) except NULL:
 # Q_k^T, so Q Q^T is syrk's "T" product of it; column-major lower triangle =
 # row-major upper. Narrower blocks: one gemm (D Lambda^(-1/2)) D^T.
 # lam^(-1/4) as sqrt(sqrt(lam)) in the input type, each root rounded (as
-# NumPy's np.sqrt twice did). The NumPy mirror syrk replaced (np.triu twice
-# and a transposed add) took twice the syrk's own time (0.68 vs 0.32 ms at
-# g = 256 float32); the NumPy scaling around it ~10 us per call at g = 64.
+# np.sqrt twice rounds). The mirror is a tiled loop here: in NumPy (np.triu
+# twice and a transposed add) it would cost more than the syrk itself.
 # Flops: n g^3 (syrk) or 2 n g^3 (gemm), plus n g^2.
 def zca_matrix_stack(const floating[:, :, ::1] D,     # IN (n, g, g) eigenvectors (columns)
                      const floating[:, ::1] lam,      # IN (n, g) eigenvalues
@@ -380,7 +365,7 @@ def zca_matrix_stack(const floating[:, :, ::1] D,     # IN (n, g, g) eigenvector
     cdef floating one = 1
     cdef floating zero = 0
     cdef Py_ssize_t gg = <Py_ssize_t>g * g
-    cdef floating* q = <floating*>_scratch((gg + g) * sizeof(floating), "zca_matrix_stack")
+    cdef floating* q = <floating*>workspace((gg + g) * sizeof(floating), "zca_matrix_stack")
     cdef floating* root = q + gg
     with nogil:
         for k in range(n):
@@ -406,9 +391,8 @@ def zca_matrix_stack(const floating[:, :, ::1] D,     # IN (n, g, g) eigenvector
 
 
 # The per-group g x g steps of the backward around the method's dW -> dSigma
-# (nnkit.whitening._backward_kernels), for a stack of n blocks. Each was a
-# handful of NumPy calls on (n, g, g) arrays: at (256, 64) float64 they took
-# ~100 us of Python beside ~330 us of kernels (line profile, 2000 steps).
+# (nnkit.whitening._backward_kernels), for a stack of n blocks: one kernel
+# call each, where NumPy would spend a handful of calls' Python overhead.
 # gamma, colsum, dbeta are the groups' (n, g) slices of the (M,) vectors.
 #
 # dW_k = (P_k + cs_k db_k^T / B) diag(gamma_k)        dW = Yc^T dYhat, with
@@ -443,7 +427,7 @@ def zca_backward_stack(const floating[:, :, ::1] dW,    # IN (n, g, g)
     cdef Py_ssize_t n = dW.shape[0], k, i, j
     cdef int g = <int>dW.shape[1]
     cdef Py_ssize_t gg = <Py_ssize_t>g * g
-    cdef floating* sym = <floating*>_scratch(2 * gg * sizeof(floating), "zca_backward_stack")
+    cdef floating* sym = <floating*>workspace(2 * gg * sizeof(floating), "zca_backward_stack")
     cdef floating* tmp
     cdef floating* s
     cdef const floating* d
@@ -490,7 +474,7 @@ def expansion_factors(const floating[:, :, ::1] dS,    # IN (n, g, g)
     cdef floating two_over_b = <floating>(2.0 / B)
     cdef double a0, a1, a2, a3
     # per block: u = gamma o db and cs in the input type, (2, g) scratch
-    cdef floating* u = <floating*>_scratch(2 * g * sizeof(floating), "expansion_factors")
+    cdef floating* u = <floating*>workspace(2 * g * sizeof(floating), "expansion_factors")
     cdef floating* c = u + g
     with nogil:
         for k in range(n):
@@ -515,7 +499,6 @@ def expansion_factors(const floating[:, :, ::1] dS,    # IN (n, g, g)
                 dmean[k, i] = <floating>(-((a0 + a1) + (a2 + a3)))
             # A = diag(gamma) W^T by MIRROR_TILE x MIRROR_TILE tiles: the
             # strided reads of W's columns stay within a tile's cache lines
-            # (row by row they took 0.13 ms at g = 256, 0.58-0.81 at 512)
             bi = 0
             while bi < g:
                 bj = 0
@@ -536,10 +519,9 @@ def expansion_factors(const floating[:, :, ::1] dS,    # IN (n, g, g)
 # A block with a non-finite entry gets NaN lam_k and D_k (the NaN policy
 # "propagate": LAPACK would fail with an opaque code); syevd's info for block
 # k goes to info[k] (0 = converged).
-# Why a kernel: inside the (256, 64) float64 step the SciPy wrapper loop it
-# replaces took 413 us per call against 385 us for this one (syevd alone:
-# 357): a finiteness check in NumPy, the wrapper's checks and workspace, the
-# copy of its Fortran-ordered result, a Python loop over the groups.
+# Why a kernel: SciPy's wrapper adds a finiteness check in NumPy, its own
+# checks and workspace, the copy of its Fortran-ordered result and a Python
+# loop over the groups to every call.
 # syevd overwrites its input with the eigenvectors, column-major: the block is
 # copied into D_k (symmetric, so the row-major copy is the same matrix), and
 # the result, D^T in row-major terms, is transposed in place.
@@ -566,7 +548,7 @@ def eigh_stack(const floating[:, :, ::1] S,        # IN (n, g, g) symmetric
                          f"{need} elements, over LAPACK's 32-bit limit")
     lwork = <int>need
     # one block: work (lwork values), then iwork (a multiple of 4 bytes in)
-    work = <floating*>_scratch(lwork * sizeof(floating) + liwork * sizeof(int), "eigh_stack")
+    work = <floating*>workspace(lwork * sizeof(floating) + liwork * sizeof(int), "eigh_stack")
     iwork = <int*>(work + lwork)
     with nogil:
         for k in range(n):
