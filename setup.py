@@ -25,7 +25,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 # One .pyx per kernel family; module name nnkit._kernels.<family>.
-FAMILIES = ["dense", "batchnorm", "whitening", "rnn", "norms", "optim", "conv"]
+FAMILIES = ["dense", "batchnorm", "whitening", "rnn", "norms", "optim", "conv", "gated"]
 
 debug = os.environ.get("NNKIT_DEBUG_CYTHON", "") not in ("", "0")
 openmp = os.environ.get("NNKIT_NO_OPENMP", "") in ("", "0") and sys.platform != "darwin"

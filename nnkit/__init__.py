@@ -40,6 +40,8 @@ from .whitening import (WhiteningCache, WhiteningGrads, WhiteningReLUGrads,
 # P9: recurrent networks and backpropagation through time
 from .rnn import (BiRNNCache, BiRNNGrads, RNNCache, RNNGrads, birnn_backward,
                   birnn_forward, rnn_backward, rnn_forward)
+from .gated import (GRUCache, GRUGrads, LSTMCache, LSTMGrads, gru_backward, gru_forward,
+                    lstm_backward, lstm_forward)
 
 # layers: one module, one base class
 from .layers import (BatchNorm, BiRNN, Layer, Linear, ReLU, RNN, Sequential,
