@@ -82,5 +82,8 @@ from .layers import AvgPool2d, Conv2d, Flatten, MaxPool2d
 # P9: sequence models from layers (the last time step of (T, B, C))
 from .layers import LastStep
 
+# P9: gated recurrences as layers (PyTorch's names and state dicts)
+from .layers import GRU, LSTM
+
 # the walkthroughs register themselves with nnkit.trace (plug-ins above the core)
 from . import walkthroughs  # noqa: E402,F401
