@@ -21,7 +21,7 @@ PUBLIC_BACKWARDS = sorted(n for n in dir(nk) if n.endswith("_backward"))
 # them. Their walkthroughs remove them from here; the test below fails both
 # when a new public backward is unchecked and when an entry here is stale.
 # (the dropout, norms and weightnorm walkthroughs now run the P6/P8 backwards)
-AWAITING_WALKTHROUGH: set[str] = {"lstm_backward", "gru_backward"}
+AWAITING_WALKTHROUGH: set[str] = set()
 
 
 def _run_all(names=None, dtype="float64", max_elements=8):
