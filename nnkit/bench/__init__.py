@@ -23,7 +23,7 @@ from . import _timing
 from .. import _malloc
 from ._timing import SETTINGS, Table, median_tables
 
-FAMILIES = ("bn_affine", "whitening", "rnn", "conv", "norms", "optim")
+FAMILIES = ("bn_affine", "whitening", "rnn", "lstm", "conv", "norms", "optim")
 # Short names: what a table is called, or what one would type. A unique prefix
 # of a family (bn, white, opt) needs no entry; `-` stands for `_`.
 ALIASES = {"batchnorm": "bn_affine", "bn_relu": "bn_affine", "relu": "bn_affine",
