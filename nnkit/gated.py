@@ -40,7 +40,7 @@ import numpy as np
 
 from . import _validate as v
 from ._kernels import gated as _k
-from ._threads import kernel_threads, serial_blas
+from ._threads import free_core_threads, kernel_threads, serial_blas
 
 # the step product h_{t−1} (B, H) · W_hhᵀ (H, G·H) runs in nnkit's tile kernel
 # below this many multiply-adds, in OpenBLAS from there (as nnkit/rnn.py)
@@ -51,6 +51,20 @@ PLAIN_MAX_MACS = 1 << 16
 def _tile(B: int, H: int, gates: int) -> bool:
     macs = B * H * H * gates
     return macs < (TILE_MAX_MACS if _k.VECTOR_TILES else PLAIN_MAX_MACS)
+
+
+# The time loops split the batch's rows over the free cores (each thread runs
+# its rows' whole sequence; the team never meets inside the loop) when every
+# thread gets at least one tile's 4 rows and a step has ROW_SPLIT_MIN
+# multiply-adds (as the RNN's row team, nnkit/rnn.py).
+ROW_SPLIT_MIN = 1 << 15
+TILE_ROWS = 4
+
+
+def _loop_threads(B: int, H: int, gates: int) -> int:
+    if B * H * H * gates < ROW_SPLIT_MIN or B < 2 * TILE_ROWS:
+        return 1
+    return max(1, min(free_core_threads(), B // TILE_ROWS))
 
 
 def _rows(a):
@@ -144,7 +158,7 @@ def lstm_forward(X, h0, c0, W_ih, W_hh, b_ih, b_hh, *, reverse=False):
     with serial_blas():
         _k.project(_rows(X), W_ih, b_ih + b_hh, _rows(A), kernel_threads())
         _k.lstm_recur(h0, c0, W_hh, reverse, T, _rows(A), _rows(Hs), _rows(Cs), _rows(TCs),
-                      _tile(B, Hh, 4))
+                      _tile(B, Hh, 4), _loop_threads(B, Hh, 4))
     return Hs, LSTMCache(X, h0, c0, W_ih, W_hh, b_ih, b_hh, Hs, Cs, TCs, A, reverse)
 
 
@@ -163,7 +177,7 @@ def _lstm_backward(dH, cache, k, full, accumulate_into=None):
     with serial_blas():
         _k.lstm_bptt(_rows(dH), _rows(cache.gates), _rows(cache.C), _rows(cache.TC), cache.c0,
                      cache.W_hh, cache.reverse, T, k, _rows(dA), _rows(dh), _rows(dc), norms,
-                     cnorms, dh0, dc0, _tile(B, Hh, 4))
+                     cnorms, dh0, dc0, _tile(B, Hh, 4), _loop_threads(B, Hh, 4))
         _k.weight_grads(_rows(dA), _rows(dA), _rows(X), _rows(cache.H), cache.h0, cache.W_ih,
                         cache.reverse, T, accumulate_into is not None, _rows(dX), dW_ih, dW_hh,
                         db_ih, db_hh, np.empty(4 * Hh), kernel_threads())
@@ -239,7 +253,7 @@ def gru_forward(X, h0, W_ih, W_hh, b_ih, b_hh, *, reverse=False):
     with serial_blas():
         _k.project(_rows(X), W_ih, b_ih, _rows(A), kernel_threads())
         _k.gru_recur(h0, W_hh, b_hh, reverse, T, _rows(A), _rows(Hs), _rows(HN),
-                     np.empty((B, 3 * Hh), X.dtype), _tile(B, Hh, 3))
+                     np.empty((B, 3 * Hh), X.dtype), _tile(B, Hh, 3), _loop_threads(B, Hh, 3))
     return Hs, GRUCache(X, h0, W_ih, W_hh, b_ih, b_hh, Hs, HN, A, reverse)
 
 
@@ -257,7 +271,7 @@ def _gru_backward(dH, cache, k, full, accumulate_into=None):
     with serial_blas():
         _k.gru_bptt(_rows(dH), _rows(cache.gates), _rows(cache.HN), _rows(cache.H), cache.h0,
                     cache.W_hh, cache.reverse, T, k, _rows(dGx), _rows(dGh), _rows(dh), norms,
-                    dh0, _tile(B, Hh, 3))
+                    dh0, _tile(B, Hh, 3), _loop_threads(B, Hh, 3))
         _k.weight_grads(_rows(dGx), _rows(dGh), _rows(X), _rows(cache.H), cache.h0, cache.W_ih,
                         cache.reverse, T, accumulate_into is not None, _rows(dX), dW_ih, dW_hh,
                         db_ih, db_hh, np.empty(3 * Hh), kernel_threads())

@@ -23,15 +23,18 @@
 # for all GH = 4H (3H) gate columns at once in nnkit's tile kernel
 # (pyx/_tile.pxd, W_hhᵀ packed once per sequence; BLAS for steps from
 # nnkit/gated.py's TILE_MAX_MACS), then ONE fused elementwise pass over the
-# step's (B, GH) gates (the C functions below). The time loops run on one
-# thread; the GEMMs before and after on a team (gemm_team, BLAS held at one
-# thread by the caller, as the RNN's; see nnkit/_threads.py).
+# step's (B, GH) gates (the C functions below). The time loops run on a team
+# that splits the batch's rows (no barrier inside the loop) when
+# nnkit/gated.py finds free cores, else on one thread; the GEMMs before and
+# after on a team (gemm_team, BLAS held at one thread by the caller, as the
+# RNN's; see nnkit/_threads.py).
 #
 # Called only from nnkit.gated (shapes, dtypes, T, B, N, H >= 1 checked;
 # outputs allocated, C-contiguous). Nothing here raises on bad input.
 
+from cython.parallel cimport parallel, threadid
 from libc.math cimport sqrt
-from libc.stdlib cimport free
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from _common cimport column_sums, floating, gemm_rowmajor, gemm_team
 from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_panel_alloc, nnkit_small_gemm_d,
@@ -256,6 +259,18 @@ cdef extern from *:
                           double* dH3) noexcept nogil
 
 
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static inline int nnkit_g_team_size(void) { return omp_get_num_threads(); }
+    #else
+    static inline int nnkit_g_team_size(void) { return 1; }
+    #endif
+    """
+    int nnkit_g_team_size() noexcept nogil
+
+
 # Whether this build has the vectorized tile kernel (AVX2 + FMA)
 VECTOR_TILES = NNKIT_PANEL_F > 0
 
@@ -333,6 +348,28 @@ def project(const floating[:, ::1] X,        # IN  (T*B, N)
     return None
 
 
+# The time loops below split the batch's rows over a team (nthreads > 1):
+# rows are independent sequences, so each thread runs its block of rows
+# (multiples of 4, a tile's rows: every row takes the same path through the
+# tile kernel as on one thread, so the bits do not depend on the team)
+# through the whole sequence and the team never meets inside the loop
+# (nnkit/gated.py decides the team from the free cores, as the RNN's).
+cdef enum:
+    ROWS_PER_TILE = 4
+
+
+cdef inline void _rows_of(int tid, int nteam, Py_ssize_t B, Py_ssize_t* i0,
+                          Py_ssize_t* i1) noexcept nogil:
+    """Rows i0..i1 of thread tid of nteam (all of them for a team of one)."""
+    cdef Py_ssize_t groups = B // ROWS_PER_TILE
+    if nteam <= 1 or groups < nteam:
+        i0[0] = 0 if tid == 0 else B
+        i1[0] = B
+        return
+    i0[0] = ROWS_PER_TILE * (groups * tid // nteam)
+    i1[0] = B if tid == nteam - 1 else ROWS_PER_TILE * (groups * (tid + 1) // nteam)
+
+
 # LSTM time loop. A holds the projections on entry, the activated gates on
 # exit. Per step: one (B, H) x (H, 4H) product accumulated into A_t
 # (2*B*4H*H flops), then one fused pass over the (B, 4H) gates writing c_t,
@@ -345,30 +382,52 @@ def lstm_recur(const floating[:, ::1] h0,    # IN  (B, H)
                floating[:, ::1] Hs,          # OUT (T*B, H) h_t
                floating[:, ::1] Cs,          # OUT (T*B, H) c_t
                floating[:, ::1] TCs,         # OUT (T*B, H) tanh(c_t)
-               bint tile):                   # IN  step product: tile kernel, else BLAS
-    cdef Py_ssize_t B = h0.shape[0], H = h0.shape[1], GH = 4 * H, s, t, p
+               bint tile,                    # IN  step product: tile kernel, else BLAS
+               int nthreads):                # IN  team over row blocks
+    cdef Py_ssize_t B = h0.shape[0], H = h0.shape[1], GH = 4 * H
     cdef floating* P = NULL
-    cdef const floating* hp
-    cdef const floating* cp
+    cdef int tid
     if tile:
         P = _pack(&W_hh[0, 0], H, GH, True)
         if P == NULL:
             raise MemoryError("lstm recur: no memory for packed W_hh")
     with nogil:
-        for s in range(T):
-            t = T - 1 - s if reverse else s
-            p = t + 1 if reverse else t - 1
-            hp = &h0[0, 0] if s == 0 else &Hs[p * B, 0]
-            cp = &c0[0, 0] if s == 0 else &Cs[p * B, 0]
-            _step_product(False, B, H, GH, hp, &W_hh[0, 0], P, True, &A[t * B, 0])
-            if floating is float:
-                nnkit_lstm_cell_f(B, H, &A[t * B, 0], cp, &Cs[t * B, 0], &TCs[t * B, 0],
-                                  &Hs[t * B, 0])
-            else:
-                nnkit_lstm_cell_d(B, H, &A[t * B, 0], cp, &Cs[t * B, 0], &TCs[t * B, 0],
-                                  &Hs[t * B, 0])
+        if nthreads > 1:
+            with parallel(num_threads=nthreads):
+                tid = threadid()
+                _lstm_recur_rows(tid, nnkit_g_team_size(), B, H, T, reverse, &h0[0, 0],
+                                 &c0[0, 0], &W_hh[0, 0], P, &A[0, 0], &Hs[0, 0], &Cs[0, 0],
+                                 &TCs[0, 0])
+        else:
+            _lstm_recur_rows(0, 1, B, H, T, reverse, &h0[0, 0], &c0[0, 0], &W_hh[0, 0], P,
+                             &A[0, 0], &Hs[0, 0], &Cs[0, 0], &TCs[0, 0])
     free(P)
     return None
+
+
+cdef void _lstm_recur_rows(int tid, int nteam, Py_ssize_t B, Py_ssize_t H, Py_ssize_t T,
+                           bint reverse, const floating* h0, const floating* c0,
+                           const floating* W_hh, const floating* P, floating* A,
+                           floating* Hs, floating* Cs, floating* TCs) noexcept nogil:
+    cdef Py_ssize_t GH = 4 * H, s, t, p, i0, i1, Bb
+    cdef const floating* hp
+    cdef const floating* cp
+    _rows_of(tid, nteam, B, &i0, &i1)
+    Bb = i1 - i0
+    if Bb <= 0:
+        return
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        p = t + 1 if reverse else t - 1
+        hp = h0 + i0 * H if s == 0 else Hs + (p * B + i0) * H
+        cp = c0 + i0 * H if s == 0 else Cs + (p * B + i0) * H
+        _step_product(False, Bb, H, GH, hp, W_hh, P, True, A + (t * B + i0) * GH)
+        if floating is float:
+            nnkit_lstm_cell_f(Bb, H, A + (t * B + i0) * GH, cp, Cs + (t * B + i0) * H,
+                              TCs + (t * B + i0) * H, Hs + (t * B + i0) * H)
+        else:
+            nnkit_lstm_cell_d(Bb, H, A + (t * B + i0) * GH, cp, Cs + (t * B + i0) * H,
+                              TCs + (t * B + i0) * H, Hs + (t * B + i0) * H)
 
 
 # LSTM BPTT, steps opposite to the forward. dh_t = dH_t + dA_{t+1} W_hh
@@ -392,58 +451,102 @@ def lstm_bptt(const floating[:, ::1] dH,     # IN  (T*B, H) direct dL/dh_t
               double[::1] cnorms,            # OUT (T,) ||dc_t||_F
               floating[:, ::1] dh0,          # OUT (B, H)
               floating[:, ::1] dc0,          # OUT (B, H)
-              bint tile):
-    cdef Py_ssize_t B = c0.shape[0], H = c0.shape[1], GH = 4 * H, s, t, nxt, p, k, n, j
-    cdef Py_ssize_t chain_t, first
-    cdef bint cut
+              bint tile,
+              int nthreads):                 # IN  team over row blocks
+    cdef Py_ssize_t B = c0.shape[0], H = c0.shape[1], GH = 4 * H, t, u
     cdef floating* P = NULL
-    cdef floating* d_t
-    cdef const floating* dH_t
-    cdef const floating* cp
-    n = B * H
+    cdef int tid
+    cdef double a, b
+    # part[(2t + 0/1) * nthreads + tid]: a thread's Σ dh_t², Σ dc_t² over its rows
+    cdef double* part = <double*>calloc(2 * T * nthreads, sizeof(double))
+    if part == NULL:
+        raise MemoryError("lstm bptt: no memory for the norm sums")
     if tile:
         P = _pack(&W_hh[0, 0], GH, H, False)
         if P == NULL:
+            free(part)
             raise MemoryError("lstm bptt: no memory for packed W_hh")
     with nogil:
-        for s in range(T):
-            t = s if reverse else T - 1 - s
-            nxt = t - 1 if reverse else t + 1
-            p = t + 1 if reverse else t - 1
-            chain_t = T - t if reverse else t + 1
-            cut = s == 0 or (truncate > 0 and chain_t % truncate == 0)
-            d_t = &dh[t * B, 0]
-            dH_t = &dH[t * B, 0]
-            if cut:
-                memcpy(d_t, dH_t, n * sizeof(floating))
-            else:
-                _step_product(True, B, GH, H, &dA[nxt * B, 0], &W_hh[0, 0], P, False, d_t)
-                for k in range(n):
-                    d_t[k] = d_t[k] + dH_t[k]
-            norms[t] = sqrt(_sum_squares(d_t, n))
-            cp = &c0[0, 0] if s == T - 1 else &Cs[p * B, 0]
-            if floating is float:
-                nnkit_lstm_back_f(B, H, &G[t * B, 0], cp, &TCs[t * B, 0], d_t,
-                                  NULL if cut else &dc[nxt * B, 0],
-                                  NULL if cut else &G[nxt * B, H], &dc[t * B, 0], &dA[t * B, 0])
-            else:
-                nnkit_lstm_back_d(B, H, &G[t * B, 0], cp, &TCs[t * B, 0], d_t,
-                                  NULL if cut else &dc[nxt * B, 0],
-                                  NULL if cut else &G[nxt * B, H], &dc[t * B, 0], &dA[t * B, 0])
-            cnorms[t] = sqrt(_sum_squares(&dc[t * B, 0], n))
-        first = T - 1 if reverse else 0
-        _step_product(True, B, GH, H, &dA[first * B, 0], &W_hh[0, 0], P, False, &dh0[0, 0])
-        for k in range(B):
-            for j in range(H):
-                dc0[k, j] = dc[first * B + k, j] * G[first * B + k, H + j]
+        if nthreads > 1:
+            with parallel(num_threads=nthreads):
+                tid = threadid()
+                _lstm_bptt_rows(tid, nnkit_g_team_size(), nthreads, B, H, T, reverse,
+                                truncate, &dH[0, 0], &G[0, 0], &Cs[0, 0], &TCs[0, 0],
+                                &c0[0, 0], &W_hh[0, 0], P, &dA[0, 0], &dh[0, 0], &dc[0, 0],
+                                part, &dh0[0, 0], &dc0[0, 0])
+        else:
+            _lstm_bptt_rows(0, 1, 1, B, H, T, reverse, truncate, &dH[0, 0], &G[0, 0],
+                            &Cs[0, 0], &TCs[0, 0], &c0[0, 0], &W_hh[0, 0], P, &dA[0, 0],
+                            &dh[0, 0], &dc[0, 0], part, &dh0[0, 0], &dc0[0, 0])
+        for t in range(T):
+            a = 0.0
+            b = 0.0
+            for u in range(nthreads):
+                a = a + part[2 * t * nthreads + u]
+                b = b + part[(2 * t + 1) * nthreads + u]
+            norms[t] = sqrt(a)
+            cnorms[t] = sqrt(b)
     free(P)
+    free(part)
     return None
 
 
+cdef void _lstm_bptt_rows(int tid, int nteam, int stride, Py_ssize_t B, Py_ssize_t H,
+                          Py_ssize_t T, bint reverse, Py_ssize_t truncate,
+                          const floating* dH, const floating* G, const floating* Cs,
+                          const floating* TCs, const floating* c0, const floating* W_hh,
+                          const floating* P, floating* dA, floating* dh, floating* dc,
+                          double* part, floating* dh0, floating* dc0) noexcept nogil:
+    cdef Py_ssize_t GH = 4 * H, s, t, nxt, p, k, j, n, i0, i1, Bb, chain_t, first
+    cdef bint cut
+    cdef floating* d_t
+    cdef const floating* dH_t
+    cdef const floating* cp
+    _rows_of(tid, nteam, B, &i0, &i1)
+    Bb = i1 - i0
+    if Bb <= 0:
+        return
+    n = Bb * H
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        nxt = t - 1 if reverse else t + 1
+        p = t + 1 if reverse else t - 1
+        chain_t = T - t if reverse else t + 1
+        cut = s == 0 or (truncate > 0 and chain_t % truncate == 0)
+        d_t = dh + (t * B + i0) * H
+        dH_t = dH + (t * B + i0) * H
+        if cut:
+            memcpy(d_t, dH_t, n * sizeof(floating))
+        else:
+            _step_product(True, Bb, GH, H, dA + (nxt * B + i0) * GH, W_hh, P, False, d_t)
+            for k in range(n):
+                d_t[k] = d_t[k] + dH_t[k]
+        part[2 * t * stride + tid] = _sum_squares(d_t, n)
+        cp = c0 + i0 * H if s == T - 1 else Cs + (p * B + i0) * H
+        if floating is float:
+            nnkit_lstm_back_f(Bb, H, G + (t * B + i0) * GH, cp, TCs + (t * B + i0) * H, d_t,
+                              NULL if cut else dc + (nxt * B + i0) * H,
+                              NULL if cut else G + (nxt * B + i0) * GH + H,
+                              dc + (t * B + i0) * H, dA + (t * B + i0) * GH)
+        else:
+            nnkit_lstm_back_d(Bb, H, G + (t * B + i0) * GH, cp, TCs + (t * B + i0) * H, d_t,
+                              NULL if cut else dc + (nxt * B + i0) * H,
+                              NULL if cut else G + (nxt * B + i0) * GH + H,
+                              dc + (t * B + i0) * H, dA + (t * B + i0) * GH)
+        part[(2 * t + 1) * stride + tid] = _sum_squares(dc + (t * B + i0) * H, n)
+    first = T - 1 if reverse else 0
+    _step_product(True, Bb, GH, H, dA + (first * B + i0) * GH, W_hh, P, False, dh0 + i0 * H)
+    for k in range(Bb):
+        for j in range(H):
+            dc0[(i0 + k) * H + j] = (dc[(first * B + i0 + k) * H + j]
+                                     * G[(first * B + i0 + k) * GH + H + j])
+
+
 # GRU time loop. A holds gx = x W_ihᵀ + b_ih on entry, the gates r, z, n on
-# exit; S is a (B, 3H) scratch for the step's h_{t-1} W_hhᵀ. Per step: one
-# (B, H) x (H, 3H) product (2*B*3H*H flops), one fused pass writing the
-# gates, hn_t = W_hn h_{t-1} + b_hn (the backward needs it) and h_t.
+# exit; S is a (B, 3H) scratch for the step's h_{t-1} W_hhᵀ (each thread its
+# rows). Per step: one (B, H) x (H, 3H) product (2*B*3H*H flops), one fused
+# pass writing the gates, hn_t = W_hn h_{t-1} + b_hn (the backward needs it)
+# and h_t.
 def gru_recur(const floating[:, ::1] h0,     # IN  (B, H)
               const floating[:, ::1] W_hh,   # IN  (3H, H)
               const floating[::1] b_hh,      # IN  (3H,)
@@ -452,28 +555,51 @@ def gru_recur(const floating[:, ::1] h0,     # IN  (B, H)
               floating[:, ::1] Hs,           # OUT (T*B, H)
               floating[:, ::1] HN,           # OUT (T*B, H)
               floating[:, ::1] S,            # workspace (B, 3H)
-              bint tile):
-    cdef Py_ssize_t B = h0.shape[0], H = h0.shape[1], GH = 3 * H, s, t, p
+              bint tile,
+              int nthreads):                 # IN  team over row blocks
+    cdef Py_ssize_t B = h0.shape[0], H = h0.shape[1], GH = 3 * H
     cdef floating* P = NULL
-    cdef const floating* hp
+    cdef int tid
     if tile:
         P = _pack(&W_hh[0, 0], H, GH, True)
         if P == NULL:
             raise MemoryError("gru recur: no memory for packed W_hh")
     with nogil:
-        for s in range(T):
-            t = T - 1 - s if reverse else s
-            p = t + 1 if reverse else t - 1
-            hp = &h0[0, 0] if s == 0 else &Hs[p * B, 0]
-            _step_product(False, B, H, GH, hp, &W_hh[0, 0], P, False, &S[0, 0])
-            if floating is float:
-                nnkit_gru_cell_f(B, H, &A[t * B, 0], &S[0, 0], &b_hh[0], hp, &HN[t * B, 0],
-                                 &Hs[t * B, 0])
-            else:
-                nnkit_gru_cell_d(B, H, &A[t * B, 0], &S[0, 0], &b_hh[0], hp, &HN[t * B, 0],
-                                 &Hs[t * B, 0])
+        if nthreads > 1:
+            with parallel(num_threads=nthreads):
+                tid = threadid()
+                _gru_recur_rows(tid, nnkit_g_team_size(), B, H, T, reverse, &h0[0, 0],
+                                &W_hh[0, 0], &b_hh[0], P, &A[0, 0], &Hs[0, 0], &HN[0, 0],
+                                &S[0, 0])
+        else:
+            _gru_recur_rows(0, 1, B, H, T, reverse, &h0[0, 0], &W_hh[0, 0], &b_hh[0], P,
+                            &A[0, 0], &Hs[0, 0], &HN[0, 0], &S[0, 0])
     free(P)
     return None
+
+
+cdef void _gru_recur_rows(int tid, int nteam, Py_ssize_t B, Py_ssize_t H, Py_ssize_t T,
+                          bint reverse, const floating* h0, const floating* W_hh,
+                          const floating* b_hh, const floating* P, floating* A,
+                          floating* Hs, floating* HN, floating* S) noexcept nogil:
+    cdef Py_ssize_t GH = 3 * H, s, t, p, i0, i1, Bb
+    cdef const floating* hp
+    _rows_of(tid, nteam, B, &i0, &i1)
+    Bb = i1 - i0
+    if Bb <= 0:
+        return
+    S = S + i0 * GH
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        p = t + 1 if reverse else t - 1
+        hp = h0 + i0 * H if s == 0 else Hs + (p * B + i0) * H
+        _step_product(False, Bb, H, GH, hp, W_hh, P, False, S)
+        if floating is float:
+            nnkit_gru_cell_f(Bb, H, A + (t * B + i0) * GH, S, b_hh, hp, HN + (t * B + i0) * H,
+                             Hs + (t * B + i0) * H)
+        else:
+            nnkit_gru_cell_d(Bb, H, A + (t * B + i0) * GH, S, b_hh, hp, HN + (t * B + i0) * H,
+                             Hs + (t * B + i0) * H)
 
 
 # GRU BPTT. dh_t = dH_t + dGh_{t+1} W_hh + dh_{t+1} ⊙ z_{t+1} (h_t feeds the
@@ -493,55 +619,92 @@ def gru_bptt(const floating[:, ::1] dH,      # IN  (T*B, H)
              floating[:, ::1] dh,            # OUT (T*B, H) total dL/dh_t
              double[::1] norms,              # OUT (T,)
              floating[:, ::1] dh0,           # OUT (B, H)
-             bint tile):
-    cdef Py_ssize_t B = h0.shape[0], H = h0.shape[1], GH = 3 * H, s, t, nxt, p, k, j, n
-    cdef Py_ssize_t chain_t, first
-    cdef bint cut
+             bint tile,
+             int nthreads):                  # IN  team over row blocks
+    cdef Py_ssize_t B = h0.shape[0], H = h0.shape[1], GH = 3 * H, t, u
     cdef floating* P = NULL
+    cdef int tid
+    cdef double a
+    cdef double* part = <double*>calloc(T * nthreads, sizeof(double))
+    if part == NULL:
+        raise MemoryError("gru bptt: no memory for the norm sums")
+    if tile:
+        P = _pack(&W_hh[0, 0], GH, H, False)
+        if P == NULL:
+            free(part)
+            raise MemoryError("gru bptt: no memory for packed W_hh")
+    with nogil:
+        if nthreads > 1:
+            with parallel(num_threads=nthreads):
+                tid = threadid()
+                _gru_bptt_rows(tid, nnkit_g_team_size(), nthreads, B, H, T, reverse, truncate,
+                               &dH[0, 0], &G[0, 0], &HN[0, 0], &Hs[0, 0], &h0[0, 0],
+                               &W_hh[0, 0], P, &dGx[0, 0], &dGh[0, 0], &dh[0, 0], part,
+                               &dh0[0, 0])
+        else:
+            _gru_bptt_rows(0, 1, 1, B, H, T, reverse, truncate, &dH[0, 0], &G[0, 0],
+                           &HN[0, 0], &Hs[0, 0], &h0[0, 0], &W_hh[0, 0], P, &dGx[0, 0],
+                           &dGh[0, 0], &dh[0, 0], part, &dh0[0, 0])
+        for t in range(T):
+            a = 0.0
+            for u in range(nthreads):
+                a = a + part[t * nthreads + u]
+            norms[t] = sqrt(a)
+    free(P)
+    free(part)
+    return None
+
+
+cdef void _gru_bptt_rows(int tid, int nteam, int stride, Py_ssize_t B, Py_ssize_t H,
+                         Py_ssize_t T, bint reverse, Py_ssize_t truncate,
+                         const floating* dH, const floating* G, const floating* HN,
+                         const floating* Hs, const floating* h0, const floating* W_hh,
+                         const floating* P, floating* dGx, floating* dGh, floating* dh,
+                         double* part, floating* dh0) noexcept nogil:
+    cdef Py_ssize_t GH = 3 * H, s, t, nxt, p, k, j, n, i0, i1, Bb, chain_t, first
+    cdef bint cut
     cdef floating* d_t
     cdef const floating* dH_t
     cdef const floating* hp
     cdef const floating* dn
     cdef const floating* zn
-    n = B * H
-    if tile:
-        P = _pack(&W_hh[0, 0], GH, H, False)
-        if P == NULL:
-            raise MemoryError("gru bptt: no memory for packed W_hh")
-    with nogil:
-        for s in range(T):
-            t = s if reverse else T - 1 - s
-            nxt = t - 1 if reverse else t + 1
-            p = t + 1 if reverse else t - 1
-            chain_t = T - t if reverse else t + 1
-            cut = s == 0 or (truncate > 0 and chain_t % truncate == 0)
-            d_t = &dh[t * B, 0]
-            dH_t = &dH[t * B, 0]
-            if cut:
-                memcpy(d_t, dH_t, n * sizeof(floating))
-            else:
-                _step_product(True, B, GH, H, &dGh[nxt * B, 0], &W_hh[0, 0], P, False, d_t)
-                dn = &dh[nxt * B, 0]
-                zn = &G[nxt * B, 0]
-                for k in range(B):
-                    for j in range(H):
-                        d_t[k * H + j] = (d_t[k * H + j] + dn[k * H + j] * zn[k * GH + H + j]
-                                          + dH_t[k * H + j])
-            norms[t] = sqrt(_sum_squares(d_t, n))
-            hp = &h0[0, 0] if s == T - 1 else &Hs[p * B, 0]
-            if floating is float:
-                nnkit_gru_back_f(B, H, &G[t * B, 0], &HN[t * B, 0], hp, d_t, &dGx[t * B, 0],
-                                 &dGh[t * B, 0])
-            else:
-                nnkit_gru_back_d(B, H, &G[t * B, 0], &HN[t * B, 0], hp, d_t, &dGx[t * B, 0],
-                                 &dGh[t * B, 0])
-        first = T - 1 if reverse else 0
-        _step_product(True, B, GH, H, &dGh[first * B, 0], &W_hh[0, 0], P, False, &dh0[0, 0])
-        for k in range(B):
-            for j in range(H):
-                dh0[k, j] = dh0[k, j] + dh[first * B + k, j] * G[first * B + k, H + j]
-    free(P)
-    return None
+    _rows_of(tid, nteam, B, &i0, &i1)
+    Bb = i1 - i0
+    if Bb <= 0:
+        return
+    n = Bb * H
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        nxt = t - 1 if reverse else t + 1
+        p = t + 1 if reverse else t - 1
+        chain_t = T - t if reverse else t + 1
+        cut = s == 0 or (truncate > 0 and chain_t % truncate == 0)
+        d_t = dh + (t * B + i0) * H
+        dH_t = dH + (t * B + i0) * H
+        if cut:
+            memcpy(d_t, dH_t, n * sizeof(floating))
+        else:
+            _step_product(True, Bb, GH, H, dGh + (nxt * B + i0) * GH, W_hh, P, False, d_t)
+            dn = dh + (nxt * B + i0) * H
+            zn = G + (nxt * B + i0) * GH
+            for k in range(Bb):
+                for j in range(H):
+                    d_t[k * H + j] = (d_t[k * H + j] + dn[k * H + j] * zn[k * GH + H + j]
+                                      + dH_t[k * H + j])
+        part[t * stride + tid] = _sum_squares(d_t, n)
+        hp = h0 + i0 * H if s == T - 1 else Hs + (p * B + i0) * H
+        if floating is float:
+            nnkit_gru_back_f(Bb, H, G + (t * B + i0) * GH, HN + (t * B + i0) * H, hp, d_t,
+                             dGx + (t * B + i0) * GH, dGh + (t * B + i0) * GH)
+        else:
+            nnkit_gru_back_d(Bb, H, G + (t * B + i0) * GH, HN + (t * B + i0) * H, hp, d_t,
+                             dGx + (t * B + i0) * GH, dGh + (t * B + i0) * GH)
+    first = T - 1 if reverse else 0
+    _step_product(True, Bb, GH, H, dGh + (first * B + i0) * GH, W_hh, P, False, dh0 + i0 * H)
+    for k in range(Bb):
+        for j in range(H):
+            dh0[(i0 + k) * H + j] = (dh0[(i0 + k) * H + j] + dh[(first * B + i0 + k) * H + j]
+                                     * G[(first * B + i0 + k) * GH + H + j])
 
 
 # The weight gradients of one chain, each one GEMM over the stacked T*B rows:

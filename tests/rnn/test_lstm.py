@@ -351,3 +351,38 @@ def test_rnn_batch_first_and_state_dict_match_torch():
     with pytest.raises(ValueError, match="bias_ih_l0"):
         m.load_torch_state_dict({"weight_ih_l0": np.ones((H, N)),
                                  "weight_hh_l0": np.ones((H, H))})
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("B", [8, 13])
+def test_row_team_gives_the_same_bits_as_one_thread(monkeypatch, kind, B):
+    """The time loops split the batch's rows over a team (multiples of 4 rows):
+    every row takes the same path as on one thread, so the bits agree (the
+    norms are sums of the threads' parts: rounding level)."""
+    import nnkit.gated as G
+    rng = np.random.default_rng(11)
+    T, N, H = 6, 5, 24
+    gates = 4 if kind == "lstm" else 3
+    X = rng.standard_normal((T, B, N))
+    h0 = rng.standard_normal((B, H))
+    W = [rng.uniform(-.2, .2, s) for s in ((gates * H, N), (gates * H, H), gates * H,
+                                           gates * H)]
+    dH = rng.standard_normal((T, B, H))
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(G, "_loop_threads", lambda *a, n=threads: n)
+        for reverse in (False, True):
+            if kind == "lstm":
+                Y, c = nk.lstm_forward(X, h0, h0 * 0.5, *W, reverse=reverse)
+                g = nk.lstm_backward(dH, c, truncate=4)
+            else:
+                Y, c = nk.gru_forward(X, h0, *W, reverse=reverse)
+                g = nk.gru_backward(dH, c, truncate=4)
+            results.append((Y, g))
+    for (Y1, g1), (Y2, g2) in zip(results[:2], results[2:]):
+        np.testing.assert_array_equal(Y1, Y2)
+        for name, a, b in zip(g1._fields, g1, g2):
+            if name in ("grad_norms", "cell_norms"):
+                np.testing.assert_allclose(a, b, rtol=1e-14)
+            elif isinstance(a, np.ndarray):
+                np.testing.assert_array_equal(a, b, err_msg=name)
