@@ -43,6 +43,8 @@ from .whitening import (WhiteningCache, WhiteningGrads, WhiteningReLUGrads,
 # P9: recurrent networks and backpropagation through time
 from .rnn import (BiRNNCache, BiRNNGrads, RNNCache, RNNGrads, birnn_backward,
                   birnn_forward, rnn_backward, rnn_forward)
+from .gated import (GRUCache, GRUGrads, LSTMCache, LSTMGrads, gru_backward, gru_forward,
+                    lstm_backward, lstm_forward)
 
 # layers: one module, one base class
 from .layers import (BatchNorm, BiRNN, Layer, Linear, ReLU, RNN, Sequential,
@@ -93,6 +95,9 @@ from .activations import (BCEWithLogitsCache, GELUCache, LeakyReLUCache, MSECach
 from .layers import BCEWithLogitsLoss, GELU, LeakyReLU, MSELoss, Sigmoid, Tanh
 from .optim import clip_grad_norm_
 from .checkpoint import load, save
+
+# P9: gated recurrences as layers (PyTorch's names and state dicts)
+from .layers import GRU, LSTM
 
 # the walkthroughs register themselves with nnkit.trace (plug-ins above the core)
 from . import walkthroughs  # noqa: E402,F401

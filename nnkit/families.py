@@ -30,6 +30,8 @@ FAMILIES = (
          walkthroughs=("whitening",), bench=("whitening",), problems=("P2",)),
     dict(name="rnn", kernels=("rnn",), module="rnn", walkthroughs=("rnn",),
          bench=("rnn",), problems=("P9",)),
+    dict(name="gated", kernels=("gated",), module="gated", walkthroughs=("gated",),
+         bench=("lstm",), problems=("P9",)),
     dict(name="conv", kernels=("conv", "pool"), module="conv", walkthroughs=("conv",),
          bench=("conv",), problems=("P3", "P10")),
     dict(name="norms", kernels=("norms",), module="norms", walkthroughs=("norms",),

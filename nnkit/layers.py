@@ -23,6 +23,7 @@ from . import _validate as v
 from . import batchnorm as bn
 from . import dense
 from . import rnn
+from . import gated
 from . import softmax as sm
 from . import whitening as wh
 from . import dropout as dr
@@ -502,13 +503,19 @@ class RNN(Layer):
     forward(X, h0=None); backward(dH) -> dX, and sets .dh0 (∂L/∂h0) and
     .grad_norms (‖∂L/∂h_t‖ per t). truncate=k: truncated BPTT (the state
     detached every k steps); form="preactivation": P9.1's form.
+    batch_first=True takes and returns (B, T, ·) as PyTorch's batch_first
+    (time-major is nnkit's default: each step's rows are then contiguous).
+    load_torch_state_dict(sd) takes nn.RNN's weight_ih_l0, weight_hh_l0,
+    bias_ih_l0, bias_hh_l0 (NumPy arrays); nnkit's one bias b is PyTorch's
+    bias_ih_l0 + bias_hh_l0 (the same function: both are added to a_t).
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, activation: str = "tanh",
                  bias: bool = True, truncate: int | None = None, form: str = "standard",
-                 dtype=np.float64, seed: int | None = None,
+                 batch_first: bool = False, dtype=np.float64, seed: int | None = None,
                  rng: np.random.Generator | None = None):
         super().__init__()
+        self.batch_first = v.flag("batch_first", batch_first)
         v.truncate_steps(truncate)
         self.truncate = truncate
         self.form = v.choice("form", form, rnn.FORMS)
@@ -528,6 +535,7 @@ class RNN(Layer):
         M, N = self.params["Wx"].shape
         return (f"{N}, {M}, activation={self.activation!r}, bias={self.bias}"
                 + (f", truncate={self.truncate}" if self.truncate else "")
+                + (", batch_first=True" if self.batch_first else "")
                 + (f", form={self.form!r}" if self.form != "standard" else "") + _dtype_repr(self))
 
     def forward(self, X, h0=None):
@@ -535,18 +543,304 @@ class RNN(Layer):
         X = v.float_array("X", X, 3, "(T, B, N), time-major", dtype=p["Wx"].dtype,
                            dtype_of="the layer's dtype")
         v.same_dim("X", X.shape[2], p["Wx"].shape[1], "X.shape[2] (input_size)")
+        if self.batch_first:
+            X = _time_major(X)
         H, self._cache = rnn.rnn_forward(
             X, h0, p["Wx"], p["Wh"], p.get("b"), self.activation, form=self.form,
-            out=self.out("H", X.shape[:2] + (p["Wx"].shape[0],), X.dtype, X))
-        return H
+            out=None if self.batch_first else
+            self.out("H", X.shape[:2] + (p["Wx"].shape[0],), X.dtype, X))
+        return _time_major(H) if self.batch_first else H
 
     def backward(self, dH):
         c = self.cache()
+        if self.batch_first:
+            dH = _time_major(v.upstream("dH", dH, _swap01(c.H.shape), c.X.dtype))
         g = rnn.rnn_backward(dH, c, truncate=self.truncate, full=False,
-                             out=self.out("dX", c.X.shape, c.X.dtype, v.array_or_empty(dH)))
+                             out=None if self.batch_first else
+                             self.out("dX", c.X.shape, c.X.dtype, v.array_or_empty(dH)))
         self.accumulate_grads(**{name: getattr(g, "d" + name) for name in self.params})
         self.dh0, self.grad_norms = g.dh0, g.grad_norms
-        return g.dX
+        return _time_major(g.dX) if self.batch_first else g.dX
+
+    def load_torch_state_dict(self, sd) -> "RNN":
+        """Copy nn.RNN(input_size, hidden_size, nonlinearity=...)'s state dict
+        (NumPy arrays under PyTorch's names) into this layer; b = bias_ih_l0 +
+        bias_hh_l0. A missing, extra or misshaped key: ValueError naming it."""
+        M, N = self.params["Wx"].shape
+        want = {"weight_ih_l0": (M, N), "weight_hh_l0": (M, M)}
+        if self.bias:
+            want.update({"bias_ih_l0": (M,), "bias_hh_l0": (M,)})
+        arrays = _torch_arrays(sd, want, type(self).__name__)
+        self.params["Wx"][...] = arrays["weight_ih_l0"]
+        self.params["Wh"][...] = arrays["weight_hh_l0"]
+        if self.bias:
+            self.params["b"][...] = arrays["bias_ih_l0"] + arrays["bias_hh_l0"]
+        return self
+
+
+def _swap01(shape: tuple) -> tuple:
+    return (shape[1], shape[0]) + tuple(shape[2:])
+
+
+def _time_major(A: np.ndarray) -> np.ndarray:
+    """(B, T, C) <-> (T, B, C), as a C-contiguous copy (the kernels read each
+    step's rows as one block)."""
+    return np.ascontiguousarray(A.transpose(1, 0, 2))
+
+
+def _torch_arrays(sd, want: dict, layer: str) -> dict:
+    """sd's arrays under exactly the names of `want` (name -> shape), as NumPy;
+    a missing, unexpected or misshaped key is a ValueError naming it."""
+    if not hasattr(sd, "keys"):
+        raise TypeError(f"{layer}.load_torch_state_dict: expected a mapping of PyTorch "
+                        f"parameter names to arrays, got {type(sd).__name__}")
+    missing = [k for k in want if k not in sd]
+    if missing:
+        raise ValueError(f"{layer}.load_torch_state_dict: missing key {missing[0]!r} "
+                         f"(expected {want[missing[0]]}); missing: {missing}")
+    extra = [k for k in sd if k not in want]
+    if extra:
+        raise ValueError(f"{layer}.load_torch_state_dict: unexpected key {extra[0]!r} "
+                         f"(this layer has {sorted(want)})")
+    out = {}
+    for k, shape in want.items():
+        a = sd[k]
+        if hasattr(a, "detach"):          # a torch tensor: its NumPy view
+            a = a.detach().cpu().numpy()
+        a = np.asarray(a)
+        if a.shape != shape:
+            raise ValueError(f"{layer}.load_torch_state_dict: key {k!r}: expected shape "
+                             f"{shape}, got {a.shape}")
+        if not (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all()):
+            raise ValueError(f"{layer}.load_torch_state_dict: key {k!r}: expected finite "
+                             f"floating-point values, got dtype {a.dtype}")
+        out[k] = a
+    return out
+
+
+class _GatedRNN(Layer):
+    """What nk.LSTM and nk.GRU share: layers x directions of one cell, with
+    PyTorch's parameter names, init and output (see nk.LSTM)."""
+    GATES = 0
+    KIND = ""
+
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1,
+                 bidirectional: bool = False, batch_first: bool = False, bias: bool = True,
+                 truncate: int | None = None, dtype=np.float64, seed: int | None = None,
+                 rng: np.random.Generator | None = None):
+        super().__init__()
+        N = v.positive_int("input_size", input_size)
+        Hh = v.positive_int("hidden_size", hidden_size)
+        self.num_layers = v.positive_int("num_layers", num_layers)
+        self.bidirectional = v.flag("bidirectional", bidirectional)
+        self.batch_first = v.flag("batch_first", batch_first)
+        self.bias = v.flag("bias", bias)
+        v.truncate_steps(truncate)
+        self.truncate = truncate
+        self.input_size, self.hidden_size = N, Hh
+        dtype = v.float_dtype(dtype)
+        rng, k = generator(seed, rng), 1.0 / np.sqrt(Hh)
+        G = self.GATES
+        D = 2 if self.bidirectional else 1
+        for l in range(self.num_layers):
+            n_in = N if l == 0 else D * Hh
+            for d in range(D):
+                sfx = self._suffix(l, d)
+                self.add_param("weight_ih" + sfx, _uniform(rng, (G * Hh, n_in), k, dtype))
+                self.add_param("weight_hh" + sfx, _uniform(rng, (G * Hh, Hh), k, dtype))
+                if self.bias:
+                    self.add_param("bias_ih" + sfx, _uniform(rng, (G * Hh,), k, dtype))
+                    self.add_param("bias_hh" + sfx, _uniform(rng, (G * Hh,), k, dtype))
+        self.h_n = self.dh0 = self.grad_norms = None
+
+    @staticmethod
+    def _suffix(l: int, d: int) -> str:
+        return f"_l{l}" + ("_reverse" if d else "")
+
+    @property
+    def _directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def extra_repr(self) -> str:
+        r = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            r += f", num_layers={self.num_layers}"
+        if self.bidirectional:
+            r += ", bidirectional=True"
+        if self.batch_first:
+            r += ", batch_first=True"
+        if not self.bias:
+            r += ", bias=False"
+        if self.truncate:
+            r += f", truncate={self.truncate}"
+        return r + _dtype_repr(self)
+
+    def _state(self, name: str, s, B: int, dtype):
+        """(L·D, B, H) initial states as PyTorch's h0/c0 (None: zeros)."""
+        LD = self.num_layers * self._directions
+        if s is None:
+            return [None] * LD
+        s = v.float_array(name, s, 3, "(num_layers * num_directions, B, hidden_size)",
+                          dtype=dtype, dtype_of="the layer's dtype")
+        if s.shape != (LD, B, self.hidden_size):
+            raise ValueError(f"{name}: expected shape ({LD}, {B}, {self.hidden_size}) "
+                             f"(num_layers * num_directions, B, hidden_size), got {s.shape}")
+        return [np.ascontiguousarray(s[i]) for i in range(LD)]
+
+    def _params(self, sfx: str):
+        p = self.params
+        return (p["weight_ih" + sfx], p["weight_hh" + sfx], p.get("bias_ih" + sfx),
+                p.get("bias_hh" + sfx))
+
+    def _run(self, X, states):
+        """Every layer and direction; states[i] = (h0,) or (h0, c0) of chain i."""
+        dtype = self.params["weight_hh_l0"].dtype
+        X = v.float_array("X", X, 3, "(B, T, N)" if self.batch_first else
+                          "(T, B, N), time-major", dtype=dtype, dtype_of="the layer's dtype")
+        v.same_dim("X", X.shape[2], self.input_size, "X.shape[2] (input_size)")
+        if self.batch_first:
+            X = _time_major(X)
+        caches, finals = [], []
+        x = X
+        D = self._directions
+        for l in range(self.num_layers):
+            outs = []
+            for d in range(D):
+                H, c = self._cell_forward(x, states(l * D + d), self._params(self._suffix(l, d)),
+                                          bool(d))
+                outs.append(H)
+                caches.append(c)
+                finals.append(c)
+            x = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+        self._cache = caches
+        return (_time_major(x) if self.batch_first else x), finals
+
+    def backward(self, dH):
+        caches = self.cache()
+        T, B, Hh = caches[0].H.shape
+        D = self._directions
+        shape = (T, B, D * Hh)
+        dH = v.upstream("dH", dH, _swap01(shape) if self.batch_first else shape,
+                        caches[0].X.dtype)
+        if self.batch_first:
+            dH = _time_major(dH)
+        k = v.truncate_steps(self.truncate)
+        dh0, norms = [None] * len(caches), [None] * len(caches)
+        for l in reversed(range(self.num_layers)):
+            dx = None
+            for d in range(D):
+                i = l * D + d
+                dHd = dH if D == 1 else np.ascontiguousarray(dH[:, :, d * Hh:(d + 1) * Hh])
+                g = self._cell_backward(dHd, caches[i], k, dx)
+                dx = g.dX
+                sfx = self._suffix(l, d)
+                self.accumulate_grads(**{"weight_ih" + sfx: g.dW_ih, "weight_hh" + sfx: g.dW_hh})
+                if self.bias:
+                    self.accumulate_grads(**{"bias_ih" + sfx: g.db_ih, "bias_hh" + sfx: g.db_hh})
+                dh0[i], norms[i] = g, g.grad_norms
+            dH = dx
+        self._after_backward(dh0)
+        self.grad_norms = np.stack(norms)
+        return _time_major(dH) if self.batch_first else dH
+
+    def load_torch_state_dict(self, sd) -> "_GatedRNN":
+        """Copy torch.nn.LSTM/GRU's state dict (NumPy arrays, or CPU tensors,
+        under PyTorch's names: weight_ih_l0, weight_hh_l0, bias_ih_l0,
+        bias_hh_l0, ..._reverse) into this layer's parameters. A missing,
+        unexpected or misshaped key: ValueError naming it; nothing is
+        copied then."""
+        want = {name: p.shape for name, p in self.params.items()}
+        arrays = _torch_arrays(sd, want, type(self).__name__)
+        for name, a in arrays.items():
+            self.params[name][...] = a
+        return self
+
+    def state_names(self) -> list[str]:
+        """The parameter names, in PyTorch's state-dict order."""
+        return list(self.params)
+
+
+class LSTM(_GatedRNN):
+    """LSTM over a time-major sequence (T, B, N) -> every step's top-layer
+    output (T, B, D·H), as torch.nn.LSTM's `output` (D = 2 when
+    bidirectional: [forward, reverse] along the last axis).
+
+    Parameters under PyTorch's names and shapes: weight_ih_l{k} (4H, N or
+    D·H), weight_hh_l{k} (4H, H), bias_ih_l{k}, bias_hh_l{k} (4H,), and
+    ..._reverse for the second direction; gate blocks i, f, g, o. Init U(−1/√H,
+    1/√H) for all, as PyTorch (from the library generator unless `seed` or
+    `rng` is given). load_torch_state_dict(sd) takes a PyTorch state dict.
+
+    forward(X, h0=None, c0=None), h0/c0 (num_layers·D, B, H) as PyTorch's
+    (h_0, c_0); sets .h_n, .c_n. backward(dH) -> dX; sets .dh0, .dc0
+    (num_layers·D, B, H) and .grad_norms, .cell_norms (num_layers·D, T).
+
+    Where nnkit differs on purpose: time-major (T, B, N) is the default as in
+    PyTorch, but forward returns only `output` (the final states are the
+    attributes h_n, c_n, not a tuple) and takes h0, c0 as two arguments;
+    between layers there is no dropout; truncate=k gives truncated BPTT.
+    """
+    GATES = 4
+    KIND = "LSTM"
+
+    def forward(self, X, h0=None, c0=None):
+        dtype = self.params["weight_hh_l0"].dtype
+        B = v.float_array("X", X, 3, "(T, B, N)", dtype=dtype,
+                          dtype_of="the layer's dtype").shape[0 if self.batch_first else 1]
+        hs = self._state("h0", h0, B, dtype)
+        cs = self._state("c0", c0, B, dtype)
+        out, finals = self._run(X, lambda i: (hs[i], cs[i]))
+        self.h_n = np.stack([c.H[0 if c.reverse else -1] for c in finals])
+        self.c_n = np.stack([c.C[0 if c.reverse else -1] for c in finals])
+        return out
+
+    @staticmethod
+    def _cell_forward(x, state, params, reverse):
+        return gated.lstm_forward(x, state[0], state[1], *params, reverse=reverse)
+
+    @staticmethod
+    def _cell_backward(dH, cache, k, dx):
+        return gated._lstm_backward(dH, cache, k, False, accumulate_into=dx)
+
+    def _after_backward(self, grads):
+        self.dh0 = np.stack([g.dh0 for g in grads])
+        self.dc0 = np.stack([g.dc0 for g in grads])
+        self.cell_norms = np.stack([g.cell_norms for g in grads])
+
+
+class GRU(_GatedRNN):
+    """GRU over a time-major sequence (T, B, N) -> every step's top-layer
+    output (T, B, D·H), as torch.nn.GRU's `output`.
+
+    Parameters under PyTorch's names: weight_ih_l{k} (3H, ·), weight_hh_l{k}
+    (3H, H), bias_ih_l{k}, bias_hh_l{k} (3H,), ..._reverse; gate blocks r, z, n
+    with n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)). Init U(−1/√H, 1/√H).
+    forward(X, h0=None) (h0 (num_layers·D, B, H)), sets .h_n; backward(dH) ->
+    dX, sets .dh0 and .grad_norms. Differs from PyTorch as nk.LSTM does
+    (forward returns only `output`; no inter-layer dropout; truncate=).
+    """
+    GATES = 3
+    KIND = "GRU"
+
+    def forward(self, X, h0=None):
+        dtype = self.params["weight_hh_l0"].dtype
+        B = v.float_array("X", X, 3, "(T, B, N)", dtype=dtype,
+                          dtype_of="the layer's dtype").shape[0 if self.batch_first else 1]
+        hs = self._state("h0", h0, B, dtype)
+        out, finals = self._run(X, lambda i: (hs[i],))
+        self.h_n = np.stack([c.H[0 if c.reverse else -1] for c in finals])
+        return out
+
+    @staticmethod
+    def _cell_forward(x, state, params, reverse):
+        return gated.gru_forward(x, state[0], *params, reverse=reverse)
+
+    @staticmethod
+    def _cell_backward(dH, cache, k, dx):
+        return gated._gru_backward(dH, cache, k, False, accumulate_into=dx)
+
+    def _after_backward(self, grads):
+        self.dh0 = np.stack([g.dh0 for g in grads])
 
 
 class BiRNN(Layer):

@@ -12,7 +12,8 @@ from nnkit import bench, cli
 # the tables each family prints, by their --json name
 TABLES = {"bn_affine": ["bn_relu", "relu", "affine"],
           "whitening": ["whitening", "whitening_stages"],
-          "rnn": ["rnn"], "conv": ["conv2d", "maxpool2d"], "norms": ["layernorm"],
+          "rnn": ["rnn"], "lstm": ["lstm"], "conv": ["conv2d", "maxpool2d"],
+          "norms": ["layernorm"],
           "optim": ["adam"]}
 
 

@@ -410,6 +410,53 @@ spec("birnn_backward", nk.birnn_backward, b_birnn_bwd, cache_arg="cache",
      scalars={"full": [1]})
 
 
+# ==================================================================== gated
+def b_lstm(d):
+    T, B, N, H = d.dim(1, 16), d.dim(), d.dim(), d.dim(1, 20)
+    s = float(1 / np.sqrt(H))
+    return dict(X=d.arr(T, B, N), h0=d.choice([None, d.arr(B, H)]),
+                c0=d.choice([None, d.arr(B, H)]), W_ih=d.arr(4 * H, N) * s,
+                W_hh=d.arr(4 * H, H) * s, b_ih=d.choice([None, d.arr(4 * H)]),
+                b_hh=d.choice([None, d.arr(4 * H)]), reverse=bool(d.rng.integers(2)))
+
+
+spec("lstm_forward", nk.lstm_forward, b_lstm, scalars={"reverse": [1, "yes"]})
+
+
+def b_lstm_bwd(d):
+    H, cache = nk.lstm_forward(**b_lstm(d))
+    return dict(dH=d.arr(*H.shape), cache=cache,
+                truncate=d.choice([None, int(d.rng.integers(1, 5))]),
+                full=bool(d.rng.integers(2)))
+
+
+spec("lstm_backward", nk.lstm_backward, b_lstm_bwd, cache_arg="cache",
+     scalars={"truncate": [0, -1, 2.0, True], "full": [1]})
+
+
+def b_gru(d):
+    T, B, N, H = d.dim(1, 16), d.dim(), d.dim(), d.dim(1, 20)
+    s = float(1 / np.sqrt(H))
+    return dict(X=d.arr(T, B, N), h0=d.choice([None, d.arr(B, H)]),
+                W_ih=d.arr(3 * H, N) * s, W_hh=d.arr(3 * H, H) * s,
+                b_ih=d.choice([None, d.arr(3 * H)]), b_hh=d.choice([None, d.arr(3 * H)]),
+                reverse=bool(d.rng.integers(2)))
+
+
+spec("gru_forward", nk.gru_forward, b_gru, scalars={"reverse": [1, "yes"]})
+
+
+def b_gru_bwd(d):
+    H, cache = nk.gru_forward(**b_gru(d))
+    return dict(dH=d.arr(*H.shape), cache=cache,
+                truncate=d.choice([None, int(d.rng.integers(1, 5))]),
+                full=bool(d.rng.integers(2)))
+
+
+spec("gru_backward", nk.gru_backward, b_gru_bwd, cache_arg="cache",
+     scalars={"truncate": [0, -1, 2.0, True], "full": [1]})
+
+
 # =================================================================== dropout
 def dropout_forward(X, keep, rng="seeded", training=True):
     r = np.random.default_rng(7) if isinstance(rng, str) and rng == "seeded" else rng
@@ -1164,6 +1211,28 @@ layer_spec("RNN", nk.RNN, b_rnn_layer,
            scalars={"input_size": [0], "hidden_size": [2.0], "activation": ACTS},
            names=("input_size", "hidden_size", "activation", "dtype", "seed", "h0", "dH"))
 
+
+
+def b_gated_layer(gates):
+    def build(d):
+        T, B, N, H = d.dim(1, 10), d.dim(), d.dim(), d.dim(1, 12)
+        D = 2 if d.rng.integers(2) else 1
+        bf = bool(d.rng.integers(2))
+        return dict(input_size=N, hidden_size=H, num_layers=int(d.rng.integers(1, 3)),
+                    bidirectional=D == 2, batch_first=bf, bias=bool(d.rng.integers(4)),
+                    truncate=d.choice([None, int(d.rng.integers(1, 4))]), dtype=d.dtype,
+                    seed=2, X=d.arr(B, T, N) if bf else d.arr(T, B, N),
+                    dY=d.arr(B, T, D * H) if bf else d.arr(T, B, D * H))
+    return build
+
+
+for _name, _gates in (("LSTM", 4), ("GRU", 3)):
+    layer_spec(_name, getattr(nk, _name), b_gated_layer(_gates),
+               scalars={"input_size": [0], "hidden_size": [2.0], "num_layers": [0, -1, 1.5],
+                        "bidirectional": [1, "yes"], "batch_first": [1],
+                        "truncate": [0, 2.0]},
+               names=("input_size", "hidden_size", "num_layers", "bidirectional",
+                      "batch_first", "bias", "truncate", "dtype", "seed", "h0", "dH"))
 
 def b_birnn_layer(d):
     T, B, N, M, K = d.dim(1, 12), d.dim(), d.dim(), d.dim(1, 16), d.dim()

@@ -24,7 +24,7 @@ EXAMPLES = int(os.environ.get("NNKIT_FUZZ_EXAMPLES", "30"))
 
 # modules whose public functions are re-exported at the top level (fuzzed by name)
 FAMILY_MODULES = {"batchnorm", "conv", "conv_shapes", "dense", "dropout", "layers", "norms",
-                  "rnn", "softmax", "weightnorm", "whitening", "gradcheck", "trace"}
+                  "rnn", "gated", "softmax", "weightnorm", "whitening", "gradcheck", "trace"}
 
 
 def public_callables():
