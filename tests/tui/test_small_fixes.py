@@ -35,6 +35,30 @@ async def test_number_table_height_is_known_as_soon_as_rows_are_added(started_ap
         assert table.size.height == 1 + 7
 
 
+async def test_number_table_width_is_known_as_soon_as_columns_are_added(started_app):
+    """Issue 24: the same race as 8.11, on the width. The table is `width:
+    auto`, and DataTable's auto width is its idle-time measurement: a layout
+    pass before it drew a table 0 cells wide (statistics, then nothing; the
+    X table missing under the config form in one snapshot in three under
+    load). Every column has its width given: the sum is known at once."""
+    async with started_app() as pilot:
+        view = pilot.app.main.query_one("#value", TensorView)
+        a = np.arange(12.0).reshape(3, 4) * 1000.5
+        view.show(prepare("t", a), False)
+        table = view.query_one(".tv-table", DataTable)
+        # no await: what a racing layout pass sees
+        widths = [c.width for c in table.ordered_columns]
+        expected = sum(widths) + 2 * table.cell_padding * len(widths)
+        assert table.get_content_width(Size(80, 24), Size(80, 24)) == expected
+        await pilot.pause()
+        assert table.size.width == expected
+        # a refill with wider numbers: the new width at once, not the old one
+        view.show(prepare("t", a * 1e6 + 0.123), False)
+        wider = sum(c.get_render_width(table) for c in table.ordered_columns)
+        assert wider > expected
+        assert table.get_content_width(Size(80, 24), Size(80, 24)) == wider
+
+
 def shown(form: ConfigScreen, ident: str) -> str:
     err = form.query_one(f"#{ident}")
     return str(err.render()) if err.has_class("-shown") else ""

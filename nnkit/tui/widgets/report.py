@@ -29,6 +29,11 @@ class ReportTable(DataTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(fixed_columns=FIXED, **kwargs)
 
+    def get_content_height(self, container, viewport, width: int) -> int:
+        # known as soon as the rows are added, not at DataTable's idle-time
+        # measurement (the race tensor.NumberTable describes); one line a row
+        return self.row_count + (self.header_height if self.show_header else 0)
+
     def show(self, report: GradcheckReport) -> None:
         self.clear(columns=True)
         self.add_columns(*COLUMNS)
