@@ -3,6 +3,8 @@ every gradient checked beside it.
 
     nnkit-tui                                  the default walkthrough (P2, bn-relu)
     nnkit-tui --walkthrough NAME -B 8 --M 16 --eps 0 --set constant_feature=true
+    nnkit-tui --check my_bn.py                 check your derivation, node by node;
+                                               saving the file re-checks it
 
 Exit status: 0 after quitting, 2 for a bad command line (a message, never a
 traceback).
@@ -20,6 +22,7 @@ from textual.screen import Screen
 
 from nnkit.trace import registry
 
+from .screens.check_file import declared_walkthrough
 from .screens.lessons import LessonsScreen
 from .screens.walkthrough import WalkthroughScreen
 
@@ -52,13 +55,14 @@ class NnkitApp(App):
                         tooltip="train the example MLP live (loss curve, cancel key)")]
 
     def __init__(self, walkthrough: str | None = None, config: dict | None = None,
-                 export_dir: Path | None = None) -> None:
+                 export_dir: Path | None = None, check_file: Path | None = None) -> None:
         super().__init__()
         self.start = (walkthrough or default_walkthrough(), dict(config or {}), export_dir)
+        self.check_file = check_file
 
     def get_default_screen(self) -> Screen:
         name, cfg, export_dir = self.start
-        return WalkthroughScreen(name, cfg, export_dir)
+        return WalkthroughScreen(name, cfg, export_dir, self.check_file)
 
     @property
     def main(self) -> WalkthroughScreen:
@@ -84,6 +88,8 @@ class NnkitApp(App):
             ("ε = 0 demo", "z: ε = 0 with a constant feature, and back", main.action_eps_zero),
             ("Export", "e: arrays .npz and check report .json", main.action_export),
             ("Switch walkthrough", "w: pick from the registry", main.action_pick),
+            ("Check my derivation file…", "your formula for each gradient, judged node by "
+             "node; saving the file re-checks it", main.action_check_file),
             ("Keys", "?: help", main.action_help),
         ):
             yield SystemCommand(title, help_text, action)
@@ -134,17 +140,36 @@ def _parser() -> argparse.ArgumentParser:
                    help="any other parameter of the walkthrough (repeatable)")
     p.add_argument("--export-dir", type=Path, default=None, metavar="DIR",
                    help="where `e` exports (default ./nnkit-export-<walkthrough>-<time>/)")
+    p.add_argument("--check", type=Path, default=None, metavar="FILE",
+                   help="a derivation file (nnkit check --template NAME): each backward "
+                   "node shows your gradient, its verdict and what is wrong; the "
+                   "walkthrough is the file's WALKTHROUGH unless named; saving re-checks")
     return p
 
 
 def parse_args(argv: list[str] | None) -> tuple[str, dict, Path | None]:
     """(walkthrough, validated config, export dir); ValueError on bad values."""
+    return parse_command_line(argv)[:3]
+
+
+def parse_command_line(argv: list[str] | None) -> tuple[str, dict, Path | None, Path | None]:
+    """(walkthrough, validated config, export dir, --check file); ValueError on
+    bad values."""
     args = _parser().parse_args(argv)
     reg = registry()
     if args.name and args.walkthrough and args.name != args.walkthrough:
         raise ValueError(f"--walkthrough: expected the same name as the positional "
                          f"WALKTHROUGH {args.name!r}, got {args.walkthrough!r}")
-    name = args.name or args.walkthrough or default_walkthrough()
+    declared = None
+    if args.check is not None:
+        if not args.check.is_file():
+            raise ValueError(f"--check: expected a derivation file, got '{args.check}' "
+                             + ("(a directory)" if args.check.is_dir() else "(no such file)"))
+        declared = declared_walkthrough(args.check)
+        if not (args.name or args.walkthrough) and declared is not None and declared not in reg:
+            raise ValueError(f"--check: {args.check} declares WALKTHROUGH = {declared!r}; "
+                             f"expected one of {sorted(reg)}")
+    name = args.name or args.walkthrough or declared or default_walkthrough()
     if name not in reg:
         given = "WALKTHROUGH" if args.name else "--walkthrough"
         raise ValueError(f"{given}: expected one of {sorted(reg)}, got {name!r}")
@@ -156,16 +181,16 @@ def parse_args(argv: list[str] | None) -> tuple[str, dict, Path | None]:
             raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
         overrides[key.strip()] = value.strip()
     cfg = reg[name].config(**overrides)     # validates every value now, not in the app
-    return name, cfg, args.export_dir
+    return name, cfg, args.export_dir, args.check
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        name, cfg, export_dir = parse_args(argv)
+        name, cfg, export_dir, check_file = parse_command_line(argv)
     except ValueError as exc:
         print(f"nnkit-tui: error: {exc}", file=sys.stderr)
         return 2
-    NnkitApp(name, cfg, export_dir).run()
+    NnkitApp(name, cfg, export_dir, check_file).run()
     return 0
 
 

@@ -15,8 +15,8 @@ from textual.worker import get_current_worker
 from nnkit.gradcheck import CheckCancelled, GradcheckReport, TensorCheck
 from nnkit.trace import MAX_ELEMENTS, Trace
 
-from .messages import (CheckProgress, ChecksFinished, Exported, NodeChecked, StepData,
-                       StepLoaded, TraceBuilt, WorkerFailed)
+from .messages import (CheckProgress, ChecksFinished, DerivationChecked, Exported,
+                       NodeChecked, StepData, StepLoaded, TraceBuilt, WorkerFailed)
 from .screens.export import write_export
 from .widgets.channels import axis_names
 from .widgets.gradient import NUMERIC_TITLE
@@ -24,6 +24,7 @@ from .widgets.steps import FORWARD, Step
 from .widgets.tensor import TensorData, prepare
 
 BUILD, LOAD, NODE_CHECK, CHECKS, EXPORT = "build", "load", "node-check", "checks", "export"
+DERIVATION = "derivation"
 
 
 def children(trace: Trace, key: str) -> list[str]:
@@ -62,6 +63,27 @@ def check_node(trace: Trace, key: str, cancelled,
     return check, (analytic, numeric)
 
 
+def check_derivation(trace: Trace, path: Path, width: int):
+    """nk.check_derivation of a student's file on `trace`'s configuration, and
+    the student's gradients prepared for display (worst element marked).
+    Returns (report, error, student); error is one line when the file cannot
+    be checked (nnkit.derivation_check.UsageError)."""
+    from nnkit.derivation_check import UsageError, check_derivation as check
+    try:
+        report = check(str(path), trace.walkthrough.name, configs=[dict(trace.cfg)])
+    except UsageError as exc:
+        return None, " ".join(str(exc).split()), {}
+    student = {}
+    for key, arr in (report.student[0] if report.student else {}).items():
+        f = report.verdict_of(key)
+        worst = f.worst if f is not None else None
+        mark = tuple(worst["index"]) if worst and worst.get("node") == key else None
+        name = f.name if f is not None else "d" + key
+        student[key] = prepare(f"yours: {name} ({path.name})", arr, mark=mark, width=width,
+                               axes=axis_names(trace.walkthrough, key))
+    return report, "", student
+
+
 class Controller:
     """Starts the workers on `host` (the screen) and posts their results to it."""
 
@@ -95,6 +117,9 @@ class Controller:
 
     def export(self, trace: Trace, report: GradcheckReport, directory: Path) -> None:
         self._run(self._export, EXPORT, trace, report, directory)
+
+    def check_derivation(self, trace: Trace, path: Path, width: int) -> None:
+        self._run(self._check_derivation, DERIVATION, trace, path, width)
 
     # -- worker bodies (thread) ------------------------------------------------------
     def _build(self, name: str, cfg: dict, keep, jump_nonfinite: bool) -> None:
@@ -167,6 +192,14 @@ class Controller:
             self.post(NodeChecked(trace, n.key, check, prepared))
         self.post(CheckProgress(trace, total, total, ""))
         self.post(ChecksFinished(trace, GradcheckReport(checks, title=trace.title), export_to))
+
+    def _check_derivation(self, trace: Trace, path: Path, width: int) -> None:
+        try:
+            report, error, student = check_derivation(trace, path, width)
+        except Exception as exc:       # the checker itself failed: one line, never a crash
+            report, error, student = None, f"{type(exc).__name__}: {exc}", {}
+        if not get_current_worker().is_cancelled:
+            self.post(DerivationChecked(trace, report, error, student))
 
     def _export(self, trace: Trace, report: GradcheckReport, directory: Path) -> None:
         try:

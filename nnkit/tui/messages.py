@@ -79,3 +79,13 @@ class Exported(Message):
     def __init__(self, paths: list[Path], error: str) -> None:
         super().__init__()
         self.paths, self.error = paths, error
+
+
+class DerivationChecked(Message):
+    """nk.check_derivation of the --check file ran on `trace`'s configuration:
+    `report` (None when it could not be checked: `error`, one line) and the
+    student's gradients prepared for display, by node key."""
+    def __init__(self, trace: Trace, report, error: str,
+                 student: dict[str, TensorData]) -> None:
+        super().__init__()
+        self.trace, self.report, self.error, self.student = trace, report, error, student

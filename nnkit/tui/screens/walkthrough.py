@@ -27,8 +27,8 @@ from nnkit.trace import Trace, Walkthrough, get
 
 from ..bindings import MAIN_BINDINGS
 from ..controller import CHECKS, NODE_CHECK, Controller
-from ..messages import (CheckProgress, ChecksFinished, Exported, NodeChecked, StepData,
-                        StepLoaded, TraceBuilt, WorkerFailed)
+from ..messages import (CheckProgress, ChecksFinished, DerivationChecked, Exported,
+                        NodeChecked, StepData, StepLoaded, TraceBuilt, WorkerFailed)
 from ..widgets.detail import DetailPane
 from ..widgets.grad_norms import GradNorms, scaled_config
 from ..widgets.steps import BACKWARD, FORWARD, Step, StepList, build_steps, step_index
@@ -37,6 +37,7 @@ from ..widgets.topbar import TopBar
 from .actions import WalkthroughActions
 
 PLAY_INTERVAL = 0.7       # seconds per step when auto-playing
+WATCH_INTERVAL = 1.0      # seconds between looks at the --check file's mtime
 
 
 class WalkthroughScreen(WalkthroughActions, Screen):
@@ -58,7 +59,7 @@ class WalkthroughScreen(WalkthroughActions, Screen):
     step: var[Step | None] = var(None, init=False, always_update=True)
 
     def __init__(self, walkthrough: str, config: dict | None = None,
-                 export_dir: Path | None = None) -> None:
+                 export_dir: Path | None = None, check_file: Path | None = None) -> None:
         super().__init__()
         w = get(walkthrough)
         self.set_reactive(WalkthroughScreen.walkthrough, w)
@@ -73,6 +74,13 @@ class WalkthroughScreen(WalkthroughActions, Screen):
         self.exported: list[Path] = []
         self.saved_eps: dict | None = None    # config before the ε = 0 demo
         self.play_timer: Timer | None = None
+        # check mode (--check FILE): the student's derivation, re-checked on save
+        self.check_file = Path(check_file) if check_file is not None else None
+        self.derivation = None                # the last DerivationReport
+        self.derivation_error = ""            # why the file could not be checked
+        self.derivation_student: dict[str, TensorData] = {}
+        self.derivation_checks = 0            # results received (tests wait on it)
+        self.check_stamp: tuple | None = None   # the file's (mtime, size) last checked
 
     def compose(self) -> ComposeResult:
         S = WalkthroughScreen
@@ -91,6 +99,9 @@ class WalkthroughScreen(WalkthroughActions, Screen):
         self.query_one("#checkbar").display = False
         self.query_one("#steps").focus()
         self.build(self.walkthrough.name, self.cfg)
+        self.watch_timer: Timer | None = None
+        if self.check_file is not None:
+            self.watch_timer = self.set_interval(WATCH_INTERVAL, self._watch_check_file)
 
     @property
     def detail(self) -> DetailPane:
@@ -103,6 +114,10 @@ class WalkthroughScreen(WalkthroughActions, Screen):
         self.walkthrough, self.cfg = trace.walkthrough, dict(trace.cfg)
         self.loaded, self.checks, self.report = {}, {}, None
         self.steps = build_steps(trace)
+        if self.check_file is not None:     # verdicts were for the previous trace
+            self.query_one(StepList).set_verdicts({}, None)
+            self.derivation, self.derivation_student = None, {}
+            self.check_derivation()
         self.query_one(StepList).set_steps(self.steps, {})
         self.query_one(GradNorms).show(trace)
 
@@ -174,6 +189,7 @@ class WalkthroughScreen(WalkthroughActions, Screen):
         data = self.loaded.get(self.index)
         self.detail.show_formula(step, self._parents(step.node.key),
                                  data.children if data else [], data.insights if data else None)
+        self._show_derivation()
         if data is None:
             self.controller.load(trace, self.index, step, self.detail.heat_width)
         else:
@@ -183,7 +199,7 @@ class WalkthroughScreen(WalkthroughActions, Screen):
 
     def _draw(self, data: StepData) -> None:
         check, numeric = self.checks.get(self.step.node.key, (None, None))
-        self.detail.draw(self.step, data, check, numeric, self.heatmap)
+        self.detail.draw(self.step, data, check, numeric, self.heatmap, self._student())
 
     def on_step_loaded(self, msg: StepLoaded) -> None:
         if msg.trace is not self.trace:
@@ -206,7 +222,89 @@ class WalkthroughScreen(WalkthroughActions, Screen):
                 self.loaded[i].analytic = msg.analytic
         data = self.loaded.get(self.index)
         if self.step.phase == BACKWARD and self.step.node.key == msg.key and data is not None:
-            self.detail.draw_gradient(self.step, data, msg.check, msg.numeric, self.heatmap)
+            self.detail.draw_gradient(self.step, data, msg.check, msg.numeric, self.heatmap,
+                                      self._student())
+
+    # -- check mode: the student's derivation file ------------------------------------
+    def check_derivation(self) -> None:
+        """(Re-)check the --check file on the current trace's configuration."""
+        if self.check_file is None or self.trace is None:
+            return
+        self.check_stamp = self._file_stamp()
+        self.controller.check_derivation(self.trace, self.check_file, self.detail.heat_width)
+
+    def action_check_file(self) -> None:
+        from .check_file import CheckFileScreen
+
+        def done(path: Path | None) -> None:
+            if path is not None:
+                self.open_check_file(path)
+        self.app.push_screen(CheckFileScreen(self.check_file), done)
+
+    def open_check_file(self, path: Path) -> None:
+        """Check `path` from now on (its WALKTHROUGH opened when it names another)."""
+        from nnkit.trace import registry
+
+        from .check_file import declared_walkthrough
+        self.check_file = Path(path)
+        self.derivation, self.derivation_error, self.derivation_student = None, "", {}
+        if self.watch_timer is None:
+            self.watch_timer = self.set_interval(WATCH_INTERVAL, self._watch_check_file)
+        declared = declared_walkthrough(self.check_file)
+        if declared in registry() and declared != self.walkthrough.name:
+            self.open_walkthrough(declared)      # the new trace is checked when built
+            return
+        self.query_one(StepList).set_verdicts({}, None)
+        self.check_derivation()
+        if self.step is not None:
+            self._show_derivation()
+            if self.step.phase == BACKWARD and self.index in self.loaded:
+                self._draw(self.loaded[self.index])
+
+    def _file_stamp(self) -> tuple | None:
+        try:
+            st = self.check_file.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _watch_check_file(self) -> None:
+        """Saving the file in an editor re-checks it (polled: no watcher thread)."""
+        if self.trace is not None and self._file_stamp() != self.check_stamp:
+            self.check_derivation()
+
+    def _student(self) -> TensorData | None:
+        if self.step is None or self.step.phase != BACKWARD:
+            return None
+        return self.derivation_student.get(self.step.node.key)
+
+    def _show_derivation(self) -> None:
+        if self.check_file is None or self.trace is None:
+            return
+        names = {n.key: n.name for n in self.trace.nodes}
+        self.detail.show_derivation(self.step, self.check_file, self.derivation,
+                                    self.derivation_error, names)
+
+    def on_derivation_checked(self, msg: DerivationChecked) -> None:
+        if msg.trace is not self.trace:
+            return
+        self.derivation, self.derivation_error = msg.report, msg.error
+        self.derivation_student = msg.student
+        self.derivation_checks += 1
+        report = msg.report
+        verdicts = {}
+        if report is not None:
+            verdicts = {k: f.verdict for f in report.formulas for k in f.nodes}
+        self.query_one(StepList).set_verdicts(
+            verdicts, report.chain.get("first_wrong_node") if report is not None else None)
+        if self.step is None:
+            return
+        self._show_derivation()
+        data = self.loaded.get(self.index)
+        if self.step.phase == BACKWARD and data is not None:
+            check, numeric = self.checks.get(self.step.node.key, (None, None))
+            self.detail.draw_gradient(self.step, data, check, numeric, self.heatmap,
+                                      self._student())
 
     def run_checks(self, export_to: Path | None = None) -> None:
         if self.trace is None or self.building:

@@ -11,6 +11,7 @@ from textual.widgets import Static
 from nnkit.gradcheck import GradcheckReport, TensorCheck
 
 from ..messages import StepData
+from .derivation import DerivationPanel
 from .formula import FormulaPanel
 from .gradient import GradientPanel
 from .report import ReportTable
@@ -25,6 +26,9 @@ SCROLL_HINT = "  ([ ] scroll sideways)"
 class DetailPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield FormulaPanel(id="formula")
+        derivation = DerivationPanel(id="derivation")     # check mode only
+        derivation.display = False
+        yield derivation
         yield GradientPanel(id="gradient")
         yield TensorView(id="value", classes="tensor")
         yield Vertical(id="views")
@@ -52,20 +56,30 @@ class DetailPane(VerticalScroll):
     def show_error(self, message: str) -> None:
         self.query_one(FormulaPanel).update(Text(message, style="bold red"))
 
+    def show_derivation(self, step: Step | None, path, report, error: str,
+                        names: dict[str, str]) -> None:
+        """Check mode: the student's verdict for the step (or the file's summary)."""
+        panel = self.query_one(DerivationPanel)
+        panel.show(step, path, report, error, names)
+        panel.display = True
+
     def draw(self, step: Step, data: StepData, check: TensorCheck | None,
-             numeric: TensorData | None, heatmap: bool | None) -> None:
+             numeric: TensorData | None, heatmap: bool | None,
+             student: TensorData | None = None) -> None:
         # going back, the gradient is the subject; the value shrinks to its statistics
         self.query_one("#value", TensorView).show(data.value, heatmap,
                                                   compact=step.phase == BACKWARD)
         if step.phase == BACKWARD:
-            self.draw_gradient(step, data, check, numeric, heatmap)
+            self.draw_gradient(step, data, check, numeric, heatmap, student)
         self._draw_views(data.views, heatmap)
 
     def draw_gradient(self, step: Step, data: StepData, check: TensorCheck | None,
-                      numeric: TensorData | None, heatmap: bool | None) -> None:
+                      numeric: TensorData | None, heatmap: bool | None,
+                      student: TensorData | None = None) -> None:
         self.query_one(GradientPanel).show(step.title, data.analytic,
                                            numeric if check is not None else None,
-                                           check, heatmap, "checking…" if check is None else "")
+                                           check, heatmap, "checking…" if check is None else "",
+                                           student)
 
     def _draw_views(self, views: dict[str, TensorData], heatmap: bool | None) -> None:
         box = self.query_one("#views", Vertical)

@@ -33,10 +33,15 @@ class GradientPanel(Vertical):
         yield Static(id="verdict")
         with Horizontal(id="grad-pair"):
             yield TensorView(id="grad-analytic", classes="tensor")
+            # check mode (--check FILE): the student's gradient beside the analytic one
+            student = TensorView(id="grad-student", classes="tensor")
+            student.display = False
+            yield student
             yield TensorView(id="grad-numeric", classes="tensor")
 
     def show(self, title: str, analytic: TensorData | None, numeric: TensorData | None,
-             check: TensorCheck | None, heatmap: bool | None, status: str = "") -> None:
+             check: TensorCheck | None, heatmap: bool | None, status: str = "",
+             student: TensorData | None = None) -> None:
         self.query_one("#verdict", Static).update(verdict_text(title, check, status))
         a = self.query_one("#grad-analytic", TensorView)
         n = self.query_one("#grad-numeric", TensorView)
@@ -46,6 +51,10 @@ class GradientPanel(Vertical):
         if numeric is not None:
             n.show(numeric, heatmap)
         n.display = numeric is not None
+        s = self.query_one("#grad-student", TensorView)
+        if student is not None:
+            s.show(student, heatmap)
+        s.display = student is not None
 
 
 NUMERIC_TITLE = f"numeric (central differences, h = {DEFAULT_STEP:g})"

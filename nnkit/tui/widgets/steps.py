@@ -13,6 +13,8 @@ from textual.widgets.option_list import Option
 from nnkit.trace import Node, Trace, time_group
 
 FORWARD, BACKWARD = "forward", "backward"
+# check mode: the student's verdict on a node, before its title in the step list
+VERDICT_MARKS = {"PASS": ("✓", "bold green"), "FAIL": ("✗", "bold red"), "TODO": ("·", "dim")}
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,18 @@ def _group_title(steps: list[Step], i: int, two_chains: bool) -> str:
 
 
 class StepList(OptionList):
-    """Highlight = current step; ✓/✗ marks once a node's gradient is checked."""
+    """Highlight = current step; ✓/✗ marks once a node's gradient is checked.
+
+    Check mode (--check FILE): the student's verdict on each backward node
+    before its title (✓ PASS, ✗ FAIL, · TODO) and "chain" after the node
+    where the student's chained backward pass first leaves the truth."""
+
+    verdicts: dict[str, str] = {}
+    chain_node: str | None = None
 
     def set_steps(self, steps: list[Step], marks: dict[str, bool]) -> None:
         self._steps = steps
+        self._marks = marks
         timed = any(s.node.time is not None for s in steps)
         two_chains = len({s.node.chain for s in steps if s.node.chain}) > 1
         options: list[Option] = []
@@ -82,9 +92,13 @@ class StepList(OptionList):
             options.append(Option(self._prompt(s, marks), id=step_id(i)))
         self.set_options(options)
 
-    @staticmethod
-    def _prompt(s: Step, marks: dict[str, bool]) -> Text:
-        t = Text("  " + s.title)
+    def _prompt(self, s: Step, marks: dict[str, bool]) -> Text:
+        verdict = self.verdicts.get(s.node.key) if s.phase == BACKWARD else None
+        if verdict is None:
+            t = Text("  " + s.title)
+        else:
+            glyph, style = VERDICT_MARKS.get(verdict, ("?", "dim"))
+            t = Text.assemble((glyph, style), " " + s.title)
         if s.phase == FORWARD:
             if s.node.is_leaf:
                 t.append(f"  {s.node.role}", style="dim")
@@ -92,12 +106,20 @@ class StepList(OptionList):
         if s.node.key in marks:
             ok = marks[s.node.key]
             t.append(" ✓" if ok else " ✗", style="bold green" if ok else "bold red")
+        if self.chain_node is not None and s.node.key == self.chain_node:
+            t.append(" chain", style="bold white on red")
         return t
 
     def update_marks(self, marks: dict[str, bool]) -> None:
+        self._marks = marks
         for i, s in enumerate(getattr(self, "_steps", [])):
             if s.phase == BACKWARD:
                 self.replace_option_prompt(step_id(i), self._prompt(s, marks))
+
+    def set_verdicts(self, verdicts: dict[str, str], chain_node: str | None) -> None:
+        """Check mode: the student's verdict per node key, the chain's first wrong node."""
+        self.verdicts, self.chain_node = dict(verdicts), chain_node
+        self.update_marks(getattr(self, "_marks", {}))
 
     def show_step(self, index: int) -> None:
         target = self.get_option_index(step_id(index))
