@@ -28,13 +28,12 @@ splits the batch (`_tiled`), the products run on it a block of output
 positions at a time, so no (K, H'W')
 column matrix is written: the float32 forward packs each block straight
 into the kernel's panels; the backward (both dtypes) takes blocks of up to
-400 positions. Otherwise, and for the float64 forward (dgemm measured
-faster there), im2col then BLAS. Samples are split over the OpenMP team;
+400 positions. Otherwise, and for the float64 forward (where dgemm is the
+faster route), im2col then BLAS. Samples are split over the OpenMP team;
 each thread has its own buffers and calls BLAS single-threaded (SciPy's
-OpenBLAS is set to 1 thread for the call and restored after). Measured on 2 cores: per-sample threads with 1-thread BLAS
-beat samples in order with BLAS's own 2 threads at every benchmark shape,
-by up to 20x when the other core is busy (OpenBLAS's threads wait on each
-other at every GEMM; see `nnkit bench conv`).
+OpenBLAS is set to 1 thread for the call and restored after): OpenBLAS's own
+threads wait on each other at every GEMM, worst when the other core is busy
+(`nnkit bench conv` shows both ways).
 """
 from __future__ import annotations
 
