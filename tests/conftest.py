@@ -2,7 +2,8 @@
 independent float64 NumPy references every kernel test compares against.
 
 The references below are written from the textbook formulas of
-../shared/PROBLEMS.md (P1, P2, P4), in float64, without calling nnkit, so a
+the problem set (P1: the affine layer, P2: batch norm, P4: softmax cross-entropy),
+in float64, without calling nnkit, so a
 test compares the code against an independent computation, never against
 its own output.
 """
