@@ -54,8 +54,8 @@ compile_args = (["-O0", "-g"] if debug else ["-O3"]) + [
 # The kernels are compiled on the machine that runs them (pip builds from
 # source), so target its instruction set: AVX2 doubles the lanes of the BN
 # loops over the SSE2 baseline, and 512-bit vectors (where the CPU has
-# AVX-512; gcc prefers 256 by default) took BN+ReLU fwd+bwd at 256x1024 float32
-# from 0.37 to 0.21 ms here. NNKIT_PORTABLE=1 builds for any x86-64.
+# AVX-512; gcc prefers 256 by default) double them again for the memory-bound
+# passes. NNKIT_PORTABLE=1 builds for any x86-64.
 portable = os.environ.get("NNKIT_PORTABLE", "") not in ("", "0")
 if not portable and not debug and platform.machine() in ("x86_64", "AMD64") \
         and sys.platform.startswith("linux"):
