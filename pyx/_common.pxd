@@ -271,3 +271,24 @@ cdef inline void* workspace(size_t nbytes, str kernel) except NULL:
     if p == NULL:
         raise MemoryError(f"{kernel}: no memory for a workspace of {nbytes} bytes")
     return p
+
+
+cdef inline double sum_squares(const floating* v, Py_ssize_t n) noexcept nogil:
+    """Σ v_k^2 in double with 8 independent lanes: without -ffast-math gcc may
+    not reorder one running sum, but it vectorizes 8 separate ones."""
+    cdef double lane[8]
+    cdef Py_ssize_t k, j, n8 = n - n % 8
+    cdef double s = 0.0, x
+    for j in range(8):
+        lane[j] = 0.0
+    for k in range(0, n8, 8):
+        for j in range(8):
+            x = v[k + j]
+            lane[j] += x * x
+    for k in range(n8, n):
+        x = v[k]
+        s += x * x
+    for j in range(8):
+        s += lane[j]
+    return s
+

@@ -36,8 +36,10 @@ from cython.parallel cimport parallel, threadid
 from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
-from _common cimport column_sums, floating, gemm_rowmajor, gemm_team, nnkit_aligned_alloc
-from _tile cimport NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_small_gemm_d, nnkit_small_gemm_f
+from _common cimport (column_sums, floating, gemm_rowmajor, gemm_team, nnkit_aligned_alloc,
+                      sum_squares)
+from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_small_gemm_d, nnkit_small_gemm_f,
+                   pack_panels)
 
 
 # ------------------------------------------------ the fused gate passes
@@ -88,23 +90,10 @@ VECTOR_TILES = NNKIT_PANEL_F > 0
 
 
 cdef floating* _pack(const floating* W, Py_ssize_t K, Py_ssize_t M, bint transpose) noexcept nogil:
-    """op(W) (K, M) in the tile kernel's packed layout (as pyx/rnn.pyx's
-    _pack): op(W)[k, j] = W[j, k] for W (M, K) (transpose: the forward's
-    W_hhᵀ) or W[k, j] for W (K, M) (the backward's W_hh). NULL when out of
-    memory; free() releases it."""
-    cdef Py_ssize_t pw = NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D
-    cdef Py_ssize_t M2 = M - M % pw if pw > 0 else 0, rest = M - M2, j, k, c
+    """op(W) (K, M) packed for the tile kernel (_tile.pack_panels) in fresh
+    64-byte-aligned memory; NULL when out of memory; free() releases it."""
     cdef floating* P = <floating*>nnkit_aligned_alloc(K * M * sizeof(floating))
-    if P == NULL:
-        return NULL
-    for k in range(K):
-        for j in range(M):
-            c = j * K + k if transpose else k * M + j
-            if j < M2:
-                P[(j - j % pw) * K + k * pw + j % pw] = W[c]
-            else:
-                P[M2 * K + k * rest + (j - M2)] = W[c]
-    return P
+    return NULL if P == NULL else pack_panels(W, K, M, transpose, P)
 
 
 cdef inline void _step_product(bint backward, Py_ssize_t B, Py_ssize_t K, Py_ssize_t M,
@@ -122,25 +111,6 @@ cdef inline void _step_product(bint backward, Py_ssize_t B, Py_ssize_t K, Py_ssi
         gemm_rowmajor(False, not backward, <int>B, <int>M, <int>K, <floating>1.0,
                       V, <int>K, W, <int>(M if backward else K),
                       <floating>(1.0 if accumulate else 0.0), out, <int>M)
-
-
-cdef inline double _sum_squares(const floating* v, Py_ssize_t n) noexcept nogil:
-    """Σ v_k^2 in double, 8 independent lanes (vectorizable)."""
-    cdef double lane[8]
-    cdef Py_ssize_t k, j, n8 = n - n % 8
-    cdef double s = 0.0, x
-    for j in range(8):
-        lane[j] = 0.0
-    for k in range(0, n8, 8):
-        for j in range(8):
-            x = v[k + j]
-            lane[j] += x * x
-    for k in range(n8, n):
-        x = v[k]
-        s += x * x
-    for j in range(8):
-        s += lane[j]
-    return s
 
 
 # A (T*B, GH) = X W_ihᵀ + bias over all T*B rows at once (bias: b_ih + b_hh
@@ -333,7 +303,7 @@ cdef void _lstm_bptt_rows(int tid, int nteam, int stride, Py_ssize_t B, Py_ssize
             _step_product(True, Bb, GH, H, dA + (nxt * B + i0) * GH, W_hh, P, False, d_t)
             for k in range(n):
                 d_t[k] = d_t[k] + dH_t[k]
-        part[2 * t * stride + tid] = _sum_squares(d_t, n)
+        part[2 * t * stride + tid] = sum_squares(d_t, n)
         cp = c0 + i0 * H if s == T - 1 else Cs + (p * B + i0) * H
         if floating is float:
             nnkit_lstm_back_f(Bb, H, G + (t * B + i0) * GH, cp, TCs + (t * B + i0) * H, d_t,
@@ -345,7 +315,7 @@ cdef void _lstm_bptt_rows(int tid, int nteam, int stride, Py_ssize_t B, Py_ssize
                               NULL if cut else dc + (nxt * B + i0) * H,
                               NULL if cut else G + (nxt * B + i0) * GH + H,
                               dc + (t * B + i0) * H, dA + (t * B + i0) * GH)
-        part[(2 * t + 1) * stride + tid] = _sum_squares(dc + (t * B + i0) * H, n)
+        part[(2 * t + 1) * stride + tid] = sum_squares(dc + (t * B + i0) * H, n)
     first = T - 1 if reverse else 0
     _step_product(True, Bb, GH, H, dA + (first * B + i0) * GH, W_hh, P, False, dh0 + i0 * H)
     for k in range(Bb):
@@ -503,7 +473,7 @@ cdef void _gru_bptt_rows(int tid, int nteam, int stride, Py_ssize_t B, Py_ssize_
                 for j in range(H):
                     d_t[k * H + j] = (d_t[k * H + j] + dn[k * H + j] * zn[k * GH + H + j]
                                       + dH_t[k * H + j])
-        part[t * stride + tid] = _sum_squares(d_t, n)
+        part[t * stride + tid] = sum_squares(d_t, n)
         hp = h0 + i0 * H if s == T - 1 else Hs + (p * B + i0) * H
         if floating is float:
             nnkit_gru_back_f(Bb, H, G + (t * B + i0) * GH, HN + (t * B + i0) * H, hp, d_t,

@@ -42,8 +42,9 @@ from libc.math cimport sqrt
 from libc.stdlib cimport free
 from libc.string cimport memcpy, memset
 from _common cimport (column_sums, floating, gemm_rowmajor, gemm_team, lines, relu_grad,
-                      relu_value, workspace)
-from _tile cimport NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_small_gemm_d, nnkit_small_gemm_f
+                      relu_value, sum_squares, workspace)
+from _tile cimport (NNKIT_PANEL_D, NNKIT_PANEL_F, nnkit_small_gemm_d, nnkit_small_gemm_f,
+                   pack_panels)
 
 cdef enum:
     ACT_TANH = 0
@@ -93,26 +94,6 @@ cdef inline void gemv_rowmajor(bint trans, int m, int n, floating alpha,
 # Whether this build has the vectorized tile kernel (AVX2 + FMA); without it
 # only the plain loop, which nnkit/rnn.py keeps to small steps.
 VECTOR_TILES = NNKIT_PANEL_F > 0
-
-
-cdef floating* _pack(const floating* W, Py_ssize_t K, Py_ssize_t M, bint transpose,
-                     floating* P) noexcept nogil:
-    """P (K M values, from a workspace: on a 64-byte boundary) = op(W) (K, M)
-    in the tile kernel's packed layout (pyx/include/nnkit_tile.h), op(W)[k, j]
-    = W[j, k] for W (M, K) (transpose; the forward's Wh^T) or W[k, j] for
-    W (K, M) (the backward's Wh): panels of PW columns as contiguous (K, PW)
-    blocks, then the leftover columns as a (K, rest) block. Returns P. Done
-    once per call, O(K M)."""
-    cdef Py_ssize_t pw = NNKIT_PANEL_F if floating is float else NNKIT_PANEL_D
-    cdef Py_ssize_t M2 = M - M % pw if pw > 0 else 0, rest = M - M2, j, k, c
-    for k in range(K):
-        for j in range(M):
-            c = j * K + k if transpose else k * M + j
-            if j < M2:
-                P[(j - j % pw) * K + k * pw + j % pw] = W[c]
-            else:
-                P[M2 * K + k * rest + (j - M2)] = W[c]
-    return P
 
 
 cdef inline void _blas_step(bint trans_w, Py_ssize_t B, Py_ssize_t M,
@@ -196,26 +177,6 @@ cdef inline void _times_derivative(floating* d, const floating* g, Py_ssize_t n,
     else:
         for k in range(n):
             d[k] = relu_grad(d[k], g[k])
-
-
-cdef inline double _sum_squares(const floating* v, Py_ssize_t n) noexcept nogil:
-    """Σ v_k^2 in double with 8 independent lanes: without -ffast-math gcc may
-    not reorder one running sum, but it vectorizes 8 separate ones."""
-    cdef double lane[8]
-    cdef Py_ssize_t k, j, n8 = n - n % 8
-    cdef double s = 0.0, x
-    for j in range(8):
-        lane[j] = 0.0
-    for k in range(0, n8, 8):
-        for j in range(8):
-            x = v[k + j]
-            lane[j] += x * x
-    for k in range(n8, n):
-        x = v[k]
-        s += x * x
-    for j in range(8):
-        s += lane[j]
-    return s
 
 
 # ------------------------------------------ a thread's block of columns
@@ -315,15 +276,15 @@ cdef inline void _cols_add(floating* d, const floating* src, Py_ssize_t B, Py_ss
             d[i * M + j] = d[i * M + j] + src[i * M + j]
 
 
-cdef inline double _cols_sum_squares(const floating* d, Py_ssize_t B, Py_ssize_t M,
+cdef inline double _colssum_squares(const floating* d, Py_ssize_t B, Py_ssize_t M,
                                      Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
     cdef Py_ssize_t i
     cdef double acc = 0.0
     if j0 == 0 and j1 == M:
-        return _sum_squares(d, B * M)
+        return sum_squares(d, B * M)
     if j0 < j1:
         for i in range(B):
-            acc = acc + _sum_squares(d + i * M + j0, j1 - j0)
+            acc = acc + sum_squares(d + i * M + j0, j1 - j0)
     return acc
 
 
@@ -365,7 +326,7 @@ def recur(const floating[:, ::1] h0,         # IN  (B, M) state before the first
     cdef floating* Gp = &G[0, 0] if G is not None else NULL
     cdef floating* WhT = NULL         # Wh^T packed for the tile kernel, else NULL
     if tile:
-        WhT = _pack(&Wh[0, 0], M, M, True,
+        WhT = pack_panels(&Wh[0, 0], M, M, True,
                     <floating*>workspace(M * M * sizeof(floating), "rnn recur"))
     with nogil:
         if tile and nthreads > 1:
@@ -445,7 +406,7 @@ def project_recur(const floating[:, ::1] X,   # IN  (T*B, N)
     # workspace: Wh^T packed, then the count of projected steps on a line of its own
     cdef size_t packed_bytes = lines(M * M * sizeof(floating))
     cdef char* ws = <char*>workspace(packed_bytes + lines(sizeof(long)), "rnn project_recur")
-    cdef floating* WhT = _pack(&Wh[0, 0], M, M, True, <floating*>ws)
+    cdef floating* WhT = pack_panels(&Wh[0, 0], M, M, True, <floating*>ws)
     cdef long* ready = <long*>(ws + packed_bytes)
     ready[0] = 0
     with nogil:
@@ -533,7 +494,7 @@ def bptt(const floating[:, ::1] dH,          # IN  (T*B, M) direct ∂L/∂h_t
     cdef char* ws = <char*>workspace(part_bytes + (M * M * sizeof(floating) if tile else 0),
                                      "rnn bptt")
     cdef double* part = <double*>ws
-    cdef floating* W_kj = _pack(&Wh[0, 0], M, M, False, <floating*>(ws + part_bytes)) \
+    cdef floating* W_kj = pack_panels(&Wh[0, 0], M, M, False, <floating*>(ws + part_bytes)) \
         if tile else NULL
     memset(part, 0, T * nthreads * sizeof(double))
     with nogil:
@@ -595,7 +556,7 @@ cdef void _bptt_share(int tid, int nteam, int stride, const floating* dH, const 
             if preact:
                 _cols_times_derivative(d_t, G + nxt * n, Bb, M, j0, j1, act)
             _cols_add(d_t, dH_t, Bb, M, j0, j1)
-        part[t * stride + tid] = _cols_sum_squares(d_t, Bb, M, j0, j1)
+        part[t * stride + tid] = _colssum_squares(d_t, Bb, M, j0, j1)
         if dh != NULL:
             _cols_copy(dh + t * n, d_t, Bb, M, j0, j1)
         if not preact:
@@ -734,7 +695,7 @@ def bptt_grads(const floating[:, ::1] dH,    # IN  (T*B, M)
     cdef size_t part_bytes = lines(T * sizeof(double))
     cdef char* ws = <char*>workspace(packed_bytes + part_bytes + lines(sizeof(long)),
                                      "rnn bptt_grads")
-    cdef floating* W_kj = _pack(&Wh[0, 0], M, M, False, <floating*>ws)
+    cdef floating* W_kj = pack_panels(&Wh[0, 0], M, M, False, <floating*>ws)
     cdef double* part = <double*>(ws + packed_bytes)
     cdef long* progress = <long*>(ws + packed_bytes + part_bytes)
     memset(part, 0, T * sizeof(double))
