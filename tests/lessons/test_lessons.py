@@ -146,3 +146,48 @@ def test_lesson_fails_on_a_planted_error(name, monkeypatch):
     monkeypatch.setattr(module, attr, wrong)
     r = registry()[name].run(0)
     assert not r.passed, f"{name} passed with {module.__name__}.{attr} wrong"
+
+
+# p9-4 (the LSTM's carry): a kernel that carries the wrong forget gate, per-step
+# norms that are not the norms of the per-step gradients, and a wrong claim
+# (no forget-gate bias: f ≈ ½ and the cell gradient vanishes too) each fail it.
+def _lstm_mutants():
+    import dataclasses
+
+    import nnkit.gated as gated
+    import nnkit.lessons.p9_lstm as p9_lstm
+    backward = gated.lstm_backward
+
+    def carries_f_t(dH, cache, **kw):          # dc_{t−1} = f_{t−1} ⊙ dc_t (an index slip)
+        H = cache.H.shape[2]
+        gates = cache.gates.copy()
+        gates[1:, :, H:2 * H] = cache.gates[:-1, :, H:2 * H]
+        return backward(dH, dataclasses.replace(cache, gates=gates), **kw)
+
+    def norms_off(dH, cache, **kw):
+        g = backward(dH, cache, **kw)
+        return g._replace(cell_norms=g.cell_norms * 1.001)
+
+    return {"carries f_t": (gated, "lstm_backward", carries_f_t),
+            "cell_norms off": (gated, "lstm_backward", norms_off),
+            "no forget bias": (p9_lstm, "FORGET_BIAS", 0.0)}
+
+
+@pytest.mark.parametrize("mutant", ["carries f_t", "cell_norms off", "no forget bias"])
+def test_lstm_carry_lesson_fails_on_a_planted_error(mutant, monkeypatch):
+    module, attr, wrong = _lstm_mutants()[mutant]
+    monkeypatch.setattr(module, attr, wrong)
+    r = registry()["p9-4-lstm-carry"].run(0)
+    assert not r.passed, f"p9-4-lstm-carry passed with {mutant}"
+
+
+def test_lstm_carry_lesson_measures_what_it_claims():
+    """Its curves are the kernels' per-step norms: the RNN's ‖∂L/∂h_t‖ falls
+    below δ^(T−1) of its last value, the LSTM's ‖∂L/∂c_t‖ keeps a tenth."""
+    from nnkit.lessons import p9_lstm
+    r = registry()["p9-4-lstm-carry"].run(3)
+    curves = list(r.curves.values())
+    rnn_h, lstm_c = np.array(curves[0]), np.array(curves[1])
+    assert len(rnn_h) == len(lstm_c) == p9_lstm.T
+    assert rnn_h[0] / rnn_h[-1] <= p9_lstm.DELTA ** (p9_lstm.T - 1)
+    assert lstm_c[0] / lstm_c[-1] >= 0.1
