@@ -36,3 +36,35 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence], align: str | 
     out.append(sep.join("-" * w for w in widths))
     out.extend(line(r) for r in cells)
     return "\n".join(out)
+
+
+# Verdict cells coloured in HTML (Jupyter): the words the reports print.
+VERDICT_COLOURS = {"PASS": "#2e7d32", "FAIL": "#c62828", "TODO": "#757575",
+                   "VACUOUS": "#ef6c00", "KINK": "#1565c0"}
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence], align: str | None = None,
+               *, title: str = "", notes: Sequence[str] = ()) -> str:
+    """The same table as format_table, as HTML (the reports' `_repr_html_`):
+    every cell str()-ed and escaped, right-aligned columns styled so, a verdict
+    cell (PASS, FAIL, ...) coloured, the title as a caption, notes as
+    paragraphs after the table."""
+    import html
+    headers = [str(h) for h in headers]
+    align = align or "l" * len(headers)
+    format_table(headers, rows, align)          # the same checks on align and rows
+
+    def td(tag, c, a):
+        text = str(c)
+        style = ["text-align:right"] if a == "r" else []
+        if tag == "td" and text in VERDICT_COLOURS:
+            style.append(f"color:{VERDICT_COLOURS[text]};font-weight:bold")
+        attr = f' style="{";".join(style)}"' if style else ""
+        return f"<{tag}{attr}>{html.escape(text)}</{tag}>"
+
+    head = "<tr>" + "".join(td("th", h, a) for h, a in zip(headers, align)) + "</tr>"
+    body = "".join("<tr>" + "".join(td("td", c, a) for c, a in zip(r, align)) + "</tr>"
+                   for r in rows)
+    caption = f"<caption>{html.escape(title)}</caption>" if title else ""
+    after = "".join(f"<p>{html.escape(n)}</p>" for n in notes if n)
+    return f"<table>{caption}<thead>{head}</thead><tbody>{body}</tbody></table>{after}"

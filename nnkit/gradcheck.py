@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from . import _validate as v
-from ._table import format_table
+from ._table import format_table, html_table
 
 # Tolerances by the dtype of the *analytic* gradient. float64 analytic against
 # float64 central differences (h = 1e-6): truncation ~h² and round-off
@@ -214,16 +214,23 @@ class GradcheckReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def table(self) -> str:
+    def _cells(self) -> tuple:
+        """(headers, rows, align) of the report's table: text and HTML alike."""
         rows = [(c.name, "×".join(map(str, c.shape)) or "scalar",
                  f"{c.checked}/{c.total}", f"{c.max_rel_err:.2e}",
                  str(c.worst_index), f"{c.analytic_at_worst:+.6e}",
                  f"{c.numeric_at_worst:+.6e}", f"{c.tol_used:.3f}", c.verdict, c.notes())
                 for c in self.checks]
         # notes last: a kink's index and one-sided values are never cut
-        return format_table(("tensor", "shape", "checked", "max rel err", "worst index",
-                             "analytic", "numeric", "tol used", "result", "notes"),
-                            rows, "lllrlrrrll", title=self.title)
+        return (("tensor", "shape", "checked", "max rel err", "worst index",
+                 "analytic", "numeric", "tol used", "result", "notes"), rows, "lllrlrrrll")
+
+    def table(self) -> str:
+        return format_table(*self._cells(), title=self.title)
+
+    def _repr_html_(self) -> str:
+        """The table in Jupyter."""
+        return html_table(*self._cells(), title=self.title)
 
     def __str__(self) -> str:
         return self.table()
