@@ -50,7 +50,7 @@ class LessonsScreen(Screen):
     }
     LessonsScreen #lesson-table { width: auto; height: auto; }
     LessonsScreen #lesson-curves { height: auto; }
-    LessonsScreen .curve-label { height: 1; margin-top: 1; }
+    LessonsScreen .curve-label { height: auto; margin-top: 1; }   /* wraps in a narrow pane */
     LessonsScreen Sparkline { height: 3; }
     """
     BINDINGS = [
