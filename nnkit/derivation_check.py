@@ -33,7 +33,6 @@ notebook) run in this process.
 """
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -52,7 +51,7 @@ import numpy as np
 
 from . import trace as _trace
 from ._derivation_worker import Steps, call as _call_in_process, signature, tag
-from ._table import format_table
+from ._table import format_table, html_table
 from .trace import Term
 from .gradcheck import sample_indices
 
@@ -404,7 +403,8 @@ class DerivationReport:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
-    def table(self) -> str:
+    def _cells(self) -> tuple:
+        """(headers, rows) of the formulas' table: text and HTML alike."""
         rows = []
         for f in self.formulas:
             err = "" if f.max_rel_err is None else f"{f.max_rel_err:.2e}"
@@ -412,13 +412,20 @@ class DerivationReport:
             if f.worst and f.verdict == "FAIL":
                 where = f"{f.worst['node']} {tuple(f.worst['index'])}"
             rows.append([f.name, f.verdict, err, where, f.diagnosis or ""])
-        head = (f"{self.walkthrough}: {self.source} — {len(self.configs)} configurations, "
+        return ["formula", "verdict", "max rel err", "worst", "diagnosis"], rows
+
+    def _head(self) -> str:
+        return (f"{self.walkthrough}: {self.source} — {len(self.configs)} configurations, "
                 f"float64, against the kernels' gradients and finite differences")
-        body = format_table(["formula", "verdict", "max rel err", "worst", "diagnosis"], rows)
+
+    def _counts(self) -> str:
         d = self.to_dict()
-        lines = [head, body, "", self._chain_line(),
-                 f"{d['passed']} passed, {d['failed']} failed, {d['todo']} TODO of "
-                 f"{d['total']}" + (" (strict: TODO fails)" if self.strict else "")]
+        return (f"{d['passed']} passed, {d['failed']} failed, {d['todo']} TODO of "
+                f"{d['total']}" + (" (strict: TODO fails)" if self.strict else ""))
+
+    def table(self) -> str:
+        lines = [self._head(), format_table(*self._cells()), "", self._chain_line(),
+                 self._counts()]
         return "\n".join(line for line in lines if line is not None)
 
     def _chain_line(self) -> str:
@@ -437,16 +444,9 @@ class DerivationReport:
         return self.table()
 
     def _repr_html_(self) -> str:
-        colour = {"PASS": "#2e7d32", "FAIL": "#c62828", "TODO": "#757575"}
-        rows = "".join(
-            f"<tr><td><code>{html.escape(f.name)}</code></td>"
-            f"<td style='color:{colour[f.verdict]};font-weight:bold'>{f.verdict}</td>"
-            f"<td>{'' if f.max_rel_err is None else f'{f.max_rel_err:.2e}'}</td>"
-            f"<td>{html.escape(f.diagnosis or '')}</td></tr>" for f in self.formulas)
-        return (f"<p><b>{html.escape(self.walkthrough)}</b>: {html.escape(self.source)}</p>"
-                "<table><tr><th>formula</th><th>verdict</th><th>max rel err</th>"
-                f"<th>diagnosis</th></tr>{rows}</table>"
-                f"<p>{html.escape(self._chain_line())}</p>")
+        """The table in Jupyter, the chain and the counts under it."""
+        return html_table(*self._cells(), title=self._head(),
+                          notes=[self._chain_line(), self._counts()])
 
 
 # ------------------------------------------------------------------ checking

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ._table import format_table, html_table
 from .gradcheck import (DEFAULT_STEP, GradcheckReport, TensorCheck, check_tensor,
                         sample_indices, tolerances)
 
@@ -432,6 +433,31 @@ class Trace:
         if progress is not None:
             progress(len(steps), len(steps), "")
         return GradcheckReport(checks, title=self.title)
+
+    def _cells(self) -> tuple:
+        """(headers, rows, align): one row per node, its value's mean and std,
+        ‖∂L/∂node‖ (Frobenius; blank for constants) and its check where one
+        has run (check/check_all); the formula last (free text)."""
+        rows = []
+        for n in self.nodes:
+            st = stats(self.values[n.key])
+            shape = np.shape(self.values[n.key])
+            g = (f"{np.linalg.norm(np.asarray(self.grad(n.key), np.float64)):.4g}"
+                 if n.checked else "")
+            rep = self.reports.get(n.key)
+            rows.append((n.name, "×".join(map(str, shape)) or "scalar", f"{st['mean']:.4g}",
+                         f"{st['std']:.4g}", g, "" if rep is None else rep.verdict,
+                         "" if rep is None else f"{rep.max_rel_err:.2e}", n.formula))
+        return (("node", "shape", "mean", "std", "‖∂L/∂node‖", "check", "max rel err",
+                 "formula"), rows, "llrrrlrl")
+
+    def table(self) -> str:
+        """Every node as a text table under the trace's title."""
+        return format_table(*self._cells(), title=self.title)
+
+    def _repr_html_(self) -> str:
+        """The table in Jupyter."""
+        return html_table(*self._cells(), title=self.title)
 
     def insights(self, key: str) -> list[str]:
         return self.walkthrough.insights(self, key)

@@ -43,6 +43,11 @@ class Result:
     def passed(self) -> bool:
         return bool(self.discrepancy <= self.tolerance)
 
+    def _repr_html_(self) -> str:
+        """The table, summary and notes in Jupyter (nnkit/lessons/_report.py)."""
+        from ._report import html
+        return html(self)
+
 
 @dataclass(frozen=True)
 class Lesson:

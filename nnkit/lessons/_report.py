@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import math
+from html import escape as _escape
 
 import numpy as np
 
-from .._table import format_table
+from .._table import format_table, html_table
 from . import Lesson, Result
 
 
@@ -23,14 +24,27 @@ def cell(x) -> str:
     return str(x)
 
 
+def cells(result: Result) -> tuple:
+    """(headers, rows, align) of the result's table: text and HTML alike."""
+    headers = list(result.rows[0])
+    rows = [[cell(r.get(h, "")) for h in headers] for r in result.rows]
+    align = "".join("l" if isinstance(result.rows[0][h], str) else "r" for h in headers)
+    return headers, rows, align
+
+
 def table(result: Result) -> str:
     """The rows as a text table (numbers right-aligned)."""
     if not result.rows:
         return ""
-    headers = list(result.rows[0])
-    rows = [[cell(r.get(h, "")) for h in headers] for r in result.rows]
-    align = "".join("l" if isinstance(result.rows[0][h], str) else "r" for h in headers)
-    return format_table(headers, rows, align)
+    return format_table(*cells(result))
+
+
+def html(result: Result) -> str:
+    """The rows as an HTML table (Jupyter), the summary and notes under it."""
+    after = [summary(result)] + list(result.notes)
+    if not result.rows:
+        return "".join(f"<p>{_escape(n)}</p>" for n in after)
+    return html_table(*cells(result), notes=after)
 
 
 def verdict(result: Result) -> str:

@@ -136,8 +136,9 @@ def test_repr_html(mixed_report):
     page = mixed_report._repr_html_()
     assert page.count("<table>") == 1 and page.count("</table>") == 1
     assert page.count("<tr>") == 1 + len(mixed_report.formulas)
-    assert "<th>formula</th><th>verdict</th><th>max rel err</th><th>diagnosis</th>" in page
-    assert "<code>dgamma</code>" in page and "off by a factor ×2" in page
+    assert ("<th>formula</th><th>verdict</th><th>max rel err</th><th>worst</th>"
+            "<th>diagnosis</th>") in page                  # the text table's columns
+    assert "<td>dgamma</td>" in page and "off by a factor ×2" in page
     assert "&lt;U" in page and "dtype <U" not in page        # escaped
     assert ">TODO<" in page and ">FAIL<" in page and ">PASS<" in page
     assert "chain: leaves the truth at dbeta" in page

@@ -119,3 +119,67 @@ def test_html_escapes_and_colours():
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt; &amp; y" in page
     assert Tables(page).captions == ["<b>x</b> & y"]
     assert re.search(r'<td style="[^"]*color:#c62828[^"]*">FAIL</td>', page)
+
+
+def test_lesson_result_html_is_the_text_table():
+    from nnkit.lessons import _report
+    result = lessons()["p7-relu-depth"].run(0)
+    page = Tables(result._repr_html_())
+    rows = page.body_rows()
+    text_rows = body_lines(_report.table(result))
+    assert page.header_cells[0] == list(result.rows[0])
+    assert len(rows) == len(text_rows) == len(result.rows) == 3
+    for cells, line, row in zip(rows, text_rows, result.rows):
+        assert cells[0] == row["init"]
+        assert numbers(" ".join(cells[1:])) == numbers(line.replace(row["init"], ""))
+        assert float(cells[1]) == pytest.approx(row["Var(a_1)"], rel=1e-3)
+    # the summary and the notes under the table, as `nnkit lessons` prints them
+    assert any(f"tolerance {_report.cell(result.tolerance)}" in t for t in page.outside)
+    assert ("PASS" if result.passed else "FAIL") in " ".join(page.outside)
+
+
+def test_derivation_report_html_is_the_text_table():
+    # P2.3's dv right, dY with the unbiased-variance slip (README's example)
+    def dv(dYhat, Y, m, v, eps):
+        return (dYhat * (Y - m)).sum(axis=0) * -0.5 * (v + eps) ** -1.5
+
+    def dY(dYhat, dv, dm, Y, m, v, eps, B):
+        return dYhat / (v + eps) ** 0.5 + dv * 2 * (Y - m) / (B - 1) + dm / B
+
+    rep = nk.check_derivation({"dv": dv, "dY": dY}, "bn-relu")
+    verdicts = {f.name: f.verdict for f in rep.formulas}
+    assert verdicts["dv"] == "PASS" and verdicts["dY"] == "FAIL"
+    page = Tables(rep._repr_html_())
+    assert page.header_cells[0] == ["formula", "verdict", "max rel err", "worst", "diagnosis"]
+    text = rep.table().splitlines()
+    by_name = {line.split()[0]: line for line in body_lines("\n".join(text[:-3]))}
+    rows = page.body_rows()
+    assert [r[0] for r in rows] == [f.name for f in rep.formulas]
+    for cells in rows:
+        line = by_name[cells[0]]
+        assert cells[1] == line.split()[1]
+        assert numbers(" ".join(cells[2:])) == numbers(" ".join(line.split()[2:]))
+    dY_cells = rows[[r[0] for r in rows].index("dY")]
+    assert float(dY_cells[2]) > 1.0          # the slip is large, not rounding
+    assert text[-1] in page.outside and text[-2] in page.outside   # counts, chain
+
+
+def test_trace_html_is_the_text_table():
+    from nnkit.trace import Trace
+    tr = Trace("bn-relu")
+    tr.check("Y")
+    page = Tables(tr._repr_html_())
+    assert page.captions == [tr.title]
+    rows = page.body_rows()
+    assert [r[0] for r in rows] == [n.name for n in tr.nodes]
+    text = dict(zip([n.name for n in tr.nodes], body_lines(tr.table())))
+    for cells in rows:
+        assert numbers(" ".join(cells[1:7])) == numbers(text[cells[0]].split("  ", 1)[1]
+                                                         .rsplit(cells[7], 1)[0])
+    y = rows[[n.key for n in tr.nodes].index("Y")]
+    # against NumPy: the mean of Y = X Wᵀ + b and ‖∂L/∂Y‖
+    Y = tr.values["X"] @ tr.values["W"].T + tr.values["b"]
+    assert float(y[2]) == pytest.approx(Y.mean(), rel=1e-3)
+    assert float(y[4]) == pytest.approx(np.sqrt((tr.grad("Y") ** 2).sum()), rel=1e-3)
+    assert y[5] == "PASS" and float(y[6]) < 1e-5
+    assert rows[0][5] == "" and rows[0][6] == ""           # X not checked yet
