@@ -19,7 +19,7 @@ import os
 import platform
 import time
 
-from . import _timing
+from . import _machine, _timing
 from .. import _malloc
 from ..families import BENCH
 from ._timing import SETTINGS, Table, median_tables
@@ -95,8 +95,12 @@ def machine() -> dict:
         load = list(os.getloadavg())
     except OSError:      # pragma: no cover
         load = None
-    return dict(date=time.strftime("%Y-%m-%d %H:%M"), platform=platform.platform(),
+    return dict(date=time.strftime("%Y-%m-%d %H:%M"),
+                date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                platform=platform.platform(),
                 processor=platform.processor() or platform.machine(),
+                cpu_model=_machine.cpu_model(), cpu_flags=_machine.cpu_flags(),
+                commit=_machine.source_commit(),
                 cores=os.cpu_count(), kernel_threads=kernel_threads(),
                 load_average=load, nnkit=__version__, numpy=np.__version__,
                 scipy=scipy.__version__, torch=None if th is None else th.__version__,
