@@ -337,6 +337,16 @@ def keep_prob(keep) -> float:
     return value
 
 
+def drop_prob(name: str, p) -> float:
+    """A drop probability in [0, 1), as torch.nn.LSTM's `dropout` (1 would
+    divide by zero in inverted dropout's 1/(1 − p))."""
+    value = _float_scalar(name, p, "a drop probability in [0, 1)")
+    if not 0.0 <= value < 1.0:   # also NaN
+        raise ValueError(f"{name}: expected a drop probability in [0, 1) (PyTorch's "
+                         f"dropout; 1 would divide by zero in 1/(1 − p)), got {p!r}")
+    return value
+
+
 def flag(name: str, value) -> bool:
     """A True/False switch (a 0/1 int or a string is refused: it hides mistakes)."""
     if not isinstance(value, (bool, np.bool_)):

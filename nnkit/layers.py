@@ -626,8 +626,8 @@ class _GatedRNN(Layer):
 
     def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1,
                  bidirectional: bool = False, batch_first: bool = False, bias: bool = True,
-                 truncate: int | None = None, dtype=np.float64, seed: int | None = None,
-                 rng: np.random.Generator | None = None):
+                 dropout: float = 0.0, truncate: int | None = None, dtype=np.float64,
+                 seed: int | None = None, rng: np.random.Generator | None = None):
         super().__init__()
         N = v.positive_int("input_size", input_size)
         Hh = v.positive_int("hidden_size", hidden_size)
@@ -635,11 +635,16 @@ class _GatedRNN(Layer):
         self.bidirectional = v.flag("bidirectional", bidirectional)
         self.batch_first = v.flag("batch_first", batch_first)
         self.bias = v.flag("bias", bias)
+        self.dropout = v.drop_prob("dropout", dropout)
         v.truncate_steps(truncate)
         self.truncate = truncate
         self.input_size, self.hidden_size = N, Hh
         dtype = v.float_dtype(dtype)
+        own = seed is not None or rng is not None
         rng, k = generator(seed, rng), 1.0 / np.sqrt(Hh)
+        # the dropout masks continue the init's generator when seed or rng is
+        # given (a seeded layer is reproducible), else the library's (nk.seed)
+        self._drop_rng = rng if own else None
         G = self.GATES
         D = 2 if self.bidirectional else 1
         for l in range(self.num_layers):
@@ -671,6 +676,8 @@ class _GatedRNN(Layer):
             r += ", batch_first=True"
         if not self.bias:
             r += ", bias=False"
+        if self.dropout:
+            r += f", dropout={self.dropout:g}"
         if self.truncate:
             r += f", truncate={self.truncate}"
         return r + _dtype_repr(self)
@@ -700,7 +707,7 @@ class _GatedRNN(Layer):
         v.same_dim("X", X.shape[2], self.input_size, "X.shape[2] (input_size)")
         if self.batch_first:
             X = _time_major(X)
-        caches, finals = [], []
+        caches, drops = [], []
         x = X
         D = self._directions
         for l in range(self.num_layers):
@@ -710,13 +717,19 @@ class _GatedRNN(Layer):
                                           bool(d))
                 outs.append(H)
                 caches.append(c)
-                finals.append(c)
             x = outs[0] if D == 1 else np.concatenate(outs, axis=2)
-        self._cache = caches
-        return (_time_major(x) if self.batch_first else x), finals
+            # torch's dropout: on every layer's output but the last, in training
+            # only (eval, or dropout=0, draws no mask); drops[l] feeds layer l+1
+            if l < self.num_layers - 1 and self.training and self.dropout > 0:
+                x, dcache = dr.dropout_forward(x, 1.0 - self.dropout, self._drop_rng)
+                drops.append(dcache)
+            else:
+                drops.append(None)
+        self._cache = (caches, drops)
+        return (_time_major(x) if self.batch_first else x), caches
 
     def backward(self, dH):
-        caches = self.cache()
+        caches, drops = self.cache()
         T, B, Hh = caches[0].H.shape
         D = self._directions
         shape = (T, B, D * Hh)
@@ -738,7 +751,7 @@ class _GatedRNN(Layer):
                 if self.bias:
                     self.accumulate_grads(**{"bias_ih" + sfx: g.db_ih, "bias_hh" + sfx: g.db_hh})
                 dh0[i], norms[i] = g, g.grad_norms
-            dH = dx
+            dH = dx if l == 0 or drops[l - 1] is None else dr.dropout_backward(dx, drops[l - 1])
         self._after_backward(dh0)
         self.grad_norms = np.stack(norms)
         return _time_major(dH) if self.batch_first else dH
@@ -775,10 +788,15 @@ class LSTM(_GatedRNN):
     (h_0, c_0); sets .h_n, .c_n. backward(dH) -> dX; sets .dh0, .dc0
     (num_layers·D, B, H) and .grad_norms, .cell_norms (num_layers·D, T).
 
+    dropout=p (torch's `dropout`, a drop probability in [0, 1)): inverted
+    dropout on each layer's output except the last's, in training mode only;
+    masks from the layer's generator when seed or rng is given, else the
+    library's (nk.seed).
+
     Where nnkit differs on purpose: time-major (T, B, N) is the default as in
     PyTorch, but forward returns only `output` (the final states are the
     attributes h_n, c_n, not a tuple) and takes h0, c0 as two arguments;
-    between layers there is no dropout; truncate=k gives truncated BPTT.
+    truncate=k gives truncated BPTT.
     """
     GATES = 4
     KIND = "LSTM"
@@ -816,8 +834,9 @@ class GRU(_GatedRNN):
     (3H, H), bias_ih_l{k}, bias_hh_l{k} (3H,), ..._reverse; gate blocks r, z, n
     with n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)). Init U(−1/√H, 1/√H).
     forward(X, h0=None) (h0 (num_layers·D, B, H)), sets .h_n; backward(dH) ->
-    dX, sets .dh0 and .grad_norms. Differs from PyTorch as nk.LSTM does
-    (forward returns only `output`; no inter-layer dropout; truncate=).
+    dX, sets .dh0 and .grad_norms. dropout=p between layers as nk.LSTM.
+    Differs from PyTorch as nk.LSTM does (forward returns only `output`;
+    truncate=).
     """
     GATES = 3
     KIND = "GRU"

@@ -180,18 +180,6 @@ def test_bad_backward_input():
 
 
 # ------------------------------------------------------------- nk.GRU layer
-torch = pytest.importorskip("torch")
-
-from test_lstm import CONFIGS, check_against_torch  # noqa: E402
-
-
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
-@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-5)])
-@pytest.mark.parametrize("with_state", [False, True])
-def test_layer_matches_torch(cfg, dtype, tol, with_state):
-    check_against_torch("GRU", cfg, dtype, tol, with_state)
-
-
 def test_state_dict_errors_name_the_key():
     m = nk.GRU(3, 4, bidirectional=True, seed=0)
     sd = {k: v.copy() for k, v in m.params.items()}
@@ -202,7 +190,6 @@ def test_state_dict_errors_name_the_key():
     sd["bias_ih_l0"] = np.ones(16)
     with pytest.raises(ValueError, match="bias_ih_l0"):
         m.load_torch_state_dict(sd)
-    assert list(m.params) == list(torch.nn.GRU(3, 4, bidirectional=True).state_dict())
 
 
 def test_layer_bad_input():
