@@ -1,0 +1,144 @@
+"""The documentation generators (docs/scripts/): make_performance renders a
+page from a bench JSON written here, with the rows, formatting and machine
+stamp expected from the numbers in it, and refuses a malformed file with a
+message naming what is wrong; make_figures draws the lessons' figures."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(ROOT, "docs", "scripts", f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+COLUMNS = [("B x D", "text"), ("nnkit ms", "ms"), ("numpy ms", "ms"), ("torch ms", "ms"),
+           ("np/nk", "ratio"), ("torch/nk", "ratio"), ("floor ms", "ms"),
+           ("nk@floor", "share")]
+# (label, nnkit s, numpy s, torch s or None, floor s): times in seconds, as --json writes
+ROWS = [("64x256", 0.0005, 0.001, 0.0015, 0.00025),
+        ("256x1024", 0.002, 0.003, None, 0.0005),
+        ("4096x1024", 0.03, 0.06, 0.015, 0.012)]
+
+
+def fixture(tmp_path, **machine_overrides):
+    rows = []
+    for lab, nk, np_, th, fl in ROWS:
+        vals = [lab, nk, np_, th, np_ / nk, None if th is None else th / nk, fl, fl / nk]
+        rows.append({c: v for (c, _), v in zip(COLUMNS, vals)})
+    machine = dict(date="2026-12-07 22:00", date_utc="2026-12-07T22:00:00Z",
+                   platform="Linux-x86_64", processor="x86_64",
+                   cpu_model="Test CPU 9000", cpu_flags=["avx", "fma", "avx2"],
+                   commit="0123456789abcdef0123456789abcdef01234567", cores=2,
+                   kernel_threads=2, load_average=[0.5, 0.25, 0.125], nnkit="0.1.0",
+                   numpy="2.4.6", scipy="1.17.1", torch="2.13.0+cpu", malloc="set",
+                   quick=False)
+    machine.update(machine_overrides)
+    data = dict(machine=machine, runs=3, families={"norms": [dict(
+        name="layernorm", title="Layer norm training forward+backward, float32",
+        columns=[dict(name=c, kind=k) for c, k in COLUMNS], rows=rows,
+        notes=["a note under the table"])]})
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_performance_page_from_json(tmp_path):
+    mp = script("make_performance")
+    out, figs = tmp_path / "performance.md", tmp_path / "figures"
+    assert mp.main([str(fixture(tmp_path)), "--out", str(out), "--figures", str(figs)]) == 0
+    page = out.read_text()
+    lines = page.splitlines()
+    # one table row per JSON row: ms with three decimals, ratios as N.NNx, shares as %
+    expected = ["| 64x256 | 0.500 | 1.000 | 1.500 | 2.00x | 3.00x | 0.250 | 50% |",
+                "| 256x1024 | 2.000 | 3.000 | n/a | 1.50x | n/a | 0.500 | 25% |",
+                "| 4096x1024 | 30.000 | 60.000 | 15.000 | 2.00x | 0.50x | 12.000 | 40% |"]
+    for row in expected:
+        assert row in lines, row
+    i = lines.index(expected[0])
+    assert lines[i - 2].startswith("| B x D | nnkit ms |") and lines[i - 1].count("---:") == 7
+    assert "### Layer norm training forward+backward, float32" in lines
+    assert "- a note under the table" in lines
+    # the machine stamp
+    for text in ("| CPU | Test CPU 9000 |", "| CPU flags (SIMD) | avx, fma, avx2 |",
+                 "| date of the run | 2026-12-07T22:00:00Z |",
+                 "| load average (1, 5, 15 min) at the end | 0.50 0.25 0.12 |",
+                 "| nnkit | 0.1.0, commit 0123456789ab |",
+                 "| runs | 3; each cell the median over them |"):
+        assert text in lines, text
+    assert "Share of the floor" in " ".join(page.split()) and "--quick" not in page
+    # the figures: ratios per row, and time against size (three sizes of one dtype)
+    for name in ("perf-layernorm-ratio.png", "perf-layernorm-growth.png"):
+        assert (figs / name).read_bytes()[:8] == PNG
+        assert f"](figures/{name})" in page
+
+
+def test_performance_page_is_byte_stable(tmp_path):
+    mp = script("make_performance")
+    src = fixture(tmp_path)
+    pages = []
+    for k in range(2):
+        out, figs = tmp_path / f"p{k}.md", tmp_path / f"f{k}"
+        mp.main([str(src), "--out", str(out), "--figures", str(figs)])
+        pages.append((out.read_text().replace(f"f{k}/", "figures/"),
+                      (figs / "perf-layernorm-growth.png").read_bytes(),
+                      (figs / "perf-layernorm-ratio.png").read_bytes()))
+    assert pages[0] == pages[1]
+
+
+def test_missing_machine_fields_say_not_recorded(tmp_path):
+    mp = script("make_performance")
+    src = fixture(tmp_path, cpu_model=None, cpu_flags=None, commit=None, date_utc=None,
+                  load_average=None, quick=True)
+    out = tmp_path / "p.md"
+    mp.main([str(src), "--out", str(out), "--figures", str(tmp_path / "f"),
+             "--commit", "56cefdd"])
+    lines = out.read_text().splitlines()
+    assert "| CPU | x86_64 |" in lines and "| CPU flags (SIMD) | not recorded |" in lines
+    assert "| date of the run | 2026-12-07 22:00 (machine's local time) |" in lines
+    assert "| nnkit | 0.1.0, commit 56cefdd |" in lines
+    assert any(line.startswith("- *commit*: given when the page was generated")
+               for line in lines)
+    assert any("A --quick run" in line for line in lines)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not JSON"),
+    ("[1, 2]", "top level: expected an object"),
+    ('{"machine": {}}', "families: expected a 'families' key"),
+])
+def test_malformed_json_is_a_clear_error(tmp_path, capsys, text, message):
+    mp = script("make_performance")
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    with pytest.raises(SystemExit) as exc:
+        mp.main([str(bad), "--out", str(tmp_path / "p.md")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and message in err
+    assert not (tmp_path / "p.md").exists()
+
+
+def test_a_row_without_a_column_is_named(tmp_path):
+    mp = script("make_performance")
+    data = json.loads(fixture(tmp_path).read_text())
+    del data["families"]["norms"][0]["rows"][1]["torch ms"]
+    with pytest.raises(ValueError, match=r"families\.norms\[0\]\.rows\[1\]: expected an "
+                                         r"object with the keys"):
+        mp.validate(data)
+    data = json.loads(fixture(tmp_path).read_text())
+    data["families"]["norms"][0]["rows"][2]["nnkit ms"] = "fast"
+    with pytest.raises(ValueError, match=r"rows\[2\]\['nnkit ms'\]: expected a number"):
+        mp.validate(data)
