@@ -5,6 +5,7 @@ every gradient checked beside it.
     nnkit-tui --walkthrough NAME -B 8 --M 16 --eps 0 --set constant_feature=true
     nnkit-tui --check my_bn.py                 check your derivation, node by node;
                                                saving the file re-checks it
+    nnkit-tui --serve [--port N] [--host H]    the same app in a browser (nnkit.tui.serve)
 
 Exit status: 0 after quitting, 2 for a bad command line (a message, never a
 traceback).
@@ -22,6 +23,7 @@ from textual.screen import Screen
 
 from nnkit.trace import registry
 
+from . import serve
 from .screens.check_file import declared_walkthrough
 from .screens.lessons import LessonsScreen
 from .screens.walkthrough import WalkthroughScreen
@@ -144,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a derivation file (nnkit check --template NAME): each backward "
                    "node shows your gradient, its verdict and what is wrong; the "
                    "walkthrough is the file's WALKTHROUGH unless named; saving re-checks")
+    serve.add_arguments(p.add_argument_group("in a browser"))
     return p
 
 
@@ -185,11 +188,15 @@ def parse_command_line(argv: list[str] | None) -> tuple[str, dict, Path | None, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         name, cfg, export_dir, check_file = parse_command_line(argv)
+        served = serve.split_argv(argv)
     except ValueError as exc:
         print(f"nnkit-tui: error: {exc}", file=sys.stderr)
         return 2
+    if served is not None:
+        return serve.serve(served)
     NnkitApp(name, cfg, export_dir, check_file).run()
     return 0
 
