@@ -919,24 +919,37 @@ class BiRNN(Layer):
 class LastStep(Layer):
     """(T, B, C) -> (B, C): the last time step, for a loss on the final state
     (Sequential(RNN(N, M), LastStep(), Linear(M, K)) classifies a sequence).
-    backward puts dY at t = T and zeros at every other step.
+    backward puts dY at t = T and zeros at every other step. batch_first=True
+    takes (B, T, C), after a batch_first RNN/LSTM/GRU (torch's output[:, -1]).
 
     A loss on every step needs no layer: Sequential(RNN(N, M), Linear(M, K))
     gives (T, B, K) logits; feed SoftmaxCrossEntropy logits.reshape(-1, K) and
     labels y.reshape(-1) (y time-major, (T, B)), and pass its gradient back
     reshaped to (T, B, K) (the loss is then the mean over all T·B steps)."""
 
+    def __init__(self, *, batch_first: bool = False):
+        super().__init__()
+        self.batch_first = v.flag("batch_first", batch_first)
+
+    def extra_repr(self) -> str:
+        return "batch_first=True" if self.batch_first else ""
+
     def forward(self, H):
-        H = v.float_array("H", H, 3, "(T, B, C), time-major")
-        v.nonempty("H", H, "(T, B, C), time-major")
+        doc = "(B, T, C), batch_first" if self.batch_first else "(T, B, C), time-major"
+        H = v.float_array("H", H, 3, doc)
+        v.nonempty("H", H, doc)
         self._cache = H.shape, H.dtype
-        return H[-1].copy()
+        return (H[:, -1] if self.batch_first else H[-1]).copy()
 
     def backward(self, dY):
         shape, dtype = self.cache()
-        dY = v.upstream("dY", dY, shape[1:], dtype)
+        dY = v.upstream("dY", dY, (shape[0], shape[2]) if self.batch_first else shape[1:],
+                        dtype)
         dH = np.zeros(shape, dtype)
-        dH[-1] = dY
+        if self.batch_first:
+            dH[:, -1] = dY
+        else:
+            dH[-1] = dY
         return dH
 
 
