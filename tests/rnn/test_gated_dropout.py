@@ -148,3 +148,16 @@ def test_dropout_outside_0_1_is_refused(kind, bad, error):
     with pytest.raises(error, match="dropout") as e:
         getattr(nk, kind)(3, 4, num_layers=2, dropout=bad)
     assert repr(bad) in str(e.value)
+
+
+def test_sequential_eval_switches_the_dropout_off():
+    X = np.random.default_rng(6).standard_normal((4, 2, 3))
+    m = nk.Sequential(_layer("LSTM", 0.5), nk.LastStep(), nk.Linear(4, 2, seed=0))
+    plain = nk.Sequential(getattr(nk, "LSTM")(3, 4, num_layers=3, seed=7), nk.LastStep(),
+                          nk.Linear(4, 2, seed=0))
+    assert not np.array_equal(m(X), plain(X))          # training: masks drawn
+    m.eval()
+    assert not m[0].training
+    np.testing.assert_array_equal(m(X), plain(X))
+    m.train()
+    assert m[0].training
