@@ -142,3 +142,48 @@ def test_a_row_without_a_column_is_named(tmp_path):
     data["families"]["norms"][0]["rows"][2]["nnkit ms"] = "fast"
     with pytest.raises(ValueError, match=r"rows\[2\]\['nnkit ms'\]: expected a number"):
         mp.validate(data)
+
+
+# ------------------------------------------------------------ make_figures
+def test_lesson_figures_are_pngs_and_byte_stable(tmp_path):
+    mf = script("make_figures")
+    for k in range(2):
+        assert mf.main(["p9", "axes", "eigengap", "--out", str(tmp_path / f"f{k}")]) == 0
+    for name in ("p9-vanishing-bound.png", "p8-norm-axes.png", "p2-whitening-eigengap.png"):
+        first = (tmp_path / "f0" / name).read_bytes()
+        assert first[:8] == PNG and first == (tmp_path / "f1" / name).read_bytes()
+
+
+def test_norm_axes_groups_match_the_lessons_mean_shapes():
+    # which elements share a mean, from the lesson's "averages over" text:
+    # written out here for X (batch 2, channels 4, features 3)
+    mf = script("make_figures")
+    N, C, F = 2, 4, 3
+    bn = mf._groups("batch, features", N, C, F)
+    assert len(set(bn.ravel())) == C and (bn[0] == bn[1]).all()
+    ln = mf._groups("channels, features", N, C, F)
+    assert len(set(ln.ravel())) == N and len(set(ln[0].ravel())) == 1
+    inn = mf._groups("features", N, C, F)
+    assert len(set(inn.ravel())) == N * C and (inn[:, :, 0] == inn[:, :, 2]).all()
+    gn = mf._groups("its 2 channels, features", N, C, F)
+    assert len(set(gn.ravel())) == N * C // 2
+    assert gn[0, 0, 0] == gn[0, 1, 2] != gn[0, 2, 0]
+
+
+def test_digits_figure_uses_a_matching_torch_recording_only(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+    mf = script("make_figures")
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)   # import torch fails
+    run = dict(data=SimpleNamespace(name="digits"))
+    record = tmp_path / "digits-torch.json"
+    assert mf._torch_curves(run, str(record)) == (None, "")           # nothing recorded
+    rec = dict(torch="2.13.0+cpu", config=mf.DIGITS, data="digits", train_loss=[1.0],
+               val_acc=[0.5])
+    record.write_text(json.dumps(rec))
+    got, label = mf._torch_curves(run, str(record))
+    assert got["train_loss"] == [1.0] and "recorded" in label and "2.13.0+cpu" in label
+    # a recording of another data set (or configuration) is not drawn
+    assert mf._torch_curves(dict(data=SimpleNamespace(name="synthetic")), str(record)) \
+        == (None, "")
+    record.write_text(json.dumps(dict(rec, config=dict(mf.DIGITS, epochs=3))))
+    assert mf._torch_curves(run, str(record)) == (None, "")
