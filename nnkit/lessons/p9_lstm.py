@@ -53,7 +53,7 @@ def _rel(a, b):
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
 
 
-@lesson("p9-4-lstm-carry", "P9", "at the spectral norm where the RNN's ‖∂L/∂h_t‖ "
+@lesson("p9-lstm-carry", "P9", "at the spectral norm where the RNN's ‖∂L/∂h_t‖ "
         "vanishes, the LSTM's ‖∂L/∂c_t‖ does not: dc_{t−1} = f_t ⊙ dc_t + …, "
         "carried by Π f_s")
 def lstm_carry(seed: int) -> Result:

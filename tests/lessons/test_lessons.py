@@ -148,7 +148,7 @@ def test_lesson_fails_on_a_planted_error(name, monkeypatch):
     assert not r.passed, f"{name} passed with {module.__name__}.{attr} wrong"
 
 
-# p9-4 (the LSTM's carry): a kernel that carries the wrong forget gate, per-step
+# p9-lstm-carry (the LSTM's carry): a kernel that carries the wrong forget gate, per-step
 # norms that are not the norms of the per-step gradients, and a wrong claim
 # (no forget-gate bias: f ≈ ½ and the cell gradient vanishes too) each fail it.
 def _lstm_mutants():
@@ -177,15 +177,15 @@ def _lstm_mutants():
 def test_lstm_carry_lesson_fails_on_a_planted_error(mutant, monkeypatch):
     module, attr, wrong = _lstm_mutants()[mutant]
     monkeypatch.setattr(module, attr, wrong)
-    r = registry()["p9-4-lstm-carry"].run(0)
-    assert not r.passed, f"p9-4-lstm-carry passed with {mutant}"
+    r = registry()["p9-lstm-carry"].run(0)
+    assert not r.passed, f"p9-lstm-carry passed with {mutant}"
 
 
 def test_lstm_carry_lesson_measures_what_it_claims():
     """Its curves are the kernels' per-step norms: the RNN's ‖∂L/∂h_t‖ falls
     below δ^(T−1) of its last value, the LSTM's ‖∂L/∂c_t‖ keeps a tenth."""
     from nnkit.lessons import p9_lstm
-    r = registry()["p9-4-lstm-carry"].run(3)
+    r = registry()["p9-lstm-carry"].run(3)
     curves = list(r.curves.values())
     rnn_h, lstm_c = np.array(curves[0]), np.array(curves[1])
     assert len(rnn_h) == len(lstm_c) == p9_lstm.T

@@ -14,7 +14,7 @@ from nnkit.tui.screens.lessons import LessonsScreen
 
 from tui_helpers import screen_text, shown
 
-NAME = "p9-4-lstm-carry"
+NAME = "p9-lstm-carry"
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
