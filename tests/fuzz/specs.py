@@ -1220,6 +1220,7 @@ def b_gated_layer(gates):
         bf = bool(d.rng.integers(2))
         return dict(input_size=N, hidden_size=H, num_layers=int(d.rng.integers(1, 3)),
                     bidirectional=D == 2, batch_first=bf, bias=bool(d.rng.integers(4)),
+                    dropout=d.choice([0.0, 0.5]),
                     truncate=d.choice([None, int(d.rng.integers(1, 4))]), dtype=d.dtype,
                     seed=2, X=d.arr(B, T, N) if bf else d.arr(T, B, N),
                     dY=d.arr(B, T, D * H) if bf else d.arr(T, B, D * H))
@@ -1230,9 +1231,10 @@ for _name, _gates in (("LSTM", 4), ("GRU", 3)):
     layer_spec(_name, getattr(nk, _name), b_gated_layer(_gates),
                scalars={"input_size": [0], "hidden_size": [2.0], "num_layers": [0, -1, 1.5],
                         "bidirectional": [1, "yes"], "batch_first": [1],
-                        "truncate": [0, 2.0]},
+                        "dropout": [-0.1, 1.0, "0.5"], "truncate": [0, 2.0]},
                names=("input_size", "hidden_size", "num_layers", "bidirectional",
-                      "batch_first", "bias", "truncate", "dtype", "seed", "h0", "dH"))
+                      "batch_first", "bias", "dropout", "truncate", "dtype", "seed", "h0",
+                      "dH"))
 
 def b_birnn_layer(d):
     T, B, N, M, K = d.dim(1, 12), d.dim(), d.dim(), d.dim(1, 16), d.dim()
