@@ -10,7 +10,11 @@ import os
 
 import pytest
 
-pytest.importorskip("matplotlib")
+
+@pytest.fixture
+def mpl():
+    """The tests that draw need matplotlib (the `docs` extra); the others not."""
+    pytest.importorskip("matplotlib")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -55,7 +59,7 @@ def fixture(tmp_path, **machine_overrides):
     return path
 
 
-def test_performance_page_from_json(tmp_path):
+def test_performance_page_from_json(tmp_path, mpl):
     mp = script("make_performance")
     out, figs = tmp_path / "performance.md", tmp_path / "figures"
     assert mp.main([str(fixture(tmp_path)), "--out", str(out), "--figures", str(figs)]) == 0
@@ -85,7 +89,7 @@ def test_performance_page_from_json(tmp_path):
         assert f"](figures/{name})" in page
 
 
-def test_performance_page_is_byte_stable(tmp_path):
+def test_performance_page_is_byte_stable(tmp_path, mpl):
     mp = script("make_performance")
     src = fixture(tmp_path)
     pages = []
@@ -98,7 +102,7 @@ def test_performance_page_is_byte_stable(tmp_path):
     assert pages[0] == pages[1]
 
 
-def test_missing_machine_fields_say_not_recorded(tmp_path):
+def test_missing_machine_fields_say_not_recorded(tmp_path, mpl):
     mp = script("make_performance")
     src = fixture(tmp_path, cpu_model=None, cpu_flags=None, commit=None, date_utc=None,
                   load_average=None, quick=True)
@@ -145,7 +149,7 @@ def test_a_row_without_a_column_is_named(tmp_path):
 
 
 # ------------------------------------------------------------ make_figures
-def test_lesson_figures_are_pngs_and_byte_stable(tmp_path):
+def test_lesson_figures_are_pngs_and_byte_stable(tmp_path, mpl):
     mf = script("make_figures")
     for k in range(2):
         assert mf.main(["p9", "axes", "eigengap", "--out", str(tmp_path / f"f{k}")]) == 0
