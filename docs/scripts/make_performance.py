@@ -231,6 +231,40 @@ def growth_figure(table: dict, path: str) -> bool:
     return True
 
 
+def overview_figure(data: dict, path: str) -> bool:
+    """Every row of every table with a torch/nk column in one figure: PyTorch's
+    time over nnkit's (log scale, 1 = as fast). False when no row has one."""
+    bars = []                                   # (table name, row label, ratio)
+    for tables in data["families"].values():
+        for t in tables:
+            if any(c["name"] == "torch/nk" for c in t["columns"]):
+                bars += [(t["name"], label(t, r), r["torch/nk"]) for r in t["rows"]
+                         if r["torch/nk"] is not None]
+    if not bars:
+        return False
+    plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+    names = list(dict.fromkeys(b[0] for b in bars))
+    colours = {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(names)}
+    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(bars) + 1.2))
+    ys = range(len(bars))
+    ax.barh(ys, [b[2] - 1 for b in bars], left=1.0, color=[colours[b[0]] for b in bars])
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels([f"{b[0]}: {b[1]}" for b in bars], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}×"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    vals = [b[2] for b in bars]
+    ax.set_xlim(min(min(vals), 1.0) / 1.5, max(max(vals), 1.0) * 1.5)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("PyTorch time / nnkit time (> 1: nnkit is faster)")
+    ax.set_title("Every benchmark row against PyTorch CPU", fontsize=10)
+    fig.tight_layout()
+    save(fig, path)
+    return True
+
+
 # --------------------------------------------------------------------- page
 INTRO = """\
 Every number on this page comes from one run of `nnkit bench --json` on the
@@ -273,6 +307,10 @@ def render(data: dict, figures_dir: str, *, source: str, extra: dict | None = No
     out += [INTRO, "## The machine", ""]
     out += machine_lines(m, data.get("runs"), extra) + [""]
     os.makedirs(figures_dir, exist_ok=True)
+    if overview_figure(data, os.path.join(figures_dir, "perf-overview.png")):
+        out += ["## Against PyTorch, every row", "",
+                f"![PyTorch time / nnkit time for every row]({figures_rel}/perf-overview.png)",
+                ""]
     for fam, tables in data["families"].items():
         out += [f"## {fam}", ""]
         for t in tables:

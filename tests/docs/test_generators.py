@@ -84,7 +84,8 @@ def test_performance_page_from_json(tmp_path, mpl):
         assert text in lines, text
     assert "Share of the floor" in " ".join(page.split()) and "--quick" not in page
     # the figures: ratios per row, and time against size (three sizes of one dtype)
-    for name in ("perf-layernorm-ratio.png", "perf-layernorm-growth.png"):
+    for name in ("perf-layernorm-ratio.png", "perf-layernorm-growth.png",
+                 "perf-overview.png"):
         assert (figs / name).read_bytes()[:8] == PNG
         assert f"](figures/{name})" in page
 
