@@ -136,7 +136,7 @@ def machine_lines(m: dict, runs, extra: dict) -> list[str]:
          f"{get('numpy')} / {get('scipy')} / {m.get('torch') or 'not installed'}"),
         ("runs", "one" if runs in (None, 1) else f"{runs}; each cell the median over them"),
     ]
-    lines = md_table(["", ""], [[a, str(b)] for a, b in rows], "ll")
+    lines = md_table(["", "this run"], [[a, str(b)] for a, b in rows], "ll")
     notes = [f"- *{k}*: {why}" for k, why in extra.get("_why", {}).items()]
     return lines + ([""] + notes if notes else [])
 
@@ -314,7 +314,8 @@ def render(data: dict, figures_dir: str, *, source: str, extra: dict | None = No
     for fam, tables in data["families"].items():
         out += [f"## {fam}", ""]
         for t in tables:
-            out += [f"### {t['title']}", ""]
+            # the short name as the heading (the contents stay readable), the title under it
+            out += [f"### {t['name']}", "", f"*{t['title']}*", ""]
             headers = [c["name"] for c in t["columns"]]
             align = "".join("l" if c["kind"] == "text" else "r" for c in t["columns"])
             rows = [[cell(r[c["name"]], c["kind"]) for c in t["columns"]] for r in t["rows"]]

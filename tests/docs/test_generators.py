@@ -73,7 +73,8 @@ def test_performance_page_from_json(tmp_path, mpl):
         assert row in lines, row
     i = lines.index(expected[0])
     assert lines[i - 2].startswith("| B x D | nnkit ms |") and lines[i - 1].count("---:") == 7
-    assert "### Layer norm training forward+backward, float32" in lines
+    assert "### layernorm" in lines
+    assert "*Layer norm training forward+backward, float32*" in lines
     assert "- a note under the table" in lines
     # the machine stamp
     for text in ("| CPU | Test CPU 9000 |", "| CPU flags (SIMD) | avx, fma, avx2 |",
