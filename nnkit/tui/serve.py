@@ -11,6 +11,7 @@ serve flags taken out. Bound to 127.0.0.1 unless --host says otherwise.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import shlex
 import socket
@@ -122,8 +123,26 @@ def serve(options: ServeOptions) -> int:
               "machine (no password, no encryption)", file=sys.stderr)
 
     class NnkitServer(Server):
+        sessions: set[asyncio.Task] = set()     # one handler task per open browser tab
+
         async def on_startup(self, app) -> None:
             print(f"nnkit-tui: serving on {where} (Ctrl+C stops)", flush=True)
+
+        async def handle_websocket(self, request):
+            task = asyncio.current_task()
+            self.sessions.add(task)
+            try:
+                return await super().handle_websocket(request)
+            finally:
+                self.sessions.discard(task)
+
+        async def on_shutdown(self, app) -> None:
+            # Ctrl+C: aiohttp would wait a minute for open tabs to close;
+            # cancelling a session makes textual-serve quit its app and close
+            # the tab's websocket now (aiohttp's advice: close websockets here)
+            for task in list(self.sessions):
+                task.cancel()
+            await asyncio.gather(*self.sessions, return_exceptions=True)
 
         async def handle_index(self, request):
             # the page's absolute URLs (its websocket, scripts) come from
