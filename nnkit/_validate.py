@@ -33,6 +33,7 @@ def set_nan_policy(policy: str) -> str:
 
 
 def get_nan_policy() -> str:
+    """The current NaN policy: "propagate" (the default) or "raise" (see set_nan_policy)."""
     return _nan_policy
 
 

@@ -27,6 +27,29 @@ from ._threads import kernel_threads
 
 @dataclass(frozen=True)
 class BatchNormCache:
+    """What `batchnorm_backward` / `bn_relu_backward` need: the input, the parameters
+    and the batch statistics (Ŷ is the read-only property `yhat`, computed when
+    read).
+
+    Attributes
+    ----------
+    Y : ndarray
+        (B, M) the input (never modified)
+    gamma : ndarray
+        (M,)
+    beta : ndarray
+        (M,)
+    eps : float
+        ε added to the variance
+    mean : ndarray
+        (M,) m
+    var : ndarray
+        (M,) v, biased
+    inv_std : ndarray
+        (M,) 1/√(v+ε)
+    relu : bool
+        True when the output is H = ReLU(Z)
+    """
     Y: np.ndarray        # (B, M) the input (never modified)
     gamma: np.ndarray    # (M,)
     beta: np.ndarray     # (M,)
@@ -45,6 +68,24 @@ class BatchNormCache:
 
 
 class BatchNormGrads(NamedTuple):
+    """Every gradient of P2.3, returned by `batchnorm_backward`; `dmean` and `dvar` are
+    total derivatives (m and v as graph nodes).
+
+    Attributes
+    ----------
+    dY : ndarray
+        (B, M)
+    dgamma : ndarray
+        (M,) Σ_i dZ ⊙ Ŷ
+    dbeta : ndarray
+        (M,) Σ_i dZ
+    dmean : ndarray
+        (M,) total derivative w.r.t. m
+    dvar : ndarray
+        (M,) total derivative w.r.t. v
+    dYhat : ndarray | None
+        (B, M) dZ ⊙ γ (None when full=False)
+    """
     dY: np.ndarray       # (B, M)
     dgamma: np.ndarray   # (M,)  Σ_i dZ ⊙ Ŷ
     dbeta: np.ndarray    # (M,)  Σ_i dZ
@@ -54,6 +95,26 @@ class BatchNormGrads(NamedTuple):
 
 
 class BNReLUGrads(NamedTuple):
+    """Every gradient of P2.3 with the ReLU, returned by `bn_relu_backward`:
+    `BatchNormGrads` plus `dZ`.
+
+    Attributes
+    ----------
+    dY : ndarray
+        (B, M)
+    dgamma : ndarray
+        (M,) Σ_i dZ ⊙ Ŷ
+    dbeta : ndarray
+        (M,) Σ_i dZ
+    dmean : ndarray
+        (M,) total derivative w.r.t. m
+    dvar : ndarray
+        (M,) total derivative w.r.t. v
+    dYhat : ndarray | None
+        (B, M) dZ ⊙ γ (None when full=False)
+    dZ : ndarray | None
+        (B, M) dH ⊙ [Z > 0] (None when full=False)
+    """
     dY: np.ndarray
     dgamma: np.ndarray
     dbeta: np.ndarray
@@ -133,7 +194,8 @@ def bn_relu_backward(dH, cache: BatchNormCache, *, full=True, out=None) -> BNReL
 
 def batchnorm_eval_forward(Y, gamma, beta, running_mean, running_var, eps=1e-5, *,
                            relu=False, out=None):
-    """Inference: Z = γ (Y − running_mean)/√(running_var + ε) + β (+ ReLU). Any B ≥ 1."""
+    """Inference: Z = γ (Y − running_mean)/√(running_var + ε) + β (+ ReLU). Any B ≥
+    1."""
     Y, gamma, beta = v.feature_params(Y, gamma, beta)
     eps = v.eps_value(eps)
     M = Y.shape[1]

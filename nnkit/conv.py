@@ -83,6 +83,30 @@ def _workspace(name: str, shape: tuple, dtype) -> np.ndarray:
 # ----------------------------------------------------------------- conv2d
 @dataclass(frozen=True)
 class Conv2dCache:
+    """What `conv2d_backward` needs: the (padded) NCHW input, the weights and the
+    geometry.
+
+    Attributes
+    ----------
+    X : ndarray
+        (B, C_in, H + eh, W + ew), the NCHW input the kernel read
+    W : ndarray
+        (C_out, C_in, kh, kw)
+    b : ndarray | None
+        (C_out,) or None
+    stride : tuple
+        (sh, sw)
+    padding : tuple
+        (ph, pw): what the kernel pads on both ends
+    dilation : tuple
+        (dh, dw)
+    layout : str
+        the caller's layout: "NCHW" or "BWHC"
+    out_hw : tuple
+        (H', W')
+    extra : tuple
+        (eh, ew): zeros appended to X's end ("same", even kernel)
+    """
     X: np.ndarray          # (B, C_in, H + eh, W + ew), the NCHW input the kernel read
     W: np.ndarray          # (C_out, C_in, kh, kw)
     b: np.ndarray | None   # (C_out,) or None
@@ -95,6 +119,17 @@ class Conv2dCache:
 
 
 class Conv2dGrads(NamedTuple):
+    """The gradients of a 2-D convolution, returned by `conv2d_backward`.
+
+    Attributes
+    ----------
+    dX : ndarray
+        like X (in the caller's layout) = col2im(Wᵀ dY)
+    dW : ndarray
+        like W = Σ_n dY_n colᵀ
+    db : ndarray
+        (C_out,) = Σ over batch and positions of dY (also when b is None)
+    """
     dX: np.ndarray   # like X (in the caller's layout)  = col2im(Wᵀ dY)
     dW: np.ndarray   # like W                           = Σ_n dY_n colᵀ
     db: np.ndarray   # (C_out,) = Σ over batch and positions of dY (also when b is None)
@@ -229,6 +264,30 @@ _MODES = {"max": 0, "avg": 1, "lp": 2}
 
 @dataclass(frozen=True)
 class Pool2dCache:
+    """What the pooling backward passes need: the kind, the input and output, the arg-
+    max of each window (max) and the geometry.
+
+    Attributes
+    ----------
+    kind : str
+        "max", "avg" or "lp"
+    X : ndarray
+        (B, C, H, W) input, NCHW (the kernel's)
+    Y : ndarray
+        (B, C, H', W') output, NCHW
+    argmax : ndarray | None
+        max: flat index ih·W + iw in each plane (int32)
+    kernel_size : tuple
+        (kh, kw)
+    stride : tuple
+        (sh, sw)
+    padding : tuple
+        (ph, pw)
+    p : float
+        Lp's p (0 otherwise)
+    layout : str
+        the caller's layout: dY and dX are in it
+    """
     kind: str                      # "max", "avg" or "lp"
     X: np.ndarray                  # (B, C, H, W) input, NCHW (the kernel's)
     Y: np.ndarray                  # (B, C, H', W') output, NCHW

@@ -13,12 +13,34 @@ from ._threads import kernel_threads
 
 @dataclass(frozen=True)
 class AffineCache:
+    """What `affine_backward` needs: the forward's inputs (read, never copied).
+
+    Attributes
+    ----------
+    X : ndarray
+        (B, N)
+    W : ndarray
+        (M, N)
+    b : ndarray
+        (M,)
+    """
     X: np.ndarray  # (B, N)
     W: np.ndarray  # (M, N)
     b: np.ndarray  # (M,)
 
 
 class AffineGrads(NamedTuple):
+    """Every gradient of P1, returned by `affine_backward`.
+
+    Attributes
+    ----------
+    dX : ndarray
+        (B, N) = dY W
+    dW : ndarray
+        (M, N) = dYᵀ X
+    db : ndarray
+        (M,) = Σ_rows dY
+    """
     dX: np.ndarray  # (B, N) = dY W
     dW: np.ndarray  # (M, N) = dYᵀ X
     db: np.ndarray  # (M,)   = Σ_rows dY
@@ -56,6 +78,13 @@ def affine_backward(dY, cache: AffineCache, *, out=None) -> AffineGrads:
 
 @dataclass(frozen=True)
 class ReLUCache:
+    """What `relu_backward` needs: the output, whose positive entries are the mask.
+
+    Attributes
+    ----------
+    H : ndarray
+        the output; [H > 0] is the mask [Y > 0]
+    """
     H: np.ndarray  # the output; [H > 0] is the mask [Y > 0]
 
     @property

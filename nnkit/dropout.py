@@ -27,6 +27,19 @@ from ._random import generator
 
 @dataclass(frozen=True)
 class DropoutCache:
+    """What `dropout_backward` needs: the mask R and the keep probability.
+
+    Attributes
+    ----------
+    mask : ndarray | None
+        R (bool, X's shape); None at eval (identity)
+    keep : float
+        the keep probability
+    shape : tuple
+        X's shape
+    dtype : dtype
+        X's dtype
+    """
     mask: np.ndarray | None   # R (bool, X's shape); None at eval (identity)
     keep: float
     shape: tuple

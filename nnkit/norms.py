@@ -55,6 +55,24 @@ class RowNormCache:
 
 
 class RowNormGrads(NamedTuple):
+    """Every gradient of layer or instance norm, returned by `layernorm_backward` /
+    `instancenorm_backward`.
+
+    Attributes
+    ----------
+    dX : ndarray
+        X's shape
+    dgamma : ndarray
+        γ's shape: Σ over samples of dZ ⊙ x̂
+    dbeta : ndarray
+        γ's shape: Σ dZ
+    dmean : ndarray
+        mean's shape: total derivative w.r.t. m
+    dvar : ndarray
+        mean's shape: total derivative w.r.t. v
+    dXhat : ndarray | None
+        X's shape: γ ⊙ dZ (None when full=False)
+    """
     dX: np.ndarray          # X's shape
     dgamma: np.ndarray      # γ's shape: Σ over samples of dZ ⊙ x̂
     dbeta: np.ndarray       # γ's shape: Σ dZ
@@ -166,6 +184,23 @@ class GroupNormCache:
 
 
 class GroupNormGrads(NamedTuple):
+    """Every gradient of group norm, returned by `groupnorm_backward`.
+
+    Attributes
+    ----------
+    dX : ndarray
+        X's shape
+    dgamma : ndarray
+        (C,): Σ over (batch, features) of dZ ⊙ x̂
+    dbeta : ndarray
+        (C,): Σ dZ over the same axes
+    dmean : ndarray
+        (B, G): total derivative w.r.t. m
+    dvar : ndarray
+        (B, G): total derivative w.r.t. v
+    dXhat : ndarray | None
+        X's shape: γ ⊙ dZ (None when full=False)
+    """
     dX: np.ndarray            # X's shape
     dgamma: np.ndarray        # (C,): Σ over (batch, features) of dZ ⊙ x̂
     dbeta: np.ndarray         # (C,): Σ dZ over the same axes
@@ -262,6 +297,16 @@ def groupnorm_backward(dZ, cache: GroupNormCache, *, full=True,
 # ------------------------------------------------ batch norm over channels
 @dataclass(frozen=True)
 class ChannelBatchNormCache:
+    """What `batchnorm_channels_backward` needs: batch norm per channel of (B, C, ...)
+    input, run as a (B·F, C) batch norm.
+
+    Attributes
+    ----------
+    shape : tuple
+        X's shape (B, C, ...)
+    bn : bn.BatchNormCache
+        the (B·F, C) batch norm underneath
+    """
     shape: tuple                  # X's shape (B, C, ...)
     bn: bn.BatchNormCache         # the (B·F, C) batch norm underneath
 
@@ -279,6 +324,25 @@ class ChannelBatchNormCache:
 
 
 class ChannelBatchNormGrads(NamedTuple):
+    """Every gradient of channel batch norm, returned by `batchnorm_channels_backward`.
+
+    Attributes
+    ----------
+    dX : ndarray
+        X's shape
+    dgamma : ndarray
+        (C,)
+    dbeta : ndarray
+        (C,)
+    dmean : ndarray
+        (C,)
+    dvar : ndarray
+        (C,)
+    dXhat : ndarray | None
+        X's shape: γ ⊙ dZ (None when full=False)
+    dZ : ndarray | None
+        X's shape: dH ⊙ [Z > 0] (relu=True and full only)
+    """
     dX: np.ndarray
     dgamma: np.ndarray     # (C,)
     dbeta: np.ndarray      # (C,)

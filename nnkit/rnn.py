@@ -149,6 +149,29 @@ def _chain_backward(dH, X, H, G, h0, Wx, Wh, code, reverse, preact, truncate,
 # --------------------------------------------------------------------- RNN
 @dataclass(frozen=True)
 class RNNCache:
+    """What `rnn_backward` needs: the input, the weights and every state.
+
+    Attributes
+    ----------
+    X : ndarray
+        (T, B, N) input (never modified)
+    h0 : ndarray
+        (B, M)
+    Wx : ndarray
+        (M, N)
+    Wh : ndarray
+        (M, M)
+    b : ndarray | None
+        (M,) or None
+    activation : str
+        "tanh", "sigmoid" or "relu"
+    H : ndarray
+        (T, B, M) the states (the forward output; do not modify)
+    form : str
+        "standard" or "preactivation" (P9.1)
+    G : ndarray | None
+        preactivation form: G_t = act(h_{t−1}), what step t read
+    """
     X: np.ndarray        # (T, B, N) input (never modified)
     h0: np.ndarray       # (B, M)
     Wx: np.ndarray       # (M, N)
@@ -161,6 +184,27 @@ class RNNCache:
 
 
 class RNNGrads(NamedTuple):
+    """Every gradient of backpropagation through time (P9), returned by `rnn_backward`.
+
+    Attributes
+    ----------
+    dX : ndarray
+        (T, B, N) dA_t Wx
+    dh0 : ndarray
+        (B, M) dA_1 Wh
+    dWx : ndarray
+        (M, N) Σ_t dA_tᵀ x_t
+    dWh : ndarray
+        (M, M) Σ_t dA_tᵀ h_{t−1}
+    db : ndarray
+        (M,) Σ_t Σ_i dA_t (∂L/∂b at b = 0 without a bias)
+    dA : ndarray
+        (T, B, M) ∂L/∂a_t = dh_t ⊙ act′(a_t) (preactivation form: = dh)
+    dh : ndarray | None
+        (T, B, M) total ∂L/∂h_t = dH_t + dA_{t+1} Wh (None if full=False)
+    grad_norms : ndarray
+        (T,) float64 ||∂L/∂h_t||_F over the (B, M) slice
+    """
     dX: np.ndarray       # (T, B, N)  dA_t Wx
     dh0: np.ndarray      # (B, M)     dA_1 Wh
     dWx: np.ndarray      # (M, N)     Σ_t dA_tᵀ x_t
@@ -234,6 +278,42 @@ def rnn_backward(dH, cache: RNNCache, *, truncate=None, full=True, out=None) -> 
 # ------------------------------------------------------------------- BiRNN
 @dataclass(frozen=True)
 class BiRNNCache:
+    """What `birnn_backward` needs: the input, both chains' weights and states, and the
+    outputs.
+
+    Attributes
+    ----------
+    X : ndarray
+        (T, B, N)
+    hf0 : ndarray
+        (B, M) state before t = 1 of the forward chain
+    hb0 : ndarray
+        (B, M) state after t = T of the backward chain (h^b_{T+1})
+    Wxf : ndarray
+        (M, N) U^f
+    Whf : ndarray
+        (M, M) W^f
+    bf : ndarray | None
+        (M,) or None
+    Wxb : ndarray
+        (M, N) U^b
+    Whb : ndarray
+        (M, M) W^b
+    bb : ndarray | None
+        (M,) or None
+    Wy : ndarray
+        (K, 2M)
+    by : ndarray
+        (K,)
+    activation : str
+        "sigmoid", "tanh" or "relu"
+    Hf : ndarray
+        (T, B, M) forward states h^f_1..T
+    Hb : ndarray
+        (T, B, M) backward states h^b_1..T
+    Y : ndarray
+        (T, B, K) outputs
+    """
     X: np.ndarray        # (T, B, N)
     hf0: np.ndarray      # (B, M) state before t = 1 of the forward chain
     hb0: np.ndarray      # (B, M) state after t = T of the backward chain (h^b_{T+1})
@@ -252,6 +332,43 @@ class BiRNNCache:
 
 
 class BiRNNGrads(NamedTuple):
+    """Every gradient of the bidirectional RNN (P9.4), returned by `birnn_backward`.
+
+    Attributes
+    ----------
+    dX : ndarray
+        (T, B, N) both chains' dA U summed
+    dhf0 : ndarray
+        (B, M)
+    dhb0 : ndarray
+        (B, M)
+    dWxf : ndarray
+        (M, N) U^f
+    dWhf : ndarray
+        (M, M) W^f
+    dbf : ndarray
+        (M,)
+    dWxb : ndarray
+        (M, N) U^b
+    dWhb : ndarray
+        (M, M) W^b
+    dbb : ndarray
+        (M,)
+    dWy : ndarray
+        (K, 2M)
+    dby : ndarray
+        (K,)
+    dhf : ndarray | None
+        (T, B, M) total ∂L/∂h^f_t (accumulated right to left)
+    dhb : ndarray | None
+        (T, B, M) total ∂L/∂h^b_t (accumulated left to right)
+    dAf : ndarray
+        (T, B, M) forward-chain pre-activation gradients
+    dAb : ndarray
+        (T, B, M) backward-chain pre-activation gradients
+    grad_norms : ndarray
+        (2, T) float64: ||∂L/∂h^f_t||_F (row 0), ||∂L/∂h^b_t||_F (row 1)
+    """
     dX: np.ndarray       # (T, B, N)  both chains' dA U summed
     dhf0: np.ndarray     # (B, M)
     dhb0: np.ndarray     # (B, M)

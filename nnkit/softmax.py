@@ -12,6 +12,17 @@ from ._kernels import dense as _k
 
 @dataclass(frozen=True)
 class SoftmaxCache:
+    """What `softmax_cross_entropy_backward` needs: ŷ and the targets.
+
+    Attributes
+    ----------
+    P : ndarray
+        (B, K) softmax probabilities ŷ
+    labels : ndarray | None
+        (B,) int64 class indices, or None
+    targets : ndarray | None
+        (B, K) one-hot / soft targets, or None
+    """
     P: np.ndarray                 # (B, K) softmax probabilities ŷ
     labels: np.ndarray | None     # (B,) int64 class indices, or None
     targets: np.ndarray | None    # (B, K) one-hot / soft targets, or None

@@ -23,6 +23,17 @@ from . import _validate as v
 
 @dataclass(frozen=True)
 class WeightNormCache:
+    """What `weightnorm_backward` needs: u, γ and the row norms ‖u_i‖.
+
+    Attributes
+    ----------
+    u : ndarray
+        (M, N)
+    gamma : ndarray
+        (M,)
+    norm : ndarray
+        (M,) ‖u_i‖
+    """
     u: np.ndarray        # (M, N)
     gamma: np.ndarray    # (M,)
     norm: np.ndarray     # (M,) ‖u_i‖
@@ -34,6 +45,15 @@ class WeightNormCache:
 
 
 class WeightNormGrads(NamedTuple):
+    """The gradients of weight norm w = γ u/‖u‖ (P8), returned by `weightnorm_backward`.
+
+    Attributes
+    ----------
+    du : ndarray
+        (M, N), each row ⊥ the row of u
+    dgamma : ndarray
+        (M,)
+    """
     du: np.ndarray       # (M, N), each row ⊥ the row of u
     dgamma: np.ndarray   # (M,)
 

@@ -100,6 +100,45 @@ EPS_WHY = ("whitening needs Σ + εI positive definite: Σ is singular whenever 
 # ------------------------------------------------------------------ results
 @dataclass(frozen=True)
 class WhiteningCache:
+    """What `whitening_backward` needs: the centred input, the covariance blocks and
+    the whitening matrices of each group (`cond` is the condition number of Σ + εI).
+
+    Attributes
+    ----------
+    Y : ndarray
+        (B, M) the input (never modified), or the (B·F, C) channel-last rows of a (B, C,
+        ...) input
+    gamma : ndarray
+        (M,)
+    beta : ndarray
+        (M,)
+    eps : float
+        ε added to the covariance's diagonal
+    method : str
+        "zca", "pca", "cholesky" or "newton"
+    group_size : int
+        g (M when no grouping)
+    iterations : int
+        T (newton)
+    relu : bool
+        True when the output is H = ReLU(Z)
+    mean : ndarray
+        (M,) m
+    colsum : ndarray
+        (M,) Σ_i Yc in float64 (~rounding; keeps dmean exact)
+    Yc : ndarray
+        (B, M) Y − m
+    yhat : ndarray
+        (B, M) Ŷ (a field: the kernels store it for the backward)
+    covs : list
+        stacks of Σ blocks, see _whitening_algebra.stacks
+    Ws : list
+        stacks of whitening matrices (Ŷ_k = Yc_k W_k)
+    aux : list
+        per stack: what the method's backward needs
+    shape : tuple | None
+        the input's shape when it was (B, C, ...), else None
+    """
     Y: np.ndarray            # (B, M) the input (never modified), or the
                              # (B·F, C) channel-last rows of a (B, C, ...) input
     gamma: np.ndarray        # (M,)
@@ -152,6 +191,23 @@ class WhiteningCache:
 
 
 class WhiteningGrads(NamedTuple):
+    """Every gradient of whitening batch norm (P2.4), returned by `whitening_backward`.
+
+    Attributes
+    ----------
+    dY : ndarray
+        (B, M)
+    dgamma : ndarray
+        (M,)
+    dbeta : ndarray
+        (M,)
+    dmean : ndarray
+        (M,) total derivative w.r.t. m
+    dcov : ndarray | None
+        (M, M) ∂L/∂Σ, symmetric, block diagonal (None if full=False)
+    dYhat : ndarray | None
+        (B, M) γ ⊙ dZ (None if full=False)
+    """
     dY: np.ndarray            # (B, M)
     dgamma: np.ndarray        # (M,)
     dbeta: np.ndarray         # (M,)
@@ -161,6 +217,25 @@ class WhiteningGrads(NamedTuple):
 
 
 class WhiteningReLUGrads(NamedTuple):
+    """`WhiteningGrads` plus `dZ`, returned by `whitening_relu_backward`.
+
+    Attributes
+    ----------
+    dY : ndarray
+        (B, M)
+    dgamma : ndarray
+        (M,)
+    dbeta : ndarray
+        (M,)
+    dmean : ndarray
+        (M,) total derivative w.r.t. m
+    dcov : ndarray | None
+        (M, M) ∂L/∂Σ (None if full=False)
+    dYhat : ndarray | None
+        (B, M) γ ⊙ dZ (None if full=False)
+    dZ : ndarray | None
+        (B, M) dH ⊙ [Z > 0] (None if full=False)
+    """
     dY: np.ndarray
     dgamma: np.ndarray
     dbeta: np.ndarray
