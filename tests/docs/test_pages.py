@@ -39,7 +39,8 @@ def test_the_reference_names_every_public_name():
     text = "\n".join(p.read_text(encoding="utf-8") for p in (DOCS / "reference").glob("*.md"))
     documented = set(re.findall(r"^::: nnkit\.(\w+)\s*$", text, re.M))
     assert len(_public_names()) > 100
-    assert _public_names() - documented == set()
+    assert _public_names() - documented == set(), \
+        "add a '::: nnkit.NAME' line to the family's page in docs/reference/"
     # and the objects of the modules a user reaches through nk.optim, nk.init, nk.train
     dotted = set(re.findall(r"^::: nnkit\.(\w+\.\w+)\s*$", text, re.M))
     for module in ("optim", "init", "train", "trace", "conv"):
@@ -64,7 +65,7 @@ def test_the_cli_page_covers_every_subcommand():
     text = (DOCS / "guide" / "cli.md").read_text(encoding="utf-8")
     headed = {sub for line in text.splitlines() if line.startswith("## ")
               for sub in re.findall(r"`nnkit (\w+)`", line)}
-    assert subs - headed == set()
+    assert subs - headed == set(), "add a '## `nnkit NAME`' section to docs/guide/cli.md"
 
 
 def test_the_app_page_covers_every_key():
@@ -83,4 +84,5 @@ def test_the_app_page_covers_every_key():
     for b in MAIN_BINDINGS + NnkitApp.BINDINGS:
         for key in b.key.split(","):
             shown = names.get(key, key)
-            assert re.search(rf"(^|[\s,]){re.escape(shown)}([\s,]|$)", table, re.M), (key, shown)
+            assert re.search(rf"(^|[\s,]){re.escape(shown)}([\s,]|$)", table, re.M), \
+                f"the key {shown!r} is missing from the key table of docs/guide/app.md"
