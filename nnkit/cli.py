@@ -9,7 +9,7 @@
     nnkit bottleneck [--channels C] [--reduction LO,HI] [--bias both|yes|no]
                                         P3's ResNet bottleneck width
     nnkit gradcheck [--walkthrough NAME ...] [--dtype float64|float32|both]
-                    [--max-elements K] [--strict] [--json] [--verbose]
+                    [--max-elements K] [--strict] [--isa LEVEL|all] [--json] [--verbose]
     nnkit bench [FAMILY ...] [--runs N] [--json FILE] [--quick] [--no-torch]
                                         timings against NumPy and PyTorch, with floors
     nnkit check FILE [-w NAME] [--set KEY=VALUE ...] [--strict] [--json]
@@ -61,14 +61,28 @@ def _run_list(args) -> int:
 
 
 # ------------------------------------------------------------- gradcheck
+# The threaded runs: each walkthrough's threaded_configs() (shapes large enough
+# that the kernels start their OpenMP team, with an odd batch) run with this
+# many threads (NNKIT_NUM_THREADS, which the kernels read on every call), and
+# a smaller seeded sample per tensor (their tensors have ~65k elements; the
+# parameter gradients, reductions over every row, still see a wrong row).
+THREADED_THREADS = 2
+THREADED_MAX_ELEMENTS = 32
+# The level a build without run-time dispatch reports: it was compiled for the
+# builder's CPU (setup.py's -march=native, or NNKIT_PORTABLE's baseline).
+BUILD_LEVEL = "native"
+
+
 def _add_gradcheck(sub) -> argparse.ArgumentParser:
     g = sub.add_parser(
         "gradcheck", help="check every node of every walkthrough against central differences",
         description="Check every node gradient of every walkthrough configuration "
-                    "against central differences (float64).",
+                    "against central differences (float64), the threaded configurations "
+                    f"with {THREADED_THREADS} threads, once per instruction-set level the "
+                    "build has and this CPU runs; the self-test of an installed build.",
         epilog="Exit status: 0 all pass, 1 any check fails (with --strict also a "
-               "vacuous one), 2 usage error. A closed pipe (| head) leaves the status "
-               "the verdict: no traceback, 0 or 1.")
+               "vacuous one, or a gradient on the wrong side of a kink), 2 usage error. "
+               "A closed pipe (| head) leaves the status the verdict: no traceback, 0 or 1.")
     g.add_argument("--walkthrough", "-w", action="append", metavar="NAME",
                    help="only this walkthrough (repeatable; default: all)")
     g.add_argument("--dtype", choices=("float64", "float32", "both"), default="both",
@@ -76,14 +90,33 @@ def _add_gradcheck(sub) -> argparse.ArgumentParser:
                         "uses looser tolerances)")
     g.add_argument("--max-elements", type=int, default=trace.MAX_ELEMENTS, metavar="K",
                    help=f"check at most K sampled elements per tensor "
-                        f"(default {trace.MAX_ELEMENTS})")
+                        f"(default {trace.MAX_ELEMENTS}; the threaded runs at most "
+                        f"{THREADED_MAX_ELEMENTS})")
     g.add_argument("--strict", action="store_true",
                    help="fail a vacuous check (gradients tiny against what a generic "
-                        "upstream gradient gives: it tested nothing)")
+                        "upstream gradient gives: it tested nothing), and check the "
+                        "documented side at kinks: ReLU's gradient exactly 0 where its "
+                        "input is <= 0, max-pool ties to the first maximum")
+    g.add_argument("--isa", default="all", metavar="LEVEL|all",
+                   help="instruction-set level of the kernels to check (NNKIT_ISA), each "
+                        "in a process of its own; default all the levels the build has "
+                        "and this CPU runs")
+    g.add_argument("--no-threaded", dest="threaded", action="store_false",
+                   help="leave out the threaded configurations")
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.add_argument("--verbose", "-v", action="store_true", help="print every tensor's row")
     g.set_defaults(run=_run_gradcheck)
     return g
+
+
+def _isa_levels() -> tuple[tuple[str, ...], str, bool]:
+    """(levels this build contains and this CPU runs, the level running now,
+    whether the build dispatches at run time)."""
+    from . import _kernels
+    supported = getattr(_kernels, "supported_levels", None)
+    if supported is None:
+        return (BUILD_LEVEL,), BUILD_LEVEL, False
+    return tuple(supported()), str(_kernels.level()), True
 
 
 def _run_gradcheck(args) -> int:
@@ -95,26 +128,116 @@ def _run_gradcheck(args) -> int:
                           f"got {unknown[0]!r}")
     if args.max_elements < 1:
         args.parser.error(f"--max-elements: expected >= 1, got {args.max_elements}")
+    available, current, dispatch = _isa_levels()
+    if args.isa == "all":
+        levels = available
+    elif args.isa in available:
+        levels = (args.isa,)
+    else:
+        args.parser.error(f"--isa: expected 'all' or one of {list(available)} (the levels "
+                          f"this build has and this CPU runs), got {args.isa!r}")
+    # NNKIT_ISA is read at start-up: another level needs a process of its own
+    if levels == (current,) and (not dispatch or os.environ.get("NNKIT_ISA") == current):
+        runs = _check_level(args, names, current)
+        return _report_gradcheck(args, runs)
+    runs = []
+    for level in levels:
+        got = _check_in_child(args, names, level)
+        if isinstance(got, int):
+            return got
+        runs += got
+    return _report_gradcheck(args, runs)
+
+
+def _check_level(args, names, level) -> list[dict]:
+    """Every run of this process's kernels: dicts with walkthrough, config,
+    level, threads, the report and its to_dict() (the JSON form)."""
+    reg = trace.registry()
     dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
-    results = []
+    runs = []
     for name in names:
         w = reg[name]
+        plan = [(cfg, None) for cfg in w.check_configs()]
+        if args.threaded:
+            plan += [(cfg, THREADED_THREADS)
+                     for cfg in getattr(w, "threaded_configs", lambda: [])()]
         for dtype in dtypes:
-            for cfg in w.check_configs():
+            for cfg, threads in plan:
                 cfg = dict(cfg)
                 if any(p.name == "dtype" for p in w.params):
                     cfg["dtype"] = dtype
                 elif dtype != "float64":
                     continue
-                t = trace.Trace(w, **cfg)
-                report = t.check_all(max_elements=args.max_elements, strict=args.strict)
-                results.append((name, t.cfg, report))
-    passed = all(r.passed for _, _, r in results)
+                max_elements = (args.max_elements if threads is None
+                                else min(args.max_elements, THREADED_MAX_ELEMENTS))
+                with _num_threads(threads):
+                    t = trace.Trace(w, **cfg)
+                    report = t.check_all(max_elements=max_elements, strict=args.strict)
+                    if args.strict:
+                        report.checks += getattr(w, "kink_checks", lambda t: [])(t)
+                runs.append(dict(walkthrough=name, config=t.cfg, level=level,
+                                 threads=threads, report=report))
+    return runs
+
+
+class _num_threads:
+    """NNKIT_NUM_THREADS set to `n` inside the block (unchanged for None)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        if self.n is not None:
+            self.before = os.environ.get("NNKIT_NUM_THREADS")
+            os.environ["NNKIT_NUM_THREADS"] = str(self.n)
+
+    def __exit__(self, *exc):
+        if self.n is not None:
+            if self.before is None:
+                del os.environ["NNKIT_NUM_THREADS"]
+            else:
+                os.environ["NNKIT_NUM_THREADS"] = self.before
+
+
+def _check_in_child(args, names, level):
+    """The runs of one level, from `python -m nnkit.cli gradcheck --json` with
+    NNKIT_ISA=level; an int (exit status 2) when the child could not run."""
+    import subprocess
+    argv = [sys.executable, "-m", "nnkit.cli", "gradcheck", "--json", "--isa", level,
+            "--dtype", args.dtype, "--max-elements", str(args.max_elements)]
+    argv += [a for n in names for a in ("--walkthrough", n)]
+    argv += ["--strict"] * args.strict + ["--no-threaded"] * (not args.threaded)
+    env = dict(os.environ, NNKIT_ISA=level)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        doc = None
+    if proc.returncode not in (EXIT_OK, EXIT_FAIL) or doc is None:
+        err = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-1:])
+        print(f"nnkit gradcheck: error: level {level!r} (NNKIT_ISA={level}) exited "
+              f"{proc.returncode}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return doc["runs"]
+
+
+def _run_dict(run: dict) -> dict:
+    """The JSON form of a run (a child's runs are in it already)."""
+    if "report" not in run:
+        return run
+    return dict(walkthrough=run["walkthrough"], config=run["config"], level=run["level"],
+                threads=run["threads"], **run["report"].to_dict())
+
+
+def _report_gradcheck(args, runs) -> int:
+    docs = [_run_dict(r) for r in runs]
+    passed = all(d["passed"] for d in docs)
+    levels = list(dict.fromkeys(d["level"] for d in docs))
     if args.json:
-        _emit(json.dumps(dict(passed=passed, strict=args.strict, runs=[
-            dict(walkthrough=n, config=c, **r.to_dict()) for n, c, r in results]), indent=2))
+        _emit(json.dumps(dict(passed=passed, strict=args.strict, levels=levels,
+                              runs=docs), indent=2))
     else:
-        _emit(_gradcheck_table(results, args.verbose, args.strict))
+        _emit(_gradcheck_table(runs, args.verbose, args.strict))
     return EXIT_OK if passed else EXIT_FAIL
 
 
@@ -125,36 +248,65 @@ def _shown_config(w: trace.Walkthrough, cfg: dict) -> str:
                     (k in ("B", "N", "M", "T") or v != defaults.get(k)))
 
 
-def _flags(r) -> str:
-    kinks = sum(len(c.kinks) for c in r.checks)
-    vac = sum(c.vacuous for c in r.checks)
+def _flags(tensors: list[dict]) -> str:
+    kinks = sum(len(c["kinks"]) for c in tensors)
+    vac = sum(c["vacuous"] for c in tensors)
     return ", ".join(s for s in (f"{kinks} kink{'s' * (kinks != 1)}" if kinks else "",
                                  f"{vac} vacuous" if vac else "") if s)
 
 
-def _gradcheck_table(results, verbose: bool, strict: bool) -> str:
+def _gradcheck_table(runs, verbose: bool, strict: bool) -> str:
     reg = trace.registry()
-    rows = []
-    for name, cfg, r in results:
+    rows, details = [], []
+    for run in runs:
+        d = _run_dict(run)
+        tensors = d["tensors"]
         # worst = closest to failing: the largest share of its tolerance used
-        worst = max(r.checks, key=lambda c: (not c.passed, c.tol_used))
-        flags = _flags(r)
-        rows.append((name, cfg.get("dtype", "float64"), len(r.checks), worst.name,
-                     f"{worst.tol_used:.3f}", f"{worst.max_rel_err:.2e}",
-                     ("PASS" if r.passed else "FAIL") + (f" ({flags})" if flags else ""),
-                     _shown_config(reg[name], cfg)))
+        worst = max(tensors, key=lambda c: (not c["passed"], _num(c["tol_used"])))
+        flags = _flags(tensors)
+        config = _shown_config(reg[d["walkthrough"]], d["config"])
+        if d["threads"]:
+            config += f" threads={d['threads']}"
+        rows.append((d["level"], d["walkthrough"], d["config"].get("dtype", "float64"),
+                     len(tensors), worst["name"], f"{_num(worst['tol_used']):.3f}",
+                     f"{_num(worst['max_rel_err']):.2e}",
+                     ("PASS" if d["passed"] else "FAIL") + (f" ({flags})" if flags else ""),
+                     config))
+        if verbose or not d["passed"] or flags:
+            # a report of this process renders its own table; a child's from its dict
+            table = (run["report"].table() if "report" in run
+                     else _tensor_table(d))
+            details += ["", f"    [{d['level']}] " + table.replace("\n", "\n    ")]
     # the config is the last column: never cut, however long
-    out = [format_table(("walkthrough", "dtype", "nodes", "worst node", "tol used",
-                         "max rel err", "result", "config"), rows, "llrlrrll")]
-    for name, cfg, r in results:
-        if verbose or not r.passed or _flags(r):
-            out.append("")
-            out.append("    " + r.table().replace("\n", "\n    "))
-    n_ok = sum(r.passed for _, _, r in results)
-    out.append(f"{n_ok} of {len(results)} runs passed, "
-               f"{sum(len(r.checks) for _, _, r in results)} node gradients checked"
-               + (" (strict: vacuous checks fail)" if strict else ""))
+    out = [format_table(("level", "walkthrough", "dtype", "nodes", "worst node", "tol used",
+                         "max rel err", "result", "config"), rows, "lllrlrrll")]
+    out += details
+    n_ok = sum(_run_dict(r)["passed"] for r in runs)
+    levels = list(dict.fromkeys(_run_dict(r)["level"] for r in runs))
+    out.append(f"{n_ok} of {len(runs)} runs passed, "
+               f"{sum(len(_run_dict(r)['tensors']) for r in runs)} node gradients checked"
+               f" on {len(levels)} level{'s' * (len(levels) != 1)} ({', '.join(levels)})"
+               + (" (strict: vacuous checks and the wrong side of a kink fail)"
+                  if strict else ""))
     return "\n".join(out)
+
+
+def _num(x) -> float:
+    """A JSON float back from to_dict() (non-finite values are strings there)."""
+    return float(x)
+
+
+def _tensor_table(d: dict) -> str:
+    """A run's tensor table from its JSON form (a child process's run)."""
+    rows = [(c["name"], "×".join(map(str, c["shape"])) or "scalar",
+             f"{c['checked']}/{c['total']}", f"{_num(c['max_rel_err']):.2e}",
+             str(tuple(c["worst_index"])), f"{_num(c['analytic']):+.6e}",
+             f"{_num(c['numeric']):+.6e}", f"{_num(c['tol_used']):.3f}", c["verdict"],
+             "; ".join(f"KINK at {tuple(k['index'])}" for k in c["kinks"][:2]))
+            for c in d["tensors"]]
+    return format_table(("tensor", "shape", "checked", "max rel err", "worst index",
+                         "analytic", "numeric", "tol used", "result", "notes"),
+                        rows, "lllrlrrrll", title=d["title"])
 
 
 # --------------------------------------------------------------- lessons

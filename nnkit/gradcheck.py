@@ -407,6 +407,66 @@ def check_tensor(name: str, analytic, f: Callable, x: np.ndarray, *, atol: float
     return check
 
 
+# ------------------------------------------------------------- kink rules
+# At a kink the central difference straddles two slopes, so finite
+# differences accept either side. The library documents which side it takes
+# (PyTorch's): ReLU passes the gradient only where its input is > 0 (0 at
+# exactly 0), and max-pooling routes a window's gradient to its first maximum
+# in row-major window order. These checks hold the analytic gradient to that
+# rule, computed here in NumPy from the forward values (`nnkit gradcheck
+# --strict` runs them through each walkthrough's kink_checks).
+
+def relu_side_check(name: str, pre, grad) -> TensorCheck:
+    """∂L/∂pre must be exactly 0 wherever pre ≤ 0 (pre == 0 included).
+
+    pre: the ReLU's input (any shape) as the walkthrough's node functions give
+    it; grad: the analytic ∂L/∂pre. Exact zeros of `pre` are always judged;
+    other non-positive entries only when clearly below 0 (1e-4 of max |pre|),
+    so a last-bit difference between NumPy's and the kernel's forward never
+    decides a side.
+    """
+    pre = np.asarray(pre, np.float64)
+    a = np.asarray(grad, np.float64)
+    scale = float(np.max(np.abs(pre))) if pre.size else 0.0
+    where = (pre == 0) | (pre < -1e-4 * scale)
+    expected = np.where(where, 0.0, np.nan)
+    check = compare(f"{name} (0 where ≤ 0)", a, expected, atol=np.finfo(np.float64).tiny,
+                    rtol=0.0)
+    return check
+
+
+def maxpool_routing(A, dP, kernel_size: int, stride: int, padding: int) -> np.ndarray:
+    """∂L/∂A of max-pooling by the rule: each window's ∂L/∂P goes to its first
+    maximum in row-major window order (padding never wins); windows that
+    overlap add. A (B, C, H, W), dP (B, C, H'', W''); float64 result."""
+    A = np.asarray(A, np.float64)
+    dP = np.asarray(dP, np.float64)
+    k, s, q = kernel_size, stride, padding
+    B, C, H, W = A.shape
+    Ap = np.pad(A, ((0, 0), (0, 0), (q, q), (q, q)), constant_values=-np.inf)
+    win = np.lib.stride_tricks.sliding_window_view(Ap, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    Ho, Wo = win.shape[2], win.shape[3]
+    # argmax returns the first maximum of the flattened (k·k) window
+    first = win.reshape(B, C, Ho, Wo, k * k).argmax(axis=-1)
+    rows = np.arange(Ho)[:, None] * s + first // k - q          # (B, C, Ho, Wo)
+    cols = np.arange(Wo)[None, :] * s + first % k - q
+    out = np.zeros((B, C, H, W))
+    b_idx, c_idx = np.indices((B, C))
+    np.add.at(out, (b_idx[:, :, None, None], c_idx[:, :, None, None], rows, cols),
+              dP[:, :, :Ho, :Wo])
+    return out
+
+
+def maxpool_tie_check(name: str, A, dP, grad, kernel_size: int, stride: int,
+                      padding: int, dtype) -> TensorCheck:
+    """The analytic ∂L/∂A of a max-pool against maxpool_routing (ties to the
+    first maximum), everywhere, within the dtype's tolerances (overlapping
+    windows add in an order the kernel chooses)."""
+    expected = maxpool_routing(A, dP, kernel_size, stride, padding)
+    return compare(f"{name} (ties → first max)", np.asarray(grad, np.float64), expected,
+                   **tolerances(dtype))
+
+
 def gradcheck(forward: Callable, backward: Callable, inputs: Mapping[str, np.ndarray], *,
               wrt: Iterable[str] | None = None, seed: int = 0, h: float = DEFAULT_STEP,
               atol: float | None = None, rtol: float | None = None,

@@ -16,6 +16,12 @@ FUSED = Param("fused", True, "analytic gradients from the fused norm+ReLU kernel
               "(what the layer with relu=True runs); off: norm, then ReLU")
 
 
+# "kink": place exactly one ReLU input at exactly 0 (how, each walkthrough's
+# leaves say), so `nnkit gradcheck --strict` sees the side a kernel takes there
+KINK = Param("kink", False, "put one ReLU input at exactly 0 (the kink) to check the "
+             "gradient's side there")
+
+
 def common_params() -> tuple[Param, ...]:
     """The parameters every walkthrough ends with: seed, then dtype."""
     return (SEED, DTYPE)
@@ -63,6 +69,21 @@ def cross_entropy(Z, y) -> np.float64:
     if y.ndim == 1:
         return -np.mean(logp[np.arange(len(y)), y])
     return -np.sum(np.asarray(y, np.float64) * logp) / Z.shape[0]
+
+
+def zero_mean_integers(n: int) -> np.ndarray:
+    """n ≥ 3 distinct small integers summing to 0, exactly one of them 0 (at
+    index 0): a column whose mean is exactly 0 in any float type, so the row
+    holding the 0 normalizes to exactly 0. [0, 1, −1, 2, −2, …], ending
+    1, 2, −3 when n − 1 is odd."""
+    if n < 3:
+        raise ValueError(f"n: expected >= 3, got {n}")
+    body = [1, 2, -3] if (n - 1) % 2 else []
+    k = 4
+    while len(body) < n - 1:
+        body += [k, -k]
+        k += 1
+    return np.array([0] + body, dtype=np.float64)
 
 
 def cast(values: dict, dtype) -> dict:

@@ -23,8 +23,10 @@ import numpy as np
 
 import nnkit as nk
 
+from ..gradcheck import relu_side_check
 from ..trace import Node, Param, Term, Trace, Walkthrough, register
-from ._common import FUSED, affine_nodes, cast, common_params, scale_shift_relu_nodes
+from ._common import (FUSED, KINK, affine_nodes, cast, common_params, scale_shift_relu_nodes,
+                      zero_mean_integers)
 
 
 def _mean(Y):
@@ -49,6 +51,7 @@ class BatchNormReLU(Walkthrough):
         Param("eps", 1e-5, "ε added to the variance", minimum=0.0),
         Param("constant_feature", False, "make feature 0 constant (W row 0 = 0)"),
         FUSED,
+        KINK,
         *common_params(),
     )
 
@@ -86,7 +89,22 @@ class BatchNormReLU(Walkthrough):
             X=rng.standard_normal((B, N)), W=W, b=rng.standard_normal(M),
             gamma=1.0 + 0.5 * rng.standard_normal(M), beta=0.5 * rng.standard_normal(M),
             G=rng.standard_normal((B, M)))
+        if cfg["kink"]:
+            # Y[:, 0] = X[:, 0] (W row 0 = e₀, b₀ = 0): integers with mean
+            # exactly 0 and one 0, so Ŷ[0, 0] = 0 and, with β₀ = 0, Z[0, 0] = 0
+            # exactly (the only such entry) in every float type
+            vals["W"][0] = 0.0
+            vals["W"][0, 0] = 1.0
+            vals["b"][0] = 0.0
+            vals["beta"][0] = 0.0
+            vals["X"][:, 0] = zero_mean_integers(B)
         return cast(vals, cfg["dtype"])
+
+    def validate(self, cfg):
+        if cfg["kink"] and cfg["B"] < 3:
+            raise ValueError(f"B: kink=True needs B >= 3 (a row at the mean), got {cfg['B']}")
+        if cfg["kink"] and cfg["constant_feature"]:
+            raise ValueError("kink: expected constant_feature=False (both set feature 0)")
 
     def forward(self, leaves, cfg):
         Y, _ = nk.affine_forward(leaves["X"], leaves["W"], leaves["b"])
@@ -149,7 +167,19 @@ class BatchNormReLU(Walkthrough):
         unfused = [dict(B=4, N=3, M=5, fused=False),
                    dict(B=6, N=4, M=5, constant_feature=True, fused=False),
                    dict(B=7, N=5, M=3, seed=1, fused=False)]
-        return fused + unfused
+        kinks = [dict(B=5, N=3, M=4, kink=True, seed=3),
+                 dict(B=6, N=3, M=4, kink=True, seed=3, fused=False)]
+        return fused + unfused + kinks
+
+    def threaded_configs(self):
+        """B·M ≥ 65,536 starts the batch-norm kernels' row team; an odd batch
+        leaves the two threads unequal blocks of rows."""
+        return [dict(B=257, N=4, M=256, kink=True, seed=7),
+                dict(B=257, N=4, M=256, kink=True, seed=7, fused=False)]
+
+    def kink_checks(self, trace):
+        """∂L/∂Z is 0 wherever Z ≤ 0 (the ReLU's documented side)."""
+        return [relu_side_check("Z", trace.value("Z"), trace.grad("Z"))]
 
 
 def _fmt(a, k=6):

@@ -192,6 +192,11 @@ class LSTMWalkthrough(Walkthrough):
             return _norm_lines(trace, "h", T, "h")
         return []
 
+    def threaded_configs(self):
+        """B·H²·gates ≥ 32,768 multiply-adds a step (gated.ROW_SPLIT_MIN) with
+        B ≥ 8 rows starts the row team; an odd batch splits unevenly."""
+        return [dict(T=2, B=11, N=3, H=32, seed=7)]
+
     def check_configs(self):
         return [dict(), dict(T=1, B=1, N=1, H=1), dict(T=4, B=3, N=4, H=5, seed=1),
                 dict(T=5, w_scale=3.0, seed=2), dict(T=3, B=4, N=3, H=6, w_scale=0.3, seed=3)]
@@ -278,6 +283,11 @@ class GRUWalkthrough(Walkthrough):
         if key.startswith("h["):
             return _norm_lines(trace, "h", trace.cfg["T"], "h")
         return []
+
+    def threaded_configs(self):
+        """B·H²·gates ≥ 32,768 multiply-adds a step (gated.ROW_SPLIT_MIN) with
+        B ≥ 8 rows starts the row team; an odd batch splits unevenly."""
+        return [dict(T=2, B=11, N=3, H=32, seed=7)]
 
     def check_configs(self):
         return [dict(), dict(T=1, B=1, N=1, H=1), dict(T=4, B=3, N=4, H=5, seed=1),

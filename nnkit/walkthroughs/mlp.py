@@ -18,8 +18,9 @@ import numpy as np
 
 import nnkit as nk
 
+from ..gradcheck import relu_side_check
 from ..trace import Node, Param, Walkthrough, register
-from ._common import cast, common_params, cross_entropy
+from ._common import KINK, cast, common_params, cross_entropy
 
 
 
@@ -38,6 +39,7 @@ class MLPSoftmax(Walkthrough):
         Param("K", 3, "classes", minimum=2, maximum=1024),
         Param("targets", "indices", "labels as class indices (B,) or soft targets (B, K)",
               choices=("indices", "soft")),
+        KINK,
         *common_params(),
     )
 
@@ -66,6 +68,13 @@ class MLPSoftmax(Walkthrough):
                     b1=0.5 * rng.standard_normal(H),
                     W2=rng.standard_normal((K, H)) / np.sqrt(H),
                     b2=0.5 * rng.standard_normal(K))
+        if cfg["kink"]:
+            # Y1[0, 0] = X[0, 0]·1 + 0 = 0 exactly, the only such entry (one
+            # element at the kink, so every perturbation crosses one kink)
+            vals["W1"][0] = 0.0
+            vals["W1"][0, 0] = 1.0
+            vals["b1"][0] = 0.0
+            vals["X"][0, 0] = 0.0
         if cfg["targets"] == "soft":
             E = np.exp(rng.standard_normal((B, K)))
             vals["y"] = E / E.sum(axis=1, keepdims=True)
@@ -90,4 +99,14 @@ class MLPSoftmax(Walkthrough):
     def check_configs(self):
         return [dict(), dict(B=1, N=1, H=1, K=2), dict(B=7, N=5, H=6, K=4, seed=1),
                 dict(B=16, N=8, H=12, K=10, seed=2), dict(targets="soft", seed=3),
-                dict(B=9, N=4, H=8, K=5, targets="soft", seed=4)]
+                dict(B=9, N=4, H=8, K=5, targets="soft", seed=4),
+                dict(B=5, N=3, H=4, K=3, kink=True, seed=5)]
+
+    def threaded_configs(self):
+        """Y1 (B·H ≥ 65,536 elements) starts the ReLU kernels' thread team;
+        an odd batch leaves the threads unequal blocks."""
+        return [dict(B=257, N=4, H=256, K=3, kink=True, seed=6)]
+
+    def kink_checks(self, trace):
+        """∂L/∂Y1 is 0 wherever Y1 ≤ 0 (the ReLU's documented side)."""
+        return [relu_side_check("Y₁", trace.value("Y1"), trace.grad("Y1"))]

@@ -165,6 +165,12 @@ class NormsWalkthrough(Walkthrough):
                     f"{var.max():.4f}] (v/(v+ε) ≈ 1)."]
         return []
 
+    def threaded_configs(self):
+        """2·rows·D ≥ 65,536 (rows·D = 33·4·256 elements) starts the norms
+        kernels' team; an odd batch leaves the threads unequal blocks."""
+        return [dict(norm=kind, B=33, C=4, F=256, seed=7, **extra) for kind, extra in
+                (("layer", {}), ("instance", {}), ("batch", {}), ("group", dict(groups=2)))]
+
     def check_configs(self):
         out = []
         for kind in ("layer", "instance", "batch"):

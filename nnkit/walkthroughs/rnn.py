@@ -239,6 +239,11 @@ class BiRNNWalkthrough(Walkthrough):
                                 [f"h{c}[{t}]" for t in order], W, f"h^{c}", f"W^{c}",
                                 "right to left" if c == "f" else "left to right")
 
+    def threaded_configs(self):
+        """B·M² ≥ 32,768 multiply-adds a step (rnn.ROW_SPLIT_MIN) with B ≥ 8
+        rows starts the time loop's row team; an odd batch splits unevenly."""
+        return [dict(T=2, B=33, N=3, M=32, K=2, seed=7)]
+
     def check_configs(self):
         return [
             dict(), dict(T=1, B=1, N=1, M=1, K=1), dict(T=2, B=3, N=4, M=5, K=3, seed=1),
@@ -354,6 +359,11 @@ class RNNWalkthrough(Walkthrough):
         return _vanishing_lines(trace, [f"h[{t}]" for t in range(T + 1)],
                                 [f"h[{t}]" for t in range(1, T + 1)], trace.value("Wh"),
                                 "h", "Wh", "right to left")
+
+    def threaded_configs(self):
+        """B·M² ≥ 32,768 multiply-adds a step (rnn.ROW_SPLIT_MIN) with B ≥ 8
+        rows starts the time loop's row team; an odd batch splits unevenly."""
+        return [dict(T=3, B=33, N=3, M=32, seed=7)]
 
     def check_configs(self):
         return [dict(), dict(T=1, B=1, N=1, M=1), dict(T=6, B=3, N=4, M=5, seed=1),
