@@ -284,6 +284,8 @@ def receptive_field(layers: Sequence[tuple]) -> tuple[int, int]:
 
 # ----------------------------------------------------------------- summary
 class SummaryRow(NamedTuple):
+    """One layer of `summary`: its output shape, parameters, MACs and the
+    receptive field of one output element (None past a Flatten or Linear)."""
     index: int
     layer: str            # "Conv2d(3→16, k=3, s=1, p=1)"
     output_shape: tuple
@@ -293,6 +295,8 @@ class SummaryRow(NamedTuple):
 
 
 class Summary(NamedTuple):
+    """What `summary(model, input_shape)` returns: a `SummaryRow` per layer and
+    the totals; `table()` is the text it prints."""
     input_shape: tuple
     layout: str
     rows: list
@@ -429,6 +433,9 @@ def bottleneck_params(channels: int = 64, width: int = 64, kernel_size: int = 3,
 
 
 class BottleneckSolution(NamedTuple):
+    """What `solve_bottleneck` returns (P3): the plain block's parameter count,
+    the bottleneck's as a polynomial in its width k, the real interval of k
+    that cuts the parameters by `reduction`, and the integer widths inside it."""
     channels: int
     kernel_size: int
     bias: bool

@@ -134,6 +134,7 @@ def constant(shape, rng=None, *, value: float = 0.0, dtype=np.float64) -> np.nda
 
 
 def zeros(shape, rng=None, *, dtype=np.float64) -> np.ndarray:
+    """All zeros (`constant` with value 0; `rng` is accepted and unused, as every initializer takes it)."""
     return constant(shape, rng, value=0.0, dtype=dtype)
 
 
