@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import ipaddress
 import shlex
-import socket
 import sys
 from dataclasses import dataclass
 
@@ -85,48 +84,36 @@ def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def port_problem(host: str, port: int) -> str | None:
-    """Why `host:port` cannot be bound, or None. Checked before serving, since
-    textual-serve would announce its URL and then fail with a traceback."""
-    try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                       flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        return f"--host: expected an address of this machine, got {host!r} ({exc.strerror})"
-    for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as s:
-            # as aiohttp binds: SO_REUSEADDR, so a port in TIME_WAIT is free
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(address)
-            except OSError as exc:
-                return f"--port: cannot serve on {url(host, port)}: {exc.strerror}"
-    return None
-
-
 def serve(options: ServeOptions) -> int:
     """Serve until Ctrl+C (exit status 0); 2 with a one-line message when
-    textual-serve is missing or the port cannot be bound."""
+    textual-serve is missing or host:port cannot be bound."""
     try:
+        from aiohttp import web
         from textual_serve.server import Server
     except ImportError:
         print(f"nnkit-tui: error: --serve needs textual-serve: {INSTALL_HINT}", file=sys.stderr)
         return 2
-    problem = port_problem(options.host, options.port)
-    if problem is not None:
-        print(f"nnkit-tui: error: {problem}", file=sys.stderr)
-        return 2
     where = url(options.host, options.port)
-    if not is_loopback(options.host):
-        print(f"nnkit-tui: warning: --host {options.host}: the app is reachable from the "
-              f"network; anyone who opens port {options.port} runs it as you, on this "
-              "machine (no password, no encryption)", file=sys.stderr)
+
+    def ready(_aiohttp_message: str) -> None:
+        if not is_loopback(options.host):
+            print(f"nnkit-tui: warning: --host {options.host}: the app is reachable from the "
+                  f"network; anyone who opens port {options.port} runs it as you, on this "
+                  "machine (no password, no encryption)", file=sys.stderr)
+        print(f"nnkit-tui: serving on {where} (Ctrl+C stops)", flush=True)
 
     class NnkitServer(Server):
         sessions: set[asyncio.Task] = set()     # one handler task per open browser tab
 
+        def serve(self, debug: bool = False) -> None:
+            # as textual-serve's, but its ready line is ours, printed by
+            # aiohttp once the port is bound (on_startup runs before the bind)
+            self.debug = debug
+            self.initialize_logging()
+            web.run_app(self._make_app(), host=self.host, port=self.port, print=ready)
+
         async def on_startup(self, app) -> None:
-            print(f"nnkit-tui: serving on {where} (Ctrl+C stops)", flush=True)
+            pass             # textual-serve prints its logo here
 
         async def handle_websocket(self, request):
             task = asyncio.current_task()
@@ -155,8 +142,8 @@ def serve(options: ServeOptions) -> int:
                          port=options.port, title="nnkit-tui")
     try:
         server.serve()
-    except OSError as exc:   # the port taken between the check and the bind
-        print(f"nnkit-tui: error: --port: cannot serve on {where}: {exc.strerror or exc}",
+    except OSError as exc:   # a port in use, an address not of this machine
+        print(f"nnkit-tui: error: cannot serve on {where}: {exc.strerror or exc}",
               file=sys.stderr)
         return 2
     return 0
