@@ -791,7 +791,9 @@ class LSTM(_GatedRNN):
     dropout=p (torch's `dropout`, a drop probability in [0, 1)): inverted
     dropout on each layer's output except the last's, in training mode only;
     masks from the layer's generator when seed or rng is given, else the
-    library's (nk.seed).
+    library's (nk.seed). state_dict() does not hold the generator's state
+    (as torch's does not hold its RNG's): a run resumed from a checkpoint
+    with dropout > 0 draws other masks than the uninterrupted run.
 
     Where nnkit differs on purpose: time-major (T, B, N) is the default as in
     PyTorch, but forward returns only `output` (the final states are the
