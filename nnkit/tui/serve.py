@@ -124,7 +124,7 @@ def serve(options: ServeOptions) -> int:
                 self.sessions.discard(task)
 
         async def on_shutdown(self, app) -> None:
-            # Ctrl+C: aiohttp would wait a minute for open tabs to close;
+            # Ctrl+C: aiohttp alone waits for open tabs, then drops them;
             # cancelling a session makes textual-serve quit its app and close
             # the tab's websocket now (aiohttp's advice: close websockets here)
             for task in list(self.sessions):

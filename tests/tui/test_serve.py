@@ -183,10 +183,17 @@ def start_server(*argv: str, port: int) -> subprocess.Popen:
     return proc
 
 
+def ctrl_c(proc: subprocess.Popen) -> None:
+    """Ctrl+C, once: a second one during the shutdown exits 1."""
+    if not getattr(proc, "interrupted", False):
+        proc.interrupted = True
+        proc.send_signal(signal.SIGINT)
+
+
 def stop_server(proc: subprocess.Popen) -> tuple[int, str]:
     """Ctrl+C; (exit status, stderr). The timeout only keeps a hung server
-    from hanging the run (aiohttp alone would wait a minute for open tabs)."""
-    proc.send_signal(signal.SIGINT)
+    from hanging the run."""
+    ctrl_c(proc)
     try:
         _, err = proc.communicate(timeout=45)
     except subprocess.TimeoutExpired:
@@ -204,22 +211,31 @@ def page(port: int, host_header: str | None = None) -> str:
         return r.read().decode()
 
 
-async def first_screen(port: int, needle: bytes) -> bytes:
-    """What the served app sends over the page's websocket until `needle`."""
+async def ctrl_c_with_a_tab_open(proc: subprocess.Popen, port: int, needle: bytes):
+    """Open the app's websocket as a tab does, read until `needle` is drawn,
+    press Ctrl+C with the tab still open. (what the app drew, (type, data)
+    of the message that ended the websocket)"""
     import aiohttp
     got = b""
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(f"ws://127.0.0.1:{port}/ws?width=100&height=32") as ws:
             while needle not in got:
                 msg = await asyncio.wait_for(ws.receive(), 120)
-                if msg.type != aiohttp.WSMsgType.BINARY and msg.type != aiohttp.WSMsgType.TEXT:
+                if msg.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                     raise AssertionError(f"websocket {msg.type} before {needle!r}: {got[-500:]!r}")
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     got += msg.data
-    return got
+            ctrl_c(proc)
+            # the server ends the session itself; the timeout only guards
+            # against a hang
+            while True:
+                msg = await asyncio.wait_for(ws.receive(), 45)
+                if msg.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                    return got, (msg.type, msg.data)
 
 
 def test_the_server_prints_its_url_serves_the_app_and_stops_on_ctrl_c():
+    import aiohttp
     need_textual_serve()
     port = free_port()
     proc = start_server("rnn", "--seed", "7", port=port)
@@ -228,13 +244,15 @@ def test_the_server_prints_its_url_serves_the_app_and_stops_on_ctrl_c():
         assert f'data-session-websocket-url="ws://127.0.0.1:{port}/ws"' in page(port)
         assert ('data-session-websocket-url="ws://teacher.lan:8000/ws"'
                 in page(port, "teacher.lan:8000"))
-        # the app behind the websocket is the one the command line named
-        shown = asyncio.run(first_screen(port, b"seed=7"))
-        assert b"rnn" in shown
+        shown, ending = asyncio.run(ctrl_c_with_a_tab_open(proc, port, b"seed=7"))
     finally:
         status, err = stop_server(proc)
-    assert status == 0
-    assert "Traceback" not in err, err
+    # the app behind the websocket is the one the command line named
+    assert b"rnn" in shown
+    # the server closed the tab's session itself (a close frame, 1000: normal),
+    # not aiohttp dropping the connection after its wait (CLOSED, no frame)
+    assert ending == (aiohttp.WSMsgType.CLOSE, 1000)
+    assert status == 0 and "Traceback" not in err, err
 
 
 # -- a browser ---------------------------------------------------------------------
