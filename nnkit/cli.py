@@ -160,7 +160,10 @@ def _check_level(args, names, level) -> list[dict]:
     runs = []
     for name in names:
         w = reg[name]
-        plan = [(cfg, None) for cfg in w.check_configs()]
+        # kernel_configs: settings a derivation does not cover (conv stride,
+        # dilation, overlapping pools), checked here but not by `nnkit check`
+        plan = [(cfg, None) for cfg in
+                w.check_configs() + getattr(w, "kernel_configs", lambda: [])()]
         if args.threaded:
             plan += [(cfg, THREADED_THREADS)
                      for cfg in getattr(w, "threaded_configs", lambda: [])()]

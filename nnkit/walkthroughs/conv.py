@@ -209,25 +209,29 @@ class ConvNet(Walkthrough):
                     K=g.dW, X=g.dX)
 
     def check_configs(self):
-        # pool 3×3 stride 1 padding 1: overlapping windows (the gradient of
-        # one A entry sums over up to 9 windows) and padded borders
-        overlap = dict(pool_k=3, pool_stride=1)
         return [dict(), dict(B=1, C=1, H=2, W=2, F=1, k=1, padding=0, classes=2),
                 dict(B=3, C=3, H=8, W=6, F=4, k=3, padding=1, seed=1),
                 dict(B=2, C=1, H=7, W=9, F=2, k=2, padding=0, classes=3, seed=2),
                 dict(B=4, C=2, H=6, W=6, F=3, k=5, padding=2, classes=5, seed=3),
                 dict(pool="avg"), dict(B=3, C=2, H=8, W=6, F=4, pool="avg", seed=4),
                 dict(pool="lp"), dict(B=3, C=2, H=8, W=6, F=4, pool="lp", seed=5),
-                # stride 2 and dilation 2, each alone and together (odd sizes:
-                # the last window of a row does not reach the border)
-                dict(B=3, C=2, H=9, W=8, F=3, k=3, padding=1, stride=2, seed=6),
+                dict(B=3, C=2, H=8, W=8, F=3, kink=True, seed=12)]
+
+    def kernel_configs(self):
+        """Kernel settings beyond the derivation's stride-1 conv and 2×2 pool
+        (which `nnkit check` holds a student's formulas to): `nnkit gradcheck`
+        runs these too. Stride 2 and dilation 2, each alone and together (odd
+        sizes: the last window of a row does not reach the border), and 3×3
+        stride-1 pools, padded where the pool has padding: overlapping windows
+        (one A entry's gradient sums over up to 9 windows) and padded borders."""
+        overlap = dict(B=3, C=2, H=7, W=7, F=3, pool_k=3, pool_stride=1)
+        return [dict(B=3, C=2, H=9, W=8, F=3, k=3, padding=1, stride=2, seed=6),
                 dict(B=2, C=2, H=9, W=7, F=3, k=3, padding=2, dilation=2, seed=7),
                 dict(B=3, C=2, H=11, W=9, F=2, k=3, padding=1, stride=2, dilation=2,
                      seed=8),
-                dict(B=3, C=2, H=7, W=7, F=3, kink=True, pool_padding=1, seed=9, **overlap),
-                dict(B=3, C=2, H=7, W=7, F=3, pool="avg", pool_padding=1, seed=10, **overlap),
-                dict(B=3, C=2, H=7, W=7, F=3, pool="lp", seed=11, **overlap),
-                dict(B=3, C=2, H=8, W=8, F=3, kink=True, seed=12)]
+                dict(overlap, kink=True, pool_padding=1, seed=9),
+                dict(overlap, pool="avg", pool_padding=1, seed=10),
+                dict(overlap, pool="lp", seed=11)]
 
     def threaded_configs(self):
         """The conv kernels split the batch over the threads from B = 2 (an odd
