@@ -140,7 +140,12 @@ def _run_gradcheck(args) -> int:
         args.parser.error(f"--isa: expected 'all' or one of {list(available)} (the levels "
                           f"this build has and this CPU runs), got {args.isa!r}")
     # NNKIT_ISA is read at start-up: another level needs a process of its own
-    if levels == (current,) and (not dispatch or os.environ.get("NNKIT_ISA") == current):
+    forced = os.environ.get("NNKIT_ISA")
+    if dispatch and forced in levels and forced != current:
+        # a child whose kernels did not take the level it was started with
+        # (never start another child: that would recurse)
+        args.parser.error(f"--isa: NNKIT_ISA={forced} is set but the kernels run {current!r}")
+    if levels == (current,) and (not dispatch or forced == current):
         runs = _check_level(args, names, current)
         return _report_gradcheck(args, runs)
     runs = []

@@ -297,6 +297,16 @@ def test_isa_level_this_cpu_lacks_is_refused(monkeypatch, capsys):
     assert "['baseline', 'avx2']" in capsys.readouterr().err
 
 
+def test_isa_level_not_taken_is_an_error_not_a_recursion(monkeypatch, capsys):
+    """A child started with NNKIT_ISA=baseline whose kernels run avx2 says so."""
+    _fake_dispatch(monkeypatch, ("baseline", "avx2"), "avx2")
+    monkeypatch.setenv("NNKIT_ISA", "baseline")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["gradcheck", "-w", "mlp", "--isa", "baseline"])
+    assert e.value.code == 2
+    assert "NNKIT_ISA=baseline is set but the kernels run 'avx2'" in capsys.readouterr().err
+
+
 def test_isa_all_runs_each_level_in_a_child(monkeypatch, capsys):
     """With dispatch, every level runs in a process of its own with NNKIT_ISA
     set; the runs come back with their level and the table shows it."""
