@@ -1,5 +1,6 @@
-"""The README's nnkit-tui section says what the app does: its example opens a
-white Ŷ (issue 8.12) and its capture's header is the app's."""
+"""The app's docs page (docs/guide/app.md; the README's nnkit-tui section
+until the README was cut short) says what the app does: its whitening example
+opens a white Ŷ (issue 8.12) and its capture's header is the app's."""
 from __future__ import annotations
 
 import re
@@ -13,12 +14,11 @@ from nnkit.tui.app import parse_args
 
 from tui_helpers import settle
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+APP_PAGE = Path(__file__).resolve().parents[2] / "docs" / "guide" / "app.md"
 
 
 def tui_section() -> str:
-    text = README.read_text(encoding="utf-8")
-    return text[text.index("## nnkit-tui"):text.index("\n## ", text.index("## nnkit-tui") + 1)]
+    return APP_PAGE.read_text(encoding="utf-8")
 
 
 def test_the_whitening_example_opens_a_white_yhat():
