@@ -235,8 +235,8 @@ async def ctrl_c_with_a_tab_open(proc: subprocess.Popen, port: int, needle: byte
 
 
 def test_the_server_prints_its_url_serves_the_app_and_stops_on_ctrl_c():
-    import aiohttp
     need_textual_serve()
+    import aiohttp
     port = free_port()
     proc = start_server("rnn", "--seed", "7", port=port)
     try:
