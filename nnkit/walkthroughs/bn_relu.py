@@ -167,8 +167,11 @@ class BatchNormReLU(Walkthrough):
         unfused = [dict(B=4, N=3, M=5, fused=False),
                    dict(B=6, N=4, M=5, constant_feature=True, fused=False),
                    dict(B=7, N=5, M=3, seed=1, fused=False)]
+        # the kink in a vector lane (M = 4) and in the kernels' scalar tail
+        # (M = 1: the only feature is the tail)
         kinks = [dict(B=5, N=3, M=4, kink=True, seed=3),
-                 dict(B=6, N=3, M=4, kink=True, seed=3, fused=False)]
+                 dict(B=6, N=3, M=4, kink=True, seed=3, fused=False),
+                 dict(B=5, N=2, M=1, kink=True, seed=4)]
         return fused + unfused + kinks
 
     def threaded_configs(self):
