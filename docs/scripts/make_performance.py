@@ -307,6 +307,9 @@ def render(data: dict, figures_dir: str, *, source: str, extra: dict | None = No
     out += [INTRO, "## The machine", ""]
     out += machine_lines(m, data.get("runs"), extra) + [""]
     os.makedirs(figures_dir, exist_ok=True)
+    for old in os.listdir(figures_dir):      # a previous run's figures: none may linger
+        if old.startswith("perf-") and old.endswith(".png"):
+            os.remove(os.path.join(figures_dir, old))
     if overview_figure(data, os.path.join(figures_dir, "perf-overview.png")):
         out += ["## Against PyTorch, every row", "",
                 f"![PyTorch time / nnkit time for every row]({figures_rel}/perf-overview.png)",

@@ -62,6 +62,9 @@ def fixture(tmp_path, **machine_overrides):
 def test_performance_page_from_json(tmp_path, mpl):
     mp = script("make_performance")
     out, figs = tmp_path / "performance.md", tmp_path / "figures"
+    figs.mkdir()
+    (figs / "perf-gone-ratio.png").write_bytes(PNG)       # from an earlier run
+    (figs / "p9-vanishing-bound.png").write_bytes(PNG)    # not the page's: kept
     assert mp.main([str(fixture(tmp_path)), "--out", str(out), "--figures", str(figs)]) == 0
     page = out.read_text()
     lines = page.splitlines()
@@ -89,6 +92,8 @@ def test_performance_page_from_json(tmp_path, mpl):
                  "perf-overview.png"):
         assert (figs / name).read_bytes()[:8] == PNG
         assert f"](figures/{name})" in page
+    assert not (figs / "perf-gone-ratio.png").exists()
+    assert (figs / "p9-vanishing-bound.png").exists()
 
 
 def test_performance_page_is_byte_stable(tmp_path, mpl):
