@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import ipaddress
 import shlex
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -97,9 +98,12 @@ def serve(options: ServeOptions) -> int:
 
     def ready(_aiohttp_message: str) -> None:
         if not is_loopback(options.host):
+            # 0.0.0.0 / :: is no address a student can type: name one
+            at = (f" at http://{socket.gethostname()}:{options.port} or this machine's IP "
+                  "address" if options.host in ("0.0.0.0", "::") else "")
             print(f"nnkit-tui: warning: --host {options.host}: the app is reachable from the "
-                  f"network; anyone who opens port {options.port} runs it as you, on this "
-                  "machine (no password, no encryption)", file=sys.stderr)
+                  f"network{at}; anyone who opens it runs the app as you, on this machine "
+                  "(no password, no encryption)", file=sys.stderr)
         print(f"nnkit-tui: serving on {where} (Ctrl+C stops)", flush=True)
 
     class NnkitServer(Server):
