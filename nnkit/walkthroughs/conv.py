@@ -236,10 +236,15 @@ class ConvNet(Walkthrough):
     def threaded_configs(self):
         """The conv kernels split the batch over the threads from B = 2 (an odd
         B leaves them unequal shares); the pool and ReLU kernels start their
-        team from B·F·H'·W' ≥ 65,536 (3·16·40·40): one run per pool."""
+        team from B·F·H'·W' ≥ 65,536 (3·16·40·40): one run per pool. With
+        B = 1 the conv takes its im2col route (see below)."""
         big = dict(B=3, C=2, H=40, W=40, F=16, k=3, padding=1, kink=True, seed=13)
+        # B = 1 with two threads: no batch to split, so the conv runs its other
+        # route, im2col then a threaded BLAS product; stride and dilation there
+        single = dict(B=1, C=2, H=9, W=8, F=3, k=3, padding=1)
         return [dict(big), dict(big, pool="avg", kink=False),
-                dict(big, pool="lp", kink=False)]
+                dict(big, pool="lp", kink=False),
+                dict(single, stride=2, seed=14), dict(single, padding=2, dilation=2, seed=15)]
 
     def kink_checks(self, trace):
         """∂L/∂Y is 0 wherever Y ≤ 0; a max-pool's ∂L/∂A goes to each
