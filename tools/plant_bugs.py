@@ -111,6 +111,10 @@ BUGS = [
      "    else:\n        for n in prange(B - 1, nogil=True, schedule=\"static\", num_threads=nthreads):\n"
      "            t = threadid()\n            if tiled:",
      "off-by-one in a threaded chunk"),
+    ("rnn-row-team-last-row", "pyx/rnn.pyx",
+     "i1[0] = B if tid == nteam - 1 else rows * (groups * (tid + 1) // nteam)",
+     "i1[0] = B - 1 if tid == nteam - 1 else rows * (groups * (tid + 1) // nteam)",
+     "off-by-one in a threaded chunk"),
     # --- stride / dilation / padding handling
     ("conv-im2col-dilation", "pyx/conv.pyx",
      "                    dst = col + ((c * kh + i) * kw + j) * L + oh * Wo\n"
@@ -230,9 +234,11 @@ def plant(bug, repo, python, after_root, skip_tests, skip_before, log) -> dict:
     result = dict(id=bid, category=category, file=rel, modules=modules)
     try:
         open(path, "w").write(text.replace(old, new))
-        now = time.time() + 1
+        now = time.time()
         for so in others:                  # fresh: setup.py rebuilds only `modules`
             os.utime(so, (now, now))
+        for m in modules:                  # stale, whatever the clock says
+            os.utime(so_path(repo, m), (1, 1))
         result["built"] = run([python, "setup.py", "build_ext", "--inplace"], repo,
                               env, log) == 0
         if not result["built"]:
@@ -257,7 +263,7 @@ def plant(bug, repo, python, after_root, skip_tests, skip_before, log) -> dict:
                 f.write(blob)
         for c, code in gen.items():
             open(c, "w").write(code)
-        now = time.time() + 2
+        now = time.time()                  # newer than the reverted source
         for so in [so_path(repo, m) for m in modules] + others:
             os.utime(so, (now, now))
 
