@@ -435,6 +435,26 @@ def relu_side_check(name: str, pre, grad) -> TensorCheck:
     return check
 
 
+def relu_sum_check(name: str, pre, upstream, grad, dtype, weights=None) -> TensorCheck:
+    """A parameter gradient that sums the ReLU's masked upstream gradient over
+    rows, by the rule: grad_j = Σ_i [pre_ij > 0] · upstream_ij (· weights_ij)
+    (batch norm's ∂L/∂β, with weights Ŷ its ∂L/∂γ). A kernel that recomputes
+    the mask inside its sums has its side at 0 seen here and nowhere else:
+    finite differences accept either side of the kink. Columns holding an
+    input too close to 0 to be sure of its sign (not exactly 0, within 1e-4 of
+    max |pre|) are left out; within the dtype's tolerances (sums in another
+    order)."""
+    pre = np.asarray(pre, np.float64)
+    g = np.where(pre > 0, np.asarray(upstream, np.float64), 0.0)
+    if weights is not None:
+        g = g * np.asarray(weights, np.float64)
+    scale = float(np.max(np.abs(pre))) if pre.size else 0.0
+    unsure = ((pre != 0) & (np.abs(pre) <= 1e-4 * scale)).any(axis=0)
+    expected = np.where(unsure, np.nan, g.sum(axis=0))
+    return compare(f"{name} (Σ over Z > 0)", np.asarray(grad, np.float64), expected,
+                   **tolerances(dtype))
+
+
 def maxpool_routing(A, dP, kernel_size: int, stride: int, padding: int) -> np.ndarray:
     """∂L/∂A of max-pooling by the rule: each window's ∂L/∂P goes to its first
     maximum in row-major window order (padding never wins); windows that

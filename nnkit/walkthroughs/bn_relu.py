@@ -23,7 +23,7 @@ import numpy as np
 
 import nnkit as nk
 
-from ..gradcheck import relu_side_check
+from ..gradcheck import relu_side_check, relu_sum_check
 from ..trace import Node, Param, Term, Trace, Walkthrough, register
 from ._common import (FUSED, KINK, affine_nodes, cast, common_params, scale_shift_relu_nodes,
                       zero_mean_integers)
@@ -181,8 +181,13 @@ class BatchNormReLU(Walkthrough):
                 dict(B=257, N=4, M=256, kink=True, seed=7, fused=False)]
 
     def kink_checks(self, trace):
-        """∂L/∂Z is 0 wherever Z ≤ 0 (the ReLU's documented side)."""
-        return [relu_side_check("Z", trace.value("Z"), trace.grad("Z"))]
+        """∂L/∂Z is 0 wherever Z ≤ 0 (the ReLU's documented side), and ∂L/∂β,
+        ∂L/∂γ sum G over Z > 0 only (the fused kernel recomputes the mask in
+        its sums, apart from the ∂L/∂Z it returns)."""
+        Z, G, dt = trace.value("Z"), trace.value("G"), trace.dtype
+        return [relu_side_check("Z", Z, trace.grad("Z")),
+                relu_sum_check("β", Z, G, trace.grad("beta"), dt),
+                relu_sum_check("γ", Z, G, trace.grad("gamma"), dt, weights=trace.value("Yhat"))]
 
 
 def _fmt(a, k=6):

@@ -332,3 +332,23 @@ def test_isa_child_process_round_trip():
                                      "--no-threaded", "--max-elements", "4"])
     runs = cli._check_in_child(args, ["mlp"], cli.BUILD_LEVEL)
     assert runs and all(r["level"] == cli.BUILD_LEVEL and r["passed"] for r in runs)
+
+
+def test_fused_mask_at_zero_in_the_sums_fails(monkeypatch, capsys):
+    """The fused batch norm + ReLU recomputing its mask as Z ≥ 0 inside the
+    sums of ∂L/∂β and ∂L/∂γ (its returned ∂L/∂Z still right): only the
+    sums' rule sees it."""
+    real = nnkit.bn_relu_backward
+
+    def buggy(G, cache, **kw):
+        g = real(G, cache, **kw)
+        yhat = np.asarray(cache.yhat, np.float64)
+        at_zero = (cache.gamma * yhat + cache.beta) == 0
+        extra = np.where(at_zero, np.asarray(G, np.float64), 0.0)
+        return g._replace(dbeta=(g.dbeta + extra.sum(0)).astype(g.dbeta.dtype),
+                          dgamma=(g.dgamma + (extra * yhat).sum(0)).astype(g.dgamma.dtype))
+    monkeypatch.setattr(nnkit, "bn_relu_backward", buggy)
+    code, doc = _gradcheck(capsys, "-w", "bn-relu", "--no-threaded")
+    assert code == 1
+    failed = {t["name"] for r in doc["runs"] for t in r["tensors"] if not t["passed"]}
+    assert failed == {"β (Σ over Z > 0)"}      # Ŷ = 0 at the kink: γ's sum is unchanged
