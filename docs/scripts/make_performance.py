@@ -112,6 +112,17 @@ def size_of(text: str) -> int | None:
     return math.prod(nums) if nums else None
 
 
+def families_line(measured: list[str]) -> str:
+    """Which of nnkit's benchmark families the run measured, and which not."""
+    try:
+        from nnkit.bench import FAMILIES
+    except ImportError:          # the page can be made without nnkit's kernels
+        FAMILIES = measured
+    missing = [f for f in FAMILIES if f not in measured]
+    return ", ".join(measured) + (f" (not in this run: {', '.join(missing)})"
+                                  if missing else "")
+
+
 # ------------------------------------------------------------------ machine
 def machine_lines(m: dict, runs, extra: dict) -> list[str]:
     """The machine as a two-column table; `extra` fills what the run did not
@@ -135,7 +146,7 @@ def machine_lines(m: dict, runs, extra: dict) -> list[str]:
         ("NumPy / SciPy / PyTorch",
          f"{get('numpy')} / {get('scipy')} / {m.get('torch') or 'not installed'}"),
         ("runs", "one" if runs in (None, 1) else f"{runs}; each cell the median over them"),
-    ]
+    ] + ([("benchmarks", extra["_families"])] if extra.get("_families") else [])
     lines = md_table(["", "this run"], [[a, str(b)] for a, b in rows], "ll")
     notes = [f"- *{k}*: {why}" for k, why in extra.get("_why", {}).items()]
     return lines + ([""] + notes if notes else [])
@@ -212,13 +223,17 @@ def growth_figure(table: dict, path: str) -> bool:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    styles = {"nnkit ms": "o-", "numpy ms": "s--", "torch ms": "^:"}
-    for dtype, pts in groups.items():
+    # colour and line: the implementation; filled or hollow markers: the dtype
+    styles = {"nnkit ms": ("o-", "tab:blue"), "numpy ms": ("s--", "tab:orange"),
+              "torch ms": ("^:", "tab:green")}
+    for k, (dtype, pts) in enumerate(groups.items()):
         for c in times:
             xs = [s for s, r in pts if r[c] is not None]
             ys = [r[c] * 1e3 for s, r in pts if r[c] is not None]
             if xs:
-                ax.plot(xs, ys, styles[c], label=f"{c.split()[0]} {dtype}".strip())
+                fmt, colour = styles[c]
+                ax.plot(xs, ys, fmt, color=colour, markerfacecolor=colour if k == 0 else "white",
+                        label=f"{c.split()[0]} {dtype}".strip())
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"size: the product of {shape_col}")
@@ -305,6 +320,7 @@ def render(data: dict, figures_dir: str, *, source: str, extra: dict | None = No
                 "    These tables come from `nnkit bench --quick`: tiny shapes and two "
                 "calls each, a check of the tables, not a measurement.", ""]
     out += [INTRO, "## The machine", ""]
+    extra = {**extra, "_families": families_line(list(data["families"]))}
     out += machine_lines(m, data.get("runs"), extra) + [""]
     os.makedirs(figures_dir, exist_ok=True)
     for old in os.listdir(figures_dir):      # a previous run's figures: none may linger

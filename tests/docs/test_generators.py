@@ -86,6 +86,10 @@ def test_performance_page_from_json(tmp_path, mpl):
                  "| nnkit | 0.1.0, commit 0123456789ab |",
                  "| runs | 3; each cell the median over them |"):
         assert text in lines, text
+    from nnkit.bench import FAMILIES
+    others = ", ".join(f for f in FAMILIES if f != "norms")
+    for text in (f"| benchmarks | norms (not in this run: {others}) |",):
+        assert text in lines, text
     assert "Share of the floor" in " ".join(page.split()) and "--quick" not in page
     # the figures: ratios per row, and time against size (three sizes of one dtype)
     for name in ("perf-layernorm-ratio.png", "perf-layernorm-growth.png",
