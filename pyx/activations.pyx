@@ -8,8 +8,8 @@
 # Arguments: inputs (# IN), then outputs (# OUT), then the thread count.
 #
 # The per-element C is pyx/include/nnkit_act.h (the RNN's vectorizable tanh
-# and sigmoid, and their e^-x): one loop per kernel over a block of BLOCK
-# values. Here the array is cut into those blocks and the blocks are shared
+# and sigmoid, their e^-x, and erfc and log1p built on it): one loop per
+# kernel over a block of BLOCK values. Here the array is cut into those blocks and the blocks are shared
 # among the threads (OpenMP static schedule: each thread a contiguous run of
 # blocks), one team when n >= PARALLEL_MIN_ELEMENTS.
 #

@@ -168,6 +168,27 @@ def test_special_values(dtype):
         assert np.isnan(fwd(X)[0][6])   # NaN propagates (torch does the same)
 
 
+def test_gelu_lower_tail_and_bce_terms_over_the_whole_range():
+    """The kernels' erfc (GELU's Phi) and log1p (BCE) over their whole range:
+    Phi(x) = erfc(-x/sqrt 2)/2 keeps full relative accuracy in the lower tail
+    (down to where x Phi(x) underflows), each BCE term from logits of any size."""
+    x = -np.linspace(0.5, 37.5, 2001)
+    H, _ = nk.gelu_forward(x)
+    ref = x * 0.5 * special.erfc(-x / math.sqrt(2))
+    ok = np.abs(ref) > 1e-290           # the subnormal tail: an absolute check below
+    np.testing.assert_allclose(H[ok], ref[ok], rtol=1e-12)   # erfc within ~12 ulp; x/sqrt 2 rounds
+    np.testing.assert_allclose(H[~ok], ref[~ok], rtol=0, atol=1e-300)
+    X = np.linspace(-700, 700, 14001)
+    T = np.full_like(X, 0.25)
+    for i in range(0, X.size, 1000):     # one logit per loss: each term on its own
+        terms_ref = max(X[i], 0) - X[i] * 0.25 + math.log1p(math.exp(-abs(X[i])))
+        loss, _ = nk.bcewithlogits_loss(X[i:i + 1], T[i:i + 1])
+        assert loss == pytest.approx(terms_ref, rel=1e-14, abs=1e-300)
+    x = np.linspace(-20, 20, 4001)
+    loss, _ = nk.bcewithlogits_loss(x, np.zeros_like(x))      # sum of log1p(e^x) terms
+    assert loss == pytest.approx(np.mean(np.logaddexp(0, x)), rel=1e-14)
+
+
 def test_out_receives_the_result():
     X = draw((4, 6), np.float64)
     out = np.empty_like(X)
