@@ -9,9 +9,10 @@
 #
 # The per-element C is pyx/include/nnkit_act.h (the RNN's vectorizable tanh
 # and sigmoid, their e^-x, and erfc and log1p built on it): one loop per
-# kernel over a block of BLOCK values. Here the array is cut into those blocks and the blocks are shared
-# among the threads (OpenMP static schedule: each thread a contiguous run of
-# blocks), one team when n >= PARALLEL_MIN_ELEMENTS.
+# kernel over a block of BLOCK values. Here the array is cut into those
+# blocks and the blocks are shared among the threads (OpenMP static
+# schedule: each thread a contiguous run of blocks), one team when
+# n >= PARALLEL_MIN_ELEMENTS.
 #
 # The losses' forwards are sums: each block's sum in double (float32 too),
 # into partials[block], then the partials added in block order on one

@@ -139,18 +139,35 @@ NNKIT_NO_TRAP static void nnkit_sigmoid_d(double *h, ptrdiff_t n) {
 /* erfc(z) for z >= 0, within about 12 ulp (NaN propagates):
      erfc(z) = t e^{-z^2} e^{g(s)},  t = 1/(1 + 0.4 z),  s = 2t - 1 in (-1, 1]
    g(s) = log(e^{z^2} erfc(z) / t) is smooth on the whole range (g -> log(0.4/sqrt(pi))
-   as z -> inf), fitted once by a degree-22 Chebyshev least-squares fit of
+   as z -> inf), fitted once by a Chebyshev least-squares fit of
    scipy.special.erfcx in float64, written here in powers of s (coefficients
-   below 1: Horner is stable); fit error 3e-15 relative. e^{-z^2} as
-   e^{-zh^2} e^{-(z - zh)(z + zh)}, zh = z rounded to float: zh^2 is exact, so
-   the large exponent carries no rounding. z is capped at 28 (erfc = 0 in
-   double from 27.3 on). */
-NNKIT_NO_TRAP static inline double nnkit_erfc_nonneg(double z) {
-    double t, s, zh, d;
+   below 1: Horner is stable): degree 22, fit error 3e-15 relative; for a
+   float32 result (single) degree 12, 4e-9. e^{-z^2} as e^{-zh^2} e^{-(z - zh)(z + zh)},
+   zh = z rounded to float: zh^2 is exact, so the large exponent carries no
+   rounding (single: one exp, z^2's rounding is far below float's). z is
+   capped at 28 (erfc = 0 in double from 27.3 on). */
+NNKIT_NO_TRAP static inline double nnkit_erfc_nonneg(double z, int single) {
+    double t, s, g, zh, d;
     z = z > 28.0 ? 28.0 : z;
     t = 1.0 / (1.0 + 0.4 * z);
     s = 2.0 * t - 1.0;
-    double g = 1.8988221925288136e-08;
+    if (single) {
+        g = -2.8192346371365963e-05;
+        g = 5.1164230325006036e-05 + s * g;
+        g = 0.00021125686272285585 + s * g;
+        g = -0.0003255415499571737 + s * g;
+        g = -0.0010212052041530405 + s * g;
+        g = 0.0011192380134868098 + s * g;
+        g = 0.004712139645183625 + s * g;
+        g = -0.0019357295938746293 + s * g;
+        g = -0.02378656652226695 + s * g;
+        g = -0.01798509024292056 + s * g;
+        g = 0.1392528207009426 + s * g;
+        g = 0.7634037995589322 + s * g;
+        g = -0.8636680913044298 + s * g;
+        return t * nnkit_exp_neg(z * z - g, 1);
+    }
+    g = 1.8988221925288136e-08;
     g = -2.382381436024963e-08 + s * g;
     g = -1.9609723064212617e-07 + s * g;
     g = 2.642512300260867e-07 + s * g;
@@ -180,18 +197,19 @@ NNKIT_NO_TRAP static inline double nnkit_erfc_nonneg(double z) {
 
 /* Phi(x) = (1 + erf(x/sqrt 2))/2 = erfc(-x/sqrt 2)/2: from erfc of |x|/sqrt 2,
    full relative accuracy in the lower tail (no 1 + erf cancellation) */
-NNKIT_NO_TRAP static inline double nnkit_normal_cdf(double x) {
-    double e = 0.5 * nnkit_erfc_nonneg((x >= 0 ? x : -x) * NNKIT_SQRT1_2);
+NNKIT_NO_TRAP static inline double nnkit_normal_cdf(double x, int single) {
+    double e = 0.5 * nnkit_erfc_nonneg((x >= 0 ? x : -x) * NNKIT_SQRT1_2, single);
     return x < 0 ? e : 1.0 - e;
 }
 
 /* GELU exact: x Phi(x); derivative Phi(x) + x phi(x), phi(x) = e^{-x^2/2}/sqrt(2 pi) */
-NNKIT_NO_TRAP static inline double nnkit_gelu(double x) {
-    return x * nnkit_normal_cdf(x);
+NNKIT_NO_TRAP static inline double nnkit_gelu(double x, int single) {
+    return x * nnkit_normal_cdf(x, single);
 }
 
 NNKIT_NO_TRAP static inline double nnkit_gelu_grad(double x, int single) {
-    return nnkit_normal_cdf(x) + x * NNKIT_INV_SQRT_2PI * nnkit_exp_neg(0.5 * x * x, single);
+    return nnkit_normal_cdf(x, single)
+        + x * NNKIT_INV_SQRT_2PI * nnkit_exp_neg(0.5 * x * x, single);
 }
 
 /* GELU tanh form: x (1 + t)/2, t = tanh(u), u = sqrt(2/pi) (x + 0.044715 x^3);
@@ -267,7 +285,7 @@ NNKIT_NO_TRAP static inline double nnkit_bce_term(double x, double t, int single
 /* forwards: y = f(x) */
 NNKIT_MAP1(nnkit_act_tanh, nnkit_tanh(a, single))
 NNKIT_MAP1(nnkit_act_sigmoid, nnkit_sigmoid(a, single))
-NNKIT_MAP1(nnkit_act_gelu, nnkit_gelu(a))
+NNKIT_MAP1(nnkit_act_gelu, nnkit_gelu(a, single))
 NNKIT_MAP1(nnkit_act_gelu_tanh, nnkit_gelu_tanh(a, single))
 /* leaky ReLU: x where x > 0, else c x (a NaN takes c x: NaN, as torch) */
 NNKIT_MAP1C(nnkit_act_leaky_relu, a > 0 ? a : c * a)
