@@ -26,7 +26,8 @@ def ref_gelu(x):
 
 
 def ref_dgelu(x):
-    return 0.5 * (1 + special.erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    return 0.5 * (1 + special.erf(x / math.sqrt(2))) + x * pdf
 
 
 def ref_gelu_tanh(x):
