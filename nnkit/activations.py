@@ -1,9 +1,11 @@
 """Activations and regression/binary losses: tanh, sigmoid, leaky ReLU, GELU;
 mean squared error and binary cross-entropy on logits.
 
-NumPy, not Cython: each forward and backward is one or two ufunc passes with
-out= (no kernel yet: a Cython kernel needs a rebuild, left for later; ReLU's
-kernel in pyx/dense.pyx is the model). Same contract as every family:
+Each function validates, allocates, then runs one kernel of
+nnkit._kernels.activations (pyx/activations.pyx): one pass over memory
+forward and one backward, where NumPy's versions make several passes with
+temporaries (GELU: five to nine forward, about ten backward). Same contract as
+every family:
 
   tanh_forward(X) -> (H, TanhCache)           tanh_backward(dH, cache) -> dX = dH (1 − H²)
   sigmoid_forward(X) -> (S, SigmoidCache)     sigmoid_backward(dS, cache) -> dX = dS S (1 − S)
@@ -16,7 +18,8 @@ kernel in pyx/dense.pyx is the model). Same contract as every family:
   bcewithlogits_loss_backward(dloss, cache) -> dlogits = dloss · (σ(x) − t) / n
 
 Losses are means over every element (torch's reduction="mean") and return a
-Python float, as softmax_cross_entropy.
+Python float, as softmax_cross_entropy: summed in double for float32 input
+too, in fixed blocks, so the loss is the same for any thread count.
 """
 from __future__ import annotations
 
@@ -27,18 +30,14 @@ import numpy as np
 from scipy import special
 
 from . import _validate as v
+from ._kernels import activations as _k
+from ._threads import kernel_threads
 
 __all__ = ["TanhCache", "SigmoidCache", "LeakyReLUCache", "GELUCache", "MSECache",
            "BCEWithLogitsCache", "tanh_forward", "tanh_backward", "sigmoid_forward",
            "sigmoid_backward", "leaky_relu_forward", "leaky_relu_backward", "gelu_forward",
            "gelu_backward", "mse_loss", "mse_loss_backward", "bcewithlogits_loss",
            "bcewithlogits_loss_backward"]
-
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_GELU_C = 0.044715
-
 
 @dataclass(frozen=True)
 class TanhCache:
@@ -111,7 +110,7 @@ def tanh_forward(X, *, out=None):
     """H = tanh(X), elementwise, any shape."""
     X = _input("X", X)
     H = _output(out, X)
-    np.tanh(X, out=H)
+    _k.tanh_forward(X.reshape(-1), H.reshape(-1), kernel_threads())
     return H, TanhCache(H)
 
 
@@ -122,9 +121,7 @@ def tanh_backward(dH, cache: TanhCache, *, out=None) -> np.ndarray:
     dH = _upstream("dH", dH, H)
     dX = v.out_array(out, H.shape, H.dtype)
     v.no_overlap(dX, "out", dH=dH, H=H)
-    np.multiply(H, H, out=dX)
-    np.subtract(1, dX, out=dX)
-    dX *= dH
+    _k.tanh_backward(dH.reshape(-1), H.reshape(-1), dX.reshape(-1), kernel_threads())
     return dX
 
 
@@ -133,7 +130,7 @@ def sigmoid_forward(X, *, out=None):
     """S = 1/(1 + e^{−X}), elementwise (scipy.special.expit: no overflow)."""
     X = _input("X", X)
     S = _output(out, X)
-    special.expit(X, out=S)
+    _k.sigmoid_forward(X.reshape(-1), S.reshape(-1), kernel_threads())
     return S, SigmoidCache(S)
 
 
@@ -144,9 +141,7 @@ def sigmoid_backward(dS, cache: SigmoidCache, *, out=None) -> np.ndarray:
     dS = _upstream("dS", dS, S)
     dX = v.out_array(out, S.shape, S.dtype)
     v.no_overlap(dX, "out", dS=dS, S=S)
-    np.subtract(1, S, out=dX)
-    dX *= S
-    dX *= dS
+    _k.sigmoid_backward(dS.reshape(-1), S.reshape(-1), dX.reshape(-1), kernel_threads())
     return dX
 
 
@@ -160,8 +155,7 @@ def leaky_relu_forward(X, negative_slope=0.01, *, out=None):
     X = _input("X", X)
     slope = _slope(negative_slope)
     H = _output(out, X)
-    np.multiply(X, X.dtype.type(slope), out=H)
-    np.copyto(H, X, where=X > 0)
+    _k.leaky_relu_forward(X.reshape(-1), slope, H.reshape(-1), kernel_threads())
     return H, LeakyReLUCache(X, slope)
 
 
@@ -172,8 +166,8 @@ def leaky_relu_backward(dH, cache: LeakyReLUCache, *, out=None) -> np.ndarray:
     dH = _upstream("dH", dH, X)
     dX = v.out_array(out, X.shape, X.dtype)
     v.no_overlap(dX, "out", dH=dH, X=X)
-    np.multiply(dH, X.dtype.type(cache.negative_slope), out=dX)
-    np.copyto(dX, dH, where=X > 0)
+    _k.leaky_relu_backward(dH.reshape(-1), X.reshape(-1), cache.negative_slope,
+                           dX.reshape(-1), kernel_threads())
     return dX
 
 
@@ -184,19 +178,7 @@ def gelu_forward(X, approximate="none", *, out=None):
     X = _input("X", X)
     approximate = v.choice("approximate", approximate, ("none", "tanh"))
     H = _output(out, X)
-    if approximate == "none":
-        np.multiply(X, X.dtype.type(_INV_SQRT_2), out=H)
-        special.erf(H, out=H)
-    else:
-        np.multiply(X, X, out=H)
-        H *= X.dtype.type(_GELU_C)
-        H += 1
-        H *= X
-        H *= X.dtype.type(_SQRT_2_OVER_PI)
-        np.tanh(H, out=H)
-    H += 1
-    H *= X
-    H *= X.dtype.type(0.5)
+    _k.gelu_forward(X.reshape(-1), approximate == "tanh", H.reshape(-1), kernel_threads())
     return H, GELUCache(X, approximate)
 
 
@@ -208,36 +190,8 @@ def gelu_backward(dH, cache: GELUCache, *, out=None) -> np.ndarray:
     dH = _upstream("dH", dH, X)
     dX = v.out_array(out, X.shape, X.dtype)
     v.no_overlap(dX, "out", dH=dH, X=X)
-    f = X.dtype.type
-    if cache.approximate == "none":
-        cdf = special.erf(X * f(_INV_SQRT_2))
-        cdf += 1
-        cdf *= f(0.5)
-        np.multiply(X, X, out=dX)
-        dX *= f(-0.5)
-        np.exp(dX, out=dX)
-        dX *= X
-        dX *= f(_INV_SQRT_2PI)
-        dX += cdf
-    else:
-        x2 = X * X
-        t = x2 * f(_GELU_C)
-        t += 1
-        t *= X
-        t *= f(_SQRT_2_OVER_PI)
-        np.tanh(t, out=t)
-        # dX = ½(1 + t) + ½ x (1 − t²) √(2/π) (1 + 3c x²)
-        x2 *= f(3 * _GELU_C)
-        x2 += 1
-        x2 *= X
-        x2 *= f(0.5 * _SQRT_2_OVER_PI)
-        np.multiply(t, t, out=dX)
-        np.subtract(1, dX, out=dX)
-        dX *= x2
-        t += 1
-        t *= f(0.5)
-        dX += t
-    dX *= dH
+    _k.gelu_backward(dH.reshape(-1), X.reshape(-1), cache.approximate == "tanh",
+                     dX.reshape(-1), kernel_threads())
     return dX
 
 
@@ -261,8 +215,8 @@ def mse_loss(pred, target):
     """L = (1/n) Σ (pred − target)², n = pred.size (torch.nn.MSELoss, reduction="mean").
     Returns (loss as a Python float, cache)."""
     P, T = _pair("pred", pred, target)
-    diff = np.subtract(P, T)
-    loss = float(np.vdot(diff.reshape(-1), diff.reshape(-1)) / diff.size)
+    diff = np.empty_like(P)
+    loss = _k.mse_forward(P.reshape(-1), T.reshape(-1), diff.reshape(-1), kernel_threads())
     return loss, MSECache(diff)
 
 
@@ -273,7 +227,8 @@ def mse_loss_backward(dloss=1.0, cache: MSECache | None = None, *, out=None) -> 
     diff = cache.diff
     dP = v.out_array(out, diff.shape, diff.dtype)
     v.no_overlap(dP, "out", diff=diff)
-    np.multiply(diff, diff.dtype.type(2.0 * dloss / diff.size), out=dP)
+    _k.mse_backward(diff.reshape(-1), 2.0 * dloss / diff.size, dP.reshape(-1),
+                    kernel_threads())
     return dP
 
 
@@ -282,14 +237,7 @@ def bcewithlogits_loss(logits, target):
     (torch.nn.BCEWithLogitsLoss, reduction="mean"; the stable form: e^{−|x|} ≤ 1).
     Returns (loss as a Python float, cache)."""
     X, T = _pair("logits", logits, target)
-    terms = np.abs(X)
-    np.negative(terms, out=terms)
-    np.exp(terms, out=terms)
-    np.log1p(terms, out=terms)
-    terms += np.maximum(X, 0)
-    terms -= X * T
-    loss = float(terms.sum(dtype=np.float64) / terms.size) if X.dtype == np.float64 \
-        else float(terms.mean())
+    loss = _k.bce_forward(X.reshape(-1), T.reshape(-1), kernel_threads())
     return loss, BCEWithLogitsCache(X, T)
 
 
@@ -301,7 +249,6 @@ def bcewithlogits_loss_backward(dloss=1.0, cache: BCEWithLogitsCache | None = No
     X, T = cache.logits, cache.target
     dX = v.out_array(out, X.shape, X.dtype)
     v.no_overlap(dX, "out", logits=X, target=T)
-    special.expit(X, out=dX)
-    dX -= T
-    dX *= X.dtype.type(dloss / X.size)
+    _k.bce_backward(X.reshape(-1), T.reshape(-1), dloss / X.size, dX.reshape(-1),
+                    kernel_threads())
     return dX

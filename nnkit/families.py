@@ -42,7 +42,8 @@ FAMILIES = (
          bench=(), problems=("P6",)),
     dict(name="optim", kernels=("optim",), module="optim_functional", walkthroughs=(),
          bench=("optim",), problems=("P5",)),
-    dict(name="activations", kernels=(), module="activations", walkthroughs=("activations",), bench=(),
+    dict(name="activations", kernels=("activations",), module="activations",
+         walkthroughs=("activations",), bench=("activations",),
          problems=("P1", "P4")),     # the MLP's nonlinearities; losses beside P4's
     dict(name="init", kernels=(), module="init", walkthroughs=(), bench=(),
          problems=("P7",)),

@@ -14,7 +14,7 @@ TABLES = {"bn_affine": ["bn_relu", "relu", "affine"],
           "whitening": ["whitening", "whitening_stages"],
           "rnn": ["rnn"], "lstm": ["lstm"], "conv": ["conv2d", "maxpool2d"],
           "norms": ["layernorm"],
-          "optim": ["adam"]}
+          "optim": ["adam"], "activations": ["activations"]}
 
 
 @pytest.mark.parametrize("family", bench.FAMILIES)
