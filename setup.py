@@ -158,12 +158,27 @@ if stale_c:
               build_dir=build_dir, nthreads=os.cpu_count() or 1, force=True)
 
 
+def _level_source(family: str, level: str) -> str:
+    """build/cython-<flavour>/<level>/<family>.c, one line including the kernel's C.
+
+    setuptools names an object file after its source, so the levels compiling
+    one C file in parallel would write one .o; a source per level keeps them
+    apart. Written only when missing (its mtime stays, the build stays incremental).
+    """
+    path = os.path.join(build_dir, level, family + ".c")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(f'#include "../pyx/{family}.c"\n')
+    return path
+
+
 def _extension(family: str, level: str) -> Extension:
     return Extension(
         f"nnkit._kernels.{level}.{family}",
-        [_generated(family)],
+        [_level_source(family, level)],
         include_dirs=[INCLUDE_DIR],
-        depends=sorted(glob.glob(os.path.join(INCLUDE_DIR, "*.h"))),
+        depends=[_generated(family)] + sorted(glob.glob(os.path.join(INCLUDE_DIR, "*.h"))),
         extra_compile_args=compile_args + list(ISA["COMPILE_FLAGS"][level]),
         extra_link_args=link_args,
         define_macros=[("NNKIT_DEBUG", "1" if debug else "0")],
@@ -171,6 +186,8 @@ def _extension(family: str, level: str) -> Extension:
 
 
 extensions = [_extension(f, lv) for lv in LEVELS for f in families]
+for _lv in LEVELS:       # an editable install copies each module into its level's folder
+    os.makedirs(os.path.join("nnkit", "_kernels", _lv), exist_ok=True)
 
 
 class IncrementalBuildExt(build_ext):

@@ -44,7 +44,8 @@ def _blas() -> dict:
         conf = scipy.show_config(mode="dicts")["Build Dependencies"]["blas"]
     except (KeyError, TypeError, ValueError):
         conf = {}
-    libs = _mapped("openblas")
+    # SciPy's own copy first (scipy.libs); NumPy loads another one of its own
+    libs = sorted(_mapped("openblas"), key=lambda p: "scipy.libs" not in p)
     return {"name": conf.get("name"), "version": conf.get("version"),
             "configuration": conf.get("openblas configuration"),
             "library": libs[0] if libs else None,
