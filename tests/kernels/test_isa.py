@@ -191,3 +191,29 @@ def test_every_level_computes_the_same_results(tmp_path):
         for name in names:
             assert results[lv][name].dtype == results[first][name].dtype, name
             _close(f"{name} ({lv} vs {first})", results[lv][name], results[first][name])
+
+
+# ------------------------------------------------------------ nnkit info
+def test_nnkit_info_reports_the_level_threads_and_blas():
+    """`nnkit info --json` in a process with NNKIT_ISA and NNKIT_NUM_THREADS set:
+    it reports what was asked, the interpreter running it and SciPy's OpenBLAS."""
+    import importlib.metadata
+    import platform
+
+    isa = _kernels.supported_levels()[0]
+    p = subprocess.run([sys.executable, "-m", "nnkit.cli", "info", "--json"],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "NNKIT_ISA": isa, "NNKIT_NUM_THREADS": "3"})
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["nnkit"] == importlib.metadata.version("nnkit")
+    assert info["python"].endswith(platform.python_version())
+    assert info["isa"]["level"] == isa and info["isa"]["NNKIT_ISA"] == isa
+    assert info["isa"]["supported"] == list(_kernels.supported_levels())
+    assert info["openmp"]["threads"] == 3
+    assert info["blas"]["name"] and "openblas" in info["blas"]["name"].lower()
+    assert info["blas"]["library"] is None or os.path.exists(info["blas"]["library"])
+    text = subprocess.run([sys.executable, "-m", "nnkit.cli", "info"], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "NNKIT_ISA": isa})
+    assert text.returncode == 0, text.stderr
+    assert f"ISA level       {isa} (NNKIT_ISA={isa})" in text.stdout
