@@ -14,6 +14,7 @@
                                         timings against NumPy and PyTorch, with floors
     nnkit check FILE [-w NAME] [--set KEY=VALUE ...] [--strict] [--json]
     nnkit check --template NAME         check your own derivation, formula by formula
+    nnkit info [--json]                 this build: version, Python, ISA level, threads, BLAS
     nnkit --version                     the installed version
 
 Exit status:
@@ -741,8 +742,27 @@ def _run_check(args) -> int:
     return report.exit_code
 
 
+# ------------------------------------------------------------------ info
+def _add_info(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "info", help="this build: version, Python, ISA level, OpenMP threads, BLAS",
+        description="The installed build: nnkit's version, Python, the kernels' "
+                    "instruction-set level (chosen, and every level this CPU and build "
+                    "support; NNKIT_ISA forces one), OpenMP threads and SciPy's BLAS.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_run_info)
+    return p
+
+
+def _run_info(args) -> int:
+    from ._info import build_info, format_info
+    info = build_info()
+    _emit(json.dumps(info, indent=2) if args.json else format_info(info))
+    return EXIT_OK
+
+
 COMMANDS = (_add_list, _add_gradcheck, _add_lessons, _add_train, _add_conv,
-            _add_bottleneck, _add_bench, _add_check)
+            _add_bottleneck, _add_bench, _add_check, _add_info)
 
 
 def _parser() -> argparse.ArgumentParser:

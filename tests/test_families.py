@@ -13,7 +13,9 @@ from nnkit import bench, families
 from nnkit.lessons import registry as lessons
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PKG = ROOT / "nnkit"
+# the package imported (a source tree's, or an installed wheel's: .ci/wheel
+# runs the tests from a copy of the repository without nnkit/)
+PKG = pathlib.Path(nk.__file__).resolve().parent
 
 
 def _top_level_names(path: pathlib.Path) -> set[str]:

@@ -31,6 +31,7 @@ CASES = [
     (["bench", "norms", "--quick", "--no-torch", "--json", "/no/such/dir/x.json"],
      "--json: cannot write '/no/such/dir/x.json': no directory '/no/such/dir'"),
     (["check", "/no/such/file.py"], "FILE: expected a derivation file"),
+    (["info", "extra"], "unrecognized arguments: extra"),
 ]
 
 

@@ -18,3 +18,19 @@ def test_kernels_are_the_debug_build():
 
 def test_debug_flag_is_a_bool():
     assert isinstance(dense.DEBUG_BUILD, bool)
+
+
+def test_every_level_is_the_same_build():
+    """A build in place removes the levels it did not make (setup.py), so
+    NNKIT_ISA never loads a module of an older build: every level this CPU
+    runs has the loaded level's flavour (bounds checks on or off)."""
+    import subprocess
+    import sys
+
+    from nnkit import _kernels
+    for lv in _kernels.supported_levels():
+        p = subprocess.run([sys.executable, "-c", "from nnkit._kernels import dense; "
+                            "print(dense.DEBUG_BUILD)"], capture_output=True, text=True,
+                           env={**os.environ, "NNKIT_ISA": lv}, timeout=600)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.strip() == str(dense.DEBUG_BUILD), f"level {lv}"

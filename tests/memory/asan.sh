@@ -5,7 +5,8 @@
 #   tests/memory/asan.sh [CLONE_DIR]        default /tmp/nnkit-asan
 #
 # Clones the committed HEAD of this checkout, builds every kernel family
-# (FAMILIES in setup.py) in place with -fsanitize=address using the active
+# (FAMILIES in setup.py) in place, at the best ISA level this CPU runs
+# (NNKIT_BUILD_LEVELS=best), with -fsanitize=address using the active
 # Python's numpy/scipy/cython (nothing is installed anywhere), and runs, with
 # libasan preloaded and the clone first on sys.path:
 #   every kernel family's tests (kernels, rnn, conv, norms, optimizers, trace)
@@ -22,7 +23,7 @@ git clone -q "$src" "$dir"
 cd "$dir"
 echo "== ASan build of $(git log --oneline -1)"
 CFLAGS="-fsanitize=address -fno-omit-frame-pointer" LDFLAGS="-fsanitize=address" \
-  NNKIT_PORTABLE=1 python setup.py -q build_ext --inplace >/dev/null
+  NNKIT_BUILD_LEVELS=best python setup.py -q build_ext --inplace >/dev/null
 PYTHONPATH="$dir" LD_PRELOAD="$asan_lib" ASAN_OPTIONS=detect_leaks=0 python -c "
 import pkgutil, nnkit._kernels as k, nnkit._kernels.dense as d
 assert d.__file__.startswith('$dir'), d.__file__      # the clone's kernels, not the shared tree's
