@@ -72,8 +72,9 @@ def _run_list(args) -> int:
 # which the family tests' float32 comparisons cover).
 THREADED_THREADS = 2
 THREADED_MAX_ELEMENTS = 32
-# The level a build without run-time dispatch reports: it was compiled for the
-# builder's CPU (setup.py's -march=native, or NNKIT_PORTABLE's baseline).
+# The level reported for a kernels package without run-time dispatch (no
+# supported_levels(): the one-level layout before nnkit/_isa.py, compiled
+# with -march=native); every build now has levels (NNKIT_BUILD_LEVELS).
 BUILD_LEVEL = "native"
 
 
@@ -794,6 +795,28 @@ def _emit(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `nnkit` command line and return its exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after `nnkit` (``["gradcheck", "--json"]``); None reads
+        ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 every check passed (or the command ran), 1 a check failed, 130
+        interrupted (Ctrl-C).
+
+    Raises
+    ------
+    SystemExit
+        With status 2 for a usage error or a value the library refuses
+        (``--lr inf``), after argparse prints the subcommand's usage and one
+        line ``nnkit COMMAND: error: ...`` on stderr; never a traceback
+        unless ``NNKIT_TRACEBACK=1``.
+    """
     parser = _parser()
     # parse_known_args: argparse reports an unknown option of a subcommand with
     # the top-level usage; the subcommand's own parser reports it here instead

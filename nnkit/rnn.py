@@ -61,8 +61,8 @@ FORMS = ("standard", "preactivation")
 # M = 32..1024 (`nnkit bench rnn`): the tile kernel beats OpenBLAS while the
 # packed Wh stays in cache, the column team pays once a step's product is
 # large enough to amortize a barrier, the row team (no barrier) sooner.
-# A build without AVX2 + FMA (NNKIT_PORTABLE=1) has only the plain loop, kept
-# to steps under PLAIN_MAX_MACS as before the tile kernel.
+# A level without AVX2 + FMA (baseline, x86-64-v2, or generic off x86-64) has
+# only the plain loop, kept to steps under PLAIN_MAX_MACS.
 TILE_MAX_MACS = 1 << 26          # both dtypes: the grid found the same limits
 PLAIN_MAX_MACS = 1 << 16
 STEP_SPLIT_MIN = 1 << 17
