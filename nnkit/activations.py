@@ -41,16 +41,40 @@ __all__ = ["TanhCache", "SigmoidCache", "LeakyReLUCache", "GELUCache", "MSECache
 
 @dataclass(frozen=True)
 class TanhCache:
+    """What `tanh_backward` needs: the forward's output, whose derivative is 1 − H².
+
+    Attributes
+    ----------
+    H : ndarray
+        (any shape, X's) tanh(X), the array `tanh_forward` returned (not a copy)
+    """
     H: np.ndarray           # tanh(X)
 
 
 @dataclass(frozen=True)
 class SigmoidCache:
+    """What `sigmoid_backward` needs: the forward's output, whose derivative is S (1 − S).
+
+    Attributes
+    ----------
+    S : ndarray
+        (any shape, X's) σ(X), the array `sigmoid_forward` returned (not a copy)
+    """
     S: np.ndarray           # σ(X)
 
 
 @dataclass(frozen=True)
 class LeakyReLUCache:
+    """What `leaky_relu_backward` needs: the input and the slope (the mask X > 0
+    is the read-only property `mask`, computed when read).
+
+    Attributes
+    ----------
+    X : ndarray
+        (any shape) the input (read, never copied)
+    negative_slope : float
+        the slope where X ≤ 0
+    """
     X: np.ndarray
     negative_slope: float
 
@@ -62,21 +86,49 @@ class LeakyReLUCache:
 
 @dataclass(frozen=True)
 class GELUCache:
+    """What `gelu_backward` needs: the input and which form of GELU ran.
+
+    Attributes
+    ----------
+    X : ndarray
+        (any shape) the input (read, never copied)
+    approximate : str
+        "none" (x Φ(x), exact) or "tanh" (the tanh approximation of Φ)
+    """
     X: np.ndarray
     approximate: str
 
 
 @dataclass(frozen=True)
 class MSECache:
+    """What `mse_loss_backward` needs: the residual (n, the number of elements
+    the mean divides by, is the read-only property `n`).
+
+    Attributes
+    ----------
+    diff : ndarray
+        (any shape, pred's) pred − target
+    """
     diff: np.ndarray        # pred − target
 
     @property
     def n(self) -> int:
+        """The number of elements the loss averages over (pred.size)."""
         return self.diff.size
 
 
 @dataclass(frozen=True)
 class BCEWithLogitsCache:
+    """What `bcewithlogits_loss_backward` needs: the logits and the targets
+    (σ(logits) is the read-only property `probs`, computed when read).
+
+    Attributes
+    ----------
+    logits : ndarray
+        (any shape) x, the input (read, never copied)
+    target : ndarray
+        (the shape of logits) t, the targets (probabilities in [0, 1])
+    """
     logits: np.ndarray
     target: np.ndarray
 
