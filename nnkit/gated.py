@@ -102,6 +102,37 @@ def _gated_args(kind: str, gates: int, X, h0, W_ih, W_hh, b_ih, b_hh):
 # -------------------------------------------------------------------- LSTM
 @dataclass(frozen=True)
 class LSTMCache:
+    """What `lstm_backward` needs: the input, the weights, the initial states
+    and every step's states and activated gates (one gate's block is
+    `gate(name)`, a view).
+
+    Attributes
+    ----------
+    X : ndarray
+        (T, B, N) the input (never modified)
+    h0 : ndarray
+        (B, H) the initial hidden state (zeros when None was given)
+    c0 : ndarray
+        (B, H) the initial cell state (zeros when None was given)
+    W_ih : ndarray
+        (4H, N) input weights, gate blocks i, f, g, o
+    W_hh : ndarray
+        (4H, H) recurrent weights, the same blocks
+    b_ih : ndarray
+        (4H,)
+    b_hh : ndarray
+        (4H,)
+    H : ndarray
+        (T, B, H) h_t, the forward output (do not modify)
+    C : ndarray
+        (T, B, H) c_t
+    TC : ndarray
+        (T, B, H) tanh(c_t)
+    gates : ndarray
+        (T, B, 4H) i_t, f_t, g_t, o_t after their activations
+    reverse : bool
+        True when the chain ran right to left (h0, c0 were then h_{T+1}, c_{T+1})
+    """
     X: np.ndarray        # (T, B, N)
     h0: np.ndarray       # (B, H)
     c0: np.ndarray       # (B, H)
@@ -123,6 +154,38 @@ class LSTMCache:
 
 
 class LSTMGrads(NamedTuple):
+    """Every gradient of the LSTM's backpropagation through time, returned by
+    `lstm_backward` (a = the gates' pre-activations; "first" is the chain's
+    first step: t = 1, or t = T with reverse=True).
+
+    Attributes
+    ----------
+    dX : ndarray
+        (T, B, N) dA_t W_ih
+    dh0 : ndarray
+        (B, H) dA_first W_hh
+    dc0 : ndarray
+        (B, H) dc_first ⊙ f_first
+    dW_ih : ndarray
+        (4H, N) Σ_t dA_tᵀ x_t
+    dW_hh : ndarray
+        (4H, H) Σ_t dA_tᵀ h_{t−1}
+    db_ih : ndarray
+        (4H,) Σ dA over time and batch
+    db_hh : ndarray
+        (4H,) the same sum (the two biases are redundant in the LSTM)
+    grad_norms : ndarray
+        (T,) float64, ‖∂L/∂h_t‖_F
+    cell_norms : ndarray
+        (T,) float64, ‖∂L/∂c_t‖_F
+    dA : ndarray | None
+        (T, B, 4H) ∂L/∂a, gate blocks i, f, g, o (one is `gate_grad(name)`);
+        None with full=False
+    dh : ndarray | None
+        (T, B, H) the total ∂L/∂h_t (direct plus carried); None with full=False
+    dc : ndarray | None
+        (T, B, H) the total ∂L/∂c_t; None with full=False
+    """
     dX: np.ndarray       # (T, B, N)   dA W_ih
     dh0: np.ndarray      # (B, H)      dA_first W_hh
     dc0: np.ndarray      # (B, H)      dc_first ⊙ f_first
@@ -203,6 +266,33 @@ def lstm_backward(dH, cache: LSTMCache, *, truncate=None, full=True) -> LSTMGrad
 # --------------------------------------------------------------------- GRU
 @dataclass(frozen=True)
 class GRUCache:
+    """What `gru_backward` needs: the input, the weights, the initial state and
+    every step's state and activated gates (one gate's block is `gate(name)`,
+    a view).
+
+    Attributes
+    ----------
+    X : ndarray
+        (T, B, N) the input (never modified)
+    h0 : ndarray
+        (B, H) the initial state (zeros when None was given)
+    W_ih : ndarray
+        (3H, N) input weights, gate blocks r, z, n
+    W_hh : ndarray
+        (3H, H) recurrent weights, the same blocks
+    b_ih : ndarray
+        (3H,)
+    b_hh : ndarray
+        (3H,)
+    H : ndarray
+        (T, B, H) h_t, the forward output (do not modify)
+    HN : ndarray
+        (T, B, H) h_{t−1} W_hnᵀ + b_hn, what r_t multiplies
+    gates : ndarray
+        (T, B, 3H) r_t, z_t, n_t after their activations
+    reverse : bool
+        True when the chain ran right to left (h0 was then h_{T+1})
+    """
     X: np.ndarray        # (T, B, N)
     h0: np.ndarray       # (B, H)
     W_ih: np.ndarray     # (3H, N)
@@ -222,6 +312,36 @@ class GRUCache:
 
 
 class GRUGrads(NamedTuple):
+    """Every gradient of the GRU's backpropagation through time, returned by
+    `gru_backward` (Gx = x W_ihᵀ + b_ih and Gh = h W_hhᵀ + b_hh, the two
+    projections; "first" is the chain's first step: t = 1, or t = T with
+    reverse=True).
+
+    Attributes
+    ----------
+    dX : ndarray
+        (T, B, N) dGx_t W_ih
+    dh0 : ndarray
+        (B, H) dGh_first W_hh + dh_first ⊙ z_first
+    dW_ih : ndarray
+        (3H, N) Σ_t dGx_tᵀ x_t
+    dW_hh : ndarray
+        (3H, H) Σ_t dGh_tᵀ h_{t−1}
+    db_ih : ndarray
+        (3H,) Σ dGx over time and batch
+    db_hh : ndarray
+        (3H,) Σ dGh over time and batch (differs from db_ih in the n block)
+    grad_norms : ndarray
+        (T,) float64, ‖∂L/∂h_t‖_F
+    dGx : ndarray | None
+        (T, B, 3H) ∂L/∂Gx, the r, z, n pre-activations (one is
+        `gate_grad(name)`); None with full=False
+    dGh : ndarray | None
+        (T, B, 3H) ∂L/∂Gh: the r and z blocks as dGx's, the n block r ⊙ dGx_n;
+        None with full=False
+    dh : ndarray | None
+        (T, B, H) the total ∂L/∂h_t (direct plus carried); None with full=False
+    """
     dX: np.ndarray       # (T, B, N)   dGx W_ih
     dh0: np.ndarray      # (B, H)      dGh_first W_hh + dh_first ⊙ z_first
     dW_ih: np.ndarray    # (3H, N)     Σ_t dGx_tᵀ x_t
