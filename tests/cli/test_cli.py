@@ -6,12 +6,23 @@ import sys
 import numpy as np
 import pytest
 
-from nnkit import cli, trace
+from nnkit import _kernels, cli, trace
 
 
 def _run(*args):
     return subprocess.run([sys.executable, "-m", "nnkit.cli", *args],
                           capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def this_level(monkeypatch):
+    """gradcheck's options that check this process's ISA level in this process.
+    With run-time dispatch the default (--isa all) checks every level in a
+    child process of its own, where a test's monkeypatch (a broken analytic, a
+    toy walkthrough) does not reach and each configuration's row repeats per level."""
+    level = _kernels.level()
+    monkeypatch.setenv("NNKIT_ISA", level)
+    return ["--isa", level]
 
 
 @pytest.mark.slow  # the whole gradcheck as a program, 7-40 s; CI runs nnkit gradcheck too
@@ -113,15 +124,15 @@ def test_max_elements_below_one_exit_2(capsys):
     assert "--max-elements: expected >= 1, got 0" in err
 
 
-def test_config_column_is_never_cut(capsys):
+def test_config_column_is_never_cut(capsys, this_level):
     """Issue 8.12: the config column cut values (`spectrum=repeated see`)."""
     assert cli.main(["gradcheck", "-w", "whitening-zca", "--dtype", "float64",
-                     "--max-elements", "2"]) == 0
+                     "--max-elements", "2", *this_level]) == 0
     lines = capsys.readouterr().out.splitlines()
     w = trace.get("whitening-zca")
     shown = [cli._shown_config(w, trace.Trace(w, **c).cfg) for c in w.check_configs()]
     assert any(len(s) > 44 for s in shown)      # longer than the old fixed column
-    # each row opens with the level column (one level on a build without dispatch)
+    # each row opens with the level column (one level: this_level)
     rows = [ln.split(None, 1)[1] for ln in lines
             if ln.split(None, 2)[1:2] == ["whitening-zca"]]
     assert len(rows) == len(shown)
@@ -151,8 +162,10 @@ def test_broken_pipe_no_traceback_and_the_verdict_as_status():
 
 
 _BROKEN = """
-import sys, numpy as np
-from nnkit import cli, trace
+import os, sys, numpy as np
+from nnkit import _kernels, cli, trace
+# this level, in this process: a child per level would not see the patch below
+os.environ["NNKIT_ISA"] = _kernels.level()
 w = trace.get("bn-relu")
 real = type(w).analytic
 def broken(self, values, cfg):
@@ -160,7 +173,8 @@ def broken(self, values, cfg):
     g["gamma"] = 2.0 * np.asarray(g["gamma"])
     return g
 type(w).analytic = broken
-sys.exit(cli.main(["gradcheck", "-w", "bn-relu", "--dtype", "float64", "--max-elements", "2"]))
+sys.exit(cli.main(["gradcheck", "-w", "bn-relu", "--dtype", "float64", "--max-elements", "2",
+                   "--isa", _kernels.level()]))
 """
 
 
@@ -202,22 +216,23 @@ class _Centered(trace.Walkthrough):
         return dict(L=np.float64(1.0), y=G, x=G - G.mean())
 
 
-def test_strict_fails_a_vacuous_check(monkeypatch, capsys):
+def test_strict_fails_a_vacuous_check(monkeypatch, capsys, this_level):
     monkeypatch.setitem(trace._REGISTRY, "centered-toy", _Centered())
-    assert cli.main(["gradcheck", "-w", "centered-toy"]) == 0
+    assert cli.main(["gradcheck", "-w", "centered-toy", *this_level]) == 0
     out = capsys.readouterr().out
     assert "PASS (1 vacuous)" in out and "VACUOUS" in out
-    assert cli.main(["gradcheck", "-w", "centered-toy", "--strict"]) == 1
+    assert cli.main(["gradcheck", "-w", "centered-toy", "--strict", *this_level]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "0 of 1 runs passed" in out and "strict" in out
-    assert cli.main(["gradcheck", "-w", "centered-toy", "--strict", "--json"]) == 1
+    assert cli.main(["gradcheck", "-w", "centered-toy", "--strict", "--json",
+                     *this_level]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["strict"] is True
     x = next(t for t in data["runs"][0]["tensors"] if t["name"] == "x")
     assert x["vacuous"] is True and x["passed"] is False
 
 
-def test_failure_exit_1(monkeypatch, capsys):
+def test_failure_exit_1(monkeypatch, capsys, this_level):
     """A walkthrough whose analytic gradient is wrong makes the CLI exit 1."""
     w = trace.get("bn-relu")
     real = type(w).analytic
@@ -228,7 +243,8 @@ def test_failure_exit_1(monkeypatch, capsys):
         return g
 
     monkeypatch.setattr(type(w), "analytic", broken)
-    assert cli.main(["gradcheck", "-w", "bn-relu", "--dtype", "float64", "--json"]) == 1
+    assert cli.main(["gradcheck", "-w", "bn-relu", "--dtype", "float64", "--json",
+                     *this_level]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["passed"] is False
     bad = [t for r in data["runs"] for t in r["tensors"] if not t["passed"]]
