@@ -59,6 +59,21 @@ UPSTREAM_SALT = 0x6E6E6B6974
 
 
 def tolerances(dtype) -> dict:
+    """The default ``allclose`` tolerances for an analytic gradient of this dtype.
+
+    Parameters
+    ----------
+    dtype : float32 or float64 (anything ``np.dtype`` accepts)
+        The dtype of the analytic gradient; the numeric one is always float64.
+
+    Returns
+    -------
+    dict
+        ``{"atol": ..., "rtol": ...}``, a new dict (changing it changes no
+        default): float64 atol 1e-7, rtol 1e-5 (central differences with
+        h = 1e-6 leave about 1e-9 absolute); float32 atol 1e-4, rtol 2e-3
+        (float32 rounding amplified by the reductions).
+    """
     return dict(TOLERANCES[np.dtype(dtype)])
 
 
@@ -189,11 +204,29 @@ def _nanmax_abs(a, where=None) -> float:
 
 @dataclass
 class GradcheckReport:
+    """The result of `gradcheck` (and of a walkthrough's check): one
+    `TensorCheck` per input checked; ``report["W"]`` is one by name, ``str()``
+    and ``table()`` the table a terminal shows, ``_repr_html_`` Jupyter's,
+    ``to_dict()`` / ``to_json()`` the form of ``nnkit gradcheck --json``.
+
+    Attributes
+    ----------
+    checks : list of TensorCheck
+        one per tensor checked, in the order of `wrt` (or of the inputs)
+    title : str
+        the table's heading: the forward's name from `gradcheck`, the
+        walkthrough's title from a trace
+    passed : bool
+        every tensor passed (under strict=True a vacuous check fails)
+    vacuous : list of str
+        the names of the tensors whose check was vacuous
+    """
     checks: list[TensorCheck]
     title: str = ""
 
     @property
     def passed(self) -> bool:
+        """Every tensor's check passed."""
         return all(c.passed for c in self.checks)
 
     @property
