@@ -205,7 +205,9 @@ def _nanmax_abs(a, where=None) -> float:
 @dataclass
 class GradcheckReport:
     """The result of `gradcheck` (and of a walkthrough's check): one
-    `TensorCheck` per input checked; ``report["W"]`` is one by name, ``str()``
+    `TensorCheck` per input checked, the verdict `passed` (under strict=True
+    a vacuous check fails) and the `vacuous` tensors' names, both read-only
+    properties; ``report["W"]`` is one check by name, ``str()``
     and ``table()`` the table a terminal shows, ``_repr_html_`` Jupyter's,
     ``to_dict()`` / ``to_json()`` the form of ``nnkit gradcheck --json``.
 
@@ -216,10 +218,6 @@ class GradcheckReport:
     title : str
         the table's heading: the forward's name from `gradcheck`, the
         walkthrough's title from a trace
-    passed : bool
-        every tensor passed (under strict=True a vacuous check fails)
-    vacuous : list of str
-        the names of the tensors whose check was vacuous
     """
     checks: list[TensorCheck]
     title: str = ""
