@@ -209,7 +209,8 @@ class GradcheckReport:
     a vacuous check fails) and the `vacuous` tensors' names, both read-only
     properties; ``report["W"]`` is one check by name, ``str()``
     and ``table()`` the table a terminal shows, ``_repr_html_`` Jupyter's,
-    ``to_dict()`` / ``to_json()`` the form of ``nnkit gradcheck --json``.
+    ``to_dict()`` / ``to_json()`` ``{"title", "passed", "tensors"}``, each
+    tensor as in ``nnkit gradcheck --json``.
 
     Attributes
     ----------
