@@ -15,13 +15,24 @@ import numpy as np
 import pytest
 
 import nnkit
-from nnkit import cli, trace
+from nnkit import _kernels, cli, trace
 from nnkit.gradcheck import maxpool_routing, maxpool_tie_check, relu_side_check
 
 
 def _gradcheck(capsys, *argv):
-    """(exit status, JSON document) of `nnkit gradcheck --strict --json ...`."""
-    code = cli.main(["gradcheck", "--strict", "--json", "--dtype", "float64", *argv])
+    """(exit status, JSON document) of `nnkit gradcheck --strict --json ...`.
+
+    Without an --isa of its own, it checks this process's ISA level in this
+    process: the default (every level, each in a child process) would not see
+    a test's monkeypatch (a simulated bug, a spy)."""
+    if "--isa" in argv:
+        code = cli.main(["gradcheck", "--strict", "--json", "--dtype", "float64", *argv])
+    else:
+        level = _kernels.level()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("NNKIT_ISA", level)
+            code = cli.main(["gradcheck", "--strict", "--json", "--dtype", "float64",
+                             "--isa", level, *argv])
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -328,7 +339,7 @@ def test_isa_all_runs_each_level_in_a_child(monkeypatch, capsys):
         asked.append(level)
         return [cli._run_dict(r) for r in cli._check_level(args, names, level)]
     monkeypatch.setattr(cli, "_check_in_child", child)
-    code, doc = _gradcheck(capsys, "-w", "mlp", "--no-threaded")
+    code, doc = _gradcheck(capsys, "-w", "mlp", "--no-threaded", "--isa", "all")
     assert code == 0 and asked == ["baseline", "avx2"]
     assert doc["levels"] == ["baseline", "avx2"]
     assert cli.main(["gradcheck", "-w", "mlp", "--no-threaded", "--dtype", "float64",
