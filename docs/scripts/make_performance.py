@@ -136,6 +136,7 @@ def machine_lines(m: dict, runs, extra: dict) -> list[str]:
     rows = [
         ("CPU", m.get("cpu_model") or get("processor")),
         ("cores / kernel threads", f"{get('cores')} / {get('kernel_threads')}"),
+        ("kernels' ISA level (nnkit info)", get("isa_level")),
         ("CPU flags (SIMD)", "not recorded" if flags is None else
          (", ".join(flags) or "none of SSE4.2, AVX, AVX2, FMA, AVX-512")),
         ("platform", get("platform")),

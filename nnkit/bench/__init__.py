@@ -20,7 +20,7 @@ import platform
 import time
 
 from . import _machine, _timing
-from .. import _malloc
+from .. import _kernels, _malloc
 from ..families import BENCH
 from ._timing import SETTINGS, Table, median_tables
 
@@ -100,7 +100,7 @@ def machine() -> dict:
                 platform=platform.platform(),
                 processor=platform.processor() or platform.machine(),
                 cpu_model=_machine.cpu_model(), cpu_flags=_machine.cpu_flags(),
-                commit=_machine.source_commit(),
+                commit=_machine.source_commit(), isa_level=_kernels.level(),
                 cores=os.cpu_count(), kernel_threads=kernel_threads(),
                 load_average=load, nnkit=__version__, numpy=np.__version__,
                 scipy=scipy.__version__, torch=None if th is None else th.__version__,

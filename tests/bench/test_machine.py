@@ -5,11 +5,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 import nnkit
-from nnkit import cli
+from nnkit import _kernels, cli
 from nnkit.bench import _machine
 
 CPUINFO = """processor\t: 0
@@ -51,3 +52,12 @@ def test_bench_json_records_machine_date_and_commit(tmp_path, capsys):
     assert m["date_utc"].endswith("Z") and m["date_utc"][:4].isdigit()
     assert m["cpu_flags"] is None or set(m["cpu_flags"]) <= set(_machine.RELEVANT_FLAGS)
     assert m["load_average"] is None or len(m["load_average"]) == 3
+    # the kernels' level: the one NNKIT_ISA asks for in a child process
+    # (every level the CPU runs gives the same numbers only to rounding)
+    level = _kernels.supported_levels()[0]
+    child = subprocess.run(
+        [sys.executable, "-m", "nnkit.cli", "bench", "norms", "--quick", "--no-torch",
+         "--json", str(out)], env={**os.environ, "NNKIT_ISA": level},
+        capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr
+    assert json.loads(out.read_text())["machine"]["isa_level"] == level
