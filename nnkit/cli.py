@@ -42,6 +42,7 @@ import os
 import sys
 
 from . import trace
+from .gradcheck import GradcheckReport, num_threads
 from ._table import format_table
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -185,33 +186,28 @@ def _check_level(args, names, level) -> list[dict]:
                     continue
                 max_elements = (args.max_elements if threads is None
                                 else min(args.max_elements, THREADED_MAX_ELEMENTS))
-                with _num_threads(threads):
+                with num_threads(threads):
                     t = trace.Trace(w, **cfg)
-                    report = t.check_all(max_elements=max_elements, strict=args.strict)
+                    report = _check_nodes(t, w, threads, max_elements, args.strict)
                     if args.strict:
                         report.checks += getattr(w, "kink_checks", lambda t: [])(t)
+                    if args.strict and threads is not None:
+                        report.checks += getattr(w, "thread_checks",
+                                                 lambda t, n: [])(t, threads)
                 runs.append(dict(walkthrough=name, config=t.cfg, level=level,
                                  threads=threads, report=report))
     return runs
 
 
-class _num_threads:
-    """NNKIT_NUM_THREADS set to `n` inside the block (unchanged for None)."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __enter__(self):
-        if self.n is not None:
-            self.before = os.environ.get("NNKIT_NUM_THREADS")
-            os.environ["NNKIT_NUM_THREADS"] = str(self.n)
-
-    def __exit__(self, *exc):
-        if self.n is not None:
-            if self.before is None:
-                del os.environ["NNKIT_NUM_THREADS"]
-            else:
-                os.environ["NNKIT_NUM_THREADS"] = self.before
+def _check_nodes(t, w, threads, max_elements, strict):
+    """The finite-difference checks of a trace: every node, but in a threaded
+    run not the nodes the walkthrough's threaded_unchecked names (central
+    differences cannot reproduce them at that size; its thread_checks do)."""
+    if threads is None or not getattr(w, "threaded_unchecked", ()):
+        return t.check_all(max_elements=max_elements, strict=strict)
+    return GradcheckReport([t.check(n.key, max_elements=max_elements, strict=strict)
+                            for n in t.backward_steps()
+                            if n.key not in w.threaded_unchecked], title=t.title)
 
 
 def _check_in_child(args, names, level):

@@ -29,6 +29,7 @@ Two ways a check can mislead, both detected here (`check_tensor`):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -517,6 +518,50 @@ def maxpool_tie_check(name: str, A, dP, grad, kernel_size: int, stride: int,
     expected = maxpool_routing(A, dP, kernel_size, stride, padding)
     return compare(f"{name} (ties → first max)", np.asarray(grad, np.float64), expected,
                    **tolerances(dtype))
+
+
+# ------------------------------------------------------ thread-split rule
+# Where finite differences cannot see a threaded kernel's result (a gradient
+# that cancels to round-off at the sizes that start its thread team), the
+# check is the same kernels run with one thread and with a team: a team that
+# skips or repeats a row changes the result by far more than rounding. The
+# reductions split differently across threads, so the two agree to rounding
+# only: float64 1e-12 and float32 1e-5 relative to the tensor's scale.
+THREAD_SPLIT_RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+
+
+class num_threads:
+    """NNKIT_NUM_THREADS set to `n` inside the block (unchanged for None);
+    the kernels read it on every call."""
+
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def __enter__(self):
+        if self.n is not None:
+            self.before = os.environ.get("NNKIT_NUM_THREADS")
+            os.environ["NNKIT_NUM_THREADS"] = str(self.n)
+
+    def __exit__(self, *exc):
+        if self.n is not None:
+            if self.before is None:
+                del os.environ["NNKIT_NUM_THREADS"]
+            else:
+                os.environ["NNKIT_NUM_THREADS"] = self.before
+
+
+def thread_split_check(name: str, single, team, dtype, threads: int,
+                       scale: float | None = None) -> TensorCheck:
+    """A kernel result computed with `threads` threads (`team`) against the
+    same computation with one thread (`single`), everywhere: within
+    THREAD_SPLIT_RTOL[dtype] of `scale` (default max |single|; a tensor that
+    sums terms cancelling to round-off passes the size of those terms)."""
+    single = np.asarray(single, np.float64)
+    if scale is None:
+        scale = float(np.max(np.abs(single))) if single.size else 0.0
+    atol = THREAD_SPLIT_RTOL[np.dtype(dtype)] * max(scale, np.finfo(np.float64).tiny)
+    return compare(f"{name} (1 vs {threads} threads)", np.asarray(team, np.float64), single,
+                   atol=atol, rtol=0.0)
 
 
 def gradcheck(forward: Callable, backward: Callable, inputs: Mapping[str, np.ndarray], *,

@@ -8,7 +8,9 @@ each bug, in a scratch copy of the repository:
   1. patch the file (pyx/<module>.pyx or pyx/include/<header>.h),
   2. rebuild only the kernel modules that read it (`setup.py build_ext
      --inplace`; the other modules' .so are touched so setup.py sees them
-     fresh), in the scratch copy's own venv,
+     fresh), at the ISA levels the scratch copy was built with (its
+     nnkit/_kernels/<level>/ folders, passed as NNKIT_BUILD_LEVELS), in the
+     scratch copy's own venv,
   3. run `nnkit gradcheck --strict` with the scratch copy's own Python code
      ("before": the code the scratch copy was made from) and, with
      --after SRC, with the nnkit/ Python package of SRC over the same
@@ -23,7 +25,11 @@ other people's tests are running against):
     python3 -m venv /work/venv-mut
     /work/venv-mut/bin/pip install numpy scipy cython setuptools pytest \\
         pytest-asyncio hypothesis textual==8.2.8 pytest-textual-snapshot==1.1.0
-    cd /work/wt-mut && /work/venv-mut/bin/pip install --no-build-isolation --no-deps -e .
+    cd /work/wt-mut && NNKIT_BUILD_LEVELS=best \\
+        /work/venv-mut/bin/pip install --no-build-isolation --no-deps -e .
+
+(one ISA level, the best this CPU runs: each bug is then compiled once;
+gradcheck and the tests run that level)
 
 Run:
 
@@ -184,12 +190,28 @@ def modules_reading(repo: str, path: str) -> list[str]:
     return out
 
 
-def so_path(repo: str, module: str) -> str:
-    found = glob.glob(os.path.join(repo, "nnkit", "_kernels", module + ".*.so"))
-    if len(found) != 1:
-        raise SystemExit(f"{module}: expected one built module in {repo}/nnkit/_kernels, "
-                         f"found {found} (build the scratch copy first)")
-    return found[0]
+def levels(repo: str) -> list[str]:
+    """The ISA levels the scratch copy was built with: its nnkit/_kernels/<level>/
+    folders (NNKIT_BUILD_LEVELS=best builds one)."""
+    found = sorted({os.path.basename(os.path.dirname(p)) for p in
+                    glob.glob(os.path.join(repo, "nnkit", "_kernels", "*", "*.so"))})
+    if not found:
+        raise SystemExit(f"{repo}/nnkit/_kernels: no level folder with compiled kernels "
+                         f"(build the scratch copy first)")
+    return found
+
+
+def so_paths(repo: str, module: str) -> list[str]:
+    """The module's compiled file in every level folder of the scratch copy."""
+    out = []
+    for level in levels(repo):
+        found = glob.glob(os.path.join(repo, "nnkit", "_kernels", level, module + ".*.so"))
+        if len(found) != 1:
+            raise SystemExit(f"{module}: expected one built module in "
+                             f"{repo}/nnkit/_kernels/{level}, found {found} (build the "
+                             f"scratch copy first)")
+        out += found
+    return out
 
 
 def run(cmd, cwd, env, log, timeout=3600) -> int:
@@ -221,26 +243,29 @@ def plant(bug, repo, python, after_root, skip_tests, skip_before, log) -> dict:
         return dict(id=bid, category=category, file=rel, built=False,
                     error=f"old text found {text.count(old)} times")
     modules = modules_reading(repo, rel)
-    saved = {m: open(so_path(repo, m), "rb").read() for m in modules}
+    saved = {so: open(so, "rb").read() for m in modules for so in so_paths(repo, m)}
     # the generated C of the patched modules (setup.py compiles a fresh
     # module from it): put back with the .so files
     gen = {c: open(c).read() for m in modules
            for c in glob.glob(os.path.join(repo, "build", "cython-*", "pyx", m + ".c"))}
-    others = [so_path(repo, os.path.basename(p)[:-4])
-              for p in glob.glob(os.path.join(repo, "pyx", "*.pyx"))
-              if os.path.basename(p)[:-4] not in modules]
+    others = [so for p in glob.glob(os.path.join(repo, "pyx", "*.pyx"))
+              if os.path.basename(p)[:-4] not in modules
+              for so in so_paths(repo, os.path.basename(p)[:-4])]
     env = dict(os.environ, NNKIT_NUM_THREADS="2")
     env.pop("NNKIT_ISA", None)
+    # rebuild the levels the scratch copy has, no others (setup.py's default
+    # is every level, and a build in place removes the levels it did not build)
+    build_env = dict(env, NNKIT_BUILD_LEVELS=",".join(levels(repo)))
     result = dict(id=bid, category=category, file=rel, modules=modules)
     try:
         open(path, "w").write(text.replace(old, new))
         now = time.time()
         for so in others:                  # fresh: setup.py rebuilds only `modules`
             os.utime(so, (now, now))
-        for m in modules:                  # stale, whatever the clock says
-            os.utime(so_path(repo, m), (1, 1))
+        for so in saved:                   # stale, whatever the clock says
+            os.utime(so, (1, 1))
         result["built"] = run([python, "setup.py", "build_ext", "--inplace"], repo,
-                              env, log) == 0
+                              build_env, log) == 0
         if not result["built"]:
             return result
         gc = [python, "-m", "nnkit.cli", "gradcheck", "--strict"]
@@ -258,13 +283,13 @@ def plant(bug, repo, python, after_root, skip_tests, skip_before, log) -> dict:
         return result
     finally:
         open(path, "w").write(text)
-        for m, blob in saved.items():      # the correct kernels back, no rebuild
-            with open(so_path(repo, m), "wb") as f:
+        for so, blob in saved.items():     # the correct kernels back, no rebuild
+            with open(so, "wb") as f:
                 f.write(blob)
         for c, code in gen.items():
             open(c, "w").write(code)
         now = time.time()                  # newer than the reverted source
-        for so in [so_path(repo, m) for m in modules] + others:
+        for so in list(saved) + others:
             os.utime(so, (now, now))
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 import nnkit as nk
 
+from ..gradcheck import num_threads, thread_split_check
 from ..trace import Node, Param, Trace, Walkthrough, register
 from ..whitening import METHODS
 from .._samples import cov, offdiag
@@ -174,23 +175,27 @@ class _WhiteningBase(Walkthrough):
         return cast(vals, cfg["dtype"])
 
     def analytic(self, values, cfg):
+        return self._kernels(values, cfg)[1]
+
+    def _kernels(self, values, cfg):
+        """(the kernels' forward output, H or Z, (B, M); ∂L/∂node by key)."""
         X, W, b, G = values["X"], values["W"], values["b"], values["G"]
         Y, aff = nk.affine_forward(X, W, b)
         args = (Y, values["gamma"], values["beta"], cfg["eps"], cfg["method"],
                 cfg["group_size"] or None)
         if cfg["fused"]:
-            _, cache = nk.whitening_relu_forward(*args, iterations=cfg["iterations"])
+            out, cache = nk.whitening_relu_forward(*args, iterations=cfg["iterations"])
             g = nk.whitening_relu_backward(G, cache)
             dZ = g.dZ
         else:
-            Z, cache = nk.whitening_forward(*args, iterations=cfg["iterations"])
-            _, relu_cache = nk.relu_forward(Z)
+            out, cache = nk.whitening_forward(*args, iterations=cfg["iterations"])
+            _, relu_cache = nk.relu_forward(out)
             dZ = nk.relu_backward(G, relu_cache)
             g = nk.whitening_backward(dZ, cache)
         a = nk.affine_backward(g.dY, aff)
-        return dict(L=np.float64(1.0), H=G, Z=dZ, gamma=g.dgamma, beta=g.dbeta,
-                    Yhat=g.dYhat, Sigma=g.dcov, m=g.dmean, Y=g.dY, X=a.dX, W=a.dW,
-                    b=a.db)
+        return out, dict(L=np.float64(1.0), H=G, Z=dZ, gamma=g.dgamma, beta=g.dbeta,
+                         Yhat=g.dYhat, Sigma=g.dcov, m=g.dmean, Y=g.dY, X=a.dX, W=a.dW,
+                         b=a.db)
 
     def views(self, trace: Trace, key: str):
         out = {}
@@ -237,6 +242,39 @@ class _WhiteningBase(Walkthrough):
 
     def check_configs(self):
         return self._shape_configs() + self._variant_configs()
+
+    def threaded_configs(self):
+        """B·M ≥ 65,536 (2049·32) starts the whitening kernels' row team (the
+        centring sums, the backward's pointwise passes); an odd batch leaves
+        the two threads unequal blocks of rows."""
+        return [dict(B=2049, N=32, M=32, seed=7)]
+
+    # At the threaded size central differences cannot reproduce ∂L/∂b (exactly
+    # 0: Ŷ is centred, so L does not depend on b, and round-off uses up the
+    # tolerance), nor reliably ∂L/∂Y and ∂L/∂X (per-row entries small against
+    # the round-off of central differences of an L summed over B·M terms); the
+    # thread comparison below checks them instead (∂L/∂W, a sum over every
+    # row, is still checked by finite differences and sees a wrong row).
+    threaded_unchecked = ("b", "Y", "X")
+
+    def thread_checks(self, trace, threads):
+        """The forward output and every gradient the kernels give with
+        `threads` threads against one thread's, at the trace's configuration
+        (rows under --strict in the threaded run). ∂L/∂b sums ∂L/∂Y over rows
+        and cancels to round-off, so its scale is what it sums, max_j Σ_i |∂L/∂Y_ij|."""
+        with num_threads(1):
+            out1, g1 = self._kernels(trace.values, trace.cfg)
+        with num_threads(threads):
+            outn, gn = self._kernels(trace.values, trace.cfg)
+        dt = trace.dtype
+        fwd = "H" if trace.cfg["fused"] else "Z"
+        checks = [thread_split_check(fwd, out1, outn, dt, threads)]
+        for key in ("Z", "beta", "gamma", "Yhat", "Sigma", "m", "Y", "b", "W", "X"):
+            scale = (float(np.max(np.abs(np.asarray(g1["Y"], np.float64)).sum(axis=0)))
+                     if key == "b" else None)
+            checks.append(thread_split_check(f"∂L/∂{trace.node(key).name}", g1[key], gn[key],
+                                             dt, threads, scale))
+        return checks
 
     def _variant_configs(self):
         """The unfused kernels, and PCA and Cholesky whitening (they have no

@@ -16,7 +16,8 @@ import pytest
 
 import nnkit
 from nnkit import _kernels, cli, trace
-from nnkit.gradcheck import maxpool_routing, maxpool_tie_check, relu_side_check
+from nnkit.gradcheck import (maxpool_routing, maxpool_tie_check, relu_side_check,
+                             thread_split_check)
 
 
 def _gradcheck(capsys, *argv):
@@ -201,6 +202,99 @@ def test_threaded_chunk_bug_fails(monkeypatch, capsys):
     assert _gradcheck(capsys, "-w", "mlp")[0] == 1
     assert cli.main(["gradcheck", "-w", "mlp", "--dtype", "float64", "--no-threaded",
                      "--strict"]) == 0                      # unseen without the threaded runs
+
+
+def _second_block_start(B):
+    """First row of the second thread's block of B rows in a two-thread team
+    (pyx/_common.pxd's row_start(1, 2, B))."""
+    return B // 2
+
+
+def test_thread_split_rule_tolerance():
+    """Equal to rounding passes (float64 1e-12, float32 1e-5 of the scale);
+    one wrong row fails; a sum cancelling to round-off is judged against the
+    size of its terms when given."""
+    rng = np.random.default_rng(3)
+    one = rng.standard_normal((9, 4))
+    close = one * (1 + 1e-14 * rng.standard_normal(one.shape))
+    assert thread_split_check("Y", one, close, np.float64, 2).passed
+    wrong = one.copy()
+    wrong[4] *= 1 + 1e-9
+    check = thread_split_check("Y", one, wrong, np.float64, 2)
+    assert not check.passed and check.worst_index[0] == 4
+    assert check.name == "Y (1 vs 2 threads)"
+    f32 = one.astype(np.float32)
+    assert thread_split_check("Y", f32, f32 * np.float32(1 + 2e-7), np.float32, 2).passed
+    assert not thread_split_check("Y", f32, f32 * np.float32(1 + 1e-4), np.float32, 2).passed
+    tiny = np.array([3e-16, -2e-16])                          # a sum that cancels
+    assert not thread_split_check("b", tiny, -tiny, np.float64, 2).passed
+    assert thread_split_check("b", tiny, -tiny, np.float64, 2, scale=10.0).passed
+
+
+def test_whitening_threaded_run_passes_with_thread_rows(capsys):
+    """Correct kernels pass; the threaded run has an odd batch large enough
+    to start the row team (B·M ≥ 65,536), leaves ∂L/∂b, ∂L/∂Y and ∂L/∂X to
+    the thread comparison, and shows the forward output and every gradient
+    1 vs 2 threads as rows of their own."""
+    code, doc = _gradcheck(capsys, "-w", "whitening-zca")
+    assert code == 0 and doc["passed"]
+    threaded = [r for r in doc["runs"] if r["threads"] == 2]
+    assert len(threaded) == 1
+    run = threaded[0]
+    B, M = run["config"]["B"], run["config"]["M"]
+    assert B % 2 == 1 and B * M >= 65536
+    names = [t["name"] for t in run["tensors"]]
+    assert not {"b", "Y", "X"} & set(names) and {"W", "Σ", "m"} <= set(names)
+    rows = {n for n in names if n.endswith("(1 vs 2 threads)")}
+    assert rows == {f"{k} (1 vs 2 threads)" for k in
+                    ("H", "∂L/∂Z", "∂L/∂β", "∂L/∂γ", "∂L/∂Ŷ", "∂L/∂Σ", "∂L/∂m", "∂L/∂Y",
+                     "∂L/∂b", "∂L/∂W", "∂L/∂X")}
+    for t in run["tensors"]:
+        if t["name"] in rows:              # compared everywhere, not sampled
+            assert t["checked"] == t["total"]
+
+
+def test_whitening_threaded_chunk_bug_fails(monkeypatch, capsys):
+    """The whitening backward's row team losing the first row of the second
+    thread's block (the gradient of that row is 0), only with two threads:
+    --strict fails at the thread comparison of ∂L/∂Y, and nothing sees it
+    without the threaded run."""
+    real = nnkit.whitening_relu_backward
+
+    def buggy(dH, cache, **kw):
+        g = real(dH, cache, **kw)
+        B, M = g.dY.shape
+        if os.environ.get("NNKIT_NUM_THREADS") == "2" and B * M >= 65536:
+            dY = g.dY.copy()
+            dY[_second_block_start(B)] = 0
+            g = g._replace(dY=dY)
+        return g
+    monkeypatch.setattr(nnkit, "whitening_relu_backward", buggy)
+    code, doc = _gradcheck(capsys, "-w", "whitening-zca")
+    assert code == 1
+    failed = {t["name"] for r in doc["runs"] for t in r["tensors"] if not t["passed"]}
+    assert {"∂L/∂Y (1 vs 2 threads)", "∂L/∂X (1 vs 2 threads)"} <= failed
+    assert all(r["passed"] for r in doc["runs"] if r["threads"] is None)
+    assert cli.main(["gradcheck", "-w", "whitening-zca", "--dtype", "float64",
+                     "--no-threaded", "--strict", "--isa", _kernels.level()]) == 0
+
+
+def test_whitening_threaded_forward_bug_fails(monkeypatch, capsys):
+    """The forward's row team writing a wrong row of its output with two
+    threads: the forward's thread comparison fails."""
+    real = nnkit.whitening_relu_forward
+
+    def buggy(Y, *args, **kw):
+        H, cache = real(Y, *args, **kw)
+        if os.environ.get("NNKIT_NUM_THREADS") == "2" and H.size >= 65536:
+            H = H.copy()
+            H[_second_block_start(H.shape[0])] += 1.0
+        return H, cache
+    monkeypatch.setattr(nnkit, "whitening_relu_forward", buggy)
+    code, doc = _gradcheck(capsys, "-w", "whitening-zca")
+    assert code == 1
+    failed = {t["name"] for r in doc["runs"] for t in r["tensors"] if not t["passed"]}
+    assert failed == {"H (1 vs 2 threads)"}
 
 
 def test_gradient_at_zero_bug_fails(monkeypatch, capsys):
