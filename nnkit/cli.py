@@ -70,7 +70,10 @@ def _run_list(args) -> int:
 # parameter gradients, reductions over every row, still see a wrong row), in
 # one dtype: float64 unless only float32 is asked for (the thread split is the
 # same code for both; float32 rounding at these batch sizes is another matter,
-# which the family tests' float32 comparisons cover).
+# which the family tests' float32 comparisons cover). Under --strict a
+# walkthrough's thread_checks(trace, threads) add rows comparing the threaded
+# results with one thread's, for what central differences cannot reproduce at
+# these sizes (its threaded_unchecked nodes are then left out of them).
 THREADED_THREADS = 2
 THREADED_MAX_ELEMENTS = 32
 # The level reported for a kernels package without run-time dispatch (no
@@ -102,7 +105,9 @@ def _add_gradcheck(sub) -> argparse.ArgumentParser:
                    help="fail a vacuous check (gradients tiny against what a generic "
                         "upstream gradient gives: it tested nothing), and check the "
                         "documented side at kinks: ReLU's gradient exactly 0 where its "
-                        "input is <= 0, max-pool ties to the first maximum")
+                        "input is <= 0, max-pool ties to the first maximum; and compare "
+                        "a threaded run's results with one thread's where the "
+                        "walkthrough has thread_checks (whitening)")
     g.add_argument("--isa", default="all", metavar="LEVEL|all",
                    help="instruction-set level of the kernels to check (NNKIT_ISA), each "
                         "in a process of its own; default all the levels the build has "
@@ -297,7 +302,8 @@ def _gradcheck_table(runs, verbose: bool, strict: bool) -> str:
     out.append(f"{n_ok} of {len(runs)} runs passed, "
                f"{sum(len(_run_dict(r)['tensors']) for r in runs)} node gradients checked"
                f" on {len(levels)} level{'s' * (len(levels) != 1)} ({', '.join(levels)})"
-               + (" (strict: vacuous checks and the wrong side of a kink fail)"
+               + (" (strict: vacuous checks, the wrong side of a kink and threaded "
+                  "results unlike one thread's fail)"
                   if strict else ""))
     return "\n".join(out)
 
