@@ -132,6 +132,9 @@ def test_config_column_is_never_cut(capsys, this_level):
     w = trace.get("whitening-zca")
     shown = [cli._shown_config(w, trace.Trace(w, **c).cfg) for c in w.check_configs()]
     assert any(len(s) > 44 for s in shown)      # longer than the old fixed column
+    # then the threaded run(s), their thread count appended
+    shown += [cli._shown_config(w, trace.Trace(w, **c).cfg) + f" threads={cli.THREADED_THREADS}"
+              for c in w.threaded_configs()]
     # each row opens with the level column (one level: this_level)
     rows = [ln.split(None, 1)[1] for ln in lines
             if ln.split(None, 2)[1:2] == ["whitening-zca"]]
