@@ -12,7 +12,8 @@ and then the error line the README shows under it must be what stderr ends
 with. The commands run in a fresh directory holding the files the README
 writes: a ```python block whose first line names a file (`# my_bn.py: ...`)
 is that file (in any of the pages). `nnkit bench` gets `--quick --no-torch` appended (tiny shapes, no
-PyTorch: the tables' shape, not the speed). gradcheck, bench, train and
+PyTorch: the tables' shape, not the speed), and `nnkit gradcheck` without an
+--isa gets `--isa <this level>` (CI's own gradcheck stage runs every level). gradcheck, bench, train and
 lessons runs of more than two lessons are marked slow (the default pytest
 leaves them out; CI's `pytest -m slow` stage runs them).
 """
@@ -24,6 +25,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from nnkit import _kernels
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -116,6 +119,10 @@ def _argv(cmd: Command) -> list[str]:
     args = cmd.argv[1:]
     if args[:1] == ["bench"]:
         args = args + [f for f in BENCH_FLAGS if f not in args]
+    if args[:1] == ["gradcheck"] and "--isa" not in args:
+        # one ISA level, this process's: every level is CI's own gradcheck
+        # stage; here the command's other arguments are what is tested
+        args = args + ["--isa", _kernels.level()]
     return prog + args
 
 
