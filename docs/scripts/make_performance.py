@@ -307,8 +307,37 @@ benchmarks run again. Other machines give other numbers: run
 """
 
 
+def isa_ab_lines(ab: dict, source: str) -> list[str]:
+    """The dispatched build against a -march=native build of one commit
+    (docs/scripts/isa_ab.py): a row per benchmark row, and how many are
+    within the tolerance."""
+    m, tol = ab["machine"], ab["tolerance"]
+    rows = ab["rows"]
+    within = sum(r["ratio"] <= 1 + tol for r in rows)
+    load = m.get("load_average")
+    out = ["## Run-time dispatch against -march=native", "",
+           f"*Generated from {source} (docs/scripts/isa_ab.py).* The kernels a wheel "
+           "ships are compiled for fixed instruction-set levels and chosen at import; "
+           "this table times that build (level "
+           f"`{ab['levels']['dispatched']}` on this CPU) against a `-march=native` build "
+           "of the same commit, `nnkit bench --no-torch` for each family, the two builds "
+           f"back to back, {ab['rounds']} rounds, which build goes first alternating. "
+           "Each time is nnkit's median over the rounds; "
+           "`disp/native` above 1 means the dispatched build is slower.", "",
+           f"- rows within {tol:.0%} of the native build: **{within} of {len(rows)}**",
+           f"- commit {str(m.get('commit'))[:12]}, {m.get('date_utc')}, "
+           f"{m.get('cpu_model')}, {m.get('kernel_threads')} kernel threads, load "
+           "average at the end " + (" ".join(f"{x:.2f}" for x in load) if load else
+                                    "not recorded"), ""]
+    table = [[r["family"], r["table"], r["row"], cell(r["dispatched_ms"], "ms"),
+              cell(r["native_ms"], "ms"), f"{r['ratio']:.3f}",
+              "yes" if r["ratio"] <= 1 + tol else "NO"] for r in rows]
+    return out + md_table(["family", "table", "row", "dispatched ms", "native ms",
+                           "disp/native", f"within {tol:.0%}"], table, "lllrrrl") + [""]
+
+
 def render(data: dict, figures_dir: str, *, source: str, extra: dict | None = None,
-           figures_rel: str = "figures") -> str:
+           figures_rel: str = "figures", isa_ab: tuple[dict, str] | None = None) -> str:
     """The page's Markdown; figures written into `figures_dir`, linked as
     `figures_rel/<name>.png` from the page."""
     extra = extra or {}
@@ -346,6 +375,8 @@ def render(data: dict, figures_dir: str, *, source: str, extra: dict | None = No
                 name = f"perf-{t['name']}-{kind}.png"
                 if draw(t, os.path.join(figures_dir, name)):
                     out += [f"![{t['name']}: {alt}]({figures_rel}/{name})", ""]
+    if isa_ab is not None:
+        out += isa_ab_lines(*isa_ab)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -361,9 +392,16 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-from-this-machine", action="store_true",
                    help="for a JSON without cpu_model/cpu_flags, read them here (say so "
                         "only when this is the machine that ran the benchmarks)")
+    p.add_argument("--isa-ab", default=os.path.join(DOCS, "data", "isa_ab.json"),
+                   help="the dispatched-vs-native table (docs/scripts/isa_ab.py merge); "
+                        "default docs/data/isa_ab.json, left out when it does not exist")
     args = p.parse_args(argv)
     try:
         data = load(args.json)
+        isa_ab = None
+        if os.path.exists(args.isa_ab):
+            with open(args.isa_ab, encoding="utf-8") as f:
+                isa_ab = (json.load(f), os.path.basename(args.isa_ab))
     except (OSError, ValueError) as exc:
         p.error(str(exc))
     extra, why = {}, {}
@@ -379,7 +417,7 @@ def main(argv=None) -> int:
     extra["_why"] = why
     rel = os.path.relpath(args.figures, os.path.dirname(os.path.abspath(args.out)))
     page = render(data, args.figures, source=os.path.basename(args.json), extra=extra,
-                  figures_rel=rel.replace(os.sep, "/"))
+                  figures_rel=rel.replace(os.sep, "/"), isa_ab=isa_ab)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(page)
     print(f"wrote {args.out}", file=sys.stderr)

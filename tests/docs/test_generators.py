@@ -202,3 +202,66 @@ def test_digits_figure_uses_a_matching_torch_recording_only(tmp_path, monkeypatc
         == (None, "")
     record.write_text(json.dumps(dict(rec, config=dict(mf.DIGITS, epochs=3))))
     assert mf._torch_curves(run, str(record)) == (None, "")
+
+
+def test_isa_ab_merges_medians_per_row_and_the_page_shows_them(tmp_path, mpl):
+    """isa_ab.py merge: per row, the median over rounds of nnkit's time in
+    each build and their ratio; make_performance renders them with the count
+    of rows within 5 %. The numbers are chosen so the medians are known."""
+    ab = script("isa_ab")
+    mp = script("make_performance")
+    base = json.loads(fixture(tmp_path).read_text())
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    # nnkit ms of row 0 and row 2 in rounds 1..3 (row 1 keeps the fixture's time)
+    times = {"dispatched": [(1.0, 9.0), (5.0, 10.0), (2.0, 11.0)],
+             "native": [(2.0, 10.0), (2.0, 10.0), (9.0, 10.0)]}
+    for build, level in (("dispatched", "avx512"), ("native", "native")):
+        for r, (t0, t2) in enumerate(times[build], start=1):
+            data = json.loads(json.dumps(base))
+            data["machine"]["isa_level"] = level
+            rows = data["families"]["norms"][0]["rows"]
+            rows[0]["nnkit ms"], rows[2]["nnkit ms"] = t0, t2
+            (raw / f"{build}-norms-r{r}.json").write_text(json.dumps(data))
+    (raw / "notes.json").write_text("{}")                   # not a run: ignored
+    out = tmp_path / "isa_ab.json"
+    assert ab.main(["merge", str(raw), "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["levels"] == {"dispatched": "avx512", "native": "native"}
+    assert merged["rounds"] == 3
+    got = [(r["row"], r["dispatched_ms"], r["native_ms"]) for r in merged["rows"]]
+    assert got == [("64x256", 2.0, 2.0), ("256x1024", 0.002, 0.002), ("4096x1024", 10.0, 10.0)]
+    page = tmp_path / "p.md"
+    mp.main([str(fixture(tmp_path)), "--out", str(page), "--figures", str(tmp_path / "f"),
+             "--isa-ab", str(out)])
+    lines = page.read_text().splitlines()
+    assert "## Run-time dispatch against -march=native" in lines
+    assert "- rows within 5% of the native build: **3 of 3**" in lines
+    assert "| norms | layernorm | 64x256 | 2000.000 | 2000.000 | 1.000 | yes |" in lines
+    # a row 10 % slower dispatched is counted and marked
+    (raw / "dispatched-norms-r2.json").write_text(
+        (raw / "dispatched-norms-r2.json").read_text().replace("10.0", "11.0"))
+    ab.main(["merge", str(raw), "--out", str(out)])
+    mp.main([str(fixture(tmp_path)), "--out", str(page), "--figures", str(tmp_path / "f"),
+             "--isa-ab", str(out)])
+    lines = page.read_text().splitlines()
+    assert "- rows within 5% of the native build: **2 of 3**" in lines
+    assert "| norms | layernorm | 4096x1024 | 11000.000 | 10000.000 | 1.100 | NO |" in lines
+
+
+def test_isa_ab_refuses_a_native_run_that_was_not_native(tmp_path, capsys):
+    ab = script("isa_ab")
+    base = json.loads(fixture(tmp_path).read_text())
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for build in ("dispatched", "native"):
+        base["machine"]["isa_level"] = "avx512"
+        (raw / f"{build}-norms-r1.json").write_text(json.dumps(base))
+    with pytest.raises(SystemExit) as exc:
+        ab.main(["merge", str(raw), "--out", str(tmp_path / "o.json")])
+    assert exc.value.code == 2
+    assert "ISA level 'avx512', expected 'native'" in capsys.readouterr().err
+    (raw / "native-norms-r1.json").unlink()
+    with pytest.raises(SystemExit):
+        ab.main(["merge", str(raw), "--out", str(tmp_path / "o.json")])
+    assert "no runs of norms with the native build" in capsys.readouterr().err
