@@ -76,10 +76,6 @@ def _run_list(args) -> int:
 # these sizes (its threaded_unchecked nodes are then left out of them).
 THREADED_THREADS = 2
 THREADED_MAX_ELEMENTS = 32
-# The level reported for a kernels package without run-time dispatch (no
-# supported_levels(): the one-level layout before nnkit/_isa.py, compiled
-# with -march=native); every build now has levels (NNKIT_BUILD_LEVELS).
-BUILD_LEVEL = "native"
 
 
 def _add_gradcheck(sub) -> argparse.ArgumentParser:
@@ -120,14 +116,10 @@ def _add_gradcheck(sub) -> argparse.ArgumentParser:
     return g
 
 
-def _isa_levels() -> tuple[tuple[str, ...], str, bool]:
-    """(levels this build contains and this CPU runs, the level running now,
-    whether the build dispatches at run time)."""
+def _isa_levels() -> tuple[tuple[str, ...], str]:
+    """(levels this build contains and this CPU runs, the level running now)."""
     from . import _kernels
-    supported = getattr(_kernels, "supported_levels", None)
-    if supported is None:
-        return (BUILD_LEVEL,), BUILD_LEVEL, False
-    return tuple(supported()), str(_kernels.level()), True
+    return tuple(_kernels.supported_levels()), str(_kernels.level())
 
 
 def _run_gradcheck(args) -> int:
@@ -139,7 +131,7 @@ def _run_gradcheck(args) -> int:
                           f"got {unknown[0]!r}")
     if args.max_elements < 1:
         args.parser.error(f"--max-elements: expected >= 1, got {args.max_elements}")
-    available, current, dispatch = _isa_levels()
+    available, current = _isa_levels()
     if args.isa == "all":
         levels = available
     elif args.isa in available:
@@ -149,11 +141,11 @@ def _run_gradcheck(args) -> int:
                           f"this build has and this CPU runs), got {args.isa!r}")
     # NNKIT_ISA is read at start-up: another level needs a process of its own
     forced = os.environ.get("NNKIT_ISA")
-    if dispatch and forced in levels and forced != current:
+    if forced in levels and forced != current:
         # a child whose kernels did not take the level it was started with
         # (never start another child: that would recurse)
         args.parser.error(f"--isa: NNKIT_ISA={forced} is set but the kernels run {current!r}")
-    if levels == (current,) and (not dispatch or forced == current):
+    if levels == (current,) and forced == current:
         runs = _check_level(args, names, current)
         return _report_gradcheck(args, runs)
     runs = []

@@ -74,8 +74,22 @@ def tolerances(dtype) -> dict:
         default): float64 atol 1e-7, rtol 1e-5 (central differences with
         h = 1e-6 leave about 1e-9 absolute); float32 atol 1e-4, rtol 2e-3
         (float32 rounding amplified by the reductions).
+
+    Raises
+    ------
+    TypeError
+        ``dtype`` is not a dtype NumPy knows.
+    ValueError
+        A dtype other than float32 and float64 (the kernels' two).
     """
-    return dict(TOLERANCES[np.dtype(dtype)])
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}, "
+                        f"which is not a NumPy dtype") from None
+    if dt not in TOLERANCES:
+        raise ValueError(f"dtype: expected float32 or float64, got {dt}")
+    return dict(TOLERANCES[dt])
 
 
 def upstream_gradient(shape, seed: int = 0) -> np.ndarray:

@@ -365,3 +365,13 @@ def test_jacobian_check_names_kwargs_too(leaky_x):
 def test_step_h_says_finite():
     with pytest.raises(ValueError, match=r"^h: expected a finite number > 0, got inf$"):
         nk.gradcheck(square_forward, lambda dy, x: 2 * dy * x, {"x": np.ones(3)}, h=np.inf)
+
+
+def test_tolerances_refuse_dtypes_the_kernels_lack():
+    from nnkit.gradcheck import tolerances
+    assert tolerances("float32") == {"atol": 1e-4, "rtol": 2e-3}
+    assert tolerances(np.float64) == {"atol": 1e-7, "rtol": 1e-5}
+    with pytest.raises(ValueError, match=r"dtype: expected float32 or float64, got float16"):
+        tolerances(np.float16)
+    with pytest.raises(TypeError, match=r"dtype: .*'half-precision'"):
+        tolerances("half-precision")
