@@ -19,7 +19,9 @@ goes first alternates between rounds, so a drift in the machine's load falls
 on both. Each call writes <raw>/<build>-<family>-r<round>.json. `merge`
 takes, for every row of every table, the median over the rounds of nnkit's
 own time in each build (the median of `nnkit bench --runs N`) and their
-ratio, dispatched / native: above 1 the dispatched build is slower.
+ratio, dispatched / native: above 1 the dispatched build is slower; and
+each round's ratio of the pair run back to back, whose spread shows how far
+the machine's noise moves one measurement.
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ def run(args) -> int:
         sys.path.insert(0, args.dispatched)
         from nnkit.bench import FAMILIES
         families = list(FAMILIES)
-    for r in range(1, args.runs + 1):
+    for r in range(args.start, args.start + args.runs):
         for fam in families:
             order = BUILDS if r % 2 else BUILDS[::-1]
             for build in order:
@@ -115,7 +117,10 @@ def merge(raw: str) -> dict:
                              "dispatched_ms": med["dispatched"], "native_ms": med["native"],
                              "ratio": med["dispatched"] / med["native"],
                              "dispatched_runs": times["dispatched"],
-                             "native_runs": times["native"]})
+                             "native_runs": times["native"],
+                             # each round's pair: how far the noise moves the ratio
+                             "round_ratios": [a / b for a, b in zip(times["dispatched"],
+                                                                    times["native"])]})
     levels = {b: machines[b].get("isa_level") for b in BUILDS}
     if levels["native"] != "native":
         raise ValueError(f"{raw}: the native build's runs report ISA level "
@@ -133,6 +138,8 @@ def main(argv=None) -> int:
                    help="tree built in place with NNKIT_BUILD_LEVELS=native")
     r.add_argument("--raw", required=True, help="folder for the raw JSON files")
     r.add_argument("--runs", type=int, default=3, help="rounds (default 3)")
+    r.add_argument("--start", type=int, default=1,
+                   help="number of the first round (more rounds into the same --raw)")
     r.add_argument("families", nargs="*", help="families (default: all)")
     m = sub.add_parser("merge", help="the medians and ratios as one JSON file")
     m.add_argument("raw", help="the folder `run` wrote")

@@ -325,15 +325,21 @@ def isa_ab_lines(ab: dict, source: str) -> list[str]:
            "Each time is nnkit's median over the rounds; "
            "`disp/native` above 1 means the dispatched build is slower.", "",
            f"- rows within {tol:.0%} of the native build: **{within} of {len(rows)}**",
+           f"- rows slower by more than {tol:.0%} in every round: "
+           f"**{sum(min(r['round_ratios']) > 1 + tol for r in rows)}**; "
+           "`rounds' range` is the lowest and highest ratio of one round's pair, "
+           "run back to back: the spread of the machine's noise",
            f"- commit {str(m.get('commit'))[:12]}, {m.get('date_utc')}, "
            f"{m.get('cpu_model')}, {m.get('kernel_threads')} kernel threads, load "
            "average at the end " + (" ".join(f"{x:.2f}" for x in load) if load else
                                     "not recorded"), ""]
     table = [[r["family"], r["table"], r["row"], cell(r["dispatched_ms"], "ms"),
               cell(r["native_ms"], "ms"), f"{r['ratio']:.3f}",
+              f"{min(r['round_ratios']):.2f}–{max(r['round_ratios']):.2f}",
               "yes" if r["ratio"] <= 1 + tol else "NO"] for r in rows]
     return out + md_table(["family", "table", "row", "dispatched ms", "native ms",
-                           "disp/native", f"within {tol:.0%}"], table, "lllrrrl") + [""]
+                           "disp/native", "rounds' range", f"within {tol:.0%}"], table,
+                          "lllrrrrl") + [""]
 
 
 def render(data: dict, figures_dir: str, *, source: str, extra: dict | None = None,
