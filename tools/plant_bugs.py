@@ -156,7 +156,7 @@ BUGS = [
     # --- float32 accuracy: exact in float64, small at a small batch
     ("bn-f32-no-shift", "pyx/batchnorm.pyx",
      "            s1 = <double>cm1[j] / nb          # exact chunk mean = c + s1\n",
-     "            s1 = 0.0 * cm1[j]\n", "float32 accuracy at large batch"),
+     "            s1 = 0.0 * cm1[j]\n", "float32 accuracy"),
     ("bn-f32-one-chunk", "pyx/batchnorm.pyx",
      "    cdef Py_ssize_t R = max(1, min(CHUNK_ROWS, CHUNK_BYTES // (M * sizeof(floating))))\n"
      "    cdef Py_ssize_t c, e, i, j\n    cdef double n = 0.0, nb, delta, w, s1\n",
