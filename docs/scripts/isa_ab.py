@@ -85,15 +85,15 @@ def merge(raw: str) -> dict:
     """The rows of every raw file in `raw`, medians over rounds per build."""
     found: dict[tuple[str, str], dict[int, dict]] = {}
     for path in sorted(glob.glob(os.path.join(raw, "*.json"))):
-        m = re.fullmatch(r"(dispatched|native|disp)-(\w+)-r(\d+)\.json", os.path.basename(path))
+        m = re.fullmatch(r"(dispatched|native)-(\w+)-r(\d+)\.json", os.path.basename(path))
         if not m:
             continue
-        build = "dispatched" if m[1] == "disp" else m[1]
+        build = m[1]
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         validate(data, path)
         found.setdefault((build, m[2]), {})[int(m[3])] = data
-    families = sorted({fam for _, fam in found}, key=lambda f: f)
+    families = sorted({fam for _, fam in found})
     missing = [(b, f) for f in families for b in BUILDS if (b, f) not in found]
     if missing:
         raise ValueError(f"{raw}: no runs of {missing[0][1]} with the {missing[0][0]} build")

@@ -124,6 +124,11 @@ def families_line(measured: list[str]) -> str:
 
 
 # ------------------------------------------------------------------ machine
+def load_text(load) -> str:
+    """The (1, 5, 15 min) load averages as the page prints them."""
+    return "not recorded" if load is None else " ".join(f"{x:.2f}" for x in load)
+
+
 def machine_lines(m: dict, runs, extra: dict) -> list[str]:
     """The machine as a two-column table; `extra` fills what the run did not
     record (its "_why" says where each came from)."""
@@ -141,8 +146,7 @@ def machine_lines(m: dict, runs, extra: dict) -> list[str]:
          (", ".join(flags) or "none of SSE4.2, AVX, AVX2, FMA, AVX-512")),
         ("platform", get("platform")),
         ("date of the run", m.get("date_utc") or f"{get('date')} (machine's local time)"),
-        ("load average (1, 5, 15 min) at the end", "not recorded" if load is None else
-         " ".join(f"{x:.2f}" for x in load)),
+        ("load average (1, 5, 15 min) at the end", load_text(load)),
         ("nnkit", f"{get('nnkit')}, commit {commit[:12] if commit else 'not recorded'}"),
         ("NumPy / SciPy / PyTorch",
          f"{get('numpy')} / {get('scipy')} / {m.get('torch') or 'not installed'}"),
@@ -314,7 +318,6 @@ def isa_ab_lines(ab: dict, source: str) -> list[str]:
     m, tol = ab["machine"], ab["tolerance"]
     rows = ab["rows"]
     within = sum(r["ratio"] <= 1 + tol for r in rows)
-    load = m.get("load_average")
     out = ["## Run-time dispatch against -march=native", "",
            f"*Generated from {source} (docs/scripts/isa_ab.py).* The kernels a wheel "
            "ships are compiled for fixed instruction-set levels and chosen at import; "
@@ -331,8 +334,7 @@ def isa_ab_lines(ab: dict, source: str) -> list[str]:
            "run back to back: the spread of the machine's noise",
            f"- commit {str(m.get('commit'))[:12]}, {m.get('date_utc')}, "
            f"{m.get('cpu_model')}, {m.get('kernel_threads')} kernel threads, load "
-           "average at the end " + (" ".join(f"{x:.2f}" for x in load) if load else
-                                    "not recorded"), ""]
+           f"average at the end {load_text(m.get('load_average'))}", ""]
     table = [[r["family"], r["table"], r["row"], cell(r["dispatched_ms"], "ms"),
               cell(r["native_ms"], "ms"), f"{r['ratio']:.3f}",
               f"{min(r['round_ratios']):.2f}–{max(r['round_ratios']):.2f}",
